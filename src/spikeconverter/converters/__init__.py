@@ -1,0 +1,1 @@
+"""Converters: torch/torchvision models -> graph IR -> calibration -> schedule -> backends."""
