@@ -9,8 +9,8 @@ def test_fanout_of_dense_and_conv_edges():
     assert f["x"].tolist() == [16.0] * 12 and f["h"].tolist() == [5.0] * 16
     c = conv_graph()
     f = fanout(c)
-    # c1 feeds only the max pooling: gating, no synapses
-    assert "c1" not in f
+    # c1 feeds only the 2x2 max pooling (stride 2): one window per neuron
+    assert f["c1"].unique().tolist() == [1.0]
     # mp -> c2 (3x3 conv, pad 1, 4 out channels) and the identity residual into c3
     mp = f["mp"]
     assert mp[0, 0, 0].item() == 4 * 4 + 1  # corner: 2x2 window positions

@@ -4,6 +4,9 @@ A spike of neuron ``i`` costs one synaptic operation (an accumulate) per synapse
 fan-out of ``i`` is found by pushing the edge's ops, with every nonzero weight replaced by 1 and
 average pooling by a window sum, backwards with autograd: the gradient of the summed output with
 respect to the input counts the synapses (the paths through the edge's ops) leaving each neuron.
+A spike entering a max-pooling window counts one operation per window it belongs to, as the iLIF
+converter counts it (:class:`~spikeconverter.converters.SpikingNetwork` stats), so the two are
+compared on the same footing.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ def _indicator(op: Op, x: torch.Tensor) -> torch.Tensor:
     return apply_op(op, x, with_bias=False)
 
 
-def _edge_fanout(edge: Edge, shape: tuple[int, ...]) -> torch.Tensor:
+def _edge_fanout(edge: Edge, shape: tuple[int, ...], pool: dict | None = None) -> torch.Tensor:
     x = torch.ones((1, *shape), dtype=torch.float64, requires_grad=True)
+    if pool is not None:
+        y = F.unfold(x, pool["kernel_size"], pool.get("dilation", 1), pool.get("padding", 0),
+                     pool["stride"])
+        (g,) = torch.autograd.grad(y.sum(), x)
+        return g[0].detach()
     y = x
     for op in edge.ops:
         y = _indicator(op, y)
@@ -45,7 +53,7 @@ def _edge_fanout(edge: Edge, shape: tuple[int, ...]) -> torch.Tensor:
 def fanout(graph: Graph) -> dict[str, torch.Tensor]:
     """Synapses leaving each neuron of every population that has consumers.
 
-    Edges into ``"maxpool"`` populations do not count: the gating is not a weighted synapse.
+    Edges into ``"maxpool"`` populations count once per pooling window.
 
     Returns
     -------
@@ -54,11 +62,9 @@ def fanout(graph: Graph) -> dict[str, torch.Tensor]:
     """
     out: dict[str, torch.Tensor] = {}
     for pop in graph:
-        if pop.kind == "maxpool":
-            continue
         for e in pop.edges:
             src = graph[e.source]
-            f = _edge_fanout(e, src.shape)
+            f = _edge_fanout(e, src.shape, pop.attrs if pop.kind == "maxpool" else None)
             out[e.source] = out[e.source] + f if e.source in out else f
     return out
 
