@@ -223,7 +223,7 @@ def plot_raster(
     colors = ["#dde7f3", "#f6e3cf", "#e2f0dc", "#efdcef"]
     for i, (a, b, label) in enumerate(windows):
         ax.axvspan(a - 0.5, b - 0.5, color=colors[i % len(colors)], zorder=0)
-        ax.text((a + b - 1) / 2, N - 0.3, label, ha="center", va="bottom", fontsize=8)
+        ax.text((a + b - 1) / 2, N + 0.1, label, ha="center", va="bottom", fontsize=8)
     t_pos, n_pos = np.nonzero(s > 0)
     ax.scatter(t_pos + start, n_pos, marker="|", s=40, color="k", lw=1.2, zorder=2)
     t_neg, n_neg = np.nonzero(s < 0)
@@ -232,7 +232,7 @@ def plot_raster(
                    label="-1 spikes")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xlim(start - 0.5, start + T - 0.5)
-    ax.set_ylim(-0.7, N + 0.8)
+    ax.set_ylim(-0.7, N + max(1.5, 0.08 * N))
     ax.set_xlabel("time step")
     ax.set_ylabel("neuron")
     ax.set_title(title)
