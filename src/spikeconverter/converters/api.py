@@ -124,7 +124,8 @@ def convert(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     build = _backend(backend)
-    first, _, _ = iter_batches(calibration, batch_size)
+    # read once: a one-shot iterator must not be consumed twice
+    first, batches, _ = iter_batches(calibration, batch_size)
     example = first[:2]
     if input_shape is not None:
         if tuple(input_shape) != tuple(first.shape[1:]):
@@ -132,7 +133,7 @@ def convert(
                              f"data's per-sample shape {tuple(first.shape[1:])}")
     graph = capture(model, example)
     graph.rounding, graph.k = rounding, float(k)
-    calibrate(graph, calibration, T, mode=calibration_mode, percentile=percentile,
+    calibrate(graph, batches, T, mode=calibration_mode, percentile=percentile,
               headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
               batch_size=batch_size, progress=progress,
               dtype=torch.float64 if dtype == torch.float64 else torch.float32)

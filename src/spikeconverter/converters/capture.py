@@ -269,13 +269,19 @@ class _Capture:
                              "pooling can only be folded into a following Linear layer")
         i = next(j for j, o in enumerate(ops) if isinstance(o, _Pending))
         in_shape = ops[i].in_shape
-        n_in = math.prod(in_shape)
-        x = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
-        with torch.no_grad():
+        # W o f for the linear map f of the removed ops: the vector-Jacobian product of f with
+        # each row of W (cheap, whereas materialising f's matrix is not)
+        w = torch.as_tensor(op.weight, dtype=torch.float64)
+        x = torch.zeros((w.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)
+        with torch.enable_grad():
+            y = x
             for o in ops[i:]:
-                x = o.fn(x) if isinstance(o, _Pending) else apply_op(o, x, with_bias=False)
-            m = x.reshape(n_in, -1)  # (n_in, n_mid): row j = the map applied to basis j
-            w = torch.as_tensor(op.weight, dtype=torch.float64) @ m.T
+                y = o.fn(y) if isinstance(o, _Pending) else apply_op(o, y, with_bias=False)
+            if y.shape[1:] != w.shape[1:]:
+                raise self.error(node, f"Linear expects {tuple(w.shape[1:])} features, gets "
+                                 f"{tuple(y.shape[1:])}")
+            (w,) = torch.autograd.grad((y * w).sum(), x)
+        w = w.reshape(w.shape[0], -1).detach()
         folded = Op("linear", w.numpy().astype(op.weight.dtype), op.bias, {},
                     f"{'+'.join(o.origin for o in ops[i:])}+{op.origin}")
         head = ops[:i]
@@ -547,8 +553,6 @@ class _Capture:
 
     def bind(self, node: fx.Node) -> dict[str, Any]:
         """Arguments of a torch function call by name, with concrete non-tensor values."""
-        import inspect
-
         names = {
             F.max_pool2d: ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
                            "return_indices"],
@@ -558,7 +562,7 @@ class _Capture:
             torch.mean: ["input", "dim", "keepdim"],
         }.get(node.target)
         if names is None:
-            names = list(inspect.signature(node.target).parameters)
+            raise self.error(node, "unsupported function")
         call = dict(zip(names, node.args, strict=False))
         call.update(node.kwargs)
         return {k: self.arg(v) if k != "input" else v for k, v in call.items()}
@@ -653,7 +657,9 @@ def capture(
         warnings.warn(f"{type(model).__name__} is in training mode; converting it in eval mode "
                       "(BatchNorm running statistics, Dropout off)", stacklevel=2)
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
-        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+        # a sum is NaN/inf when any entry is; only then look closer (sums may overflow)
+        if p.is_floating_point() and not math.isfinite(float(p.detach().sum())) and not bool(
+                torch.isfinite(p).all()):
             raise ValueError(f"parameter {name!r} of {type(model).__name__} contains NaN or inf")
     model = copy.deepcopy(model).eval()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
