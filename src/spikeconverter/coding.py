@@ -205,12 +205,12 @@ def quantize(
     expansion, which is vectorised over ``u`` and loops over ``T`` only.
     """
     validate_code_params(k=k, T=T, theta=theta, rounding=rounding)
-    if k != 2.0:
-        return decode(encode(u, theta, T, k, rounding, signed), theta, k)
     u = _as_array(u)
     _check_finite(u, "u")
     th = _like(theta, u)
     v = _start_value(u, th, T, k, rounding, signed)
+    if k != 2.0:
+        return _greedy_expansion(u, v, th, T, k, signed)
     scaled = v * float(2 ** (T - 1))  # exact: a power of two
     lib = torch if _is_torch(u) else np
     scaled = lib.where(scaled > 0, scaled, lib.zeros_like(scaled))
@@ -222,6 +222,20 @@ def quantize(
     q = th * (n * float(2.0 ** (1 - T)))
     if signed:
         q = q * lib.sign(u)
+    return q
+
+
+def _greedy_expansion(u: Any, v: Any, th: Any, T: int, k: float, signed: bool) -> Any:
+    """``decode(encode(u))`` for any k without materialising the train (same comparisons)."""
+    digits = 0.0
+    for j in range(T):
+        s = v >= th
+        s = s.to(v.dtype) if _is_torch(v) else s.astype(v.dtype)
+        digits = digits + s * float(k) ** -j
+        v = k * (v - s * th)
+    q = th * digits
+    if signed:
+        q = q * (torch.sign(u) if _is_torch(u) else np.sign(u))
     return q
 
 

@@ -82,7 +82,10 @@ class ILIFState(NamedTuple):
 
 def validate_parameters(p: ILIFParameters) -> None:
     """Raise ValueError naming the first bad field of ``p``."""
-    validate_code_params(k=p.k, T=p.t_gen, rounding=p.rounding)
+    try:
+        validate_code_params(k=p.k, rounding=p.rounding)
+    except ValueError as e:
+        raise ValueError(f"ILIFParameters.{e}") from None
     for name in ("t_acc", "t_gen"):
         value = getattr(p, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -1,0 +1,140 @@
+"""``convert``: trained model + calibration data -> spiking network, and the backend registry."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from spikeconverter import coding
+from spikeconverter.converters.calibrate import _check_T, calibrate, iter_batches
+from spikeconverter.converters.capture import capture
+from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.norse_backend import MODES, SpikingNetwork
+from spikeconverter.converters.schedule import compute_schedule
+
+__all__ = ["BACKENDS", "convert", "register_backend"]
+
+# name -> builder(graph, **options) -> network. Other backends register themselves on import.
+BACKENDS: dict[str, Callable[..., Any]] = {}
+# modules that register a backend when imported (tried when the backend is asked for)
+_BACKEND_MODULES = {"lava": "spikeconverter.converters.lava_backend"}
+
+
+def register_backend(name: str, builder: Callable[..., Any]) -> None:
+    """Make ``convert(..., backend=name)`` call ``builder(graph, mode=..., dtype=...)``."""
+    BACKENDS[name] = builder
+
+
+def _norse(graph: Graph, *, mode: str = "fused", dtype: torch.dtype = torch.float32,
+           **_: Any) -> SpikingNetwork:
+    return SpikingNetwork(graph, compute_schedule(graph, hop_latency=0), mode=mode, dtype=dtype)
+
+
+register_backend("norse", _norse)
+
+
+def _backend(name: str) -> Callable[..., Any]:
+    if name not in BACKENDS and name in _BACKEND_MODULES:
+        try:
+            importlib.import_module(_BACKEND_MODULES[name])
+        except ImportError as exc:
+            raise NotImplementedError(
+                f"backend {name!r} is not available ({exc}); available: "
+                f"{', '.join(sorted(BACKENDS))}"
+            ) from exc
+    if name not in BACKENDS:
+        known = sorted(set(BACKENDS) | set(_BACKEND_MODULES))
+        raise ValueError(f"backend must be one of {known}, got {name!r}")
+    return BACKENDS[name]
+
+
+def convert(
+    model: nn.Module,
+    calibration: Any,
+    T: int = 16,
+    *,
+    backend: str = "norse",
+    calibration_mode: str = "max",
+    rounding: str = "nearest",
+    percentile: float = 99.99,
+    headroom: float = 1.0,
+    input_encoding: str = "analog",
+    mode: str = "fused",
+    dtype: torch.dtype = torch.float32,
+    T_per_layer: dict[str, int] | None = None,
+    k: float = 2.0,
+    progress: bool = True,
+    input_shape: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+) -> Any:
+    """Convert a trained model into a spiking network of iLIF neurons.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained model, traceable by ``torch.fx`` (torchvision classifiers are).
+    calibration : torch.Tensor or iterable
+        Typical inputs: a tensor ``(N, ...)`` or an iterable of batches or ``(x, y)`` pairs.
+    T : int
+        Spike-train length of every layer (its generate window; accumulate windows follow).
+    backend : str
+        ``"norse"`` (a :class:`SpikingNetwork`, an ``nn.Module``) or ``"lava"`` when installed.
+    calibration_mode : {"max", "percentile", "optimal"}
+        Threshold choice (see :func:`calibrate`).
+    rounding : {"nearest", "floor"}
+        Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
+        is unbiased and holds up at small T.
+    percentile, headroom : float
+        For ``"percentile"``/``"max"`` thresholds.
+    input_encoding : {"analog", "spikes"}
+        Input as an analog current into the first layer, or as signed spike trains.
+    mode : {"fused", "frame"}
+        Norse simulation mode (both exact; ``"fused"`` is faster).
+    dtype : torch.dtype
+        Simulation precision.
+    T_per_layer : dict of str to int, optional
+        Train length per population name (``net.graph.populations``), others use ``T``.
+    k : float
+        Inverse leak (2 gives the binary code).
+    progress : bool
+        Progress bar during calibration.
+    input_shape : tuple of int, optional
+        Per-sample input shape, when it should not be taken from the calibration data.
+    batch_size : int
+        Calibration batch size when ``calibration`` is one tensor.
+
+    Returns
+    -------
+    SpikingNetwork (Norse) or the backend's network
+        With ``.graph``, ``.schedule``, ``.stats`` (after a call) and ``.save(path)``.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments (T < 1, unknown mode), empty calibration data, NaN weights.
+    ConversionError
+        Unsupported operation or untraceable model (names the node).
+    """
+    T = _check_T(T)
+    coding.validate_code_params(k=k, rounding=rounding)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    build = _backend(backend)
+    # read once: a one-shot iterator must not be consumed twice
+    first, batches, _ = iter_batches(calibration, batch_size)
+    example = first[:2]
+    if input_shape is not None:
+        if tuple(input_shape) != tuple(first.shape[1:]):
+            raise ValueError(f"input_shape {tuple(input_shape)} does not match the calibration "
+                             f"data's per-sample shape {tuple(first.shape[1:])}")
+    graph = capture(model, example)
+    graph.rounding, graph.k = rounding, float(k)
+    calibrate(graph, batches, T, mode=calibration_mode, percentile=percentile,
+              headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
+              batch_size=batch_size, progress=progress,
+              dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    return build(graph, mode=mode, dtype=dtype)

@@ -1,0 +1,136 @@
+"""Save and load converted networks: graph IR, thresholds and schedule in one versioned file.
+
+The file is ``torch.save`` of plain containers (tensors, numbers, strings, tuples), read back
+with ``weights_only=True``, so loading never runs code from the file. It is written to a
+temporary file beside the target and moved into place with ``os.replace`` (atomic).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikeconverter.converters.ir import Edge, Graph, Op, Population
+from spikeconverter.converters.schedule import Schedule
+
+__all__ = ["FORMAT", "VERSION", "graph_from_dict", "graph_to_dict", "load", "save"]
+
+FORMAT = "spikeconverter.snn"
+VERSION = 1
+
+
+def _arr(a: Any) -> Any:
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a))
+    return a
+
+
+def _np(a: Any) -> Any:
+    return a.numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _attrs(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+
+def graph_to_dict(graph: Graph) -> dict[str, Any]:
+    """The graph as plain containers (numpy arrays as tensors)."""
+    pops = []
+    for p in graph:
+        pops.append({
+            "name": p.name, "kind": p.kind, "shape": tuple(p.shape), "T": p.T, "clip": p.clip,
+            "theta": _arr(p.theta) if isinstance(p.theta, np.ndarray) else p.theta,
+            "attrs": dict(p.attrs), "origin": p.origin,
+            "edges": [{"source": e.source, "ops": [
+                {"kind": o.kind, "weight": _arr(o.weight), "bias": _arr(o.bias),
+                 "attrs": dict(o.attrs), "origin": o.origin} for o in e.ops]} for e in p.edges],
+        })
+    meta = {k: v for k, v in graph.meta.items() if isinstance(v, (str, int, float, tuple, bool))}
+    return {"populations": pops, "input": graph.input, "output": graph.output,
+            "rounding": graph.rounding, "k": float(graph.k), "meta": meta}
+
+
+def graph_from_dict(d: dict[str, Any]) -> Graph:
+    pops = {}
+    for p in d["populations"]:
+        edges = [Edge(e["source"], [Op(o["kind"], _np(o["weight"]), _np(o["bias"]),
+                                       _attrs(o["attrs"]), o["origin"]) for o in e["ops"]])
+                 for e in p["edges"]]
+        pops[p["name"]] = Population(p["name"], p["kind"], tuple(p["shape"]), edges,
+                                     _np(p["theta"]), p["T"], p["clip"], _attrs(p["attrs"]),
+                                     p["origin"])
+    return Graph(pops, d["input"], d["output"], d["rounding"], d["k"], dict(d["meta"]))
+
+
+def save(net: Any, path: str | os.PathLike) -> Path:
+    """Write a :class:`SpikingNetwork` (graph, schedule, simulation options) to ``path``."""
+    path = Path(path)
+    blob = {
+        "format": FORMAT, "version": VERSION,
+        "graph": graph_to_dict(net.graph),
+        "schedule": net.schedule.to_dict(),
+        "options": {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
+                    "backend": "norse"},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike, *, mode: str | None = None,
+         dtype: torch.dtype | None = None):
+    """Read a network written by :func:`save` as a :class:`SpikingNetwork`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+    mode, dtype : optional
+        Override the simulation mode / precision it was saved with.
+
+    Raises
+    ------
+    ValueError
+        The file is missing, corrupt, not a spikeconverter network, or of a newer version.
+    """
+    from spikeconverter.converters.norse_backend import SpikingNetwork
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
+        raise ValueError(f"{path}: not a readable spikeconverter network file "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a spikeconverter network file (format "
+                         f"{blob.get('format') if isinstance(blob, dict) else None!r}, "
+                         f"expected {FORMAT!r})")
+    version = blob.get("version")
+    if not isinstance(version, int) or version > VERSION or version < 1:
+        raise ValueError(f"{path}: file format version {version!r} is not supported by this "
+                         f"spikeconverter (reads versions 1..{VERSION}); upgrade spikeconverter")
+    try:
+        graph = graph_from_dict(blob["graph"])
+        schedule = Schedule.from_dict(blob["schedule"])
+        opts = blob.get("options", {})
+        graph.validate()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from exc
+    dt = dtype or getattr(torch, opts.get("dtype", "float32"))
+    return SpikingNetwork(graph, schedule, mode=mode or opts.get("mode", "fused"), dtype=dt)
