@@ -9,7 +9,7 @@ import numpy as np
 from lava.magma.compiler.compiler_graphs import find_processes
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
-from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.magma.core.run_configs import Loihi2SimCfg, RunConfig
 
 __all__ = ["SELECT_TAGS", "check_fixed_point", "run_config", "simulation"]
 
@@ -74,6 +74,7 @@ def simulation(
     process: AbstractProcess,
     num_steps: int,
     select_tag: str = "floating_pt",
+    run_cfg: RunConfig | None = None,
     **kwargs,
 ) -> Iterator[AbstractProcess]:
     """Run the graph of ``process`` for ``num_steps`` steps; stop the runtime on exit.
@@ -91,6 +92,10 @@ def simulation(
         Steps to run, >= 1.
     select_tag : {"floating_pt", "fixed_pt"}
         Which models to run, see :func:`run_config`.
+    run_cfg : RunConfig, optional
+        A ready run configuration (e.g. one choosing faster Conv models); it replaces
+        ``select_tag`` and ``kwargs`` except that ``select_tag="fixed_pt"`` still triggers the
+        fixed-point check.
     **kwargs
         Passed to :func:`run_config`.
 
@@ -101,7 +106,7 @@ def simulation(
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
-    cfg = run_config(select_tag, **kwargs)
+    cfg = run_cfg if run_cfg is not None else run_config(select_tag, **kwargs)
     if select_tag == "fixed_pt":
         check_fixed_point(process)
     try:

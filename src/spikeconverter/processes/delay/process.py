@@ -53,3 +53,8 @@ class Delay(AbstractProcess):
         self.s_out = OutPort(shape=shape)
         # one slot per step of delay (at least one, so that delay = 0 needs no special Var)
         self.buffer = Var(shape=(*shape, max(delay, 1)), init=np.zeros((*shape, max(delay, 1))))
+
+    def __del__(self) -> None:
+        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
+        if hasattr(self, "_runtime"):
+            super().__del__()

@@ -160,3 +160,8 @@ class SpikingMaxPool(AbstractProcess):
     def out_shape(self) -> tuple[int, int, int]:
         """Output shape ``(W', H', C)``."""
         return self.proc_params["out_shape"]
+
+    def __del__(self) -> None:
+        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
+        if hasattr(self, "_runtime"):
+            super().__del__()

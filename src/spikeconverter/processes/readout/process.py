@@ -102,3 +102,8 @@ class Readout(AbstractProcess):
     def shape(self) -> tuple[int, ...]:
         """Shape of the population."""
         return self.proc_params["shape"]
+
+    def __del__(self) -> None:
+        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
+        if hasattr(self, "_runtime"):
+            super().__del__()
