@@ -94,8 +94,7 @@ def simulation(
         Which models to run, see :func:`run_config`.
     run_cfg : RunConfig, optional
         A ready run configuration (e.g. one choosing faster Conv models); it replaces
-        ``select_tag`` and ``kwargs`` except that ``select_tag="fixed_pt"`` still triggers the
-        fixed-point check.
+        ``select_tag`` and ``kwargs``.
     **kwargs
         Passed to :func:`run_config`.
 
@@ -107,7 +106,7 @@ def simulation(
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
     cfg = run_cfg if run_cfg is not None else run_config(select_tag, **kwargs)
-    if select_tag == "fixed_pt":
+    if getattr(cfg, "select_tag", select_tag) == "fixed_pt":
         check_fixed_point(process)
     try:
         process.run(condition=RunSteps(num_steps=num_steps), run_cfg=cfg)
