@@ -92,19 +92,24 @@ def _batches(loader: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
-def _head(batches: list[tuple[torch.Tensor, ...]], limit: int | None) -> list:
-    """The first ``limit`` samples of a list of batches of aligned tensors."""
+def _subset(batches: list[tuple[torch.Tensor, ...]], limit: int | None,
+            seed: int = 0) -> list:
+    """A seeded draw of ``limit`` samples from batches of aligned tensors, re-batched alike.
+
+    Drawn rather than taken from the front: ImageFolder data comes sorted by class, and the
+    first images would all be of one class.
+    """
     if limit is None:
         return batches
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"baseline_limit must be an integer >= 1, got {limit!r}")
-    out, n = [], 0
-    for b in batches:
-        if n >= limit:
-            break
-        out.append(tuple(t[: limit - n] for t in b))
-        n += out[-1][0].shape[0]
-    return out
+    columns = [torch.cat(c) for c in zip(*batches, strict=True)]
+    n = columns[0].shape[0]
+    if limit >= n:
+        return batches
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    size = batches[0][0].shape[0]
+    return [tuple(c[pick[i:i + size]] for c in columns) for i in range(0, limit, size)]
 
 
 def evaluate(
@@ -140,7 +145,7 @@ def evaluate(
     baseline_steps : sequence of int
         Time steps at which the baselines are read out.
     baseline_limit : int, optional
-        Run the baselines on the first this many images only (they need thousands of steps).
+        Run the baselines on a seeded draw of this many images (they need thousands of steps).
     calibration_mode, rounding : str
         iLIF conversion options (see :func:`spikeconverter.convert`).
     threshold_norm, percentile
@@ -205,7 +210,7 @@ def evaluate(
 
     if baselines:
         steps = sorted(set(int(t) for t in baseline_steps))
-        sub = _head([(x, y, p) for (x, _), y, p in zip(batches, labels, ann_pred, strict=True)],
+        sub = _subset([(x, y, p) for (x, _), y, p in zip(batches, labels, ann_pred, strict=True)],
                     baseline_limit)
         m = sum(x.shape[0] for x, _, _ in sub)
         report.meta["baseline_images"] = m
