@@ -63,7 +63,7 @@ def input_data(plan: LavaPlan, images: np.ndarray, num_steps: int) -> np.ndarray
                                plan.rounding, signed=True)
         frames = to_lava(frames, torch_shape)
     for i in range(n):
-        at = i * plan.period
+        at = i * plan.period + plan.input_delay
         data[..., at:at + frames.shape[0]] = np.moveaxis(frames[:, i], 0, -1)
     return data
 

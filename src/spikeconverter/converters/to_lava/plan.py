@@ -17,7 +17,7 @@ from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.norse_backend import SpikingNetwork
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.layout import lava_shape, to_lava
-from spikeconverter.converters.to_lava.synapses import SynapseSpec, edge_synapse
+from spikeconverter.converters.to_lava.synapses import SynapseSpec, edge_synapse, input_landing
 
 __all__ = ["LavaPlan", "PopulationSpec", "float_plan"]
 
@@ -68,6 +68,9 @@ class LavaPlan:
     input_encoding : {"analog", "spikes"}
     input_theta, input_T : float, int
         Spike-encoded input: threshold and train length.
+    input_delay : int
+        Sample ``i`` enters at step ``i * period + input_delay`` (the end of its targets'
+        accumulate windows).
     input_shift : int
         Fixed point, analog input: the input is sent as ``round(x * 2**input_shift)``.
     output_gain : float
@@ -85,6 +88,7 @@ class LavaPlan:
     input_encoding: str = "analog"
     input_theta: Any = 1.0
     input_T: int = 1
+    input_delay: int = 0
     input_shift: int = 0
     output_gain: float = 1.0
 
@@ -134,5 +138,5 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
         period=schedule.steps_per_sample, k=float(graph.k), rounding=graph.rounding,
         input_encoding=inp.attrs.get("encoding", "analog"),
         input_theta=SpikingNetwork._theta(inp).numpy() if inp.theta is not None else 1.0,
-        input_T=int(inp.T or 1),
+        input_T=int(inp.T or 1), input_delay=input_landing(graph, schedule),
     )

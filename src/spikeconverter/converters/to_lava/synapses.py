@@ -87,11 +87,26 @@ class SynapseSpec:
         return float(np.max(np.abs(w))) if w.size else 0.0
 
 
-def source_scale(graph: Graph, schedule: Schedule, target: Population, edge: Edge) -> np.ndarray:
-    """The Norse backend's synapse scale ``theta_source / k**(t_acc - 1)``, broadcastable to
-    the source's torch shape (scalar or per channel ``(C, 1, 1)``)."""
+def source_scale(graph: Graph, schedule: Schedule, target: Population, edge: Edge,
+                 landing: int = 0) -> np.ndarray:
+    """The Norse backend's synapse scale ``theta_source / k**(t_acc - 1 - landing)``,
+    broadcastable to the source's torch shape (scalar or per channel ``(C, 1, 1)``).
+
+    ``landing`` is the accumulate step at which the train's first spike arrives (0 for every
+    edge but the analog input's, which arrives at the window's last step, see
+    :func:`input_landing`)."""
     theta = SpikingNetwork._theta(graph[edge.source]).numpy()
-    return theta / float(graph.k) ** (schedule.t_acc[target.name] - 1)
+    return theta / float(graph.k) ** (schedule.t_acc[target.name] - 1 - landing)
+
+
+def input_landing(graph: Graph, schedule: Schedule) -> int:
+    """Steps by which the input is sent late so that it lands at the end of its targets'
+    (stretched) accumulate windows: no doubling of the membrane afterwards, so no precision is
+    lost in fixed point. 0 when the input's targets disagree."""
+    t_in = schedule.t_gen[graph.input]
+    slack = {schedule.t_acc[c] - t_in for c in graph.consumers(graph.input)
+             if graph[c].kind != "maxpool"}
+    return slack.pop() if len(slack) == 1 else 0
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -106,7 +121,8 @@ def edge_synapse(graph: Graph, schedule: Schedule, target: Population, i: int) -
     """The synapse realising edge ``i`` of ``target`` (see the module docstring)."""
     edge = target.edges[i]
     src = graph[edge.source]
-    scale = source_scale(graph, schedule, target, edge)
+    landing = input_landing(graph, schedule) if edge.source == graph.input else 0
+    scale = source_scale(graph, schedule, target, edge, landing)
     common = dict(target=target.name, edge=i, source=src.name, in_shape=lava_shape(src.shape),
                   out_shape=lava_shape(target.shape), graded=_graded(src),
                   delay=int(schedule.delay[(target.name, i)]))

@@ -5,12 +5,12 @@ pipeline every ``P`` steps, so every spiking population must have ``t_acc + t_ge
 graph schedule (:func:`spikeconverter.converters.schedule.compute_schedule`) gives each
 population ``t_acc`` = the longest incoming train; here a population whose own ``t_acc + t_gen``
 would be shorter than ``P = max(longest incoming train + T)`` (the first layer after an analog
-input: 1 + T) gets a longer accumulate window, ``t_acc = P - T``. Its trains still land at the
-start of the window (as in the graph schedule), so the synapse scale
-``theta_source / k**(t_acc - 1)`` uses this longer ``t_acc``: exact in float (powers of two) and
-in fixed point (the membrane doubles each step). The cost is ``P - T - 1`` steps of latency on
-the first layer; in return all populations run in lock step and sample ``i`` is in every
-population's window ``i``.
+input: 1 + T) gets a longer accumulate window, ``t_acc = P - T``. Spike trains land at the start
+of the window (as in the graph schedule; the synapse scale ``theta_source / k**(t_acc - 1)``
+uses the Lava ``t_acc``); the analog input is sent ``t_acc - 1`` steps late instead, so that it
+lands at the window's last step and is not doubled afterwards (which in fixed point would cost
+input precision). The cost is ``P - T - 1`` steps of latency on the first layer; in return all
+populations run in lock step and sample ``i`` is in every population's window ``i``.
 
 Each Lava synapse (Dense, Sparse, Conv) adds one step (it sends last step's result); a max
 pooling process is connected straight to its source's ``s_out`` and adds none.
