@@ -170,7 +170,7 @@ def composed_matrix(graph: Graph, edge: Edge, scale: np.ndarray) -> sp.csr_matri
     """
     src_shape = tuple(graph[edge.source].shape)
     n_in = math.prod(src_shape)
-    scale_flat = np.broadcast_to(np.asarray(scale, dtype=np.float64), src_shape).reshape(-1)
+    scale_flat = np.broadcast_to(np.asarray(scale, dtype=np.float64), src_shape).reshape(-1).copy()
     with torch.no_grad():
         probe = graph.edge_value(edge, torch.zeros((1, *src_shape), dtype=torch.float64),
                                  with_bias=False)
