@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from spikeconverter.processes._loihi import SHIFT, V_MAX, V_MIN, WindowClockModel
 from spikeconverter.processes.ilif.process import ILIF
 
 __all__ = ["PyILIFModelFloat", "PyILIFModelBitAcc", "V_MAX", "V_MIN"]
 
-#: Range of the 24-bit signed membrane of the fixed-point model.
-V_MIN = -(2**23)
-V_MAX = 2**23 - 1
-#: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
-_SHIFT = 6
 
 
-class _ILIFClock(PyLoihiProcessModel):
+class _ILIFClock(WindowClockModel):
     """Phase clock shared by both models: what step ``n = time_step - 1`` does."""
 
     def __init__(self, proc_params):
@@ -33,17 +28,6 @@ class _ILIFClock(PyLoihiProcessModel):
         self._period = self._t_acc + self._t_gen
         self._nearest = proc_params["rounding"] == "nearest"
         self._signed = bool(proc_params["signed"])
-        self._silence = None
-
-    def _tau(self) -> int:
-        """Phase of this step in its window, or -1 while idle before ``offset``."""
-        rel = self.time_step - 1 - self._offset
-        return -1 if rel < 0 else rel % self._period
-
-    def _send_silence(self) -> None:
-        if self._silence is None:
-            self._silence = np.zeros(self.s_out.shape, dtype=self._payload)
-        self.s_out.send(self._silence)
 
 
 @implements(proc=ILIF, protocol=LoihiProtocol)
@@ -68,7 +52,7 @@ class PyILIFModelFloat(_ILIFClock):
         a_in = self.a_in.recv()
         tau = self._tau()
         if tau < 0:
-            self._send_silence()
+            self._send_silence(self.s_out)
             return
         if tau < self._t_acc:
             if tau == 0:
@@ -84,7 +68,7 @@ class PyILIFModelFloat(_ILIFClock):
                     if self._signed:
                         half = half * np.sign(self.v)
                     self.v += half
-            self._send_silence()
+            self._send_silence(self.s_out)
             return
         z = (self.v >= self.vth).astype(float)
         if self._signed:
@@ -136,7 +120,7 @@ class PyILIFModelBitAcc(_ILIFClock):
             raise ValueError(
                 f"ILIF: the fixed-point vth mantissa must lie in [1, 2**17 - 1], got {self.vth!r}"
             )
-        self._vth_eff = vth << _SHIFT
+        self._vth_eff = vth << SHIFT
         self._half = self._vth_eff >> self._t_gen
 
     def _clamp(self, v: np.ndarray) -> None:
@@ -151,10 +135,10 @@ class PyILIFModelBitAcc(_ILIFClock):
         a_in = self.a_in.recv()
         tau = self._tau()
         if tau < 0:
-            self._send_silence()
+            self._send_silence(self.s_out)
             return
         if tau < self._t_acc:
-            v = np.left_shift(a_in.astype(np.int64), _SHIFT)
+            v = np.left_shift(a_in.astype(np.int64), SHIFT)
             if tau > 0:
                 v += np.left_shift(self.v.astype(np.int64), 1)
             if tau == self._t_acc - 1:
@@ -165,7 +149,7 @@ class PyILIFModelBitAcc(_ILIFClock):
                 if self._nearest:
                     v += self._half * np.sign(v) if self._signed else self._half
             self._clamp(v)
-            self._send_silence()
+            self._send_silence(self.s_out)
             return
         if self._vth_eff is None:  # a run that starts in the middle of a generate phase
             self._scale()

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from spikeconverter.processes._loihi import WindowClockModel
 from spikeconverter.processes.maxpool.process import SpikingMaxPool, pool_indices
 
 __all__ = ["PySpikingMaxPoolModelFloat", "PySpikingMaxPoolModelBitAcc"]
 
 
-class _CandidateMaskPool(PyLoihiProcessModel):
+class _CandidateMaskPool(WindowClockModel):
     """Gathers every pooling window's taps with one fancy index, then applies the mask rule."""
 
     def __init__(self, proc_params):
@@ -30,16 +30,12 @@ class _CandidateMaskPool(PyLoihiProcessModel):
         self._period = int(proc_params["period"])
         self._offset = int(proc_params["offset"])
         self._x = np.zeros(self._n_in + 1, dtype=bool)  # last entry: the zero padding
-        self._silence = None
 
     def run_spk(self) -> None:
         s_in = self.s_in.recv()
-        rel = self.time_step - 1 - self._offset
-        tau = -1 if rel < 0 else rel % self._period
+        tau = self._tau()
         if tau < 0 or tau >= self._t_gen:
-            if self._silence is None:
-                self._silence = np.zeros(self._out_shape, dtype=self._payload)
-            self.s_out.send(self._silence)
+            self._send_silence(self.s_out)
             return
         if tau == 0:
             self.candidates[:] = 1

@@ -4,38 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from spikeconverter.processes._loihi import SHIFT, V_MAX, V_MIN, WindowClockModel
 from spikeconverter.processes.readout.process import Readout
 
 __all__ = ["PyReadoutModelFloat", "PyReadoutModelBitAcc"]
 
-_V_MIN = -(2**23)
-_V_MAX = 2**23 - 1
-_SHIFT = 6
 
 
-class _ReadoutClock(PyLoihiProcessModel):
+class _ReadoutClock(WindowClockModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self._k = float(proc_params["k"])
         self._t_acc = int(proc_params["t_acc"])
         self._period = int(proc_params["period"])
         self._offset = int(proc_params["offset"])
-        self._silence = None
-
-    def _tau(self) -> int:
-        rel = self.time_step - 1 - self._offset
-        return -1 if rel < 0 else rel % self._period
-
-    def _send_silence(self) -> None:
-        if self._silence is None:
-            self._silence = np.zeros(self.v_out.shape, dtype=self._payload)
-        self.v_out.send(self._silence)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -56,7 +43,7 @@ class PyReadoutModelFloat(_ReadoutClock):
         a_in = self.a_in.recv()
         tau = self._tau()
         if tau < 0 or tau >= self._t_acc:
-            self._send_silence()
+            self._send_silence(self.v_out)
             return
         if tau == 0:
             self.v[:] = a_in
@@ -67,7 +54,7 @@ class PyReadoutModelFloat(_ReadoutClock):
             self.v += self.bias
             self.v_out.send(self.v.copy())
         else:
-            self._send_silence()
+            self._send_silence(self.v_out)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -96,21 +83,21 @@ class PyReadoutModelBitAcc(_ReadoutClock):
         a_in = self.a_in.recv()
         tau = self._tau()
         if tau < 0 or tau >= self._t_acc:
-            self._send_silence()
+            self._send_silence(self.v_out)
             return
-        v = np.left_shift(a_in.astype(np.int64), _SHIFT)
+        v = np.left_shift(a_in.astype(np.int64), SHIFT)
         if tau > 0:
             v += np.left_shift(self.v.astype(np.int64), 1)
         if tau == self._t_acc - 1:
             exp = self.bias_exp.astype(np.int64)
             bias = self.bias.astype(np.int64)
             v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
-        over = (v > _V_MAX) | (v < _V_MIN)
+        over = (v > V_MAX) | (v < V_MIN)
         if over.any():
             self.saturations += over
-            v = np.clip(v, _V_MIN, _V_MAX)
+            v = np.clip(v, V_MIN, V_MAX)
         self.v[:] = v
         if tau == self._t_acc - 1:
             self.v_out.send(self.v.astype(np.int32))
         else:
-            self._send_silence()
+            self._send_silence(self.v_out)
