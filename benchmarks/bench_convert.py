@@ -1,9 +1,8 @@
 """Wall time of ResNet-20 as an ANN and as its converted SNN (T=16), batch 128, on the CPU.
 
-Prints the SNN/ANN ratio for the "fused" and "frame" simulation modes and the peak memory of
-each (resident set growth via the process's peak RSS is not resettable, so peak memory is
-measured with torch's CPU allocator profiler-free proxy: tracemalloc does not see torch
-tensors; we report the peak of the sum of live tensor bytes sampled by a memory hook).
+Prints the SNN/ANN ratio for the "fused" and "frame" simulation modes and the process's peak
+resident memory after each (ru_maxrss; it only grows, so each figure is the peak so far:
+ANN first, then fused, then frame).
 Goals (issue 4): fused <= 2x the ANN, frame <= 1.2*T x the ANN.
 
 Run: ``python benchmarks/bench_convert.py [--batch 128] [--T 16] [--repeats 3]``
@@ -79,7 +78,8 @@ def main() -> None:
         results[mode] = t / t_ann
         print(f"SNN {mode:6s} forward   {t * 1e3:9.1f} ms   ratio {t / t_ann:6.2f}x ANN   "
               f"peak RSS {peak_rss_mib():8.0f} MiB (process peak so far)")
-    print(f"latency {net.schedule.latency_steps} steps, {net.schedule.steps_per_sample} steps/sample"
+    sched = net.schedule
+    print(f"latency {sched.latency_steps} steps, {sched.steps_per_sample} steps/sample"
           f", synaptic ops/sample {snn.stats['synaptic_ops_per_sample']:.3g} vs ANN MACs/sample "
           f"{snn.stats['ann_macs_per_sample']:.3g}")
     print(f"goals: fused <= 2x -> {results['fused']:.2f}x "

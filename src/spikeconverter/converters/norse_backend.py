@@ -458,7 +458,8 @@ class _Train:
         """Spikes per neuron (of either sign) over the window."""
         if self.code is None:
             return self._frames.abs().sum(0)
-        return _popcount(self.code.abs().to(torch.int64)).to(self.code.dtype)
+        signed = bool((self.code < 0).any())
+        return _popcount(self.code.abs() if signed else self.code).to(self.code.dtype)
 
 
 def _binary_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
@@ -504,15 +505,20 @@ def _generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
     return frames
 
 
-_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+_POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=torch.uint8)
 
 
 def _popcount(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of non-negative int64 values (SWAR)."""
-    x = x - ((x >> 1) & _M1)
-    x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    return (x * 0x0101010101010101) >> 56
+    """Set bits of non-negative integer-valued floats (16-bit table lookups)."""
+    if float(x.max()) < 2**16 if x.numel() else True:
+        return _POPCOUNT16.to(x.device)[x.to(torch.int32)]
+    n = x.to(torch.int64)
+    total = torch.zeros(n.shape, dtype=torch.uint8, device=n.device)
+    table = _POPCOUNT16.to(n.device)
+    while bool((n > 0).any()):
+        total += table[n & 0xFFFF]
+        n = n >> 16
+    return total
 
 
 def _apply(op: Op, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
