@@ -510,7 +510,7 @@ _POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=to
 
 def _popcount(x: torch.Tensor) -> torch.Tensor:
     """Set bits of non-negative integer-valued floats (16-bit table lookups)."""
-    if float(x.max()) < 2**16 if x.numel() else True:
+    if x.numel() == 0 or float(x.max()) < 2**16:
         return _POPCOUNT16.to(x.device)[x.to(torch.int32)]
     n = x.to(torch.int64)
     total = torch.zeros(n.shape, dtype=torch.uint8, device=n.device)
