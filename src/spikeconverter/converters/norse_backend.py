@@ -104,8 +104,9 @@ class SpikingNetwork(nn.Module):
         Calibrated graph (every spiking population has ``theta`` and ``T``).
     schedule : Schedule, optional
         Timing; computed with direct delivery (``hop_latency=0``) when omitted.
-    mode : {"fused", "frame"}
-        Simulation of the accumulate phase (see the module docstring); both produce every spike.
+    mode : {"fused", "frame", "plugin"}
+        How the neurons are simulated (see the module docstring); all produce every spike and
+        agree spike for spike. ``"plugin"`` steps :class:`spikeconverter.plugin.ILIF` itself.
     dtype : torch.dtype
         Precision of the simulation (float32; float64 for exactness checks).
 
@@ -321,9 +322,13 @@ class SpikingNetwork(nn.Module):
                 w = torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
                                  dtype=f.dtype, device=f.device)
                 scale = self._buf("scale", pop.name, i)
-                x = f * (w.reshape(-1, *([1] * (f.ndim - 1))) * scale)
-                cur = self._ops(pop, i, x.reshape(n * b, *f.shape[2:]))
-                cur = cur.reshape(n, b, *cur.shape[1:]).sum(0)
+                if scale.ndim == 0:  # the synapses see the bare spikes; weights after
+                    cur = self._ops(pop, i, f.reshape(n * b, *f.shape[2:]))
+                    cur = torch.tensordot(w * scale, cur.reshape(n, b, *cur.shape[1:]), dims=1)
+                else:
+                    x = f * (w.reshape(-1, *([1] * (f.ndim - 1))) * scale)
+                    cur = self._ops(pop, i, x.reshape(n * b, *f.shape[2:]))
+                    cur = cur.reshape(n, b, *cur.shape[1:]).sum(0)
             total = cur if total is None else total + cur
         return total
 
@@ -457,7 +462,8 @@ class _Train:
     def counts(self) -> torch.Tensor:
         """Spikes per neuron (of either sign) over the window."""
         if self.code is None:
-            return self._frames.abs().sum(0)
+            f = self._frames
+            return (f.abs() if bool((f < 0).any()) else f).sum(0)
         signed = bool((self.code < 0).any())
         return _popcount(self.code.abs() if signed else self.code).to(self.code.dtype)
 
