@@ -53,8 +53,11 @@ def converted(name, T=4, mode="fused", **kw):
                    **kw), shape
 
 
-@pytest.mark.parametrize("mode", ["fused", "frame"])
-@pytest.mark.parametrize("name", FAST + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW])
+@pytest.mark.parametrize("name, mode", [(n, m) for n in FAST for m in ("fused", "frame")] + [
+    # VGG's 100M-parameter classifier makes these heavy: one runs always, the rest when slow
+    pytest.param(n, m, marks=pytest.mark.slow) if (n, m) != ("vgg11_bn", "fused") else (n, m)
+    for n in SLOW for m in ("fused", "frame")
+])
 def test_snn_equals_quantised_ann(name, mode):
     net, shape = converted(name, T=4, mode=mode)
     out = assert_exact(net, data(2, shape, seed=5))
