@@ -315,7 +315,7 @@ class SpikingNetwork(nn.Module):
         total = None
         for i, train, at in self._arrivals(pop, trains):
             if self.mode == "fused":
-                cur = self._ops(pop, i, train.value() * k ** (-at))
+                cur = self._ops(pop, i, train.value(k ** (-at)))
             else:
                 f = train.frames()
                 n, b = f.shape[:2]
@@ -372,11 +372,14 @@ class SpikingNetwork(nn.Module):
         if self.mode == "plugin":
             z, _ = self._plugin_window(pop, trains, t_gen)
             return _Train(theta, t_gen, start, k=float(self.graph.k), frames=z)
-        v = self._membrane(pop, trains) + self._buf("bias", pop.name)
         k = float(self.graph.k)
+        v = self._membrane(pop, trains)
         if self.graph.rounding == "nearest":  # half an LSB at the last accumulate step
             half = theta * k ** (1 - t_gen) / 2
-            v = v + (half * torch.sign(v) if signed else half)
+            v = v + self._buf("bias", pop.name)
+            v = v + half * torch.sign(v) if signed else v.add_(half)
+        else:
+            v = v + self._buf("bias", pop.name)
         if self.mode == "fused" and k == 2.0:
             return _Train(theta, t_gen, start, code=_binary_code(v, theta, t_gen, signed))
         return _Train(theta, t_gen, start, k=k, frames=_generate(v, theta, t_gen, k, signed))
@@ -394,7 +397,7 @@ class SpikingNetwork(nn.Module):
         if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
-        per_neuron = train.counts()
+        per_neuron = train.counts(pop.kind in ("signed", "input"))
         spikes = float(per_neuron.sum())
         fan = self._fanout[pop.name].to(per_neuron.dtype).to(per_neuron.device)
         st.update(
@@ -451,21 +454,21 @@ class _Train:
             self._frames = bits * torch.sign(self.code)
         return self._frames
 
-    def value(self) -> torch.Tensor:
-        """Decoded value ``theta * sum_j k^-j s_j``."""
+    def value(self, factor: float = 1.0) -> torch.Tensor:
+        """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``."""
         if self.code is not None:
-            return self.theta * (self.code * 2.0 ** (1 - self.T))
-        w = torch.tensor([self.k ** -j for j in range(self.T)], dtype=self._frames.dtype,
-                         device=self._frames.device)
+            # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
+            return self.code * (self.theta * (factor * 2.0 ** (1 - self.T)))
+        w = torch.tensor([factor * self.k ** -j for j in range(self.T)],
+                         dtype=self._frames.dtype, device=self._frames.device)
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
-    def counts(self) -> torch.Tensor:
-        """Spikes per neuron (of either sign) over the window."""
+    def counts(self, signed: bool) -> torch.Tensor:
+        """Spikes (of either sign) per neuron over the window, summed over the batch."""
         if self.code is None:
             f = self._frames
-            return (f.abs() if bool((f < 0).any()) else f).sum(0)
-        signed = bool((self.code < 0).any())
-        return _popcount(self.code.abs() if signed else self.code).to(self.code.dtype)
+            return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
+        return _popcount(self.code.abs() if signed else self.code).sum(0, dtype=torch.float64)
 
 
 def _binary_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
@@ -478,8 +481,9 @@ def _binary_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> 
     """
     work = v if T <= 24 or v.dtype == torch.float64 else v.double()
     a = work.abs() if signed else work
-    scaled = torch.clamp_min(a * float(2 ** (T - 1)), 0.0)
+    scaled = a * float(2 ** (T - 1))
     th = theta.to(work.dtype)
+    # negative values give n <= 0 (fmod keeps the dividend's sign): the clamp makes them 0
     n = torch.round((scaled - torch.fmod(scaled, th)) / th).clamp_(0, 2 ** T - 1)
     if signed:
         n = n * torch.sign(work)
