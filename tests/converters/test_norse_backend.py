@@ -187,3 +187,12 @@ def test_bad_input_shape_is_named():
     net, _ = converted("small_cnn", T=3)
     with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
         net(torch.zeros(2, 3, 8, 8))
+
+
+def test_inverse_leak_below_two_is_exact_too():
+    net, shape = converted("small_cnn", T=5, k=1.6, mode="plugin")
+    x = data(2, shape, seed=4)
+    ref = assert_exact(net, x)
+    for mode in ("frame", "fused"):
+        other = SpikingNetwork(net.graph, net.schedule, mode=mode, dtype=torch.float64)
+        torch.testing.assert_close(other(x), ref, rtol=1e-9, atol=1e-9 * float(ref.abs().max()))
