@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["max", "percentile", "optimal"])
     ap.add_argument("--rounding", default="nearest")
     ap.add_argument("--calibration", type=int, default=256)
+    ap.add_argument("--input-encoding", default="analog", choices=["analog", "spikes"])
     args = ap.parse_args()
     if not CKPT.is_file():
         sys.exit(f"needs the shared checkpoint {CKPT}")
@@ -54,7 +55,7 @@ def main() -> None:
     ann = predict(model, xs)
     n = len(xs)
     print(f"ResNet-20, {n} test images, calibration {len(cal)} train images, "
-          f"rounding {args.rounding}")
+          f"rounding {args.rounding}, input {args.input_encoding}")
     ann_acc = 100 * float((ann == ys).float().mean())
     print(f"ANN top-1: {int((ann == ys).sum())}/{n} = {ann_acc:.2f}%")
     print(f"{'mode':<11}{'T':>3} {'SNN correct':>12} {'top-1 %':>8} {'loss pt':>8} "
@@ -63,7 +64,7 @@ def main() -> None:
         for T in args.T:
             t0 = time.time()
             net = convert(model, cal, T=T, calibration_mode=mode, rounding=args.rounding,
-                          progress=False)
+                          input_encoding=args.input_encoding, progress=False)
             snn = predict(net, xs)
             acc = 100 * float((snn == ys).float().mean())
             agree = 100 * float((snn == ann).float().mean())
