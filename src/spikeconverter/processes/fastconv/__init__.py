@@ -1,0 +1,1 @@
+"""A faster exact CPU ProcessModel for ``lava.proc.conv.process.Conv`` (matmul per tap)."""
