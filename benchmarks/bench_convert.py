@@ -1,9 +1,8 @@
 """Wall time of ResNet-20 as an ANN and as its converted SNN (T=16), batch 128, on the CPU.
 
-Prints the SNN/ANN ratio for the "fused" and "frame" simulation modes and the peak memory of
-each (resident set growth via the process's peak RSS is not resettable, so peak memory is
-measured with torch's CPU allocator profiler-free proxy: tracemalloc does not see torch
-tensors; we report the peak of the sum of live tensor bytes sampled by a memory hook).
+Prints the SNN/ANN ratio for the "fused" and "frame" simulation modes and the process's peak
+resident memory after each (ru_maxrss; it only grows, so each figure is the peak so far:
+ANN first, then fused, then frame).
 Goals (issue 4): fused <= 2x the ANN, frame <= 1.2*T x the ANN.
 
 Run: ``python benchmarks/bench_convert.py [--batch 128] [--T 16] [--repeats 3]``
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import time
 from pathlib import Path
@@ -41,15 +41,20 @@ def model_and_data(batch: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Ten
     return model, x, cal, what
 
 
-def timed(fn, x: torch.Tensor, repeats: int) -> float:
+def timed_pair(ann, snn, x: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` wall times of ``ann`` and ``snn``, measured alternately so that load
+    from other processes hits both alike."""
+    best_a = best_s = float("inf")
     with torch.no_grad():
-        fn(x)  # warm-up
-        best = float("inf")
+        ann(x), snn(x)  # warm-up
         for _ in range(repeats):
             t0 = time.perf_counter()
-            fn(x)
-            best = min(best, time.perf_counter() - t0)
-    return best
+            ann(x)
+            t1 = time.perf_counter()
+            snn(x)
+            t2 = time.perf_counter()
+            best_a, best_s = min(best_a, t1 - t0), min(best_s, t2 - t1)
+    return best_a, best_s
 
 
 def peak_rss_mib() -> float:
@@ -65,21 +70,23 @@ def main() -> None:
     torch.manual_seed(0)
     model, x, cal, what = model_and_data(args.batch)
     print(f"ResNet-20 ({what}), batch {args.batch}, T={args.T}, "
-          f"{torch.get_num_threads()} threads, {torch.__version__}")
+          f"{torch.get_num_threads()} threads, {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.1f}")
     base_rss = peak_rss_mib()
-    t_ann = timed(model, x, args.repeats)
-    ann_rss = peak_rss_mib()
-    print(f"ANN forward          {t_ann * 1e3:9.1f} ms   peak RSS {ann_rss:8.0f} MiB")
+    with torch.no_grad():
+        model(x)
+    print(f"ANN forward alone: peak RSS {peak_rss_mib():8.0f} MiB")
     net = convert(model, cal, T=args.T, progress=False)
     results = {}
     for mode in ("fused", "frame"):
         snn = SpikingNetwork(net.graph, net.schedule, mode=mode)
         gc.collect()
-        t = timed(snn, x, args.repeats)
+        t_ann, t = timed_pair(model, snn, x, args.repeats)
         results[mode] = t / t_ann
-        print(f"SNN {mode:6s} forward   {t * 1e3:9.1f} ms   ratio {t / t_ann:6.2f}x ANN   "
-              f"peak RSS {peak_rss_mib():8.0f} MiB (process peak so far)")
-    print(f"latency {net.schedule.latency_steps} steps, {net.schedule.steps_per_sample} steps/sample"
+        print(f"SNN {mode:6s} {t * 1e3:9.1f} ms vs ANN {t_ann * 1e3:7.1f} ms: ratio "
+              f"{t / t_ann:6.2f}x   peak RSS {peak_rss_mib():8.0f} MiB (process peak so far)")
+    sched = net.schedule
+    print(f"latency {sched.latency_steps} steps, {sched.steps_per_sample} steps/sample"
           f", synaptic ops/sample {snn.stats['synaptic_ops_per_sample']:.3g} vs ANN MACs/sample "
           f"{snn.stats['ann_macs_per_sample']:.3g}")
     print(f"goals: fused <= 2x -> {results['fused']:.2f}x "

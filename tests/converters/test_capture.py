@@ -202,3 +202,41 @@ def test_nan_weights_name_the_layer():
         m.classifier[1].weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"classifier\.1\.weight.*NaN"):
         capture(m, torch.randn(2, 1, 8, 8))
+
+
+class PreActivation(nn.Module):
+    """BatchNorm after a ReLU (nothing to fold it into) and a BatchNorm1d after a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 6)
+        self.bn1d = nn.BatchNorm1d(6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.bn(F.relu(self.conv(x)))
+        x = F.relu(self.conv2(x))
+        return self.out(F.relu(self.bn1d(self.fc(x.flatten(1)))))
+
+
+def test_batchnorm_without_a_layer_before_it_is_an_affine_op():
+    m = with_bn_statistics(PreActivation(), (2, 4, 4))
+    g = check_reproduces(m, (2, 4, 4))
+    # the lone BatchNorm2d is a depthwise 1x1 conv: it makes the conv2 input a signed population
+    assert [p.kind for p in g] == ["input", "relu", "signed", "relu", "relu", "readout"]
+    assert g["bn"].edges[0].ops[0].attrs["groups"] == 4
+    # BatchNorm1d right after a Linear is folded
+    assert [o.kind for o in g["relu_2"].edges[0].ops] == ["flatten", "linear"]
+
+
+class TwoOutputs(nn.Module):
+    def forward(self, x):
+        return x.flatten(1), x.flatten(1)
+
+
+def test_tuple_output_is_refused():
+    with pytest.raises(ConversionError, match="one tensor"):
+        capture(TwoOutputs(), torch.randn(2, 1, 2, 2))

@@ -34,8 +34,9 @@ def test_calibration_forms_give_the_same_thresholds(model):
     b = convert(model, [x[:5], x[5:]], T=4, progress=False)
     c = convert(model, [(x[:7], torch.zeros(7)), (x[7:], torch.zeros(5))], T=4, progress=False)
     d = convert(model, iter([x[:3], x[3:]]), T=4, progress=False)
-    th = [[p.theta for p in n.graph] for n in (a, b, c, d)]
-    assert th[0] == th[1] == th[2] == th[3]
+    th = [[p.theta for p in n.graph if p.theta is not None] for n in (a, b, c, d)]
+    for other in th[1:]:  # batch sizes differ: float32 convolutions may round differently
+        assert other == pytest.approx(th[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["max", "percentile", "optimal"])

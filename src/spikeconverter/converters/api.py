@@ -92,8 +92,9 @@ def convert(
         For ``"percentile"``/``"max"`` thresholds.
     input_encoding : {"analog", "spikes"}
         Input as an analog current into the first layer, or as signed spike trains.
-    mode : {"fused", "frame"}
-        Norse simulation mode (both exact; ``"fused"`` is faster).
+    mode : {"fused", "frame", "plugin"}
+        Norse simulation mode (all exact and spike-for-spike equal; ``"fused"`` is fastest,
+        ``"plugin"`` steps the plugin's ILIF modules and is slowest).
     dtype : torch.dtype
         Simulation precision.
     T_per_layer : dict of str to int, optional

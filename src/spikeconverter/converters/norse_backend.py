@@ -104,8 +104,9 @@ class SpikingNetwork(nn.Module):
         Calibrated graph (every spiking population has ``theta`` and ``T``).
     schedule : Schedule, optional
         Timing; computed with direct delivery (``hop_latency=0``) when omitted.
-    mode : {"fused", "frame"}
-        Simulation of the accumulate phase (see the module docstring); both produce every spike.
+    mode : {"fused", "frame", "plugin"}
+        How the neurons are simulated (see the module docstring); all produce every spike and
+        agree spike for spike. ``"plugin"`` steps :class:`spikeconverter.plugin.ILIF` itself.
     dtype : torch.dtype
         Precision of the simulation (float32; float64 for exactness checks).
 
@@ -314,16 +315,20 @@ class SpikingNetwork(nn.Module):
         total = None
         for i, train, at in self._arrivals(pop, trains):
             if self.mode == "fused":
-                cur = self._ops(pop, i, train.value() * k ** (-at))
+                cur = self._ops(pop, i, train.value(k ** (-at)))
             else:
                 f = train.frames()
                 n, b = f.shape[:2]
                 w = torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
                                  dtype=f.dtype, device=f.device)
                 scale = self._buf("scale", pop.name, i)
-                x = f * (w.reshape(-1, *([1] * (f.ndim - 1))) * scale)
-                cur = self._ops(pop, i, x.reshape(n * b, *f.shape[2:]))
-                cur = cur.reshape(n, b, *cur.shape[1:]).sum(0)
+                if scale.ndim == 0:  # the synapses see the bare spikes; weights after
+                    cur = self._ops(pop, i, f.reshape(n * b, *f.shape[2:]))
+                    cur = torch.tensordot(w * scale, cur.reshape(n, b, *cur.shape[1:]), dims=1)
+                else:
+                    x = f * (w.reshape(-1, *([1] * (f.ndim - 1))) * scale)
+                    cur = self._ops(pop, i, x.reshape(n * b, *f.shape[2:]))
+                    cur = cur.reshape(n, b, *cur.shape[1:]).sum(0)
             total = cur if total is None else total + cur
         return total
 
@@ -367,11 +372,14 @@ class SpikingNetwork(nn.Module):
         if self.mode == "plugin":
             z, _ = self._plugin_window(pop, trains, t_gen)
             return _Train(theta, t_gen, start, k=float(self.graph.k), frames=z)
-        v = self._membrane(pop, trains) + self._buf("bias", pop.name)
         k = float(self.graph.k)
+        v = self._membrane(pop, trains)
         if self.graph.rounding == "nearest":  # half an LSB at the last accumulate step
             half = theta * k ** (1 - t_gen) / 2
-            v = v + (half * torch.sign(v) if signed else half)
+            v = v + self._buf("bias", pop.name)
+            v = v + half * torch.sign(v) if signed else v.add_(half)
+        else:
+            v = v + self._buf("bias", pop.name)
         if self.mode == "fused" and k == 2.0:
             return _Train(theta, t_gen, start, code=_binary_code(v, theta, t_gen, signed))
         return _Train(theta, t_gen, start, k=k, frames=_generate(v, theta, t_gen, k, signed))
@@ -389,7 +397,7 @@ class SpikingNetwork(nn.Module):
         if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
-        per_neuron = train.counts()
+        per_neuron = train.counts(pop.kind in ("signed", "input"))
         spikes = float(per_neuron.sum())
         fan = self._fanout[pop.name].to(per_neuron.dtype).to(per_neuron.device)
         st.update(
@@ -446,19 +454,21 @@ class _Train:
             self._frames = bits * torch.sign(self.code)
         return self._frames
 
-    def value(self) -> torch.Tensor:
-        """Decoded value ``theta * sum_j k^-j s_j``."""
+    def value(self, factor: float = 1.0) -> torch.Tensor:
+        """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``."""
         if self.code is not None:
-            return self.theta * (self.code * 2.0 ** (1 - self.T))
-        w = torch.tensor([self.k ** -j for j in range(self.T)], dtype=self._frames.dtype,
-                         device=self._frames.device)
+            # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
+            return self.code * (self.theta * (factor * 2.0 ** (1 - self.T)))
+        w = torch.tensor([factor * self.k ** -j for j in range(self.T)],
+                         dtype=self._frames.dtype, device=self._frames.device)
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
-    def counts(self) -> torch.Tensor:
-        """Spikes per neuron (of either sign) over the window."""
+    def counts(self, signed: bool) -> torch.Tensor:
+        """Spikes (of either sign) per neuron over the window, summed over the batch."""
         if self.code is None:
-            return self._frames.abs().sum(0)
-        return _popcount(self.code.abs().to(torch.int64)).to(self.code.dtype)
+            f = self._frames
+            return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
+        return _popcount(self.code.abs() if signed else self.code).sum(0, dtype=torch.float64)
 
 
 def _binary_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
@@ -471,8 +481,9 @@ def _binary_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> 
     """
     work = v if T <= 24 or v.dtype == torch.float64 else v.double()
     a = work.abs() if signed else work
-    scaled = torch.clamp_min(a * float(2 ** (T - 1)), 0.0)
+    scaled = a * float(2 ** (T - 1))
     th = theta.to(work.dtype)
+    # negative values give n <= 0 (fmod keeps the dividend's sign): the clamp makes them 0
     n = torch.round((scaled - torch.fmod(scaled, th)) / th).clamp_(0, 2 ** T - 1)
     if signed:
         n = n * torch.sign(work)
@@ -504,15 +515,20 @@ def _generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
     return frames
 
 
-_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+_POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=torch.uint8)
 
 
 def _popcount(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of non-negative int64 values (SWAR)."""
-    x = x - ((x >> 1) & _M1)
-    x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    return (x * 0x0101010101010101) >> 56
+    """Set bits of non-negative integer-valued floats (16-bit table lookups)."""
+    if x.numel() == 0 or float(x.max()) < 2**16:
+        return _POPCOUNT16.to(x.device)[x.to(torch.int32)]
+    n = x.to(torch.int64)
+    total = torch.zeros(n.shape, dtype=torch.uint8, device=n.device)
+    table = _POPCOUNT16.to(n.device)
+    while bool((n > 0).any()):
+        total += table[n & 0xFFFF]
+        n = n >> 16
+    return total
 
 
 def _apply(op: Op, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
