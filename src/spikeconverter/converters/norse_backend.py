@@ -239,6 +239,10 @@ class SpikingNetwork(nn.Module):
             rounding=self.graph.rounding, signed=pop.kind == "signed",
         )
 
+    # Subclasses whose synapses and thresholds are trainable parameters (fine-tuning, see
+    # spikeconverter.training) set this: forward then keeps the autograd graph in grad mode.
+    _differentiable = False
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)`` of a batch of inputs ``(B, *input_shape)`` (no gradients)."""
         g, s = self.graph, self.schedule
@@ -255,15 +259,12 @@ class SpikingNetwork(nn.Module):
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
         logits, steps = None, 0
-        with torch.no_grad():
+        with torch.set_grad_enabled(self._differentiable and torch.is_grad_enabled()):
             for pop in g:
                 if pop.kind == "input":
                     frames = self._input_frames(pop, x)
                 elif pop.kind == "maxpool":
-                    src, start = trains[pop.edges[0].source]
-                    a = pop.attrs
-                    frames = spike_max_pool2d(src, a["kernel_size"], a["stride"], a["padding"],
-                                              a.get("dilation", (1, 1)), a.get("ceil_mode", False))
+                    frames = self._max_pool(pop, trains[pop.edges[0].source][0])
                 else:
                     current = self._accumulate(pop, trains, batch)
                     if pop.kind == "readout":
@@ -281,7 +282,7 @@ class SpikingNetwork(nn.Module):
                 trains[pop.name] = (frames, start)
                 if self.record:
                     self.spikes[pop.name] = frames
-                per_pop[pop.name] = self._pop_stats(pop, frames, batch)
+                per_pop[pop.name] = self._pop_stats(pop, frames.detach(), batch)
         self._finish_stats(per_pop, batch, steps)
         return logits
 
@@ -294,6 +295,11 @@ class SpikingNetwork(nn.Module):
         current = torch.cat([x.unsqueeze(0), x.new_zeros((int(pop.T), *x.shape))])
         z, _ = ILIF(p)(current)
         return z[1:]
+
+    def _max_pool(self, pop: Population, frames: torch.Tensor) -> torch.Tensor:
+        a = pop.attrs
+        return spike_max_pool2d(frames, a["kernel_size"], a["stride"], a["padding"],
+                                a.get("dilation", (1, 1)), a.get("ceil_mode", False))
 
     def _accumulate(self, pop: Population, trains: dict, batch: int) -> torch.Tensor:
         """Input current over the accumulate window ``(t_acc, B, ...)``, or (fused) the
