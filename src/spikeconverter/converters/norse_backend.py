@@ -168,6 +168,7 @@ class SpikingNetwork(nn.Module):
     def _consumers(self, name: str) -> list[tuple[Population, int]]:
         return [(p, i) for p in self.graph for i, e in enumerate(p.edges) if e.source == name]
 
+    @torch.enable_grad()  # counts synapses by autograd, also when built under no_grad
     def _fan_out(self, pop: Population) -> torch.Tensor:
         """Synapses leaving each neuron of ``pop`` (one sample), ``pop.shape``."""
         x = torch.zeros((1, *pop.shape), dtype=torch.float64, requires_grad=True)

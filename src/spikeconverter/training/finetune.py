@@ -177,7 +177,7 @@ def finetune(
         Cosine learning-rate decay to 0 over the run (needs ``len(train_data)`` or
         ``max_steps``); constant otherwise.
     train_thresholds : bool
-        Train each population's threshold (as ``log theta``; ReLU6 caps kept).
+        Train each population's threshold (kept > 0 and under ReLU6 caps).
     surrogate, alpha : str, float
         Norse surrogate gradient of the spike threshold, applied to the membrane in threshold
         units (see :mod:`spikeconverter.training.trainable`).

@@ -4,7 +4,8 @@
 same schedule, same simulation code) with three changes:
 
 * each op's ``weight`` and ``bias`` and each ``relu``/``signed`` population's threshold are
-  parameters (the threshold as ``log theta``, so it stays positive); the backend's derived
+  parameters (:meth:`TrainableSpikingNetwork.project_` keeps thresholds positive and under
+  ReLU6 caps after each optimiser step); the backend's derived
   tensors -- synapse scales ``theta_src / k**(t_acc - 1)``, folded population biases -- are
   recomputed from them on every call, so gradients reach the graph's own parameters;
 * in grad mode the generate phase runs the plugin's :func:`~spikeconverter.plugin.ilif_step`
@@ -22,9 +23,10 @@ the decoded output of a window is ``theta * sum_j z_j k**-j`` and its derivative
 to the accumulated membrane telescopes to ``1 - prod_j (1 - g_j)``, ``g_j`` the surrogate
 derivative of step ``j``. With Norse's ``"triangle"`` surrogate at ``alpha = 1``
 (``g = max(0, 1 - |x - 1|)``) every factor lies in ``[0, 1]``: the gradient lies in ``[0, 1]``,
-is close to 1 inside the code range ``[0, 2 theta)`` and exactly 0 below 0 (the ReLU) and at or
-above ``2 theta`` (the clip) -- a smoothed straight-through estimator of the quantised ReLU that
-the spikes compute, and it stays so at any threshold scale because the membrane is normalised.
+is close to 1 inside the code range ``[0, 2 theta)`` and exactly 0 below it (the ReLU; with
+rounding to nearest, below minus half an LSB) and at or above ``2 theta`` (the clip) -- a
+smoothed straight-through estimator of the quantised ReLU that the spikes compute, and it
+stays so at any threshold scale because the membrane is normalised.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
         self.surrogate, self.alpha = surrogate, float(alpha)
         self.train_thresholds = bool(train_thresholds)
         self.threshold_caps: dict[str, float] = {}
+        self._theta_floor: dict[str, float] = {}
         for pop in graph:
             for i, e in enumerate(pop.edges):  # derived from thresholds and op biases
                 self._buffers.pop(_key("scale", pop.name, i), None)
@@ -99,11 +102,13 @@ class TrainableSpikingNetwork(SpikingNetwork):
                         self.register_parameter(_key("b", pop.name, i, j), nn.Parameter(b))
             self._buffers.pop(_key("bias", pop.name), None)
             if pop.kind in _TRAINED_THETA:
-                th = self._buffers.pop(_key("theta", pop.name))
-                log_th = torch.log(torch.as_tensor(np.asarray(pop.theta, dtype=np.float64)))
+                self._buffers.pop(_key("theta", pop.name))
+                th = torch.as_tensor(np.asarray(pop.theta, dtype=np.float64))
                 self.register_parameter(
-                    _key("log_theta", pop.name),
-                    nn.Parameter(log_th.to(th.dtype), requires_grad=self.train_thresholds))
+                    _key("theta", pop.name),
+                    nn.Parameter(th.to(dtype), requires_grad=self.train_thresholds))
+                # floor: thresholds must stay > 0; a 1000-fold shrink is far outside training
+                self._theta_floor[pop.name] = float(th.min()) * 1e-3
                 if pop.clip is not None:
                     self.threshold_caps[pop.name] = float(pop.clip) / 2
             elif pop.kind == "maxpool":  # shares its source's threshold
@@ -120,28 +125,30 @@ class TrainableSpikingNetwork(SpikingNetwork):
         pop = self.graph[name]
         if pop.kind == "maxpool":
             return self.theta(pop.edges[0].source)
-        if pop.kind in _TRAINED_THETA:
-            th = torch.exp(getattr(self, _key("log_theta", name)))
-            return th.reshape(-1, 1, 1) if th.ndim == 1 and len(pop.shape) == 3 else th
-        return getattr(self, _key("theta", name))
+        th = getattr(self, _key("theta", name))
+        if pop.kind in _TRAINED_THETA and th.ndim == 1 and len(pop.shape) == 3:
+            return th.reshape(-1, 1, 1)  # the buffers of other kinds are shaped already
+        return th
 
     def population_bias(self, name: str) -> torch.Tensor:
         """The folded bias of population ``name`` (``pop.shape``), as
         :meth:`Graph.population_bias` computes it, from the bias parameters."""
         pop = self.graph[name]
-        total = torch.zeros(pop.shape, dtype=self.dtype)
+        # in float64 like the backend's buffers, so that without grad the spikes are identical
+        f64 = torch.float64
+        total = torch.zeros(pop.shape, dtype=f64)
         for i, e in enumerate(pop.edges):
             if all(op.bias is None for op in e.ops):
                 continue
-            x = torch.zeros((1, *self.graph[e.source].shape), dtype=self.dtype)
+            x = torch.zeros((1, *self.graph[e.source].shape), dtype=f64)
             for j, op in enumerate(e.ops):
-                x = _apply(op, x, self._buf("w", pop.name, i, j) if op.weight is not None
-                           else None)
+                x = _apply(op, x, self._buf("w", pop.name, i, j).to(f64)
+                           if op.weight is not None else None)
                 if op.bias is not None:
-                    b = getattr(self, _key("b", pop.name, i, j))
+                    b = getattr(self, _key("b", pop.name, i, j)).to(f64)
                     x = x + (b.reshape(-1, 1, 1) if op.kind == "conv2d" else b)
             total = total + x[0]
-        return total
+        return total.to(self.dtype)
 
     def _buf(self, *parts) -> torch.Tensor:
         what, name = parts[0], parts[1]
@@ -156,7 +163,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``{"weights": [...], "biases": [...], "thresholds": [...]}`` (for optimiser groups:
-        weight decay belongs on the first two, not on log-thresholds)."""
+        weight decay belongs on the first two, not on thresholds)."""
         groups: dict[str, list[nn.Parameter]] = {"weights": [], "biases": [], "thresholds": []}
         for key, p in self.named_parameters():
             if key.startswith("_w_"):
@@ -169,9 +176,11 @@ class TrainableSpikingNetwork(SpikingNetwork):
 
     @torch.no_grad()
     def project_(self) -> None:
-        """Keep every trained threshold at or below its cap (ReLU6: ``clip / 2``)."""
-        for name, cap in self.threshold_caps.items():
-            getattr(self, _key("log_theta", name)).clamp_(max=math.log(cap))
+        """Keep every trained threshold positive and at or below its cap (ReLU6:
+        ``clip / 2``)."""
+        for name, floor in self._theta_floor.items():
+            getattr(self, _key("theta", name)).clamp_(min=floor,
+                                                       max=self.threshold_caps.get(name))
 
     @torch.no_grad()
     def sync_to_graph(self, graph: Graph | None = None) -> Graph:
@@ -192,7 +201,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
                             new = getattr(self, _key(part, pop.name, i, j)).detach().cpu()
                             setattr(op, attr, new.numpy().astype(old.dtype).reshape(old.shape))
             if pop.kind in _TRAINED_THETA:
-                th = torch.exp(getattr(self, _key("log_theta", pop.name))).double().cpu().numpy()
+                th = getattr(self, _key("theta", pop.name)).detach().double().cpu().numpy()
                 dst.theta = (float(th) if np.ndim(dst.theta) == 0
                              else th.astype(np.asarray(dst.theta).dtype))
         for pop in graph:
