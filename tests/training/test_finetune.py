@@ -51,16 +51,20 @@ def digits():
 
 
 def test_finetune_raises_snn_accuracy_at_T2(digits):
+    """T=2 with the paper's floor code: conversion loses much (the floor's bias piles up),
+    fine-tuning through the spikes wins it back. Measured for ANN seeds 0..4: 76/45/58/55/30 %
+    before, 94/93/92/92/94 % after (3 epochs, 0.5 s CPU each). With rounding to nearest the
+    converted net is already within ~3 points of the ANN (97.6 %) and fine-tuning on 1,000
+    images gains only 0.2..2.4 points: too little for a robust assertion."""
     model, train, val, test = digits
-    net = convert(model, train[0][:256], T=2, progress=False)
+    net = convert(model, train[0][:256], T=2, rounding="floor", progress=False)
     before = evaluate(net, test)
     history = finetune(net, train, epochs=3, val_data=val, progress=False)
     after = evaluate(net, test)  # the spiking simulation, on data never used for selection
-    # measured over seeds 0..4 of the ANN training: +1.6 .. +3.4 points
-    assert after >= before + 0.01, (before, after)
+    assert after >= before + 0.10 and after >= 0.9, (before, after)
     assert history["steps"] == 3 * 16 and history["epochs"] == 3
     assert history["val_accuracy"][0] == pytest.approx(evaluate(
-        convert(model, train[0][:256], T=2, progress=False), val))
+        convert(model, train[0][:256], T=2, rounding="floor", progress=False), val))
     assert history["best_accuracy"] == max(history["val_accuracy"])
 
 
