@@ -65,20 +65,26 @@ def test_snn_equals_quantised_ann(name, mode):
     assert st["ann_macs_per_sample"] > st["analog_input_macs_per_sample"] > 0
 
 
-def test_fused_equals_frame_spike_for_spike():
-    net, shape = converted("cifar_resnet20", T=4, mode="fused")
+@pytest.mark.parametrize("name, kw", [("cifar_resnet20", {}), ("small_cnn", {}),
+                                      ("small_cnn", {"input_encoding": "spikes"}),
+                                      ("mobilenet_v2", {"rounding": "floor"})])
+def test_modes_agree_spike_for_spike_with_plugin_neurons(name, kw):
+    net, shape = converted(name, T=4, mode="plugin", **kw)
     x = data(2, shape, seed=7)
-    net.record = True
-    a = net(x)
-    spikes_fused = dict(net.spikes)
-    frame = SpikingNetwork(net.graph, net.schedule, mode="frame", dtype=torch.float64)
-    frame.record = True
-    b = frame(x)
-    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert spikes_fused.keys() == frame.spikes.keys()
-    for k in spikes_fused:
-        assert torch.equal(spikes_fused[k], frame.spikes[k]), k
-    assert net.stats["populations"] == frame.stats["populations"]
+    runs = {}
+    for mode in ("plugin", "frame", "fused"):
+        other = SpikingNetwork(net.graph, net.schedule, mode=mode, dtype=torch.float64)
+        other.record = True
+        runs[mode] = (other(x), dict(other.spikes), other.stats)
+    ref_out, ref_spikes, ref_stats = runs["plugin"]
+    assert ref_stats["steps_simulated"] == net.schedule.latency_steps
+    for mode in ("frame", "fused"):
+        out, spikes, stats = runs[mode]
+        torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+        assert spikes.keys() == ref_spikes.keys()
+        for k in spikes:
+            assert torch.equal(spikes[k], ref_spikes[k]), (mode, k)
+        assert stats["populations"] == ref_stats["populations"]
 
 
 def test_spikes_are_the_code_of_the_quantised_values():

@@ -137,4 +137,5 @@ def convert(
               headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
               batch_size=batch_size, progress=progress,
               dtype=torch.float64 if dtype == torch.float64 else torch.float32)
-    return build(graph, mode=mode, dtype=dtype)
+    # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
+    return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)

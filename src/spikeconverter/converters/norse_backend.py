@@ -4,14 +4,23 @@ Every population runs over its own window on the global clock of the schedule (i
 counter starts at the schedule's offset), in topological order. Each population's complete spike
 train -- every spike of every neuron -- is produced and passed on:
 
-* ``mode="frame"``: a source's ``T`` spike frames go through each edge's synapses as one batched
-  op (``T * B`` samples), land in the target's accumulate window at the step the schedule says,
-  and the target's :class:`spikeconverter.plugin.ILIF` neurons run step by step over their whole
-  window (accumulate, bias, generate).
+* ``mode="plugin"``: the reference. A source's ``T`` spike frames go through each edge's
+  synapses as one batched op (``T * B`` samples), land in the target's accumulate window at the
+  step the schedule says, and the target's :class:`spikeconverter.plugin.ILIF` neurons run step
+  by step over their whole window (accumulate, bias, generate) on the schedule's clock; the
+  readout neurons' clock gives ``stats["steps_simulated"]``. Slow (every step touches every
+  membrane about ten times).
+* ``mode="frame"``: the same frame-by-frame synaptic traffic, with the neuron equations run by
+  a lean in-place kernel: ``V = sum_t k^(t_acc-1-t) I(t)`` over the frames' currents, bias and
+  rounding at the last accumulate step, then the generate steps ``z = [V >= v_th]``,
+  ``V <- k (V - z v_th)`` one by one.
 * ``mode="fused"``: the accumulate phase is linear, so ``sum_t k^(t_acc-1-t) W s_t`` is formed as
-  ``W (sum_t k^(t_acc-1-t) s_t)``: one synapse op per edge and window. The generate phase then
-  runs the iLIF dynamics (``z = [V >= v_th]``, ``V <- k (V - z v_th)``) step by step, in place.
-  The result is the frame mode's, spike for spike (tested).
+  ``W (sum_t k^(t_acc-1-t) s_t)``: one synapse op per edge and window. For k = 2 the generate
+  phase is computed in closed form (the train is the binary expansion of an integer code,
+  exact in floating point) and kept bit-packed, one integer per neuron; ``spikes``/``stats``
+  unpack or count its bits.
+
+All three give the same spikes, spike for spike, and the same logits (tested in float64).
 
 Scaling (DESIGN.md): a source with threshold ``theta_s`` feeding a target that accumulates for
 ``t_acc`` steps has its synapses scaled by ``theta_s / k^(t_acc - 1)``; the target keeps its own
@@ -37,7 +46,7 @@ from spikeconverter.plugin import ILIF, ILIFParameters, ILIFState
 
 __all__ = ["MODES", "SpikingNetwork", "spike_max_pool2d"]
 
-MODES = ("fused", "frame")
+MODES = ("fused", "frame", "plugin")
 
 
 def _key(*parts: Any) -> str:
@@ -208,24 +217,6 @@ class SpikingNetwork(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(iter(self.buffers())).dtype
 
-    def _edge_current(self, pop: Population, i: int, frames: torch.Tensor,
-                      weights: torch.Tensor | None) -> torch.Tensor:
-        """Synaptic current of edge ``i`` for source frames ``(T, B, ...)`` -> ``(T', B, ...)``.
-
-        ``weights`` (per frame) turns the frames into one weighted sum first (fused mode).
-        """
-        e = pop.edges[i]
-        scale = self._buf("scale", pop.name, i)
-        if weights is not None:
-            x = torch.tensordot(weights, frames, dims=1).unsqueeze(0)
-        else:
-            x = frames
-        t, b = x.shape[:2]
-        x = (x * scale).reshape(t * b, *x.shape[2:])
-        for j, op in enumerate(e.ops):
-            x = _apply(op, x, self._buf("w", pop.name, i, j) if op.weight is not None else None)
-        return x.reshape(t, b, *x.shape[1:])
-
     def _window_start(self, pop: Population, i: int, src_start: int) -> int:
         """Index in ``pop``'s accumulate window where edge ``i``'s first spike lands."""
         s = self.schedule
@@ -233,29 +224,21 @@ class SpikingNetwork(nn.Module):
         hop = s.arrival[(pop.name, i)] - s.generate_start(e.source)
         return src_start + hop + s.delay[(pop.name, i)] - s.offset[pop.name]
 
-    def _params(self, pop: Population, t_acc: int, t_gen: int) -> ILIFParameters:
-        return ILIFParameters(
-            k=float(self.graph.k), v_th=self._buf("theta", pop.name), t_acc=t_acc, t_gen=t_gen,
-            offset=self.schedule.offset[pop.name], bias=self._buf("bias", pop.name),
-            rounding=self.graph.rounding, signed=pop.kind == "signed",
-        )
-
     # Subclasses whose synapses and thresholds are trainable parameters (fine-tuning, see
     # spikeconverter.training) set this: forward then keeps the autograd graph in grad mode.
     _differentiable = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)`` of a batch of inputs ``(B, *input_shape)`` (no gradients)."""
-        g, s = self.graph, self.schedule
+        g = self.graph
         in_shape = tuple(g[g.input].shape)
         if not isinstance(images, torch.Tensor) or tuple(images.shape[1:]) != in_shape:
             got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
             raise ValueError(f"input must be a tensor (B, {', '.join(map(str, in_shape))}), "
                              f"got {got}")
-        dtype = self.dtype
-        x = images.to(dtype)
+        x = images.to(self.dtype)
         batch = x.shape[0]
-        trains: dict[str, tuple[torch.Tensor, int]] = {}  # frames, global step of frame 0
+        trains: dict[str, _Train] = {}
         remaining = {p.name: len(self._consumers(p.name)) for p in g}
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
@@ -263,98 +246,146 @@ class SpikingNetwork(nn.Module):
         with torch.set_grad_enabled(self._differentiable and torch.is_grad_enabled()):
             for pop in g:
                 if pop.kind == "input":
-                    frames = self._input_frames(pop, x)
+                    train = self._input_train(pop, x)
                 elif pop.kind == "maxpool":
-                    frames = self._max_pool(pop, trains[pop.edges[0].source][0])
+                    train = self._max_pool(pop, trains[pop.edges[0].source])
+                elif pop.kind == "readout":
+                    logits, steps = self._readout(pop, trains)
                 else:
-                    current = self._accumulate(pop, trains, batch)
-                    if pop.kind == "readout":
-                        logits, steps = self._readout(pop, current)
-                    else:
-                        frames = self._generate(pop, current)
+                    train = self._population(pop, trains)
                 for e in pop.edges:  # free trains nobody needs any more
                     remaining[e.source] -= 1
-                    if remaining[e.source] == 0 and not self.record:
+                    if remaining[e.source] == 0:
                         trains.pop(e.source, None)
                 if pop.kind == "readout":
                     per_pop[pop.name] = self._pop_stats(pop, None, batch)
                     continue
-                start = s.generate_start(pop.name)
-                trains[pop.name] = (frames, start)
+                trains[pop.name] = train
                 if self.record:
-                    self.spikes[pop.name] = frames
-                per_pop[pop.name] = self._pop_stats(pop, frames.detach(), batch)
+                    self.spikes[pop.name] = train.frames()
+                per_pop[pop.name] = self._pop_stats(pop, train, batch)
         self._finish_stats(per_pop, batch, steps)
         return logits
 
-    def _input_frames(self, pop: Population, x: torch.Tensor) -> torch.Tensor:
+    def _max_pool(self, pop: Population, src: _Train) -> _Train:
+        a = pop.attrs
+        frames = spike_max_pool2d(src.frames(), a["kernel_size"], a["stride"], a["padding"],
+                                  a.get("dilation", (1, 1)), a.get("ceil_mode", False))
+        return _Train(src.theta, int(pop.T), self.schedule.generate_start(pop.name), k=src.k,
+                      frames=frames)
+
+    def _input_train(self, pop: Population, x: torch.Tensor) -> _Train:
+        start = self.schedule.generate_start(pop.name)
+        theta = self._buf("theta", pop.name)
         if pop.attrs.get("encoding", "analog") == "analog":
-            return x.unsqueeze(0)
+            return _Train(theta, 1, start, frames=x.unsqueeze(0))
         # spike-encoded input: signed iLIF neurons take the pixel in one step, then emit T spikes
-        p = ILIFParameters(k=float(self.graph.k), v_th=self._buf("theta", pop.name), t_acc=1,
-                           t_gen=int(pop.T), rounding=self.graph.rounding, signed=True)
+        p = ILIFParameters(k=float(self.graph.k), v_th=theta, t_acc=1, t_gen=int(pop.T),
+                           rounding=self.graph.rounding, signed=True)
         current = torch.cat([x.unsqueeze(0), x.new_zeros((int(pop.T), *x.shape))])
         z, _ = ILIF(p)(current)
-        return z[1:]
+        return _Train(theta, int(pop.T), start, k=float(self.graph.k), frames=z[1:])
 
-    def _max_pool(self, pop: Population, frames: torch.Tensor) -> torch.Tensor:
-        a = pop.attrs
-        return spike_max_pool2d(frames, a["kernel_size"], a["stride"], a["padding"],
-                                a.get("dilation", (1, 1)), a.get("ceil_mode", False))
+    def _arrivals(self, pop: Population, trains: dict) -> list[tuple[int, _Train, int]]:
+        """(edge index, source train, window index of its first spike) for every edge."""
+        t_acc = self.schedule.t_acc[pop.name]
+        out = []
+        for i, e in enumerate(pop.edges):
+            train = trains[e.source]
+            at = self._window_start(pop, i, train.start)
+            if at < 0 or at + train.T > t_acc:
+                raise RuntimeError(
+                    f"schedule error: the train of {e.source!r} reaches {pop.name!r} at window "
+                    f"step {at}..{at + train.T - 1}, outside its accumulate window of {t_acc} "
+                    "steps"
+                )
+            out.append((i, train, at))
+        return out
 
-    def _accumulate(self, pop: Population, trains: dict, batch: int) -> torch.Tensor:
-        """Input current over the accumulate window ``(t_acc, B, ...)``, or (fused) the
-        accumulated membrane before bias ``(B, ...)``."""
+    def _ops(self, pop: Population, i: int, x: torch.Tensor) -> torch.Tensor:
+        for j, op in enumerate(pop.edges[i].ops):
+            x = _apply(op, x, self._buf("w", pop.name, i, j) if op.weight is not None else None)
+        return x
+
+    def _membrane(self, pop: Population, trains: dict) -> torch.Tensor:
+        """Membrane after the accumulate phase, bias not yet added (frame and fused modes).
+
+        frame: every spike frame crosses the synapses (``T * B`` batch), weighted by its
+        accumulate step, ``V = sum_t k^(t_acc-1-t) I(t)``. fused: by linearity the frames are
+        weighted and summed first (``theta * sum_j k^-j s_j``, read from the packed train),
+        then cross the synapses once.
+        """
         t_acc = self.schedule.t_acc[pop.name]
         k = float(self.graph.k)
         total = None
-        for i, e in enumerate(pop.edges):
-            frames, src_start = trains[e.source]
-            n = frames.shape[0]
-            at = self._window_start(pop, i, src_start)
-            if at < 0 or at + n > t_acc:
-                raise RuntimeError(
-                    f"schedule error: the train of {e.source!r} reaches {pop.name!r} at window "
-                    f"step {at}..{at + n - 1}, outside its accumulate window of {t_acc} steps"
-                )
+        for i, train, at in self._arrivals(pop, trains):
             if self.mode == "fused":
-                w = torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
-                                 dtype=frames.dtype, device=frames.device)
-                cur = self._edge_current(pop, i, frames, w)[0]
-                total = cur if total is None else total + cur
+                cur = self._ops(pop, i, train.value() * k ** (-at))
             else:
-                cur = self._edge_current(pop, i, frames, None)
-                if total is None:
-                    total = cur.new_zeros((t_acc, *cur.shape[1:]))
-                total[at:at + n] += cur
+                f = train.frames()
+                n, b = f.shape[:2]
+                w = torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
+                                 dtype=f.dtype, device=f.device)
+                scale = self._buf("scale", pop.name, i)
+                x = f * (w.reshape(-1, *([1] * (f.ndim - 1))) * scale)
+                cur = self._ops(pop, i, x.reshape(n * b, *f.shape[2:]))
+                cur = cur.reshape(n, b, *cur.shape[1:]).sum(0)
+            total = cur if total is None else total + cur
         return total
 
-    def _readout(self, pop: Population, current: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _plugin_window(self, pop: Population, trains: dict, t_gen: int):
+        """The population's window run step by step by :class:`spikeconverter.plugin.ILIF`."""
         s = self.schedule
         t_acc, off = s.t_acc[pop.name], s.offset[pop.name]
-        if self.mode == "fused":
-            return current + self._buf("bias", pop.name), off + t_acc
-        # an accumulate-only population: one window's accumulate phase of iLIF neurons
-        p = ILIFParameters(k=float(self.graph.k), v_th=torch.ones((), dtype=current.dtype),
-                           t_acc=t_acc, t_gen=1, offset=off, bias=self._buf("bias", pop.name))
-        state = ILIFState(torch.zeros_like(current[0]), torch.tensor(off))
-        _, state = ILIF(p)(current, state)
-        return state.v, int(state.n)
+        current = None
+        for i, train, at in self._arrivals(pop, trains):
+            f = train.frames()
+            n, b = f.shape[:2]
+            cur = self._ops(pop, i, (f * self._buf("scale", pop.name, i)).reshape(
+                n * b, *f.shape[2:]))
+            cur = cur.reshape(n, b, *cur.shape[1:])
+            if current is None:
+                current = cur.new_zeros((t_acc + t_gen, *cur.shape[1:]))
+            current[at:at + n] += cur
+        readout = pop.kind == "readout"
+        p = ILIFParameters(
+            k=float(self.graph.k),
+            v_th=torch.ones((), dtype=current.dtype) if readout else self._buf("theta", pop.name),
+            t_acc=t_acc, t_gen=max(t_gen, 1), offset=off, bias=self._buf("bias", pop.name),
+            rounding="floor" if readout else self.graph.rounding, signed=pop.kind == "signed",
+        )
+        z, state = ILIF(p)(current, ILIFState(torch.zeros_like(current[0]), torch.tensor(off)))
+        return z[t_acc:], state
 
-    def _generate(self, pop: Population, current: torch.Tensor) -> torch.Tensor:
+    def _readout(self, pop: Population, trains: dict) -> tuple[torch.Tensor, int]:
         s = self.schedule
-        t_acc, t_gen, off = s.t_acc[pop.name], s.t_gen[pop.name], s.offset[pop.name]
-        p = self._params(pop, t_acc, t_gen)
-        if self.mode == "frame":
-            drive = torch.cat([current, current.new_zeros((t_gen, *current.shape[1:]))])
-            z, state = ILIF(p)(drive, ILIFState(torch.zeros_like(current[0]), torch.tensor(off)))
-            return z[t_acc:]
-        return _generate_fused(current, p)
+        if self.mode == "plugin":
+            _, state = self._plugin_window(pop, trains, 0)
+            return state.v, int(state.n)  # the clock of the readout neurons
+        v = self._membrane(pop, trains) + self._buf("bias", pop.name)
+        return v, s.offset[pop.name] + s.t_acc[pop.name]
+
+    def _population(self, pop: Population, trains: dict) -> _Train:
+        s = self.schedule
+        t_gen, start = s.t_gen[pop.name], s.generate_start(pop.name)
+        theta = self._buf("theta", pop.name)
+        signed = pop.kind == "signed"
+        if self.mode == "plugin":
+            z, _ = self._plugin_window(pop, trains, t_gen)
+            return _Train(theta, t_gen, start, k=float(self.graph.k), frames=z)
+        v = self._membrane(pop, trains) + self._buf("bias", pop.name)
+        k = float(self.graph.k)
+        if self.graph.rounding == "nearest":  # half an LSB at the last accumulate step
+            half = theta * k ** (1 - t_gen) / 2
+            v = v + (half * torch.sign(v) if signed else half)
+        if self.mode == "fused" and k == 2.0:
+            return _Train(theta, t_gen, start, code=_binary_code(v, theta, t_gen, signed))
+        return _Train(theta, t_gen, start, k=k, frames=_generate(v, theta, t_gen, k, signed))
 
     # -- statistics ---------------------------------------------------------------------------
 
-    def _pop_stats(self, pop: Population, frames: torch.Tensor | None,
-                   batch: int) -> dict[str, Any]:
+    @torch.no_grad()
+    def _pop_stats(self, pop: Population, train: _Train | None, batch: int) -> dict[str, Any]:
         s = self.schedule
         st: dict[str, Any] = {
             "kind": pop.kind, "neurons": math.prod(pop.shape), "T": pop.T,
@@ -362,16 +393,15 @@ class SpikingNetwork(nn.Module):
             "ann_macs": self._macs[pop.name],
         }
         analog = pop.kind == "input" and pop.attrs.get("encoding", "analog") == "analog"
-        if frames is None or analog:
+        if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
-        per_neuron = (frames.abs() if pop.kind == "signed" or pop.kind == "input"
-                      else frames).sum(0)
+        per_neuron = train.counts()
         spikes = float(per_neuron.sum())
         fan = self._fanout[pop.name].to(per_neuron.dtype).to(per_neuron.device)
         st.update(
             spikes=int(spikes),
-            firing_rate=spikes / (batch * st["neurons"] * frames.shape[0]),
+            firing_rate=spikes / (batch * st["neurons"] * train.T),
             synaptic_ops=int(float((per_neuron * fan).sum())),
         )
         return st
@@ -404,29 +434,92 @@ class SpikingNetwork(nn.Module):
         save(self, path)
 
 
-def _generate_fused(v: torch.Tensor, p: ILIFParameters) -> torch.Tensor:
-    """The iLIF window from its accumulated membrane ``v`` (bias not yet added): bias and
-    rounding at the last accumulate step, then ``t_gen`` generate steps, in place."""
-    v = v + p.bias
-    th = p.v_th
-    if p.rounding == "nearest":
-        half = th * float(p.k) ** (1 - p.t_gen) / 2
-        v = v + (half * torch.sign(v) if p.signed else half)
-    frames = torch.empty((p.t_gen, *v.shape), dtype=v.dtype, device=v.device)
-    scalar = th.ndim == 0
-    th_value = float(th) if scalar else None
-    k = float(p.k)
-    for t in range(p.t_gen):
+class _Train:
+    """A population's spike train over its generate window: as frames ``(T, B, ...)`` or
+    bit-packed (``code``: one signed integer per neuron whose binary digits, most significant
+    first, are the spikes; k = 2 only)."""
+
+    def __init__(self, theta: torch.Tensor, T: int, start: int, *, k: float = 2.0,
+                 frames: torch.Tensor | None = None, code: torch.Tensor | None = None):
+        self.theta, self.T, self.start, self.k = theta, T, start, k
+        self._frames, self.code = frames, code
+
+    def frames(self) -> torch.Tensor:
+        if self._frames is None:
+            mag = self.code.abs().to(torch.int64)
+            shifts = torch.arange(self.T - 1, -1, -1, device=mag.device).reshape(
+                -1, *([1] * mag.ndim))
+            bits = ((mag.unsqueeze(0) >> shifts) & 1).to(self.code.dtype)
+            self._frames = bits * torch.sign(self.code)
+        return self._frames
+
+    def value(self) -> torch.Tensor:
+        """Decoded value ``theta * sum_j k^-j s_j``."""
+        if self.code is not None:
+            return self.theta * (self.code * 2.0 ** (1 - self.T))
+        w = torch.tensor([self.k ** -j for j in range(self.T)], dtype=self._frames.dtype,
+                         device=self._frames.device)
+        return self.theta * torch.tensordot(w, self._frames, dims=1)
+
+    def counts(self) -> torch.Tensor:
+        """Spikes per neuron (of either sign) over the window."""
+        if self.code is None:
+            return self._frames.abs().sum(0)
+        return _popcount(self.code.abs().to(torch.int64)).to(self.code.dtype)
+
+
+def _binary_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
+    """The generate phase of k = 2 iLIF neurons in closed form: the integer whose T binary
+    digits are the spikes ``z_j = [V_j >= theta]``, ``V_{j+1} = 2 (V_j - z_j theta)``.
+
+    Each soft reset subtracts theta from a value in [theta, 2 theta) (exact in floating point,
+    Sterbenz) and doubling is exact, so the iteration computes ``floor(V 2^(T-1) / theta)``
+    clipped to ``[0, 2^T - 1]`` exactly; ``fmod`` gives that floor without rounding error.
+    """
+    work = v if T <= 24 or v.dtype == torch.float64 else v.double()
+    a = work.abs() if signed else work
+    scaled = torch.clamp_min(a * float(2 ** (T - 1)), 0.0)
+    th = theta.to(work.dtype)
+    n = torch.round((scaled - torch.fmod(scaled, th)) / th).clamp_(0, 2 ** T - 1)
+    if signed:
+        n = n * torch.sign(work)
+    return n.to(v.dtype) if T <= 24 or v.dtype == torch.float64 else n
+
+
+def _generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
+              signed: bool) -> torch.Tensor:
+    """The generate phase step by step, in place: ``z = [V >= theta]``, ``V <- k (V - z theta)``.
+
+    For k = 2 it tracks ``U_j = V_j / 2^j`` instead (exactly the same comparisons, since scaling
+    by powers of two is exact) and so saves the multiplication.
+    """
+    frames = torch.empty((T, *v.shape), dtype=v.dtype, device=v.device)
+    u = v.clone()
+    scalar = theta.ndim == 0
+    for t in range(T):
+        th = theta * k ** -t if k == 2.0 else theta
         z = frames[t]
-        z.copy_(v >= th)
-        if p.signed:
-            z.sub_((v <= -th).to(v.dtype))
+        z.copy_(u >= th)
+        if signed:
+            z.sub_((u <= -th).to(u.dtype))
         if scalar:
-            v.sub_(z, alpha=th_value)
+            u.sub_(z, alpha=float(th))
         else:
-            v.addcmul_(z, th, value=-1.0)
-        v.mul_(k)
+            u.addcmul_(z, th, value=-1.0)
+        if k != 2.0:
+            u.mul_(k)
     return frames
+
+
+_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+
+
+def _popcount(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of non-negative int64 values (SWAR)."""
+    x = x - ((x >> 1) & _M1)
+    x = (x & _M2) + ((x >> 2) & _M2)
+    x = (x + (x >> 4)) & _M4
+    return (x * 0x0101010101010101) >> 56
 
 
 def _apply(op: Op, x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

@@ -68,15 +68,25 @@ def graph_from_dict(d: dict[str, Any]) -> Graph:
 
 
 def save(net: Any, path: str | os.PathLike) -> Path:
-    """Write a :class:`SpikingNetwork` (graph, schedule, simulation options) to ``path``."""
+    """Write a network (graph, schedule, simulation options) to ``path``.
+
+    A :class:`SpikingNetwork` stores its mode and dtype; another backend's network (e.g. the
+    Lava backend's ``LavaNetwork``) stores its ``save_options`` and ``backend_state()``.
+    """
     path = Path(path)
+    if hasattr(net, "save_options"):
+        options = dict(net.save_options)
+    else:
+        options = {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
+                   "backend": "norse"}
     blob = {
         "format": FORMAT, "version": VERSION,
         "graph": graph_to_dict(net.graph),
         "schedule": net.schedule.to_dict(),
-        "options": {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
-                    "backend": "norse"},
+        "options": options,
     }
+    if hasattr(net, "backend_state"):
+        blob["backend_state"] = net.backend_state()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -92,15 +102,18 @@ def save(net: Any, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike, *, mode: str | None = None,
-         dtype: torch.dtype | None = None):
-    """Read a network written by :func:`save` as a :class:`SpikingNetwork`.
+         dtype: torch.dtype | None = None, backend: str | None = None):
+    """Read a network written by :func:`save`.
 
     Parameters
     ----------
     path : str or PathLike
         The file.
     mode, dtype : optional
-        Override the simulation mode / precision it was saved with.
+        Override the simulation mode / precision it was saved with (Norse).
+    backend : {"norse", "lava"}, optional
+        Backend of the network returned; default: the one it was saved from. A network saved
+        from one backend loads into the other (its schedule is recomputed for it).
 
     Raises
     ------
@@ -132,5 +145,20 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         graph.validate()
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from exc
+    saved = opts.get("backend", "norse")
+    backend = backend or saved
+    if backend == "lava":
+        from spikeconverter.converters.lava_backend import LavaNetwork
+
+        state = blob.get("backend_state") or {}
+        return LavaNetwork(graph, schedule if saved == "lava" else None,
+                           membrane_peaks=state.get("membrane_peaks"),
+                           margin=float(opts.get("margin", 0.5)))
+    if backend != "norse":
+        raise ValueError(f"backend must be 'norse' or 'lava', got {backend!r}")
+    if saved != "norse":
+        from spikeconverter.converters.schedule import compute_schedule
+
+        schedule = compute_schedule(graph, hop_latency=0)
     dt = dtype or getattr(torch, opts.get("dtype", "float32"))
     return SpikingNetwork(graph, schedule, mode=mode or opts.get("mode", "fused"), dtype=dt)

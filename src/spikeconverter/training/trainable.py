@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spikeconverter.converters.ir import Graph
-from spikeconverter.converters.norse_backend import SpikingNetwork, _apply, _key
+from spikeconverter.converters.norse_backend import SpikingNetwork, _apply, _key, _Train
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.plugin import ILIF, ILIFParameters
 
@@ -213,26 +213,27 @@ class TrainableSpikingNetwork(SpikingNetwork):
 
     # -- differentiable simulation ------------------------------------------------------------
 
-    def _generate(self, pop, current: torch.Tensor) -> torch.Tensor:
+    def _population(self, pop, trains: dict) -> _Train:
         if not torch.is_grad_enabled():
-            return super()._generate(pop, current)  # the exact fused simulation
+            return super()._population(pop, trains)  # the exact fused simulation
         s = self.schedule
-        p = self._params(pop, s.t_acc[pop.name], s.t_gen[pop.name])
-        th = p.v_th
+        t_gen = s.t_gen[pop.name]
+        th = self.theta(pop.name)
+        v = self._membrane(pop, trains)  # fused: differentiable in weights, trains, thresholds
         # one accumulate step (the whole accumulated membrane, bias and rounding at once) and
         # t_gen generate steps of the plugin's neuron, in threshold units (v_th = 1)
         unit = ILIFParameters(
-            k=p.k, v_th=torch.ones((), dtype=current.dtype), t_acc=1, t_gen=p.t_gen,
-            bias=p.bias / th, rounding=p.rounding, signed=p.signed,
-            method=self.surrogate, alpha=self.alpha,
+            k=float(self.graph.k), v_th=torch.ones((), dtype=v.dtype), t_acc=1, t_gen=t_gen,
+            bias=self.population_bias(pop.name) / th, rounding=self.graph.rounding,
+            signed=pop.kind == "signed", method=self.surrogate, alpha=self.alpha,
         )
-        drive = torch.cat([(current / th).unsqueeze(0),
-                           current.new_zeros((p.t_gen, *current.shape))])
-        z, _ = ILIF(unit)(drive)
-        return z[1:]
+        z, _ = ILIF(unit)(torch.cat([(v / th).unsqueeze(0), v.new_zeros((t_gen, *v.shape))]))
+        return _Train(th, t_gen, s.generate_start(pop.name), k=float(self.graph.k),
+                      frames=z[1:])
 
-    def _max_pool(self, pop, frames: torch.Tensor) -> torch.Tensor:
-        hard = super()._max_pool(pop, frames)
+    def _max_pool(self, pop, src: _Train) -> _Train:
+        hard = super()._max_pool(pop, src)
+        frames = src.frames()
         if not (torch.is_grad_enabled() and frames.requires_grad):
             return hard
         a = pop.attrs
@@ -241,4 +242,5 @@ class TrainableSpikingNetwork(SpikingNetwork):
                             a["stride"], a["padding"], a.get("dilation", 1),
                             a.get("ceil_mode", False))
         soft = soft.reshape(T, B, *soft.shape[1:])
-        return hard + (soft - soft.detach())
+        return _Train(hard.theta, hard.T, hard.start, k=hard.k,
+                      frames=hard.frames() + (soft - soft.detach()))

@@ -1,0 +1,297 @@
+"""Rate-coded IF conversion of the graph IR, simulated step by step with Norse's pieces.
+
+The baselines SpikeConverter is compared against (paper Fig. 6 and 7). Every step:
+
+* the input population sends its analog value (a constant current, no encoding);
+* every edge applies its ops (:func:`~spikeconverter.converters.ir.apply_op`, bias included) to
+  its source's output of this step;
+* a ``"relu"`` population is a layer of integrate-and-fire neurons without leak,
+  ``V <- V + I``, firing ``z = [V >= lambda]`` with a per-layer threshold ``lambda`` from
+  :func:`~spikeconverter.baselines.normalization.rate_thresholds`; each spike carries ``lambda``;
+* a ``"signed"`` population fires ``+1`` at ``V >= lambda`` and ``-1`` at ``V <= -lambda``;
+* a ``"maxpool"`` population gates its source: in each window it passes on this step's spike of
+  the unit that has fired most so far (Rueckauer et al. 2017, ties to the first unit); the count
+  includes this step, so the output never fires more often than the window's busiest unit;
+* the readout integrates its input current; the logits after ``t`` steps are ``V / t``.
+
+The three methods differ only in the IF neuron (:data:`RATE_METHODS`):
+
+``"hard_reset"``
+    reset to zero after a spike (Sengupta et al. 2019, "Going deeper in SNNs"); the charge above
+    threshold is lost, so rates fall short of ``u / lambda``.
+``"soft_reset"``
+    reset by subtraction, ``V <- V - z*lambda`` (Han et al. 2020, RMP-SNN): no charge is lost;
+    after ``t`` steps the rate is ``floor(t*u/lambda)/t`` for a constant input.
+``"threshold_shift"``
+    reset by subtraction with Deng & Gu's (ICLR 2021) shift: their SNN adds ``lambda/(2T)`` to
+    the membrane each step, a total charge of ``lambda/2`` by step ``T`` that turns the floor
+    into rounding to nearest. We deliver that charge up front (fire at ``V >= lambda/2``, i.e. an
+    initial membrane of ``lambda/2``; negative spikes at ``V <= -lambda/2``), which gives the same
+    count at step ``T`` for a constant input without depending on ``T``, so one run serves every
+    checkpoint (the form Bu et al. 2022 also use).
+
+Memory is O(populations x batch x neurons) for any number of steps: the readout and spike
+counts are recorded as the run passes each checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from norse.torch.functional.reset import reset_subtract, reset_value
+from tqdm.auto import tqdm
+
+from spikeconverter.baselines.counting import fanout
+from spikeconverter.converters.ir import Graph, Op, apply_op
+
+RATE_METHODS: dict[str, str] = {
+    "hard_reset": "IF, reset to zero (Sengupta et al. 2019)",
+    "soft_reset": "IF, reset by subtraction (RMP-SNN, Han et al. 2020)",
+    "threshold_shift": "IF, reset by subtraction, threshold shifted by lambda/2 (Deng & Gu 2021)",
+}
+DEFAULT_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
+
+__all__ = ["DEFAULT_STEPS", "RATE_METHODS", "RateNetwork", "RateResult", "simulate_rate"]
+
+
+@dataclass
+class RateResult:
+    """What a rate-coded run recorded at each checkpoint ``t`` in ``steps``.
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`RATE_METHODS`.
+    steps : list of int
+        The checkpoints, ascending.
+    logits : dict of int to torch.Tensor
+        Readout ``V / t`` after ``t`` steps, ``(B, classes)``.
+    spikes : dict of int to dict of str to float
+        Spikes per population after ``t`` steps, summed over the batch (``|z|`` for signed).
+    synops : dict of int to float
+        Synaptic operations (spikes times their fan-out) after ``t`` steps, summed over the batch.
+    batch : int
+        Number of samples.
+    raster : torch.Tensor or None
+        ``(steps[-1], N)`` spikes (in {-1, 0, 1}) of the recorded population for sample 0,
+        when asked for.
+    neurons : dict of str to int
+        Neurons per population (per sample).
+    """
+
+    method: str
+    steps: list[int]
+    logits: dict[int, torch.Tensor]
+    spikes: dict[int, dict[str, float]]
+    synops: dict[int, float]
+    batch: int
+    raster: torch.Tensor | None = None
+    neurons: dict[str, int] = field(default_factory=dict)
+
+
+def _check_steps(steps: Iterable[int]) -> list[int]:
+    out = sorted({int(t) for t in steps})
+    if not out or any(t < 1 for t in out) or any(
+        isinstance(t, bool) or int(t) != t for t in steps
+    ):
+        raise ValueError(f"steps must be a non-empty collection of integers >= 1, got {steps!r}")
+    return out
+
+
+class RateNetwork:
+    """A graph IR run as a rate-coded IF network.
+
+    Parameters
+    ----------
+    graph : Graph
+        The captured network (``theta``/``T`` of an iLIF calibration are ignored).
+    thresholds : dict of str to float
+        ``lambda`` of every ``"relu"`` and ``"signed"`` population (see
+        :func:`~spikeconverter.baselines.normalization.rate_thresholds`).
+    method : str
+        One of :data:`RATE_METHODS`.
+    dtype : torch.dtype
+        Simulation precision (float32 is plenty: rates are averages).
+    device : str or torch.device
+        Where to simulate.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        thresholds: dict[str, float],
+        method: str = "soft_reset",
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+    ):
+        if method not in RATE_METHODS:
+            raise ValueError(f"method must be one of {sorted(RATE_METHODS)}, got {method!r}")
+        graph.validate()
+        for pop in graph:
+            if pop.kind in ("relu", "signed"):
+                lam = thresholds.get(pop.name)
+                if lam is None or not (float(lam) > 0 and torch.isfinite(torch.tensor(lam))):
+                    raise ValueError(
+                        f"thresholds must give a finite lambda > 0 for population {pop.name!r}, "
+                        f"got {lam!r}"
+                    )
+            if pop.kind == "maxpool" and graph[pop.edges[0].source].kind == "signed":
+                raise ValueError(
+                    f"max pooling {pop.name!r} of the signed population {pop.edges[0].source!r} "
+                    "has no rate-coded equivalent here (spike-count gating needs rates >= 0)"
+                )
+        self.graph = graph
+        self.method = method
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.thresholds = {k: float(v) for k, v in thresholds.items()}
+        # Parameters become tensors once, not at every one of the thousands of steps.
+        self._edges = {
+            pop.name: [(e.source, [self._to_torch(op) for op in e.ops]) for e in pop.edges]
+            for pop in graph
+        }
+        self._fanout = {
+            k: v.to(device=self.device, dtype=dtype)
+            for k, v in fanout(graph).items()
+            if graph[k].kind != "input"  # analog input: multiplications, not synaptic events
+        }
+
+    def _to_torch(self, op: Op) -> Op:
+        def conv(a: Any) -> Any:
+            if a is None:
+                return None
+            return torch.as_tensor(a, dtype=self.dtype, device=self.device)
+
+        return dataclasses.replace(op, weight=conv(op.weight), bias=conv(op.bias))
+
+    def _current(self, name: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = None
+        for src, ops in self._edges[name]:
+            x = out[src]
+            for op in ops:
+                x = apply_op(op, x)
+            total = x if total is None else total + x
+        return total
+
+    @torch.no_grad()
+    def run(
+        self,
+        x: torch.Tensor,
+        steps: Sequence[int] = DEFAULT_STEPS,
+        progress: bool = False,
+        record: str | None = None,
+    ) -> RateResult:
+        """Simulate ``max(steps)`` steps on a batch ``x`` and record each checkpoint.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs ``(B, *input.shape)``.
+        steps : sequence of int
+            Checkpoints at which the readout and counts are recorded.
+        progress : bool
+            Show a tqdm bar over the steps.
+        record : str, optional
+            Name of a spiking population whose spikes of sample 0 are kept as a raster.
+        """
+        g = self.graph
+        steps = _check_steps(steps)
+        inp = g[g.input]
+        if tuple(x.shape[1:]) != tuple(inp.shape):
+            raise ValueError(
+                f"input shape {tuple(x.shape[1:])} does not match the network's input "
+                f"{tuple(inp.shape)} (population {inp.name!r})"
+            )
+        if record is not None and (record not in g.populations or not g[record].spiking):
+            raise ValueError(f"record must name a spiking population, got {record!r}")
+        x = x.to(device=self.device, dtype=self.dtype)
+        B = x.shape[0]
+        shift = self.method == "threshold_shift"
+        reset = reset_value if self.method == "hard_reset" else reset_subtract
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        v = {p.name: torch.zeros((B, *p.shape), dtype=self.dtype, device=self.device)
+             for p in g if p.kind in ("relu", "signed", "readout")}
+        pooled = {p.edges[0].source for p in g if p.kind == "maxpool"}
+        counts = {n: torch.zeros_like(v[n]) for n in pooled if n in v}
+        spikes = {p.name: 0.0 for p in g if p.spiking or p.kind == "maxpool"}
+        synops = 0.0
+        res = RateResult(self.method, steps, {}, {}, {}, B,
+                         neurons={p.name: int(torch.Size(p.shape).numel()) for p in g})
+        raster = [] if record is not None else None
+        out: dict[str, torch.Tensor] = {}
+        wanted = set(steps)
+        for t in tqdm(range(1, steps[-1] + 1), disable=not progress, leave=False,
+                      desc=f"{self.method}"):
+            for pop in g:
+                name = pop.name
+                if pop.kind == "input":
+                    out[name] = x
+                    continue
+                if pop.kind == "maxpool":
+                    out[name] = self._maxpool(pop, out, counts)
+                elif pop.kind == "readout":
+                    v[name] = v[name] + self._current(name, out)
+                    continue
+                else:
+                    lam = self.thresholds[name]
+                    fire = lam / 2 if shift else lam
+                    vm = v[name] + self._current(name, out)
+                    z = (vm >= fire).to(self.dtype)
+                    if pop.kind == "signed":
+                        # norse's resets take z in {0, 1}: a negative spike resets the mirrored
+                        # membrane like a positive one.
+                        neg = (vm <= -fire).to(self.dtype)
+                        vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam),
+                                         reset(z, vm, zero, lam))
+                        z = z - neg
+                    else:
+                        vm = reset(z, vm, zero, lam)
+                    v[name] = vm
+                    out[name] = z * lam
+                    if name in counts:
+                        counts[name] += z
+                if pop.kind == "maxpool" and not g[pop.edges[0].source].spiking:
+                    continue  # pooled analog input: values, not spikes
+                fired = (out[name] != 0).to(self.dtype)
+                spikes[name] += float(fired.sum())
+                if name in self._fanout:
+                    synops += float((fired * self._fanout[name]).sum())
+                if raster is not None and name == record:
+                    raster.append(torch.sign(out[name][0]).reshape(-1).cpu())
+            if t in wanted:
+                res.logits[t] = (v[g.output] / t).cpu()
+                res.spikes[t] = dict(spikes)
+                res.synops[t] = synops
+        if raster is not None:
+            res.raster = torch.stack(raster)
+        return res
+
+    def _maxpool(self, pop, out, counts) -> torch.Tensor:
+        a = pop.attrs
+        src = pop.edges[0].source
+        args = (a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1),
+                a.get("ceil_mode", False))
+        if src not in counts:  # an analog (input) source: pooling its value is exact
+            return F.max_pool2d(out[src], *args)
+        _, idx = F.max_pool2d(counts[src], *args, return_indices=True)
+        s = out[src]
+        gated = s.flatten(2).gather(2, idx.flatten(2))
+        return gated.view(idx.shape)
+
+
+def simulate_rate(
+    graph: Graph,
+    x: torch.Tensor,
+    thresholds: dict[str, float],
+    method: str = "soft_reset",
+    steps: Sequence[int] = DEFAULT_STEPS,
+    **kwargs: Any,
+) -> RateResult:
+    """One-call form of :class:`RateNetwork` ``(graph, thresholds, method).run(x, steps)``."""
+    run_kw = {k: kwargs.pop(k) for k in ("progress", "record") if k in kwargs}
+    return RateNetwork(graph, thresholds, method, **kwargs).run(x, steps, **run_kw)

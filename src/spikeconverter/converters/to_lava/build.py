@@ -1,0 +1,150 @@
+"""Lava processes from a :class:`~spikeconverter.converters.to_lava.plan.LavaPlan`.
+
+The input is a ``lava.proc.io.source.RingBuffer`` holding, for sample ``i``, its analog value at
+step ``i * period`` (or its signed spike train over the ``T`` steps from there); populations are
+:class:`spikeconverter.processes.ILIF`, :class:`~spikeconverter.processes.SpikingMaxPool` and
+:class:`~spikeconverter.processes.Readout`; each edge is one Conv/Dense/Sparse synapse, behind a
+:class:`~spikeconverter.processes.Delay` where the schedule asks for one. Several synapses into
+one population connect to the same ``a_in``, which sums them. A sink RingBuffer records the
+readout's ``v_out`` (the logits of each window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+from lava.proc.io.sink import RingBuffer as Sink
+from lava.proc.io.source import RingBuffer as Source
+from lava.proc.sparse.process import Sparse
+
+from spikeconverter import coding
+from spikeconverter.converters.to_lava.layout import to_lava
+from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.processes import ILIF, Delay, Readout, SpikingMaxPool
+from spikeconverter.processes.fastconv.config import fast_conv_run_config
+
+__all__ = ["Built", "build", "input_data", "run_config"]
+
+#: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
+GRADED_BITS = 24
+
+
+@dataclass
+class Built:
+    """The processes of one run (the sink collects the readout's ``v_out`` every step)."""
+
+    source: Any
+    sink: Any
+    neurons: dict[str, Any] = field(default_factory=dict)
+    synapses: list[Any] = field(default_factory=list)
+
+
+def input_data(plan: LavaPlan, images: np.ndarray, num_steps: int) -> np.ndarray:
+    """The source's buffer ``(*lava_input_shape, num_steps)`` for ``images`` ``(N, *shape)``."""
+    n = images.shape[0]
+    torch_shape = images.shape[1:]
+    x = to_lava(images.astype(np.float64), torch_shape)  # (N, *lava shape)
+    fixed = plan.select_tag == "fixed_pt"
+    dtype = np.int32 if fixed else np.float64
+    data = np.zeros((*x.shape[1:], num_steps), dtype=dtype)
+    if plan.input_encoding == "analog":
+        frames = x[None]  # (1, N, ...)
+        if fixed:
+            frames = np.rint(frames * 2.0 ** plan.input_shift)
+    else:
+        theta = np.broadcast_to(np.asarray(plan.input_theta, dtype=np.float64),
+                                torch_shape)
+        frames = coding.encode(images.astype(np.float64), theta, plan.input_T, plan.k,
+                               plan.rounding, signed=True)
+        frames = to_lava(frames, torch_shape)
+    for i in range(n):
+        at = i * plan.period + plan.input_delay
+        data[..., at:at + frames.shape[0]] = np.moveaxis(frames[:, i], 0, -1)
+    return data
+
+
+def build(plan: LavaPlan, data: np.ndarray) -> Built:
+    """Create and connect the processes of ``plan``, fed by the source buffer ``data``."""
+    num_steps = data.shape[-1]
+    source = Source(data=data)
+    outs: dict[str, Any] = {plan.input: source.s_out}
+    ins: dict[str, Any] = {}
+    built = Built(source=source, sink=None)
+    for spec in plan.populations.values():
+        if spec.kind == "input":
+            continue
+        if spec.kind == "maxpool":
+            p = SpikingMaxPool(shape=_source_shape(plan, spec.name), t_gen=spec.t_gen,
+                               period=plan.period, offset=spec.offset, name=spec.name,
+                               kernel_size=spec.pool["kernel_size"],
+                               stride=spec.pool["stride"], padding=spec.pool["padding"])
+            ins[spec.name], outs[spec.name] = p.s_in, p.s_out
+        elif spec.kind == "readout":
+            p = Readout(shape=spec.shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
+                        offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
+                        name=spec.name)
+            ins[spec.name] = p.a_in
+            built.sink = Sink(shape=spec.shape, buffer=num_steps)
+            p.v_out.connect(built.sink.a_in)
+        else:
+            p = ILIF(shape=spec.shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc,
+                     t_gen=spec.t_gen, offset=spec.offset, bias=spec.bias,
+                     bias_exp=spec.bias_exp, rounding=plan.rounding, signed=spec.signed,
+                     name=spec.name)
+            ins[spec.name], outs[spec.name] = p.a_in, p.s_out
+        built.neurons[spec.name] = p
+        if spec.kind == "maxpool":
+            src = _pool_source(plan, spec.name)
+            outs[src].connect(p.s_in)
+    for syn in plan.synapses:
+        port = outs[syn.source]
+        if syn.delay > 0:
+            d = Delay(shape=syn.in_shape, delay=syn.delay, name=f"delay_{syn.target}_{syn.edge}")
+            port.connect(d.a_in)
+            port = d.s_out
+        bits = GRADED_BITS if syn.graded else 0
+        name = f"syn_{syn.target}_{syn.edge}"
+        if syn.kind == "conv":
+            c = syn.conv
+            proc = Conv(weight=syn.weight, weight_exp=syn.weight_exp,
+                        input_shape=c["input_shape"], padding=c["padding"], stride=c["stride"],
+                        dilation=c["dilation"], groups=c["groups"], num_message_bits=bits,
+                        name=name)
+            if tuple(proc.output_shape) != tuple(syn.out_shape):
+                raise RuntimeError(f"Lava Conv for {syn.target!r} gives shape "
+                                   f"{proc.output_shape}, the graph expects {syn.out_shape}")
+            port.connect(proc.s_in)
+            out = proc.a_out
+        else:
+            cls = Dense if syn.kind == "dense" else Sparse
+            proc = cls(weights=syn.weight, weight_exp=syn.weight_exp, num_message_bits=bits,
+                       name=name)
+            (port.flatten() if len(syn.in_shape) > 1 else port).connect(proc.s_in)
+            out = proc.a_out.reshape(syn.out_shape) if len(syn.out_shape) > 1 else proc.a_out
+        out.connect(ins[syn.target])
+        built.synapses.append(proc)
+    return built
+
+
+def _pool_source(plan: LavaPlan, name: str) -> str:
+    return plan.populations[name].pool["source"]
+
+
+def _source_shape(plan: LavaPlan, name: str) -> tuple[int, ...]:
+    return plan.populations[_pool_source(plan, name)].shape
+
+
+def run_config(plan: LavaPlan) -> Loihi2SimCfg:
+    """Loihi2SimCfg with the fast im2col Conv models (and, in fixed point, the iLIF model that
+    counts only data-losing saturations)."""
+    exceptions: dict[Any, Any] = {}
+    if plan.select_tag == "fixed_pt":
+        from spikeconverter.converters.to_lava.models import PyILIFModelBitAccDataLoss
+
+        exceptions[ILIF] = PyILIFModelBitAccDataLoss
+    return fast_conv_run_config(plan.select_tag, exception_proc_model_map=exceptions)

@@ -1,0 +1,29 @@
+"""SpikeConverter's neurons and helpers as Lava Processes, with CPU ProcessModels.
+
+* :class:`ILIF` -- the iLIF neuron (accumulate, then generate an MSB-first train);
+* :class:`SpikingMaxPool` -- exact max pooling of MSB-first trains of one population;
+* :class:`Delay` -- delays a vector of spikes (binary or graded) by whole windows;
+* :class:`Readout` -- an accumulate-only population whose membrane holds the logits;
+* :func:`simulation` -- runs a process graph and always stops the Lava runtime.
+
+Every Process has a ``floating_pt`` model and a ``fixed_pt`` / ``bit_accurate_loihi`` model
+(choose with ``Loihi2SimCfg(select_tag=...)``).
+"""
+
+try:
+    import lava.magma.core.process.process  # noqa: F401
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "spikeconverter.processes needs lava-nc 0.10.0 on Python 3.10; "
+        "pip install lava-nc==0.10.0"
+    ) from err
+
+from spikeconverter.processes.delay.process import Delay
+from spikeconverter.processes.ilif.process import ILIF
+from spikeconverter.processes.maxpool.process import SpikingMaxPool
+from spikeconverter.processes.readout.process import Readout
+from spikeconverter.processes.run import run_config, simulation
+
+MaxPool = SpikingMaxPool
+
+__all__ = ["Delay", "ILIF", "MaxPool", "Readout", "SpikingMaxPool", "run_config", "simulation"]

@@ -1,0 +1,1 @@
+"""The delay Process and its ProcessModels (Lava scans this folder for models)."""

@@ -1,0 +1,60 @@
+"""A delay line for a vector of spikes (binary or graded), e.g. on a residual skip edge."""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+
+from spikeconverter.processes._validate import validate_int, validate_shape
+
+__all__ = ["Delay"]
+
+
+class Delay(AbstractProcess):
+    """Sends on ``s_out`` at step ``n`` what arrived on ``a_in`` at step ``n - delay``.
+
+    Zeros are sent for the first ``delay`` steps; ``delay = 0`` passes the input through in
+    the same step. Like a neuron, the Delay adds no latency of its own, so a skip edge
+    ``population -> Delay(d) -> Dense -> target`` arrives ``d + 1`` steps after the spike.
+    Payloads pass unchanged (binary 0/1 or graded values such as signed -1/0/+1 trains).
+
+    Why not Lava's ``DelayDense``/``DelaySparse``: their CPU models build a dense
+    ``(n_out * (max_delay + 1), n_in)`` matrix every step (quadratic in the population size,
+    linear in the delay) and the bit-accurate ones cap delays at 63 steps, less than two
+    windows of 2 x 32 steps. This ring buffer costs ``O(n)`` per step and ``O(n * delay)``
+    memory; put it in front of an ordinary Dense/Sparse/Conv synapse.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the vector delayed.
+    delay : int
+        Delay in steps, >= 0 (whole windows: a multiple of ``t_acc + t_gen`` on a skip edge).
+    name : str, optional
+        Name of the Process.
+    log_config : LogConfig, optional
+        Lava logging configuration.
+    """
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        delay: int,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+    ) -> None:
+        shape = validate_shape("Delay", shape)
+        delay = validate_int("Delay", "delay", delay, 0)
+        super().__init__(shape=shape, delay=delay, name=name, log_config=log_config)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        # one slot per step of delay (at least one, so that delay = 0 needs no special Var)
+        self.buffer = Var(shape=(*shape, max(delay, 1)), init=np.zeros((*shape, max(delay, 1))))
+
+    def __del__(self) -> None:
+        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
+        if hasattr(self, "_runtime"):
+            super().__del__()

@@ -1,0 +1,1 @@
+"""The ilif Process and its ProcessModels (Lava scans this folder for models)."""

@@ -1,0 +1,177 @@
+"""CPU ProcessModels of :class:`spikeconverter.processes.ilif.process.ILIF` (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from spikeconverter.processes.ilif.process import ILIF
+
+__all__ = ["PyILIFModelFloat", "PyILIFModelBitAcc", "V_MAX", "V_MIN"]
+
+#: Range of the 24-bit signed membrane of the fixed-point model.
+V_MIN = -(2**23)
+V_MAX = 2**23 - 1
+#: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
+_SHIFT = 6
+
+
+class _ILIFClock(PyLoihiProcessModel):
+    """Phase clock shared by both models: what step ``n = time_step - 1`` does."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._k = float(proc_params["k"])
+        self._t_acc = int(proc_params["t_acc"])
+        self._t_gen = int(proc_params["t_gen"])
+        self._offset = int(proc_params["offset"])
+        self._period = self._t_acc + self._t_gen
+        self._nearest = proc_params["rounding"] == "nearest"
+        self._signed = bool(proc_params["signed"])
+        self._silence = None
+
+    def _tau(self) -> int:
+        """Phase of this step in its window, or -1 while idle before ``offset``."""
+        rel = self.time_step - 1 - self._offset
+        return -1 if rel < 0 else rel % self._period
+
+    def _send_silence(self) -> None:
+        if self._silence is None:
+            self._silence = np.zeros(self.s_out.shape, dtype=self._payload)
+        self.s_out.send(self._silence)
+
+
+@implements(proc=ILIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyILIFModelFloat(_ILIFClock):
+    """iLIF in float64, the numpy twin of :func:`spikeconverter.plugin.ilif_step`.
+
+    Each step does a few whole-array numpy operations; phase decisions are scalar branches.
+    """
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    _payload = np.float64
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        tau = self._tau()
+        if tau < 0:
+            self._send_silence()
+            return
+        if tau < self._t_acc:
+            if tau == 0:
+                self.v[:] = a_in
+            else:
+                self.v *= self._k
+                self.v += a_in
+            if tau == self._t_acc - 1:
+                # same operations, in the same order, as the Norse step: bias, then half an LSB
+                self.v += self.bias
+                if self._nearest:
+                    half = self.vth * self._k ** (1 - self._t_gen) / 2
+                    if self._signed:
+                        half = half * np.sign(self.v)
+                    self.v += half
+            self._send_silence()
+            return
+        z = (self.v >= self.vth).astype(float)
+        if self._signed:
+            z -= self.v <= -self.vth
+        self.v -= z * self.vth
+        self.v *= self._k
+        self.s_out.send(z)
+
+
+@implements(proc=ILIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyILIFModelBitAcc(_ILIFClock):
+    """iLIF with Loihi-style integers (Lava LIF conventions; see :class:`ILIF`).
+
+    * membrane ``v``: signed 24-bit, clamped to ``[-2**23, 2**23 - 1]`` after every update,
+      each clamp counted per neuron in ``saturations``;
+    * input: ``a_in << 6`` (MSB alignment, as Lava's ``PyLifModelBitAcc``);
+    * threshold: ``vth << 6``, ``vth`` an unsigned 17-bit mantissa;
+    * bias: ``bias << bias_exp`` (right shift for negative exponents), added unshifted;
+    * ``k = 2``: the inverse leak is a left shift by one.
+
+    Threshold, bias and half LSB are read from the Vars once per window (at its last
+    accumulate step), so ``Var.set`` between runs takes effect at the next window.
+    """
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    _payload = np.int32
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        if self._k != 2.0:
+            raise ValueError(
+                f"ILIF: k={self._k} needs the floating_pt model; the fixed-point model "
+                "implements only k=2 (a left shift)"
+            )
+        self._vth_eff = None
+        self._half = None
+
+    def _scale(self) -> None:
+        vth = self.vth.astype(np.int64)
+        if np.any(vth <= 0) or np.any(vth >= 2**17):
+            raise ValueError(
+                f"ILIF: the fixed-point vth mantissa must lie in [1, 2**17 - 1], got {self.vth!r}"
+            )
+        self._vth_eff = vth << _SHIFT
+        self._half = self._vth_eff >> self._t_gen
+
+    def _clamp(self, v: np.ndarray) -> None:
+        """Store ``v`` (int64) in the 24-bit membrane, counting the clamped entries."""
+        over = (v > V_MAX) | (v < V_MIN)
+        if over.any():
+            self.saturations += over
+            v = np.clip(v, V_MIN, V_MAX)
+        self.v[:] = v
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        tau = self._tau()
+        if tau < 0:
+            self._send_silence()
+            return
+        if tau < self._t_acc:
+            v = np.left_shift(a_in.astype(np.int64), _SHIFT)
+            if tau > 0:
+                v += np.left_shift(self.v.astype(np.int64), 1)
+            if tau == self._t_acc - 1:
+                self._scale()
+                exp = self.bias_exp.astype(np.int64)
+                bias = self.bias.astype(np.int64)
+                v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
+                if self._nearest:
+                    v += self._half * np.sign(v) if self._signed else self._half
+            self._clamp(v)
+            self._send_silence()
+            return
+        if self._vth_eff is None:  # a run that starts in the middle of a generate phase
+            self._scale()
+        v = self.v.astype(np.int64)
+        z = (v >= self._vth_eff).astype(np.int64)
+        if self._signed:
+            z -= v <= -self._vth_eff
+        self._clamp(np.left_shift(v - z * self._vth_eff, 1))
+        self.s_out.send(z.astype(np.int32))

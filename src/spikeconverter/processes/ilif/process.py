@@ -1,0 +1,159 @@
+"""The iLIF neuron as a Lava Process (dynamics in :mod:`spikeconverter.plugin.functional`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+
+from spikeconverter.processes._validate import (
+    broadcast_array,
+    validate_bool,
+    validate_int,
+    validate_k,
+    validate_rounding,
+    validate_shape,
+)
+
+__all__ = ["ILIF"]
+
+
+class ILIF(AbstractProcess):
+    """Inverse-leaky integrate-and-fire population with temporal separation.
+
+    Let ``n = time_step - 1`` count the steps of the run. Before ``offset`` the neurons are
+    idle (``v = 0``, no spikes). After it, ``tau = (n - offset) mod (t_acc + t_gen)``:
+
+    * ``tau < t_acc`` (accumulate): ``v <- a_in`` at ``tau = 0``, ``v <- k*v + a_in`` after,
+      never firing; at ``tau = t_acc - 1`` the bias is added (and, for ``rounding="nearest"``,
+      half an LSB ``vth * k**(1 - t_gen) / 2``, times ``sign(v)`` for signed trains);
+    * ``tau >= t_acc`` (generate): ``a_in`` is ignored, ``s = [v >= vth]`` (signed: ``-1``
+      where ``v <= -vth``) is sent on ``s_out`` in that same step, then ``v <- k*(v - s*vth)``.
+
+    With ``k = 2`` a window turns the accumulated value into the MSB-first code of
+    :func:`spikeconverter.coding.encode`; the models match the Norse
+    :class:`spikeconverter.plugin.ILIF` spike for spike. A source connected straight to
+    ``a_in`` delivers in the same step; a Dense/Sparse/Conv synapse in between adds one step.
+
+    Models
+    ------
+    ``floating_pt`` (:class:`~spikeconverter.processes.ilif.models.PyILIFModelFloat`):
+    float64, any ``k`` in (1, 2]; ``bias_exp`` is ignored (as in Lava's LIF).
+
+    ``fixed_pt`` / ``bit_accurate_loihi``
+    (:class:`~spikeconverter.processes.ilif.models.PyILIFModelBitAcc`): Lava's LIF
+    conventions. ``vth`` is an unsigned 17-bit integer mantissa, the effective threshold is
+    ``vth << 6``; the input is MSB-aligned the same way (``a_in << 6``); the bias is
+    ``bias << bias_exp`` (``bias`` a signed 13-bit mantissa, ``bias_exp`` may be negative for
+    a right shift) and is *not* shifted. The membrane is an integer clamped to the 24-bit
+    range ``[-2**23, 2**23 - 1]`` after every update; each clamp of a neuron adds one to its
+    entry of the Var ``saturations``. ``k`` must be 2 (a left shift). Half an LSB for
+    ``rounding="nearest"`` is ``(vth << 6) >> t_gen``: exact only when ``(vth << 6)`` is
+    divisible by ``2**t_gen``, which a converter must choose. So with integer inputs,
+    ``bias_fixed = 64 * bias_float`` and no saturation the fixed model holds ``64 *`` the
+    float membrane and sends the same spikes as the float model given the same ``vth``.
+
+    Spike payload: binary trains are sent as 0/1; signed trains as graded -1/0/+1. A
+    Dense/Sparse/Conv receiving signed trains needs ``num_message_bits > 0``: with the default 0
+    Lava casts the payload to bool and a -1 spike arrives as +1.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the population (e.g. ``(n,)`` or ``(W, H, C)`` behind a Lava Conv).
+    vth : float or array
+        Threshold, > 0; scalar or broadcastable to ``shape`` (e.g. one per channel ``(C,)``).
+        In the fixed-point model the integer mantissa (effective threshold ``vth << 6``).
+    k : float
+        Inverse leak, in (1, 2]; the fixed-point model needs ``k = 2``.
+    t_acc : int
+        Steps of the accumulate phase (the length of the incoming trains), >= 1.
+    t_gen : int
+        Steps of the generate phase (the length of the outgoing train), >= 1.
+    offset : int
+        Idle steps before the first window, >= 0 (pipelining across layers).
+    bias : float or array
+        Added once per window at the last accumulate step; scalar or broadcastable to ``shape``.
+    bias_exp : int or array
+        Exponent of the bias in the fixed-point model (ignored by the float model).
+    rounding : {"floor", "nearest"}
+        ``"nearest"`` adds half an LSB before generating (unbiased quantisation).
+    signed : bool
+        Emit ``-1`` spikes for negative membranes (layers without a ReLU after them).
+    v : float or array
+        Initial membrane (overwritten at the first accumulate step; kept for inspection).
+    name : str, optional
+        Name of the Process.
+    log_config : LogConfig, optional
+        Lava logging configuration.
+
+    Examples
+    --------
+    >>> from lava.proc.io.source import RingBuffer
+    >>> neurons = ILIF(shape=(4,), vth=1.0, t_acc=4, t_gen=4, rounding="nearest")
+    >>> source = RingBuffer(data=np.random.rand(4, 16))
+    >>> source.s_out.connect(neurons.a_in)
+    """
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        vth: Any = 1.0,
+        k: float = 2.0,
+        t_acc: int = 16,
+        t_gen: int = 16,
+        offset: int = 0,
+        bias: Any = 0.0,
+        bias_exp: Any = 0,
+        rounding: str = "floor",
+        signed: bool = False,
+        v: Any = 0.0,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+    ) -> None:
+        proc = "ILIF"
+        shape = validate_shape(proc, shape)
+        k = validate_k(proc, k)
+        t_acc = validate_int(proc, "t_acc", t_acc, 1)
+        t_gen = validate_int(proc, "t_gen", t_gen, 1)
+        offset = validate_int(proc, "offset", offset, 0)
+        rounding = validate_rounding(proc, rounding)
+        signed = validate_bool(proc, "signed", signed)
+        vth_arr = broadcast_array(proc, "vth", vth, shape, positive=True)
+        bias_arr = broadcast_array(proc, "bias", bias, shape)
+        exp_arr = broadcast_array(proc, "bias_exp", bias_exp, shape)
+        if not np.array_equal(exp_arr, np.round(exp_arr)):
+            raise ValueError(f"ILIF: bias_exp must hold integers, got {bias_exp!r}")
+        v_arr = broadcast_array(proc, "v", v, shape)
+        super().__init__(
+            shape=shape,
+            k=k,
+            t_acc=t_acc,
+            t_gen=t_gen,
+            offset=offset,
+            rounding=rounding,
+            signed=signed,
+            name=name,
+            log_config=log_config,
+        )
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.v = Var(shape=shape, init=v_arr)
+        self.vth = Var(shape=shape, init=vth_arr)
+        self.bias = Var(shape=shape, init=bias_arr)
+        self.bias_exp = Var(shape=shape, init=exp_arr.astype(np.int32))
+        self.saturations = Var(shape=shape, init=np.zeros(shape, dtype=np.int64))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the population."""
+        return self.proc_params["shape"]
+
+    def __del__(self) -> None:
+        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
+        if hasattr(self, "_runtime"):
+            super().__del__()

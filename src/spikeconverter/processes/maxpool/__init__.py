@@ -1,0 +1,1 @@
+"""The maxpool Process and its ProcessModels (Lava scans this folder for models)."""

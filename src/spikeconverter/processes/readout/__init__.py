@@ -1,0 +1,1 @@
+"""The readout Process and its ProcessModels (Lava scans this folder for models)."""

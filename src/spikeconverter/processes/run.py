@@ -1,0 +1,115 @@
+"""Run a Lava process graph and always stop its runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from lava.magma.compiler.compiler_graphs import find_processes
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg, RunConfig
+
+__all__ = ["SELECT_TAGS", "check_fixed_point", "run_config", "simulation"]
+
+#: Tags of the CPU models: float64, or Loihi-style integers.
+SELECT_TAGS = ("floating_pt", "fixed_pt")
+
+
+def run_config(select_tag: str = "floating_pt", **kwargs) -> Loihi2SimCfg:
+    """The CPU simulation config choosing the models tagged ``select_tag``.
+
+    Parameters
+    ----------
+    select_tag : {"floating_pt", "fixed_pt"}
+        Which ProcessModels to run (Lava's own processes carry the same tags).
+    **kwargs
+        Passed to :class:`lava.magma.core.run_configs.Loihi2SimCfg`
+        (e.g. ``exception_proc_model_map``).
+    """
+    if select_tag not in SELECT_TAGS:
+        raise ValueError(f"select_tag must be one of {SELECT_TAGS}, got {select_tag!r}")
+    return Loihi2SimCfg(select_tag=select_tag, **kwargs)
+
+
+def check_fixed_point(process: AbstractProcess) -> None:
+    """Raise ValueError if an iLIF or Readout of the graph cannot run in the fixed-point models.
+
+    Lava's runtime hangs when a ProcessModel raises while it is built or run (the error is
+    printed by the child process, the parent waits for ever), so what the fixed-point models
+    need is checked here, in the calling process: ``k = 2``, integer ``vth`` mantissas in
+    ``[1, 2**17 - 1]`` and integer bias mantissas in ``[-2**12, 2**12 - 1]``.
+    """
+    # imported here: run.py is imported by the package before the Process folders are complete
+    from spikeconverter.processes.ilif.process import ILIF
+    from spikeconverter.processes.readout.process import Readout
+
+    for proc in find_processes(process):
+        if not isinstance(proc, (ILIF, Readout)):
+            continue
+        kind = type(proc).__name__
+        if proc.proc_params["k"] != 2.0:
+            raise ValueError(
+                f"{kind} {proc.name!r}: k={proc.proc_params['k']} runs only in the floating_pt "
+                "models; the fixed-point models implement k=2 (a left shift)"
+            )
+        if isinstance(proc, ILIF):
+            vth = np.asarray(proc.vth.init)
+            if np.any(vth != np.round(vth)) or np.any(vth < 1) or np.any(vth >= 2**17):
+                raise ValueError(
+                    f"ILIF {proc.name!r}: the fixed-point vth must be an integer mantissa in "
+                    f"[1, 2**17 - 1] (effective threshold vth << 6), got {vth!r}"
+                )
+        bias = np.asarray(proc.bias.init)
+        if np.any(bias != np.round(bias)) or np.any(bias < -(2**12)) or np.any(bias >= 2**12):
+            raise ValueError(
+                f"{kind} {proc.name!r}: the fixed-point bias must be an integer mantissa in "
+                f"[-2**12, 2**12 - 1] (scaled by bias_exp), got {bias!r}"
+            )
+
+
+@contextmanager
+def simulation(
+    process: AbstractProcess,
+    num_steps: int,
+    select_tag: str = "floating_pt",
+    run_cfg: RunConfig | None = None,
+    **kwargs,
+) -> Iterator[AbstractProcess]:
+    """Run the graph of ``process`` for ``num_steps`` steps; stop the runtime on exit.
+
+    Read Vars (``sink.data.get()``, ``neurons.v.get()``) inside the ``with`` block: they are
+    gone once the runtime stops. The runtime is stopped even when the run or the block raises,
+    so a failure leaves no Lava OS processes behind. For ``select_tag="fixed_pt"`` the graph is
+    first checked with :func:`check_fixed_point` (a model raising inside Lava hangs the run).
+
+    Parameters
+    ----------
+    process : AbstractProcess
+        Any Process of the graph (Lava runs everything connected to it).
+    num_steps : int
+        Steps to run, >= 1.
+    select_tag : {"floating_pt", "fixed_pt"}
+        Which models to run, see :func:`run_config`.
+    run_cfg : RunConfig, optional
+        A ready run configuration (e.g. one choosing faster Conv models); it replaces
+        ``select_tag`` and ``kwargs``.
+    **kwargs
+        Passed to :func:`run_config`.
+
+    Examples
+    --------
+    >>> with simulation(sink, num_steps=24) as _:
+    ...     spikes = sink.data.get()
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    cfg = run_cfg if run_cfg is not None else run_config(select_tag, **kwargs)
+    if getattr(cfg, "select_tag", select_tag) == "fixed_pt":
+        check_fixed_point(process)
+    try:
+        process.run(condition=RunSteps(num_steps=num_steps), run_cfg=cfg)
+        yield process
+    finally:
+        process.stop()

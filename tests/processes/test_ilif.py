@@ -1,0 +1,162 @@
+"""The Lava iLIF against the Norse reference, and the fixed-point model against the float one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("lava", reason="the Lava Processes need lava-nc 0.10.0 (Python 3.10)")
+
+from lavahelpers import run_chain  # noqa: E402
+
+from spikeconverter.plugin import ILIF as NorseILIF  # noqa: E402
+from spikeconverter.plugin import ILIFParameters  # noqa: E402
+from spikeconverter.processes import ILIF  # noqa: E402
+from spikeconverter.processes.ilif.models import V_MAX, V_MIN  # noqa: E402
+from spikeconverter.processes.run import check_fixed_point  # noqa: E402
+
+N = 6
+T_ACC, T_GEN, OFFSET, WINDOWS = 4, 4, 3, 3
+STEPS = OFFSET + WINDOWS * (T_ACC + T_GEN)
+
+
+def on_threshold(current, vth, bias, first_input, threshold):
+    """Make neuron 0 accumulate exactly its threshold: ``V == vth`` must fire (``>=``)."""
+    current[0] = 0
+    current[0, OFFSET :: T_ACC + T_GEN] = first_input
+    vth[0] = threshold
+    bias[0] = 0
+
+
+def norse_spikes(current, vth, bias, rounding, signed, k=2.0):
+    """Spikes of the Norse iLIF for ``current`` of shape (n, steps), in float64."""
+    p = ILIFParameters(
+        k=k, v_th=torch.as_tensor(vth, dtype=torch.float64), t_acc=T_ACC, t_gen=T_GEN,
+        offset=OFFSET, bias=torch.as_tensor(bias, dtype=torch.float64), rounding=rounding,
+        signed=signed,
+    )
+    z, _ = NorseILIF(p)(torch.as_tensor(current.T, dtype=torch.float64))
+    return z.numpy().T
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("rounding", ["floor", "nearest"])
+def test_float_model_matches_norse_spike_for_spike(rng, rounding, signed):
+    current = rng.normal(0.0, 0.6, size=(N, STEPS))
+    vth = rng.uniform(0.5, 1.5, size=N)
+    bias = rng.normal(0.0, 0.3, size=N)
+    on_threshold(current, vth, bias, 0.125, 1.0)
+    neurons = ILIF(shape=(N,), vth=vth, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, bias=bias,
+                   rounding=rounding, signed=signed)
+    lava_z, _ = run_chain(current, [neurons], (N,))
+    expected = norse_spikes(current, vth, bias, rounding, signed)
+    assert np.abs(expected).sum() > 10, "the trial should make spikes"
+    assert expected[0, OFFSET + T_ACC] == 1
+    if signed:
+        assert (expected < 0).any()
+    assert np.array_equal(lava_z, expected)
+    assert not lava_z[:, :OFFSET].any()
+
+
+@pytest.mark.lava
+def test_float_model_matches_norse_with_k_below_two(rng):
+    current = rng.normal(0.0, 0.6, size=(N, STEPS))
+    neurons = ILIF(shape=(N,), vth=0.7, k=1.6, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, bias=0.1)
+    lava_z, _ = run_chain(current, [neurons], (N,))
+    assert np.array_equal(lava_z, norse_spikes(current, 0.7, 0.1, "floor", False, k=1.6))
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("rounding", ["floor", "nearest"])
+def test_fixed_point_equals_float_on_integers(rng, rounding, signed):
+    current = rng.integers(-6, 9, size=(N, STEPS))
+    vth = rng.integers(8, 40, size=N)  # the mantissa; the float model gets the same numbers
+    bias = rng.integers(-3, 4, size=N)
+    on_threshold(current, vth, bias, 1, 8)
+    common = dict(shape=(N,), vth=vth, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET,
+                  rounding=rounding, signed=signed)
+    # fixed point: input and threshold are << 6, the bias is not: give it 64x the float bias
+    fixed = ILIF(**common, bias=64 * bias)
+    z_fixed, (v_fixed, sat) = run_chain(current.astype(np.int32), [fixed], (N,), "fixed_pt",
+                                        read=[(fixed, "v"), (fixed, "saturations")])
+    floating = ILIF(**common, bias=bias.astype(float))
+    z_float, (v_float,) = run_chain(current.astype(float), [floating], (N,), read=[(floating, "v")])
+    assert np.abs(z_float).sum() > 10
+    assert z_float[0, OFFSET + T_ACC] == 1
+    assert np.array_equal(z_fixed, z_float)
+    assert np.array_equal(v_fixed, 64 * v_float)
+    assert not sat.any()
+
+
+@pytest.mark.lava
+def test_fixed_point_clamps_and_counts_saturation():
+    # neuron 0 overflows upwards at 3 of 4 accumulate steps, then fires all ones (the clip);
+    # neuron 1 overflows downwards at 3 accumulate and all 4 generate steps; neuron 2 never.
+    t_acc = t_gen = 4
+    windows = 2
+    current = np.zeros((3, windows * (t_acc + t_gen)), dtype=np.int32)
+    for w in range(windows):
+        acc = slice(w * 8, w * 8 + t_acc)
+        current[0, acc] = 2**16
+        current[1, acc] = -(2**16)
+        current[2, acc] = 3
+    neurons = ILIF(shape=(3,), vth=[2**16, 2**16, 2], t_acc=t_acc, t_gen=t_gen)
+    z, (v, sat) = run_chain(current, [neurons], (3,), "fixed_pt",
+                            read=[(neurons, "v"), (neurons, "saturations")])
+    assert sat.tolist() == [3 * windows, 7 * windows, 0]
+    gen = np.concatenate([np.arange(w * 8 + t_acc, w * 8 + 8) for w in range(windows)])
+    assert z[0, gen].tolist() == [1] * len(gen)
+    assert not z[1].any()
+    # neuron 0 after 4 soft resets from the clamped top: 2 * (v - 2**22) each time
+    top = V_MAX
+    for _ in range(t_gen):
+        top = 2 * (top - 2**22)
+    assert v.tolist()[:2] == [top, V_MIN]
+    # neuron 2 is the exact 4-bit code of 3 * 15 / 2 = 22.5 with threshold 2 (all ones, clipped)
+    assert z[2, gen].tolist() == [1] * len(gen)
+
+
+def test_fixed_point_check_rejects_what_the_bit_accurate_model_cannot_run():
+    with pytest.raises(ValueError, match="k=1.6"):
+        check_fixed_point(ILIF(shape=(2,), vth=8, k=1.6))
+    with pytest.raises(ValueError, match="vth"):
+        check_fixed_point(ILIF(shape=(2,), vth=0.5))
+    with pytest.raises(ValueError, match="bias"):
+        check_fixed_point(ILIF(shape=(2,), vth=8, bias=0.25))
+    check_fixed_point(ILIF(shape=(2,), vth=[8, 2**17 - 1], bias=-(2**12)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [
+        (dict(shape=(0,)), "shape"),
+        (dict(shape="4"), "shape"),
+        (dict(shape=(4,), vth=0.0), "vth"),
+        (dict(shape=(4,), vth=[1.0, 2.0]), "vth"),
+        (dict(shape=(4,), vth=float("nan")), "vth"),
+        (dict(shape=(4,), k=2.5), "k"),
+        (dict(shape=(4,), k=1.0), "k"),
+        (dict(shape=(4,), t_acc=0), "t_acc"),
+        (dict(shape=(4,), t_gen=2.0), "t_gen"),
+        (dict(shape=(4,), offset=-1), "offset"),
+        (dict(shape=(4,), bias=[1.0, 2.0, 3.0]), "bias"),
+        (dict(shape=(4,), bias_exp=0.5), "bias_exp"),
+        (dict(shape=(4,), rounding="ceil"), "rounding"),
+        (dict(shape=(4,), signed="yes"), "signed"),
+    ],
+)
+def test_constructor_names_the_bad_argument(kwargs, culprit):
+    with pytest.raises(ValueError, match=culprit):
+        ILIF(**kwargs)
+
+
+def test_per_channel_threshold_broadcasts_over_the_shape():
+    neurons = ILIF(shape=(2, 3, 4), vth=np.arange(1, 5), bias=0.5)
+    vth = neurons.vth.init
+    assert vth.shape == (2, 3, 4)
+    assert np.array_equal(vth[1, 2], np.arange(1, 5))
+    assert neurons.shape == (2, 3, 4)
+    assert not np.shares_memory(neurons.bias.init, np.asarray(0.5))
