@@ -178,6 +178,7 @@ class SpikingNetwork(nn.Module):
     def _consumers(self, name: str) -> list[tuple[Population, int]]:
         return [(p, i) for p in self.graph for i, e in enumerate(p.edges) if e.source == name]
 
+    @torch.enable_grad()  # counts synapses by autograd, also when built under no_grad
     def _fan_out(self, pop: Population) -> torch.Tensor:
         """Synapses leaving each neuron of ``pop`` (one sample), ``pop.shape``."""
         x = torch.zeros((1, *pop.shape), dtype=torch.float64, requires_grad=True)
@@ -224,9 +225,13 @@ class SpikingNetwork(nn.Module):
         hop = s.arrival[(pop.name, i)] - s.generate_start(e.source)
         return src_start + hop + s.delay[(pop.name, i)] - s.offset[pop.name]
 
+    # Subclasses whose synapses and thresholds are trainable parameters (fine-tuning, see
+    # spikeconverter.training) set this: forward then keeps the autograd graph in grad mode.
+    _differentiable = False
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)`` of a batch of inputs ``(B, *input_shape)`` (no gradients)."""
-        g, s = self.graph, self.schedule
+        g = self.graph
         in_shape = tuple(g[g.input].shape)
         if not isinstance(images, torch.Tensor) or tuple(images.shape[1:]) != in_shape:
             got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
@@ -239,18 +244,12 @@ class SpikingNetwork(nn.Module):
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
         logits, steps = None, 0
-        with torch.no_grad():
+        with torch.set_grad_enabled(self._differentiable and torch.is_grad_enabled()):
             for pop in g:
                 if pop.kind == "input":
                     train = self._input_train(pop, x)
                 elif pop.kind == "maxpool":
-                    src = trains[pop.edges[0].source]
-                    a = pop.attrs
-                    frames = spike_max_pool2d(src.frames(), a["kernel_size"], a["stride"],
-                                              a["padding"], a.get("dilation", (1, 1)),
-                                              a.get("ceil_mode", False))
-                    train = _Train(src.theta, int(pop.T), s.generate_start(pop.name),
-                                   k=src.k, frames=frames)
+                    train = self._max_pool(pop, trains[pop.edges[0].source])
                 elif pop.kind == "readout":
                     logits, steps = self._readout(pop, trains)
                 else:
@@ -268,6 +267,13 @@ class SpikingNetwork(nn.Module):
                 per_pop[pop.name] = self._pop_stats(pop, train, batch)
         self._finish_stats(per_pop, batch, steps)
         return logits
+
+    def _max_pool(self, pop: Population, src: _Train) -> _Train:
+        a = pop.attrs
+        frames = spike_max_pool2d(src.frames(), a["kernel_size"], a["stride"], a["padding"],
+                                  a.get("dilation", (1, 1)), a.get("ceil_mode", False))
+        return _Train(src.theta, int(pop.T), self.schedule.generate_start(pop.name), k=src.k,
+                      frames=frames)
 
     def _input_train(self, pop: Population, x: torch.Tensor) -> _Train:
         start = self.schedule.generate_start(pop.name)
@@ -386,6 +392,7 @@ class SpikingNetwork(nn.Module):
 
     # -- statistics ---------------------------------------------------------------------------
 
+    @torch.no_grad()
     def _pop_stats(self, pop: Population, train: _Train | None, batch: int) -> dict[str, Any]:
         s = self.schedule
         st: dict[str, Any] = {

@@ -1,0 +1,148 @@
+"""The ``spikeconverter finetune`` subcommand: fine-tune a saved network on an image folder.
+
+Wiring (in ``spikeconverter.cli``)::
+
+    from spikeconverter.training.cli import add_finetune_parser
+    add_finetune_parser(subparsers)        # sets func=run_finetune on the subparser
+
+Example::
+
+    spikeconverter finetune net.snn -d data/cifar10/train --val data/cifar10/test \\
+        --normalize imagenet --augment -o net-ft.snn --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spikeconverter.training.trainable import SURROGATES
+
+__all__ = ["add_finetune_parser", "run_finetune"]
+
+_PRESETS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "mnist": ((0.1307,), (0.3081,)),
+}
+
+
+def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``finetune`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a converted network through its spiking simulation",
+        description="Train a saved network's weights, biases and thresholds through the iLIF "
+                    "simulation (Norse surrogate gradients); writes the best network (by "
+                    "--val accuracy, else the last) to --output, plus OUTPUT.state for "
+                    "--resume.")
+    p.add_argument("network", help="network file written by 'spikeconverter convert' or save()")
+    p.add_argument("-d", "--data", required=True, help="training images: an ImageFolder tree")
+    p.add_argument("--val", help="validation images (ImageFolder): measured every --val-every "
+                                 "steps and each epoch; the best network is kept")
+    p.add_argument("-o", "--output", required=True, help="fine-tuned network file to write")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default: 1)")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="(default: 5e-4)")
+    p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to 0")
+    p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    p.add_argument("--val-every", type=int, help="steps between validations (default: epoch)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.state")
+    p.add_argument("--fixed-thresholds", action="store_true", help="do not train thresholds")
+    p.add_argument("--surrogate", choices=SURROGATES, default="triangle",
+                   help="Norse surrogate gradient (default: triangle)")
+    p.add_argument("--alpha", type=float, default=1.0, help="surrogate parameter (default: 1)")
+    p.add_argument("--augment", action="store_true",
+                   help="random crop (padding 4) and horizontal flip of training images")
+    p.add_argument("--normalize", choices=sorted(_PRESETS), help="mean/std preset")
+    p.add_argument("--mean", type=float, nargs="+", help="explicit per-channel mean")
+    p.add_argument("--std", type=float, nargs="+", help="explicit per-channel std")
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_finetune)
+    return p
+
+
+def _normalization(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    if args.normalize and (args.mean or args.std):
+        raise ValueError("give either --normalize or --mean/--std, not both")
+    if args.normalize:
+        return _PRESETS[args.normalize]
+    if (args.mean is None) != (args.std is None):
+        raise ValueError("--mean and --std must be given together")
+    if args.mean is not None:
+        if len(args.mean) != len(args.std) or any(s <= 0 for s in args.std):
+            raise ValueError("--mean and --std need the same number of channels, std > 0")
+        return tuple(args.mean), tuple(args.std)
+    return None
+
+
+def _folder(path: str, shape: tuple[int, ...], norm: Any, augment: bool):
+    from torchvision import datasets, transforms
+
+    if not Path(path).is_dir():
+        raise ValueError(f"{path}: not a folder (expected an ImageFolder tree: one sub-folder "
+                         "per class)")
+    if len(shape) != 3:
+        raise ValueError(f"the network takes inputs of shape {shape}, not images (C, H, W)")
+    c, h, w = shape
+    steps: list[Any] = [transforms.Grayscale(1) if c == 1 else transforms.Lambda(_rgb)]
+    if augment:
+        steps += [transforms.RandomCrop((h, w), padding=4), transforms.RandomHorizontalFlip()]
+    steps.append(transforms.ToTensor())
+    if norm is not None:
+        if len(norm[0]) != c:
+            raise ValueError(f"normalisation has {len(norm[0])} channels, the network takes {c}")
+        steps.append(transforms.Normalize(*norm))
+    return datasets.ImageFolder(path, transforms.Compose(steps))
+
+
+def _rgb(image: Any) -> Any:
+    return image.convert("RGB")
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status (0 on success).
+
+    Raises
+    ------
+    ValueError
+        Bad files or settings (the caller turns it into a one-line message).
+    """
+    from torch.utils.data import DataLoader
+
+    from spikeconverter.converters.serialize import load
+    from spikeconverter.training.finetune import evaluate, finetune
+
+    net = load(args.network)
+    shape = tuple(net.graph[net.graph.input].shape)
+    norm = _normalization(args)
+    train = _folder(args.data, shape, norm, args.augment)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(args.seed))
+    val = None
+    if args.val:
+        val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size)
+    before = evaluate(net, val) if val is not None else None
+    history = finetune(
+        net, loader, args.epochs, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, batch_size=args.batch_size, val_data=val,
+        val_every=args.val_every, checkpoint=args.output, resume=args.resume,
+        progress=not args.no_progress, max_steps=args.max_steps, cosine=args.cosine,
+        train_thresholds=not args.fixed_thresholds, surrogate=args.surrogate,
+        alpha=args.alpha, seed=args.seed)
+    net.save(args.output)
+    out = sys.stdout
+    print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "
+          f"{history['seconds']:.1f} s ({history['cpu_seconds']:.1f} s CPU)", file=out)
+    if before is not None:
+        print(f"spiking top-1 on {args.val}: {100 * before:.2f} % before, "
+              f"{100 * history['best_accuracy']:.2f} % after (best, step "
+              f"{history['best_step']})", file=out)
+    print(f"wrote {args.output} (training state: {args.output}.state)", file=out)
+    return 0
