@@ -76,7 +76,7 @@ def error_of(capsys, *argv) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", ["convert", "evaluate", "run-lava", "demo"])
+@pytest.mark.parametrize("command", ["convert", "evaluate", "run-lava", "demo", "finetune"])
 def test_help_has_examples(capsys, command):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
@@ -190,6 +190,9 @@ def test_bad_invocations_exit_2_with_one_message(tiny, tmp_path, capsys):
     err = error_of(capsys, "evaluate", *TINY, "-d", "cifar10:" + str(tmp_path), "-o", "x")
     assert "never downloads" in err
     err = error_of(capsys, "run-lava", tmp_path / "missing.snn", *data)
+    assert "missing.snn" in err
+    err = error_of(capsys, "finetune", tmp_path / "missing.snn", "-d", tiny / "data",
+                   "-o", tmp_path / "ft.snn")
     assert "missing.snn" in err
     with pytest.raises(SystemExit) as e:
         main(["convert", "small_cnn"])  # argparse: required options missing

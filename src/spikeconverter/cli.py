@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeconverter.training.cli import add_finetune_parser
+
 __all__ = ["build_parser", "main"]
 
 PROG = "spikeconverter"
@@ -116,7 +118,7 @@ writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands convert, evaluate, run-lava, demo)."""
+    """The argument parser (subcommands convert, evaluate, run-lava, demo, finetune)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="SpikeConverter: convert trained CNNs into iLIF spiking networks (Norse, "
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     p.add_argument("--lava-samples", type=int, default=3,
                    help="test images run in Lava (default: 3; 0 skips Lava)")
+    add_finetune_parser(sub)
     return parser
 
 

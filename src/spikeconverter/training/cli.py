@@ -20,15 +20,16 @@ from typing import Any
 
 import torch
 
+from spikeconverter.data import NORMALIZATION_PRESETS, Normalization, resolve_normalization
 from spikeconverter.training.trainable import SURROGATES
 
 __all__ = ["add_finetune_parser", "run_finetune"]
 
-_PRESETS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "mnist": ((0.1307,), (0.3081,)),
-}
+EPILOG = """examples:
+  spikeconverter finetune net.snn -d ../shared/data/cifar10/train \\
+      --val ../shared/data/cifar10/test --normalize imagenet --augment -o net-ft.snn
+  spikeconverter finetune net-ft.snn -d ./train -o net-ft.snn --resume --epochs 3
+"""
 
 
 def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,7 +39,8 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Train a saved network's weights, biases and thresholds through the iLIF "
                     "simulation (Norse surrogate gradients); writes the best network (by "
                     "--val accuracy, else the last) to --output, plus OUTPUT.state for "
-                    "--resume.")
+                    "--resume.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("network", help="network file written by 'spikeconverter convert' or save()")
     p.add_argument("-d", "--data", required=True, help="training images: an ImageFolder tree")
     p.add_argument("--val", help="validation images (ImageFolder): measured every --val-every "
@@ -59,7 +61,7 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=1.0, help="surrogate parameter (default: 1)")
     p.add_argument("--augment", action="store_true",
                    help="random crop (padding 4) and horizontal flip of training images")
-    p.add_argument("--normalize", choices=sorted(_PRESETS), help="mean/std preset")
+    p.add_argument("--normalize", choices=sorted(NORMALIZATION_PRESETS), help="mean/std preset")
     p.add_argument("--mean", type=float, nargs="+", help="explicit per-channel mean")
     p.add_argument("--std", type=float, nargs="+", help="explicit per-channel std")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
@@ -68,18 +70,8 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _normalization(args: argparse.Namespace) -> tuple[Any, Any] | None:
-    if args.normalize and (args.mean or args.std):
-        raise ValueError("give either --normalize or --mean/--std, not both")
-    if args.normalize:
-        return _PRESETS[args.normalize]
-    if (args.mean is None) != (args.std is None):
-        raise ValueError("--mean and --std must be given together")
-    if args.mean is not None:
-        if len(args.mean) != len(args.std) or any(s <= 0 for s in args.std):
-            raise ValueError("--mean and --std need the same number of channels, std > 0")
-        return tuple(args.mean), tuple(args.std)
-    return None
+def _normalization(args: argparse.Namespace) -> Normalization | None:
+    return resolve_normalization(args.normalize, args.mean, args.std)
 
 
 def _folder(path: str, shape: tuple[int, ...], norm: Any, augment: bool):
@@ -96,9 +88,9 @@ def _folder(path: str, shape: tuple[int, ...], norm: Any, augment: bool):
         steps += [transforms.RandomCrop((h, w), padding=4), transforms.RandomHorizontalFlip()]
     steps.append(transforms.ToTensor())
     if norm is not None:
-        if len(norm[0]) != c:
-            raise ValueError(f"normalisation has {len(norm[0])} channels, the network takes {c}")
-        steps.append(transforms.Normalize(*norm))
+        if norm.channels != c:
+            raise ValueError(f"normalisation has {norm.channels} channels, the network takes {c}")
+        steps.append(transforms.Normalize(norm.mean, norm.std))
     return datasets.ImageFolder(path, transforms.Compose(steps))
 
 
