@@ -53,11 +53,18 @@ class Evaluation:
     layers: dict[int, Any] = field(default_factory=dict)
 
     def curves(self, key: str) -> dict[str, dict[int, float]]:
-        """``{label: {T: row[key]}}`` for plotting."""
+        """``{label: {T: row[key]}}`` for plotting; rows measured on fewer images than the ANN
+        say so in their label (with the ANN's accuracy on those images)."""
         out: dict[str, dict[int, float]] = {}
         for r in self.rows:
-            if r.get(key) is not None:
-                out.setdefault(LABELS.get(r["method"], r["method"]), {})[r["T"]] = r[key]
+            if r.get(key) is None:
+                continue
+            label = LABELS.get(r["method"], r["method"])
+            n = r.get("images")
+            if n is not None and self.ann.get("images") not in (None, n):
+                there = self.ann.get("top1_baseline_images")
+                label += f" [{n} images" + (f", ANN {there:.1f}%]" if there is not None else "]")
+            out.setdefault(label, {})[r["T"]] = r[key]
         return out
 
 
@@ -214,6 +221,9 @@ def evaluate(
                     baseline_limit)
         m = sum(x.shape[0] for x, _, _ in sub)
         report.meta["baseline_images"] = m
+        # the baselines' subset has its own ANN accuracy: compare them against that
+        report.ann["top1_baseline_images"] = 100.0 * sum(
+            int((p == y).sum()) for _, y, p in sub) / m
         lam = rate_thresholds(graph, calibration, mode=threshold_norm, percentile=percentile)
         report.meta["baseline_thresholds"] = lam
         for method in baselines:
