@@ -242,7 +242,8 @@ def test_cli_run_finetune_end_to_end(digits, tmp_path, capsys):
     out = tmp_path / "ft.snn"
     common = ["finetune", str(tmp_path / "net.snn"), "-d", str(tmp_path / "train"), "-o",
               str(out), "--batch-size", "20", "--no-progress"]
-    args = parser.parse_args(common + ["--epochs", "1"])
+    args = parser.parse_args(common + ["--epochs", "1", "--clip-grad-norm", "5"])
+    assert args.clip_grad_norm == 5.0 and args.optimizer == "sgd"
     assert args.func is run_finetune
     assert run_finetune(args) == 0
     text = capsys.readouterr().out
