@@ -21,6 +21,13 @@ Issue-7 figures (2 CPU threads, shared machine; ANN 932/1017 = 91.64 %)::
      3     81.51%     88.59% 91.64%     3.05p   162      91     178
      2     48.38%     77.78% 91.64%    13.86p   162      74     146
 
+The same with the paper's lr (``--lr 1e-2``, still ``--clip 1``) is better at low T, worse at
+T=4::
+
+     4     89.38%     89.68% 91.64%     1.97p   162     121     229
+     3     81.51%     88.79% 91.64%     2.85p   162      92     181
+     2     48.38%     81.42% 91.64%    10.23p   162      69     134
+
 Ablation at T=2 (``--T 2 --batch 64 --max-steps 40``, SNN top-1 before -> after): paper
 SGD lr 0.01, no clipping: 48.38 -> 11.21 % (diverges, loss 12 in the first steps); lr 0.01
 with ``--clip 1``: 48.38 -> 73.84 %; max-activation calibration (``convert``'s default) with
