@@ -242,7 +242,8 @@ def test_cli_run_finetune_end_to_end(digits, tmp_path, capsys):
     out = tmp_path / "ft.snn"
     common = ["finetune", str(tmp_path / "net.snn"), "-d", str(tmp_path / "train"), "-o",
               str(out), "--batch-size", "20", "--no-progress"]
-    args = parser.parse_args(common + ["--epochs", "1"])
+    args = parser.parse_args(common + ["--epochs", "1", "--clip-grad-norm", "5"])
+    assert args.clip_grad_norm == 5.0 and args.optimizer == "sgd"
     assert args.func is run_finetune
     assert run_finetune(args) == 0
     text = capsys.readouterr().out
@@ -261,3 +262,36 @@ def test_cli_run_finetune_end_to_end(digits, tmp_path, capsys):
                               str(tmp_path / "nowhere"), "-o", str(out)])
     with pytest.raises(ValueError, match="nowhere"):
         run_finetune(args)
+
+
+def _op_params(graph):
+    return [np.asarray(getattr(op, attr), dtype=np.float64).ravel()
+            for pop in graph for e in pop.edges for op in e.ops
+            for attr in ("weight", "bias") if getattr(op, attr) is not None]
+
+
+def test_adam_and_gradient_clipping_step_sizes(digits):
+    """One step of each, thresholds fixed, no decay: Adam's first step moves every parameter
+    with a gradient by exactly lr (m / sqrt(v) = sign(g)); a clipped SGD step (no momentum)
+    moves the parameters by lr * clip in total norm."""
+    model, train, _, _ = digits
+    data = (train[0][:32], train[1][:32])
+    net = convert(model, train[0][:64], T=2, progress=False)
+    before = _op_params(net.graph)
+    adam = copy.deepcopy(net)
+    finetune(adam, data, max_steps=1, batch_size=32, optimizer="adam", lr=1e-3,
+             weight_decay=0.0, train_thresholds=False, progress=False)
+    delta = np.concatenate(_op_params(adam.graph)) - np.concatenate(before)
+    assert np.abs(delta).max() == pytest.approx(1e-3, rel=1e-3)
+    assert (np.abs(delta) > 0.9e-3).mean() > 0.5  # most parameters got a gradient
+    sgd = copy.deepcopy(net)
+    finetune(sgd, data, max_steps=1, batch_size=32, lr=1.0, momentum=0.0, weight_decay=0.0,
+             clip_grad_norm=1e-3, train_thresholds=False, progress=False)
+    delta = np.concatenate(_op_params(sgd.graph)) - np.concatenate(before)
+    assert np.linalg.norm(delta) == pytest.approx(1e-3, rel=1e-3)
+    with pytest.raises(ValueError, match="optimizer"):
+        finetune(net, data, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        finetune(net, data, clip_grad_norm=0.0)
+    with pytest.raises(ValueError, match="beta1"):
+        finetune(net, data, optimizer="adam", momentum=1.0)
