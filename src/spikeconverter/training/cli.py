@@ -54,8 +54,9 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to 0")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="sgd (the paper's, default) or adam (AdamW; --momentum is beta1)")
-    p.add_argument("--clip-grad-norm", type=float,
-                   help="clip the gradient norm (1 is needed on deep BN-folded nets at lr 0.01)")
+    p.add_argument("--clip-grad-norm", type=float, default=1.0,
+                   help="clip the gradient norm (default: 1, which deep BN-folded nets need at "
+                        "lr 0.01; 0 disables)")
     p.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     p.add_argument("--val-every", type=int, help="steps between validations (default: epoch)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.state")
@@ -132,7 +133,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         progress=not args.no_progress, max_steps=args.max_steps, cosine=args.cosine,
         train_thresholds=not args.fixed_thresholds, surrogate=args.surrogate,
         alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
-        clip_grad_norm=args.clip_grad_norm)
+        clip_grad_norm=args.clip_grad_norm or None)
     net.save(args.output)
     out = sys.stdout
     print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "
