@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from spikeconverter import coding
+from spikeconverter.atomic import atomic_path
 
 __all__ = ["plot_accuracy", "plot_conversion_error", "plot_raster", "plot_synops"]
 
@@ -39,14 +40,8 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"plots are written as PNG: give a path ending in .png, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

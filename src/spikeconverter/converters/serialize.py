@@ -8,13 +8,13 @@ temporary file beside the target and moved into place with ``os.replace`` (atomi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.ir import Edge, Graph, Op, Population
 from spikeconverter.converters.schedule import Schedule
 
@@ -87,17 +87,8 @@ def save(net: Any, path: str | os.PathLike) -> Path:
     }
     if hasattr(net, "backend_state"):
         blob["backend_state"] = net.backend_state()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

@@ -27,7 +27,6 @@ import copy
 import itertools
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.norse_backend import SpikingNetwork
 from spikeconverter.converters.serialize import save
 from spikeconverter.training.trainable import TrainableSpikingNetwork
@@ -97,17 +97,8 @@ def evaluate(net: torch.nn.Module, data: Any, *, batch_size: int = 256,
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _check_positive(value: Any, name: str, integer: bool = False, zero: bool = False) -> None:
