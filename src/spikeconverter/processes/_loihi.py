@@ -36,3 +36,38 @@ class WindowClockModel(PyLoihiProcessModel):
         if getattr(self, "_silence", None) is None:
             self._silence = np.zeros(port.shape, dtype=self._payload)
         port.send(self._silence)
+
+
+class FixedPointMembrane:
+    """Mixin of the bit-accurate models: the integer accumulate step and the 24-bit clamp.
+
+    Expects the Vars ``v``, ``bias``, ``bias_exp``, ``saturations`` and the clock attributes
+    ``_k`` and ``_t_acc`` of a :class:`WindowClockModel`.
+    """
+
+    def _require_k2(self, proc: str) -> None:
+        if self._k != 2.0:
+            raise ValueError(
+                f"{proc}: k={self._k} needs the floating_pt model; the fixed-point model "
+                "implements only k=2 (a left shift)"
+            )
+
+    def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
+        """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
+        ``bias << bias_exp`` at the last accumulate step; int64, not yet clamped."""
+        v = np.left_shift(a_in.astype(np.int64), SHIFT)
+        if tau > 0:
+            v += np.left_shift(self.v.astype(np.int64), 1)
+        if tau == self._t_acc - 1:
+            exp = self.bias_exp.astype(np.int64)
+            bias = self.bias.astype(np.int64)
+            v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
+        return v
+
+    def _clamp(self, v: np.ndarray) -> None:
+        """Store ``v`` (int64) in the 24-bit membrane, counting the clamped entries."""
+        over = (v > V_MAX) | (v < V_MIN)
+        if over.any():
+            self.saturations += over
+            v = np.clip(v, V_MIN, V_MAX)
+        self.v[:] = v

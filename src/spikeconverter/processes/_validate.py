@@ -71,3 +71,11 @@ def broadcast_array(
     if positive and not np.all(arr > 0):
         raise ValueError(f"{proc}: {name} must be > 0 everywhere, got {value!r}")
     return arr
+
+
+def broadcast_integers(proc: str, name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Like :func:`broadcast_array`, for integer fields (exponents): an int32 copy."""
+    arr = broadcast_array(proc, name, value, shape)
+    if not np.array_equal(arr, np.round(arr)):
+        raise ValueError(f"{proc}: {name} must hold integers, got {value!r}")
+    return arr.astype(np.int32)

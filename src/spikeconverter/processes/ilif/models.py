@@ -9,7 +9,13 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes._loihi import SHIFT, V_MAX, V_MIN, WindowClockModel
+from spikeconverter.processes._loihi import (
+    SHIFT,
+    V_MAX,
+    V_MIN,
+    FixedPointMembrane,
+    WindowClockModel,
+)
 from spikeconverter.processes.ilif.process import ILIF
 
 __all__ = ["PyILIFModelFloat", "PyILIFModelBitAcc", "V_MAX", "V_MIN"]
@@ -81,7 +87,7 @@ class PyILIFModelFloat(_ILIFClock):
 @implements(proc=ILIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
-class PyILIFModelBitAcc(_ILIFClock):
+class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
     """iLIF with Loihi-style integers (Lava LIF conventions; see :class:`ILIF`).
 
     * membrane ``v``: signed 24-bit, clamped to ``[-2**23, 2**23 - 1]`` after every update,
@@ -106,11 +112,7 @@ class PyILIFModelBitAcc(_ILIFClock):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        if self._k != 2.0:
-            raise ValueError(
-                f"ILIF: k={self._k} needs the floating_pt model; the fixed-point model "
-                "implements only k=2 (a left shift)"
-            )
+        self._require_k2("ILIF")
         self._vth_eff = None
         self._half = None
 
@@ -123,14 +125,6 @@ class PyILIFModelBitAcc(_ILIFClock):
         self._vth_eff = vth << SHIFT
         self._half = self._vth_eff >> self._t_gen
 
-    def _clamp(self, v: np.ndarray) -> None:
-        """Store ``v`` (int64) in the 24-bit membrane, counting the clamped entries."""
-        over = (v > V_MAX) | (v < V_MIN)
-        if over.any():
-            self.saturations += over
-            v = np.clip(v, V_MIN, V_MAX)
-        self.v[:] = v
-
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
         tau = self._tau()
@@ -138,14 +132,9 @@ class PyILIFModelBitAcc(_ILIFClock):
             self._send_silence(self.s_out)
             return
         if tau < self._t_acc:
-            v = np.left_shift(a_in.astype(np.int64), SHIFT)
-            if tau > 0:
-                v += np.left_shift(self.v.astype(np.int64), 1)
+            v = self._accumulate(a_in, tau)
             if tau == self._t_acc - 1:
                 self._scale()
-                exp = self.bias_exp.astype(np.int64)
-                bias = self.bias.astype(np.int64)
-                v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
                 if self._nearest:
                     v += self._half * np.sign(v) if self._signed else self._half
             self._clamp(v)

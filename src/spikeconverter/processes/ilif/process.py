@@ -11,6 +11,7 @@ from lava.magma.core.process.variable import Var
 
 from spikeconverter.processes._validate import (
     broadcast_array,
+    broadcast_integers,
     validate_bool,
     validate_int,
     validate_k,
@@ -125,9 +126,7 @@ class ILIF(AbstractProcess):
         signed = validate_bool(proc, "signed", signed)
         vth_arr = broadcast_array(proc, "vth", vth, shape, positive=True)
         bias_arr = broadcast_array(proc, "bias", bias, shape)
-        exp_arr = broadcast_array(proc, "bias_exp", bias_exp, shape)
-        if not np.array_equal(exp_arr, np.round(exp_arr)):
-            raise ValueError(f"ILIF: bias_exp must hold integers, got {bias_exp!r}")
+        exp_arr = broadcast_integers(proc, "bias_exp", bias_exp, shape)
         v_arr = broadcast_array(proc, "v", v, shape)
         super().__init__(
             shape=shape,
@@ -145,7 +144,7 @@ class ILIF(AbstractProcess):
         self.v = Var(shape=shape, init=v_arr)
         self.vth = Var(shape=shape, init=vth_arr)
         self.bias = Var(shape=shape, init=bias_arr)
-        self.bias_exp = Var(shape=shape, init=exp_arr.astype(np.int32))
+        self.bias_exp = Var(shape=shape, init=exp_arr)
         self.saturations = Var(shape=shape, init=np.zeros(shape, dtype=np.int64))
 
     @property

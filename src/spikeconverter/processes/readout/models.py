@@ -9,7 +9,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes._loihi import SHIFT, V_MAX, V_MIN, WindowClockModel
+from spikeconverter.processes._loihi import FixedPointMembrane, WindowClockModel
 from spikeconverter.processes.readout.process import Readout
 
 __all__ = ["PyReadoutModelFloat", "PyReadoutModelBitAcc"]
@@ -60,7 +60,7 @@ class PyReadoutModelFloat(_ReadoutClock):
 @implements(proc=Readout, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
-class PyReadoutModelBitAcc(_ReadoutClock):
+class PyReadoutModelBitAcc(FixedPointMembrane, _ReadoutClock):
     """Accumulate-only 24-bit integer membrane (conventions of the fixed-point iLIF)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
@@ -73,11 +73,7 @@ class PyReadoutModelBitAcc(_ReadoutClock):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        if self._k != 2.0:
-            raise ValueError(
-                f"Readout: k={self._k} needs the floating_pt model; the fixed-point model "
-                "implements only k=2 (a left shift)"
-            )
+        self._require_k2("Readout")
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
@@ -85,18 +81,7 @@ class PyReadoutModelBitAcc(_ReadoutClock):
         if tau < 0 or tau >= self._t_acc:
             self._send_silence(self.v_out)
             return
-        v = np.left_shift(a_in.astype(np.int64), SHIFT)
-        if tau > 0:
-            v += np.left_shift(self.v.astype(np.int64), 1)
-        if tau == self._t_acc - 1:
-            exp = self.bias_exp.astype(np.int64)
-            bias = self.bias.astype(np.int64)
-            v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
-        over = (v > V_MAX) | (v < V_MIN)
-        if over.any():
-            self.saturations += over
-            v = np.clip(v, V_MIN, V_MAX)
-        self.v[:] = v
+        self._clamp(self._accumulate(a_in, tau))
         if tau == self._t_acc - 1:
             self.v_out.send(self.v.astype(np.int32))
         else:

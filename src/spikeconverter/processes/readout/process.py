@@ -11,6 +11,7 @@ from lava.magma.core.process.variable import Var
 
 from spikeconverter.processes._validate import (
     broadcast_array,
+    broadcast_integers,
     validate_int,
     validate_k,
     validate_shape,
@@ -79,9 +80,7 @@ class Readout(AbstractProcess):
         period = 2 * t_acc if period is None else validate_int(proc, "period", period, t_acc)
         offset = validate_int(proc, "offset", offset, 0)
         bias_arr = broadcast_array(proc, "bias", bias, shape)
-        exp_arr = broadcast_array(proc, "bias_exp", bias_exp, shape)
-        if not np.array_equal(exp_arr, np.round(exp_arr)):
-            raise ValueError(f"Readout: bias_exp must hold integers, got {bias_exp!r}")
+        exp_arr = broadcast_integers(proc, "bias_exp", bias_exp, shape)
         super().__init__(
             shape=shape,
             k=k,
@@ -95,7 +94,7 @@ class Readout(AbstractProcess):
         self.v_out = OutPort(shape=shape)
         self.v = Var(shape=shape, init=np.zeros(shape))
         self.bias = Var(shape=shape, init=bias_arr)
-        self.bias_exp = Var(shape=shape, init=exp_arr.astype(np.int32))
+        self.bias_exp = Var(shape=shape, init=exp_arr)
         self.saturations = Var(shape=shape, init=np.zeros(shape, dtype=np.int64))
 
     @property
