@@ -34,6 +34,8 @@ __all__ = [
     "lsb",
     "optimal_threshold",
     "quantize",
+    "rounding_offset",
+    "synapse_scale",
     "top_code",
     "validate_code_params",
 ]
@@ -116,11 +118,30 @@ def top_code(theta: Any, T: int, k: float = 2.0) -> Any:
     return theta * sum(float(k) ** -j for j in range(T))
 
 
+def rounding_offset(theta: Any, T: int, k: float = 2.0, rounding: str = "nearest") -> Any:
+    """What a neuron adds to its membrane when generation starts: half an LSB for
+    ``"nearest"`` (unbiased rounding), 0 for ``"floor"``. Signed neurons add it times ``sign(V)``.
+    """
+    if rounding == "nearest":
+        return lsb(theta, T, k) / 2
+    return 0 * theta
+
+
+def synapse_scale(theta_source: Any, t_acc: int, k: float = 2.0) -> Any:
+    """Factor on the synapses from a source with threshold ``theta_source`` into a target that
+    accumulates for ``t_acc`` steps: ``theta_source / k**(t_acc - 1)``.
+
+    The target's membrane after ``V <- k V + I`` over its window weighs the first spike of an
+    MSB-first train by ``k**(t_acc - 1)``; this factor turns that back into ``theta_source``.
+    """
+    return theta_source / float(k) ** (t_acc - 1)
+
+
 def _start_value(u: Any, theta: Any, T: int, k: float, rounding: str, signed: bool) -> Any:
     """Membrane value when generation starts: ``|u|`` (signed) or ``u``, plus half an LSB."""
     v = abs(u) if signed else u
     if rounding == "nearest":
-        v = v + lsb(theta, T, k) / 2
+        v = v + rounding_offset(theta, T, k, rounding)
     return v
 
 
