@@ -113,7 +113,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     """
     from torch.utils.data import DataLoader
 
-    from spikeconverter.converters.serialize import load
+    from spikeconverter.converters.api import load
     from spikeconverter.training.finetune import evaluate, finetune
 
     net = load(args.network)
