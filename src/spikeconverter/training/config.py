@@ -27,7 +27,7 @@ def _check_positive(value: Any, name: str, integer: bool = False, zero: bool = F
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Settings of :func:`~spikeconverter.training.finetune.finetune`: everything but the network and the data.
+    """Settings of :func:`~spikeconverter.training.finetune.finetune`, all but network and data.
 
     Checked on construction; ``dataclasses.replace`` checks again.
 
