@@ -19,6 +19,7 @@ __all__ = [
     "FixedPointMembrane",
     "WindowClockModel",
     "fixed_rounding_offset",
+    "validate_fixed_point",
 ]
 
 #: Range of a 24-bit signed membrane.
@@ -26,6 +27,36 @@ V_MIN = -(2**23)
 V_MAX = 2**23 - 1
 #: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
 SHIFT = 6
+#: Mantissa ranges of the fixed-point Vars (Lava LIF: 17-bit unsigned vth, 13-bit signed bias).
+VTH_RANGE = (1, 2**17 - 1)
+BIAS_MANT_RANGE = (-(2**12), 2**12 - 1)
+
+
+def _check_mantissa(kind: str, proc: Any, var: str, lo: int, hi: int, what: str) -> None:
+    value = np.asarray(getattr(proc, var).init, dtype=np.float64)
+    bad = (value != np.round(value)) | (value < lo) | (value > hi)
+    if np.any(bad):
+        first = value.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        raise ValueError(
+            f"{kind} {proc.name!r}: the fixed-point Var {var!r} must hold integer mantissas in "
+            f"[{lo}, {hi}] ({what}); it holds {first!r} (Lava would truncate it silently)"
+        )
+
+
+def validate_fixed_point(proc: Any) -> None:
+    """Raise ValueError if ``proc`` (an iLIF or Readout Process) cannot run bit-accurately:
+    ``k`` must be 2, the Vars ``vth`` (if it has one) and ``bias_mant`` integer mantissas in
+    :data:`VTH_RANGE` and :data:`BIAS_MANT_RANGE`. The message names the Process and the Var.
+    """
+    kind = type(proc).__name__
+    if proc.proc_params["k"] != 2.0:
+        raise ValueError(
+            f"{kind} {proc.name!r}: k={proc.proc_params['k']} runs only in the floating_pt "
+            "models; the fixed-point models implement k=2 (a left shift)"
+        )
+    if "vth" in proc.vars.member_names:
+        _check_mantissa(kind, proc, "vth", *VTH_RANGE, "effective threshold vth << 6")
+    _check_mantissa(kind, proc, "bias_mant", *BIAS_MANT_RANGE, "scaled by 2**bias_exp")
 
 
 def fixed_rounding_offset(vth_eff: Any, t_gen: int, rounding: str) -> np.ndarray:
@@ -76,9 +107,16 @@ class WindowClockModel(PyLoihiProcessModel):
 class FixedPointMembrane:
     """Mixin of the bit-accurate models: the integer accumulate step and the 24-bit clamp.
 
-    Expects the Vars ``v``, ``bias``, ``bias_exp``, ``saturations`` and the clock attributes
+    Expects the Vars ``v``, ``bias_mant``, ``bias_exp``, ``saturations`` and the clock attributes
     ``_k`` and ``_t_acc`` of a :class:`WindowClockModel`.
     """
+
+    @classmethod
+    def validate_process(cls, proc: Any) -> None:
+        """Called by the Process when Lava's compiler picks this model (see
+        :class:`spikeconverter.processes.base.AbstractMembrane`): :func:`validate_fixed_point`.
+        """
+        validate_fixed_point(proc)
 
     def _require_k2(self, proc: str) -> None:
         if self._k != 2.0:
@@ -89,13 +127,13 @@ class FixedPointMembrane:
 
     def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
         """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
-        ``bias << bias_exp`` at the last accumulate step; int64, not yet clamped."""
+        ``bias_mant << bias_exp`` at the last accumulate step; int64, not yet clamped."""
         v = np.left_shift(a_in.astype(np.int64), SHIFT)
         if tau > 0:
             v += np.left_shift(self.v.astype(np.int64), 1)
         if tau == self._t_acc - 1:
             exp = self.bias_exp.astype(np.int64)
-            bias = self.bias.astype(np.int64)
+            bias = self.bias_mant.astype(np.int64)
             v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
         return v
 

@@ -52,7 +52,7 @@ class PyILIFModelFloat(_ILIFClock):
     _payload = np.float64
     v: np.ndarray = LavaPyType(np.ndarray, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -70,7 +70,7 @@ class PyILIFModelFloat(_ILIFClock):
                 self.v += a_in
             if tau == self._t_acc - 1:
                 # same operations, in the same order, as the Norse step: bias, then half an LSB
-                self.v += self.bias
+                self.v += self.bias_mant
                 if self._nearest:
                     half = rounding_offset(self.vth, self._t_gen, self._k, self._rounding)
                     if self._signed:
@@ -96,7 +96,7 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
       each clamp counted per neuron in ``saturations``;
     * input: ``a_in << 6`` (MSB alignment, as Lava's ``PyLifModelBitAcc``);
     * threshold: ``vth << 6``, ``vth`` an unsigned 17-bit mantissa;
-    * bias: ``bias << bias_exp`` (right shift for negative exponents), added unshifted;
+    * bias: ``bias_mant << bias_exp`` (right shift for negative exponents), added unshifted;
     * ``k = 2``: the inverse leak is a left shift by one.
 
     Threshold, bias and half LSB are read from the Vars once per window (at its last
@@ -108,7 +108,7 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
     _payload = np.int32
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 

@@ -11,6 +11,7 @@ from lava.magma.core.process.variable import Var
 from spikeconverter.processes.base import (
     AbstractMembrane,
     broadcast_array,
+    deprecated_bias,
     validate_bool,
     validate_int,
     validate_rounding,
@@ -47,8 +48,11 @@ class ILIF(AbstractMembrane):
     (:class:`~spikeconverter.processes.ilif.models.PyILIFModelBitAcc`): Lava's LIF
     conventions. ``vth`` is an unsigned 17-bit integer mantissa, the effective threshold is
     ``vth << 6``; the input is MSB-aligned the same way (``a_in << 6``); the bias is
-    ``bias << bias_exp`` (``bias`` a signed 13-bit mantissa, ``bias_exp`` may be negative for
-    a right shift) and is *not* shifted. The membrane is an integer clamped to the 24-bit
+    ``bias_mant << bias_exp`` (``bias_mant`` a signed 13-bit mantissa, ``bias_exp`` may be
+    negative for a right shift) and is *not* shifted. The model validates the Process itself
+    when Lava compiles it, under any run configuration: a non-integer or out-of-range ``vth``
+    or ``bias_mant`` raises ValueError naming the Var (Lava would silently truncate it). The
+    membrane is an integer clamped to the 24-bit
     range ``[-2**23, 2**23 - 1]`` after every update; each clamp of a neuron adds one to its
     entry of the Var ``saturations``. ``k`` must be 2 (a left shift). Half an LSB for
     ``rounding="nearest"`` is ``(vth << 6) >> t_gen``
@@ -77,8 +81,9 @@ class ILIF(AbstractMembrane):
         Steps of the generate phase (the length of the outgoing train), >= 1.
     offset : int
         Idle steps before the first window, >= 0 (pipelining across layers).
-    bias : float or array
-        Added once per window at the last accumulate step; scalar or broadcastable to ``shape``.
+    bias_mant : float or array
+        Added once per window at the last accumulate step; scalar or broadcastable to ``shape``
+        (Lava LIF's name; the Var is ``bias_mant``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point model (ignored by the float model).
     rounding : {"floor", "nearest"}
@@ -91,6 +96,13 @@ class ILIF(AbstractMembrane):
         Name of the Process.
     log_config : LogConfig, optional
         Lava logging configuration.
+    bias : float or array, optional
+        Deprecated name of ``bias_mant`` (a DeprecationWarning; so is the attribute ``bias``).
+
+    Attributes
+    ----------
+    k, t_acc, t_gen, offset : read-only
+        The window parameters (``proc_params``); the models read them once when built.
 
     Examples
     --------
@@ -109,13 +121,14 @@ class ILIF(AbstractMembrane):
         t_acc: int = 16,
         t_gen: int = 16,
         offset: int = 0,
-        bias: Any = 0.0,
+        bias_mant: Any = None,
         bias_exp: Any = 0,
         rounding: str = "floor",
         signed: bool = False,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
+        bias: Any = None,
     ) -> None:
         proc = "ILIF"
         shape = validate_shape(proc, shape)
@@ -125,7 +138,7 @@ class ILIF(AbstractMembrane):
             k=k,
             t_acc=t_acc,
             offset=offset,
-            bias=bias,
+            bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
             v=v,
             t_gen=validate_int(proc, "t_gen", t_gen, 1),
@@ -136,3 +149,8 @@ class ILIF(AbstractMembrane):
         )
         self.s_out = OutPort(shape=shape)
         self.vth = Var(shape=shape, init=vth_arr)
+
+    @property
+    def t_gen(self) -> int:
+        """Steps of the generate phase (read-only)."""
+        return self.proc_params["t_gen"]

@@ -35,7 +35,7 @@ class PyReadoutModelFloat(_ReadoutClock):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     _payload = np.float64
     v: np.ndarray = LavaPyType(np.ndarray, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -51,7 +51,7 @@ class PyReadoutModelFloat(_ReadoutClock):
             self.v *= self._k
             self.v += a_in
         if tau == self._t_acc - 1:
-            self.v += self.bias
+            self.v += self.bias_mant
             self.v_out.send(self.v.copy())
         else:
             self._send_silence(self.v_out)
@@ -67,7 +67,7 @@ class PyReadoutModelBitAcc(FixedPointMembrane, _ReadoutClock):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _payload = np.int32
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
