@@ -110,6 +110,11 @@ writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
       --limit 4
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
 """,
+    "report": """examples:
+  spikeconverter report resnet20_T8.snn                 # activity of the calibration data
+  spikeconverter report net.snn -d ../shared/data/cifar10/test --normalize imagenet \\
+      --limit 256 -o out/report --double-buffered
+""",
     "demo": """examples:
   spikeconverter demo                      # writes out/demo/*.png and results.csv
   spikeconverter demo --out /tmp/demo --epochs 10
@@ -118,7 +123,7 @@ writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands convert, evaluate, run-lava, demo, finetune)."""
+    """The argument parser (subcommands convert, evaluate, run-lava, report, demo, finetune)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="SpikeConverter: convert trained CNNs into iLIF spiking networks (Norse, "
@@ -169,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, calibration=False, limit=4)
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
+
+    p = add("report", "Loihi 2 hardware report of a network file: cores, chips, cost estimate",
+            _cmd_report)
+    p.add_argument("network", help="network file written by 'spikeconverter convert'")
+    _add_data(p, required=False, calibration=False, limit=256)
+    p.add_argument("--double-buffered", action="store_true",
+                   help="map two membrane banks per neuron (state x 2)")
+    p.add_argument("-o", "--output", default="out/report",
+                   help="folder for hardware.json and hardware.png (default: out/report)")
 
     p = add("demo", "train a small CNN on scikit-learn digits, convert, compare, plot",
             _cmd_demo)
@@ -340,6 +354,34 @@ def _lava_network(net: Any) -> Any:
         raise CommandError(f"the Lava backend is not available in this installation ({e})"
                            ) from None
     return build(net.graph)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import torch
+
+    from spikeconverter.converters import load
+    from spikeconverter.converters.hardware import format_hardware_report
+    from spikeconverter.plotting import plot_hardware
+    from spikeconverter.reporting import write_json
+
+    path = Path(args.network)
+    if not path.is_file():
+        raise FileNotFoundError(f"network file {str(path)!r} does not exist")
+    try:
+        net = load(path, backend="lava")
+    except NotImplementedError as e:
+        raise CommandError(f"the Lava backend is not available in this installation ({e})"
+                           ) from None
+    images = None
+    if args.data is not None:
+        ds = _dataset(args, args.data, args.split, args.limit)
+        images = torch.stack([ds[i][0] for i in range(len(ds))])
+    report = net.hardware_report(images, double_buffered=args.double_buffered)
+    print(format_hardware_report(report))
+    out = Path(args.output)
+    files = [write_json(out / "hardware.json", report), plot_hardware(report, out / "hardware.png")]
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

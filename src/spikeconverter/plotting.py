@@ -4,7 +4,8 @@
 * :func:`plot_synops` -- synaptic operations per image against time steps (paper Fig. 7);
 * :func:`plot_conversion_error` -- expected conversion error over ``theta / U_max`` and ``k``
   for uniform inputs (paper Fig. 5, Eq. 13);
-* :func:`plot_raster` -- spikes of one layer over time with the pipeline's windows marked.
+* :func:`plot_raster` -- spikes of one layer over time with the pipeline's windows marked;
+* :func:`plot_hardware` -- neurocores and synaptic operations per layer of a Loihi 2 mapping.
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot state, no display
 needed) and written atomically.
@@ -24,7 +25,8 @@ from matplotlib.figure import Figure
 from spikeconverter import coding
 from spikeconverter.atomic import atomic_path
 
-__all__ = ["plot_accuracy", "plot_conversion_error", "plot_raster", "plot_synops"]
+__all__ = ["plot_accuracy", "plot_conversion_error", "plot_hardware", "plot_raster",
+           "plot_synops"]
 
 _MARKERS = "os^Dv<>p*h"
 
@@ -231,4 +233,35 @@ def plot_raster(
     ax.set_xlabel("time step")
     ax.set_ylabel("neuron")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_hardware(report: Mapping[str, Any], path: str | os.PathLike,
+                  title: str = "Loihi 2 mapping per layer") -> Path:
+    """Neurocores (left) and synaptic operations per inference with the ANN's MACs (right) of
+    every layer of a hardware report (:func:`spikeconverter.converters.hardware
+    .hardware_report`)."""
+    layers = report.get("layers") or {}
+    if not layers:
+        raise ValueError("plot_hardware: the report has no layers")
+    names = list(layers)
+    x = np.arange(len(names))
+    fig, (left, right) = _figure(width=11.0, height=4.2, ncols=2)
+    left.bar(x, [layers[n]["cores"] for n in names], color="tab:blue")
+    t = report["totals"]
+    left.set_title(f"neurocores: {t['cores']} in all, {t['chips']} chip(s)")
+    left.set_ylabel("neurocores")
+    width = 0.4
+    right.bar(x - width / 2, [max(layers[n].get("synaptic_ops", 0.0), 1e-9) for n in names],
+              width, label="synaptic ops (SNN, measured)")
+    right.bar(x + width / 2, [max(layers[n].get("ann_macs", 0), 1e-9) for n in names], width,
+              label="MACs (ANN)")
+    right.set_yscale("log")
+    right.set_ylabel("operations per inference")
+    right.legend(fontsize=8)
+    right.set_title("synaptic operations vs ANN MACs")
+    for ax in (left, right):
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=90, fontsize=7)
+    fig.suptitle(title + (" (double-buffered)" if report.get("double_buffered") else ""))
     return _save(fig, path)

@@ -35,4 +35,5 @@ def from_file(data: NetworkFile, **_: Any) -> LavaNetwork:
     the Lava schedule; a Lava file keeps its fixed-point calibration)."""
     return LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
                        membrane_peaks=data.state.get("membrane_peaks"),
-                       margin=float(data.options.get("margin", 0.5)))
+                       margin=float(data.options.get("margin", 0.5)),
+                       activity=data.state.get("activity"))

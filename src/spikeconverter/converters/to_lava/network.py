@@ -12,6 +12,7 @@ from lava.magma.core.run_conditions import RunSteps
 from tqdm.auto import tqdm
 
 from spikeconverter.converters.calibrate import iter_batches
+from spikeconverter.converters.hardware import hardware_report, measure_activity
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.serialize import write
@@ -40,6 +41,10 @@ class LavaNetwork:
         with ``backend="lava"`` measures it on the calibration data.
     margin : float
         Fixed point: the calibration peak of every membrane is scaled to ``margin * 2**23``.
+    activity : dict, optional
+        Spikes and synaptic operations per sample measured on calibration data
+        (:func:`~spikeconverter.converters.hardware.measure_activity`), for
+        :meth:`hardware_report`; measured by :meth:`calibrate_fixed_point`.
 
     Attributes
     ----------
@@ -53,7 +58,8 @@ class LavaNetwork:
     """
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
-                 membrane_peaks: dict[str, float] | None = None, margin: float = 0.5):
+                 membrane_peaks: dict[str, float] | None = None, margin: float = 0.5,
+                 activity: dict[str, Any] | None = None):
         graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
@@ -65,6 +71,7 @@ class LavaNetwork:
         self.schedule = schedule if schedule is not None else lava_schedule(graph)
         self.membrane_peaks = dict(membrane_peaks) if membrane_peaks is not None else None
         self.margin = float(margin)
+        self.activity = activity
         self.stats: dict[str, Any] | None = None
         self._plans: dict[bool, LavaPlan] = {}
         self._fixed_report: dict[str, Any] | None = None
@@ -91,7 +98,36 @@ class LavaNetwork:
         _, batches, _ = iter_batches(calibration)
         self.membrane_peaks = membrane_peaks(self.graph, self.schedule, batches,
                                              progress=progress)
+        self.activity = measure_activity(self.graph, batches)
         self._plans.pop(True, None)
+
+    def hardware_report(self, images: Any = None, *,
+                        double_buffered: bool = False) -> dict[str, Any]:
+        """Loihi 2 core mapping and per-inference cost estimate
+        (:func:`spikeconverter.converters.hardware.hardware_report`).
+
+        Parameters
+        ----------
+        images : tensor or iterable of batches, optional
+            Inputs to count spikes on; default: the calibration data's counts.
+        double_buffered : bool
+            Map two membrane banks per neuron (state x 2).
+
+        Returns
+        -------
+        dict
+            Layers, totals (cores, chips, fits), per-inference estimate, figures and sources.
+        """
+        if images is not None:
+            _, batches, _ = iter_batches(images)
+            activity = measure_activity(self.graph, batches)
+        elif self.activity is not None:
+            activity = self.activity
+        else:
+            raise ValueError("the hardware report needs measured activity: pass images, or "
+                             "convert with backend='lava' and calibration data")
+        return hardware_report(self.graph, self.schedule, activity,
+                               double_buffered=double_buffered)
 
     def fixed_point_report(self) -> dict[str, Any]:
         """Per layer: neurons, synapses, fan-in/out, membrane bits, weight error, exponents,
@@ -198,7 +234,7 @@ class LavaNetwork:
         """What a network file stores besides graph, schedule and options (plain data)."""
         peaks = None if self.membrane_peaks is None else {
             k: float(v) for k, v in self.membrane_peaks.items()}
-        return {"membrane_peaks": peaks}
+        return {"membrane_peaks": peaks, "activity": self.activity}
 
     def save(self, path) -> None:
         """Write graph, schedule and fixed-point calibration to one file (atomically)."""
