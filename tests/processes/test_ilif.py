@@ -221,3 +221,30 @@ def test_window_parameters_are_read_only_attributes():
     assert (neurons.k, neurons.t_acc, neurons.t_gen, neurons.offset) == (1.5, 5, 7, 2)
     with pytest.raises(AttributeError):
         neurons.t_gen = 3
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_bias_shift_trick_gives_the_same_spikes(shift, rng):
+    # a bias m << (7 + shift) needs an exponent beyond 7; entering `shift` steps early with
+    # exponent 7 lets the accumulate doublings supply the rest, exactly
+    current = rng.integers(-40, 60, size=(N, STEPS))
+    common = dict(shape=(N,), t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, rounding="nearest")
+    mant = rng.integers(-300, 300, N)
+    vth = 2**14
+    direct = ILIF(**common, vth=vth, bias_mant=mant, bias_exp=7 + shift)
+    shifted = ILIF(**common, vth=vth, bias_mant=mant, bias_exp=7, bias_shift=shift)
+    z_direct, (v_direct,) = run_chain(current, [direct], (N,), "fixed_pt", read=[(direct, "v")])
+    z_shift, (v_shift,) = run_chain(current, [shifted], (N,), "fixed_pt", read=[(shifted, "v")])
+    assert z_direct.any() and np.array_equal(z_direct, z_shift)
+    assert np.array_equal(v_direct, v_shift)
+    # the float model: a bias entering `shift` steps early is multiplied by 2**shift
+    fl = dict(common, vth=1.0)
+    zf, _ = run_chain(current / 64.0, [ILIF(**fl, bias_mant=mant * 2.0**shift / 64)], (N,))
+    zs, _ = run_chain(current / 64.0, [ILIF(**fl, bias_mant=mant / 64, bias_shift=shift)], (N,))
+    assert np.array_equal(zf, zs)
+
+
+def test_bias_shift_must_lie_within_the_accumulate_phase():
+    with pytest.raises(ValueError, match="bias_shift"):
+        ILIF(shape=(2,), t_acc=4, bias_shift=4)
+    assert ILIF(shape=(2,), t_acc=4, bias_shift=3).bias_shift == 3

@@ -20,11 +20,11 @@ __all__ = ["LavaNetwork", "build", "from_file", "lava_schedule"]
 
 
 def build(graph: Graph, *, calibration: Any = None, progress: bool = True,
-          margin: float = 0.5, **_: Any) -> LavaNetwork:
+          margin: float = 0.5, allow_violations: bool = False, **_: Any) -> LavaNetwork:
     """A :class:`LavaNetwork` of a calibrated graph; with ``calibration`` data it also measures
     the membrane peaks that fixed point needs. Norse options (``mode``, ``dtype``) are
     ignored."""
-    net = LavaNetwork(graph, margin=margin)
+    net = LavaNetwork(graph, margin=margin, allow_violations=allow_violations)
     if calibration is not None:
         net.calibrate_fixed_point(calibration, progress=progress)
     return net
@@ -36,4 +36,5 @@ def from_file(data: NetworkFile, **_: Any) -> LavaNetwork:
     return LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
                        membrane_peaks=data.state.get("membrane_peaks"),
                        margin=float(data.options.get("margin", 0.5)),
-                       activity=data.state.get("activity"))
+                       activity=data.state.get("activity"),
+                       allow_violations=bool(data.options.get("allow_violations", False)))

@@ -173,6 +173,11 @@ class AbstractMembrane(ShapedProcess):
         (the fixed-point models: an integer mantissa, scaled by ``2**bias_exp``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point models.
+    bias_shift : int
+        The bias enters ``bias_shift`` steps before the last accumulate step (at
+        ``tau = t_acc - 1 - bias_shift``), so the window's doublings multiply it by
+        ``k**bias_shift`` for free: a bias ``m * 2**(e + j)`` is carried exactly by an exponent
+        ``e`` in range and ``bias_shift = j`` (the bias-shift trick). In ``[0, t_acc - 1]``.
     v : float or array
         Initial membrane.
     name : str, optional
@@ -192,6 +197,7 @@ class AbstractMembrane(ShapedProcess):
         offset: int,
         bias_mant: Any,
         bias_exp: Any,
+        bias_shift: int = 0,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
@@ -201,6 +207,10 @@ class AbstractMembrane(ShapedProcess):
         shape = validate_shape(proc, shape)
         k = validate_k(proc, k)
         t_acc = validate_int(proc, "t_acc", t_acc, 1)
+        bias_shift = validate_int(proc, "bias_shift", bias_shift, 0)
+        if bias_shift > t_acc - 1:
+            raise ValueError(f"{proc}: bias_shift must be <= t_acc - 1 = {t_acc - 1} (the bias "
+                             f"enters within the accumulate phase), got {bias_shift}")
         offset = validate_int(proc, "offset", offset, 0)
         bias_arr = broadcast_array(proc, "bias_mant", bias_mant, shape)
         exp_arr = broadcast_integers(proc, "bias_exp", bias_exp, shape)
@@ -210,6 +220,7 @@ class AbstractMembrane(ShapedProcess):
             k=k,
             t_acc=t_acc,
             offset=offset,
+            bias_shift=bias_shift,
             name=name,
             log_config=log_config,
             **proc_params,
@@ -238,6 +249,11 @@ class AbstractMembrane(ShapedProcess):
     def t_acc(self) -> int:
         """Steps of the accumulate phase (read-only)."""
         return self.proc_params["t_acc"]
+
+    @property
+    def bias_shift(self) -> int:
+        """Steps before the last accumulate step at which the bias enters (read-only)."""
+        return self.proc_params["bias_shift"]
 
     @property
     def offset(self) -> int:

@@ -90,6 +90,7 @@ class WindowClockModel(PyLoihiProcessModel):
 
     _offset: int = 0
     _period: int = 1
+    _bias_step: int = 0
     _payload = np.float64
 
     def _tau(self) -> int:
@@ -108,7 +109,7 @@ class FixedPointMembrane:
     """Mixin of the bit-accurate models: the integer accumulate step and the 24-bit clamp.
 
     Expects the Vars ``v``, ``bias_mant``, ``bias_exp``, ``saturations`` and the clock attributes
-    ``_k`` and ``_t_acc`` of a :class:`WindowClockModel`.
+    ``_k``, ``_t_acc`` and ``_bias_step`` of a :class:`WindowClockModel`.
     """
 
     @classmethod
@@ -127,11 +128,12 @@ class FixedPointMembrane:
 
     def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
         """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
-        ``bias_mant << bias_exp`` at the last accumulate step; int64, not yet clamped."""
+        ``bias_mant << bias_exp`` at the bias step ``t_acc - 1 - bias_shift``; int64, not yet
+        clamped."""
         v = np.left_shift(a_in.astype(np.int64), SHIFT)
         if tau > 0:
             v += np.left_shift(self.v.astype(np.int64), 1)
-        if tau == self._t_acc - 1:
+        if tau == self._bias_step:
             exp = self.bias_exp.astype(np.int64)
             bias = self.bias_mant.astype(np.int64)
             v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))

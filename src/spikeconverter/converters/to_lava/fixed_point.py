@@ -25,14 +25,17 @@ Rounding happens only in weights, bias and the input; thresholds, leaks, half LS
 generate phase are exact, so the integer network differs from the float one only through
 quantised synaptic weights.
 
-**A Loihi-2-like core budget** (:data:`LOIHI2_LIKE`). These are approximations from public
-Loihi 2 descriptions (Intel's 2021 Loihi 2 brief and Lava documentation), used only to warn:
-128 neuro-cores per chip; up to 8192 neurons per core; about 128 KiB of synaptic memory per
-core, taken here as 65,536 synapses per core (8-bit weights plus index overhead; convolutional
-and shared-weight encodings can store far more); fan-in and fan-out of one neuron up to 4096
-(the axon tables of a core); 24-bit signed membrane; 8-bit signed weights with a 3-bit-style
-shared exponent; 13-bit bias mantissa with an exponent of at most 7; 17-bit threshold
-mantissa. A layer's core count is ``max(ceil(neurons / 8192), ceil(synapses / 65536))``.
+**Limits by construction.** The planner never emits a value outside its format
+(:func:`plan_violations` checks every one): a bias too large for the 13-bit mantissa and an
+exponent of at most 7 enters ``j`` steps before the window's end (``bias_shift``), where the
+accumulate phase's doublings multiply it by ``2**j`` exactly (the bias-shift trick, same spikes);
+only if ``j`` would exceed ``t_acc - 1``, or a weight exponent 7, is the layer's whole scale
+(threshold mantissa and gain) halved until they fit. Whatever still breaks a format is refused
+with a ValueError naming the layer and the limit; ``allow_violations=True`` simulates it anyway
+and lists it under ``violations`` in every report. The readout's gain is the largest power of
+two that fits, and its weights' quantisation error is reported (``readout_error``) and bounded
+(``max_readout_error``). Core counts, fan-in/out and the chip figures come from
+:mod:`spikeconverter.converters.hardware`, the one home of the Loihi 2 figures.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import copy
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -50,37 +53,24 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter import coding
-from spikeconverter.converters.counting import fan_in, fan_outs
+from spikeconverter.converters.hardware import LOIHI2, Loihi2, core_mapping
 from spikeconverter.converters.ir import Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.plan import LavaPlan
 from spikeconverter.plugin.kernels import SpikeTrain, spike_max_pool2d, start_generate
 
-__all__ = ["LOIHI2_LIKE", "CoreBudget", "fixed_point_plan", "format_report", "membrane_peaks"]
+__all__ = ["LOIHI2_LIKE", "CoreBudget", "WEIGHT_EXP_RANGE", "fixed_point_plan", "format_report",
+           "membrane_peaks", "plan_violations"]
 
 V_BITS = 24
 W_MAX = 127
 BIAS_MANT_MAX = 2**12 - 1
+#: Exponent of the shared 8-bit weight mantissa (Loihi's synaptic weight exponent).
+WEIGHT_EXP_RANGE = (-8, 7)
 INPUT_KEY = "__input__"
-
-
-@dataclass(frozen=True)
-class CoreBudget:
-    """Limits of one neuromorphic core and chip (approximate; see the module docstring)."""
-
-    cores: int = 128
-    neurons_per_core: int = 8192
-    synapses_per_core: int = 65_536
-    max_fan_in: int = 4096
-    max_fan_out: int = 4096
-    membrane_bits: int = 24
-    weight_bits: int = 8
-    bias_mant_bits: int = 13
-    bias_exp_max: int = 7
-    vth_bits: int = 17
-
-
-LOIHI2_LIKE = CoreBudget()
+#: Former names of the hardware figures (now :class:`spikeconverter.converters.hardware.Loihi2`).
+CoreBudget = Loihi2
+LOIHI2_LIKE = LOIHI2
 
 
 # -- calibration: membrane peaks ----------------------------------------------------------------
@@ -189,23 +179,117 @@ def _round_weights(w: Any, factor: float, exp: int) -> tuple[Any, float]:
     return m.astype(np.int32), err
 
 
+def _bias_format(b: np.ndarray, t_acc: int, hw: Loihi2) -> tuple[np.ndarray, np.ndarray, int,
+                                                                     float] | None:
+    """Integer bias ``b`` (membrane units) as mantissa, exponent in ``[0, bias_exp_max]`` and a
+    bias shift in ``[0, t_acc - 1]`` (the bias-shift trick); with the largest absolute error
+    in membrane units. None when no shift within the window suffices."""
+    b_max = float(np.max(np.abs(b))) if b.size else 0.0
+    need = max(0, _exp_for(b_max, BIAS_MANT_MAX))
+    shift = max(0, need - hw.bias_exp_max)
+    if shift > t_acc - 1:
+        return None
+    scaled = b / 2.0 ** shift
+    exp = np.maximum(0, np.ceil(np.log2(np.maximum(np.abs(scaled), 1e-300) / BIAS_MANT_MAX)))
+    exp = np.where(np.abs(scaled) > BIAS_MANT_MAX, exp, 0).astype(np.int64)
+    mant = np.rint(scaled / 2.0 ** exp)
+    over = np.abs(mant) > BIAS_MANT_MAX  # rounding up to 2**12: one more exponent step
+    exp = np.where(over, exp + 1, exp)
+    mant = np.rint(scaled / 2.0 ** exp)
+    if exp.size and int(exp.max()) > hw.bias_exp_max:
+        return None
+    err = float(np.max(np.abs(mant * 2.0 ** (exp + shift) - b))) if b.size else 0.0
+    return mant, exp, shift, err
+
+
+def _weight_exp_limit(kind: str) -> int:
+    """Largest exponent ``e`` of the 8-bit mantissa a synapse kind can take (Dense/Sparse get
+    ``2 m`` with ``weight_exp = e - 1``)."""
+    return WEIGHT_EXP_RANGE[1] + (0 if kind == "conv" else 1)
+
+
+def _synapses_fit(syns: list, gain: float) -> bool:
+    return all(_exp_for(s.abs_max() * gain / 64, W_MAX) <= _weight_exp_limit(s.kind)
+               for s in syns)
+
+
+def _choose_threshold(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
+                      rounding: str, hw: Loihi2) -> tuple[int, float, str | None]:
+    """The largest threshold mantissa (so the finest membrane resolution) whose gain keeps
+    the membrane, the weight exponents and the bias (with its shift) in their formats; halving
+    it moves the whole layer's scale (per-layer scale choice). Returns ``(vth, gain, why)``;
+    ``why`` names the limit when none fits."""
+    theta = np.unique(np.asarray(spec.vth))
+    if theta.size != 1:
+        raise ValueError(f"population {spec.name!r} has per-channel thresholds; the "
+                         "fixed-point plan needs one threshold per population")
+    theta = float(theta[0])
+    peak = max(peak, 2 * theta)
+    step = 2 ** max(0, spec.t_gen - 6) if rounding == "nearest" else 1
+    vth = math.floor(budget_v * theta / (64 * peak) / step) * step
+    vth = min(vth, (2 ** hw.vth_bits - 1) // step * step)
+    why = (f"no integer threshold fits a {hw.membrane_bits}-bit membrane at T={spec.t_gen} "
+           f"(peak {peak:g}, theta {theta:g})")
+    b = np.asarray(spec.bias, dtype=np.float64)
+    while vth >= step:
+        g = 64.0 * vth / theta
+        if not _synapses_fit(syns, g):
+            why = f"weight exponent > {WEIGHT_EXP_RANGE[1]}"
+        elif _bias_format(b * g, t_acc, hw) is None:
+            why = (f"bias needs an exponent > {hw.bias_exp_max} even entering the "
+                   f"maximum t_acc - 1 = {t_acc - 1} steps early")
+        else:
+            return vth, g, None
+        vth = (vth // 2) // step * step
+    return 0, 0.0, why
+
+
+def _readout_gain(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
+                  hw: Loihi2) -> float:
+    """Largest power-of-two gain that keeps the readout's membrane, weight exponents and bias
+    (with the bias shift) in their formats: the finest logits and the smallest weight error."""
+    limit = budget_v / peak if peak > 0 else 2.0 ** 16
+    g = 2.0 ** math.floor(math.log2(limit))
+    b = np.asarray(spec.bias, dtype=np.float64)
+    while g > 2.0 ** -40 and (not _synapses_fit(syns, g)
+                              or _bias_format(b * g, t_acc, hw) is None):
+        g /= 2
+    return g
+
+
 def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: dict[str, float],
-                     margin: float = 0.5,
-                     budget: CoreBudget = LOIHI2_LIKE) -> tuple[LavaPlan, dict[str, Any]]:
+                     margin: float = 0.5, budget: Loihi2 = LOIHI2, *,
+                     allow_violations: bool = False,
+                     max_readout_error: float = 0.05) -> tuple[LavaPlan, dict[str, Any]]:
     """Turn a float plan into Loihi-style integers (module docstring); also the report.
+
+    Every value of the plan lies in its documented format (:func:`plan_violations`): 8-bit
+    weight mantissas with exponents in ``WEIGHT_EXP_RANGE``, 13-bit bias mantissas with
+    exponents in ``[0, bias_exp_max]`` and a bias shift within the accumulate phase, 17-bit
+    thresholds, membranes sized to ``margin * 2**23``. The method's own freedom is used first
+    (the bias-shift trick, then a smaller per-layer scale); what still cannot be met is refused.
+
+    Parameters
+    ----------
+    allow_violations : bool
+        Build the plan even when a limit is broken (marked in the report's ``violations``).
+    max_readout_error : float
+        Largest relative RMS quantisation error of the readout's weights.
 
     Returns
     -------
     (LavaPlan, dict)
         The fixed-point plan and the report: ``layers`` (per population: ``neurons``,
         ``synapses``, ``max_fan_in``, ``max_fan_out``, ``membrane_bits``, ``gain``, ``vth``,
-        ``weight_exp``, ``weight_error``, ``bias_exp_max``, ``cores``, ``limits``,
-        ``saturations`` after a fixed-point run), ``budget``, ``cores``, ``input_shift``.
+        ``weight_exp``, ``weight_error``, ``bias_exp_max``, ``bias_shift``, ``bias_error``,
+        ``cores``, ``limits``, ``saturations`` after a fixed-point run), ``budget``, ``cores``,
+        ``input_shift``, ``readout_error``, ``violations``, ``allow_violations``.
 
     Raises
     ------
     ValueError
-        Per-channel thresholds (one gain per population needs one threshold), or ``k != 2``.
+        A value cannot be brought into its format (naming the layer and the limit), per-channel
+        thresholds, or ``k != 2``.
     """
     if float(graph.k) != 2.0:
         raise ValueError(f"fixed point needs k = 2 (a left shift), the graph has k = {graph.k}")
@@ -214,52 +298,79 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     budget_v = margin * 2.0 ** (V_BITS - 1)
     gains: dict[str, float] = {}
     layers: dict[str, dict[str, Any]] = {}
+    violations: list[str] = []
     for spec in out.populations.values():
         if spec.kind not in ("relu", "signed", "readout"):
             continue
+        syns = [s for s in out.synapses if s.target == spec.name and s.source != out.input]
         peak = float(peaks.get(spec.name, 0.0))
         if spec.kind == "readout":
-            # largest power of two that fits the membrane and, if possible, the bias range
-            limit = budget_v / peak if peak > 0 else 2.0 ** 16
-            b_max = float(np.max(np.abs(spec.bias))) if np.size(spec.bias) else 0.0
-            bias_limit = BIAS_MANT_MAX * 2.0 ** budget.bias_exp_max / b_max if b_max else limit
-            g = 2.0 ** math.floor(math.log2(max(min(limit, bias_limit), limit / 2**8)))
+            g = _readout_gain(spec, peak, budget_v, syns, spec.t_acc, budget)
             layers[spec.name] = {"gain": g}
         else:
-            theta = np.unique(np.asarray(spec.vth))
-            if theta.size != 1:
-                raise ValueError(f"population {spec.name!r} has per-channel thresholds; the "
-                                 "fixed-point plan needs one threshold per population")
-            theta = float(theta[0])
-            peak = max(peak, 2 * theta)
-            step = 2 ** max(0, spec.t_gen - 6) if out.rounding == "nearest" else 1
-            vth = math.floor(budget_v * theta / (64 * peak) / step) * step
-            if vth < 1:
-                raise ValueError(f"population {spec.name!r}: no integer threshold fits a 24-bit "
-                                 f"membrane at T={spec.t_gen} (peak {peak:g}, theta {theta:g})")
-            g = 64.0 * vth / theta
+            vth, g, why = _choose_threshold(spec, peak, budget_v, syns, spec.t_acc,
+                                            out.rounding, budget)
+            if why is not None:
+                violations.append(f"layer {spec.name!r}: {why}")
+                vth = max(1, math.floor(budget_v * float(np.asarray(spec.vth).flat[0])
+                                        / (64 * max(peak, 1e-300))))
+                g = 64.0 * vth / float(np.asarray(spec.vth).flat[0])
             spec.vth = vth
             layers[spec.name] = {"gain": g, "vth": vth}
         gains[spec.name] = g
-        b = np.asarray(spec.bias, dtype=np.float64) * g
-        bexp = np.maximum(0, np.ceil(np.log2(np.maximum(np.abs(b), 1e-300) / BIAS_MANT_MAX)))
-        bexp = np.where(np.abs(b) > BIAS_MANT_MAX, bexp, 0).astype(np.int64)
-        spec.bias = np.rint(b / 2.0 ** bexp)
-        spec.bias_exp = bexp
-        layers[spec.name].update(membrane_bits=math.log2(peaks.get(spec.name, 0.0) * g)
-                                 if peaks.get(spec.name, 0.0) > 0 else 0.0,
-                                 bias_exp_max=int(bexp.max()) if bexp.size else 0,
+        _set_bias(spec, g, budget, layers[spec.name])
+        layers[spec.name].update(membrane_bits=math.log2(peak * g) if peak > 0 else 0.0,
                                  weight_exp={}, weight_error={})
-    # analog input: one shift for all its synapses, the smallest they want (>= 0)
+    _set_input_shift(out, peaks, gains)
+    _set_weights(out, gains, layers)
+    out.output_gain = gains[out.output]
+    report = _connectivity_report(graph, layers, budget)
+    readout_error = max(layers[out.output]["weight_error"].values(), default=0.0)
+    if readout_error > max_readout_error:
+        violations.append(f"layer {out.output!r}: readout weight error {readout_error:.3g} > "
+                          f"{max_readout_error:g}")
+    violations += plan_violations(out, budget)
+    report.update(input_shift=out.input_shift, margin=margin, readout_error=readout_error,
+                  violations=sorted(set(violations)), allow_violations=bool(allow_violations))
+    if report["violations"] and not allow_violations:
+        raise ValueError("the fixed-point plan breaks Loihi 2 number formats: "
+                         + "; ".join(report["violations"])
+                         + " (pass allow_violations=True to simulate it anyway)")
+    if report["violations"]:
+        warnings.warn("simulating a fixed-point plan that breaks Loihi 2 number formats "
+                      "(allow_violations=True): " + "; ".join(report["violations"]),
+                      stacklevel=2)
+    return out, report
+
+
+def _set_bias(spec: Any, g: float, hw: Loihi2, info: dict[str, Any]) -> None:
+    b = np.asarray(spec.bias, dtype=np.float64) * g
+    fmt = _bias_format(b, spec.t_acc, hw)
+    if fmt is None:  # a refused layer (with allow_violations: simulated, unbounded exponent)
+        exp = np.maximum(0, np.ceil(np.log2(np.maximum(np.abs(b), 1e-300) / BIAS_MANT_MAX)))
+        exp = np.where(np.abs(b) > BIAS_MANT_MAX, exp, 0).astype(np.int64)
+        fmt = (np.rint(b / 2.0 ** exp), exp, 0, 0.0)
+    spec.bias, spec.bias_exp, spec.bias_shift, err = fmt
+    info.update(bias_exp_max=int(np.max(spec.bias_exp)) if np.size(spec.bias_exp) else 0,
+                bias_shift=int(spec.bias_shift), bias_error=err)
+
+
+def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, float]) -> None:
+    """Analog input: one shift for all its synapses, the smallest they want (>= 0)."""
     input_edges = [s for s in out.synapses if s.source == out.input]
+    if out.input_encoding != "analog" or not input_edges:
+        return
+    shift = max(0, min(_exp_for(s.abs_max() * gains[s.target] / 64, W_MAX)
+                       for s in input_edges))
+    x_max = float(peaks.get(INPUT_KEY, 0.0))
+    if x_max > 0:  # the graded input must fit 24 bits
+        shift = min(shift, math.floor(math.log2((2.0 ** (V_BITS - 1) - 1) / x_max)))
+    out.input_shift = int(shift)
+
+
+def _set_weights(out: LavaPlan, gains: dict[str, float],
+                 layers: dict[str, dict[str, Any]]) -> None:
     analog = out.input_encoding == "analog"
-    if analog and input_edges:
-        shift = max(0, min(_exp_for(s.abs_max() * gains[s.target] / 64, W_MAX)
-                           for s in input_edges))
-        x_max = float(peaks.get(INPUT_KEY, 0.0))
-        if x_max > 0:  # the graded input must fit 24 bits
-            shift = min(shift, math.floor(math.log2((2.0 ** (V_BITS - 1) - 1) / x_max)))
-        out.input_shift = int(shift)
     for syn in out.synapses:
         factor = gains[syn.target] / 64
         if analog and syn.source == out.input:
@@ -272,58 +383,72 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
             syn.weight, syn.weight_exp = 2 * m, exp - 1
         layers[syn.target]["weight_exp"][syn.source] = exp
         layers[syn.target]["weight_error"][syn.source] = err
-    out.output_gain = gains[out.output]
-    report = _connectivity_report(graph, layers, budget)
-    report["input_shift"] = out.input_shift
-    report["margin"] = margin
-    return out, report
+
+
+def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
+    """Every value of a fixed-point plan outside its documented format, as messages naming the
+    layer and the limit (empty when the plan is deployable)."""
+    bad: list[str] = []
+    lo, hi = WEIGHT_EXP_RANGE
+    for syn in plan.synapses:
+        w = syn.weight.toarray() if sp.issparse(syn.weight) else np.asarray(syn.weight)
+        m = w if syn.kind == "conv" else w / 2
+        if not np.all(m == np.rint(m)) or (m.size and np.abs(m).max() > W_MAX + 1):
+            bad.append(f"layer {syn.target!r}: weights from {syn.source!r} are not 8-bit "
+                       "mantissas")
+        if not lo <= syn.weight_exp <= hi:
+            bad.append(f"layer {syn.target!r}: weight exponent {syn.weight_exp} from "
+                       f"{syn.source!r} outside [{lo}, {hi}]")
+    for spec in plan.populations.values():
+        if spec.kind not in ("relu", "signed", "readout"):
+            continue
+        bad += _population_violations(spec, hw)
+    return bad
+
+
+def _population_violations(spec: Any, hw: Loihi2) -> list[str]:
+    bad = []
+    mant, exp = np.asarray(spec.bias), np.asarray(spec.bias_exp)
+    if np.any(mant != np.rint(mant)) or np.any(np.abs(mant) > BIAS_MANT_MAX + 1):
+        bad.append(f"layer {spec.name!r}: bias mantissa outside {hw.bias_mant_bits} bits")
+    if exp.size and (exp.min() < 0 or exp.max() > hw.bias_exp_max):
+        bad.append(f"layer {spec.name!r}: bias exponent {int(exp.max())} outside "
+                   f"[0, {hw.bias_exp_max}]")
+    if not 0 <= spec.bias_shift <= spec.t_acc - 1:
+        bad.append(f"layer {spec.name!r}: bias shift {spec.bias_shift} outside "
+                   f"[0, {spec.t_acc - 1}]")
+    if spec.kind != "readout":
+        vth = np.asarray(spec.vth)
+        if np.any(vth != np.rint(vth)) or np.any(vth < 1) or np.any(vth >= 2 ** hw.vth_bits):
+            bad.append(f"layer {spec.name!r}: threshold mantissa outside [1, "
+                       f"2**{hw.vth_bits} - 1]")
+    return bad
 
 
 def _connectivity_report(graph: Graph, layers: dict[str, dict[str, Any]],
-                         budget: CoreBudget) -> dict[str, Any]:
-    fan_out = fan_outs(graph)
-    total_cores = 0
-    for pop in graph:
-        if pop.name not in layers:
-            continue
-        into = fan_in(graph, pop.name)
-        info = layers[pop.name]
-        neurons = math.prod(pop.shape)
-        synapses = int(into.sum())
-        cores = max(math.ceil(neurons / budget.neurons_per_core),
-                    math.ceil(synapses / budget.synapses_per_core), 1)
-        total_cores += cores
-        info.update(neurons=neurons, synapses=synapses, max_fan_in=int(into.max()),
-                    max_fan_out=max((int(fan_out[e.source].max()) for e in pop.edges), default=0),
-                    cores=cores, saturations=None)
-        limits = []
-        if info["max_fan_in"] > budget.max_fan_in:
-            limits.append(f"fan-in {info['max_fan_in']} > {budget.max_fan_in}")
-        if info["max_fan_out"] > budget.max_fan_out:
-            limits.append(f"fan-out of its sources {info['max_fan_out']} > {budget.max_fan_out}")
-        if info["bias_exp_max"] > budget.bias_exp_max:
-            limits.append(f"bias exponent {info['bias_exp_max']} > {budget.bias_exp_max}")
-        if info.get("vth", 0) >= 2 ** budget.vth_bits:
-            limits.append(f"threshold mantissa {info['vth']} >= 2**{budget.vth_bits}")
-        if neurons > budget.neurons_per_core or synapses > budget.synapses_per_core:
-            limits.append(f"needs {cores} cores ({neurons} neurons, {synapses} synapses)")
-        info["limits"] = limits
-    report = {"layers": layers, "budget": asdict(budget), "cores": total_cores}
+                         hw: Loihi2) -> dict[str, Any]:
+    """Per layer: neurons, stored synapses, fan-in/out and cores from the core mapping
+    (:func:`spikeconverter.converters.hardware.core_mapping`); warns on fan-in/out limits."""
+    mapping = core_mapping(graph, hw)
     for name, info in layers.items():
-        hard = [m for m in info["limits"] if not m.startswith("needs")]
-        if hard:
-            warnings.warn(f"layer {name!r} breaks a Loihi-2-like core limit: {'; '.join(hard)}",
-                          stacklevel=3)
-    if total_cores > budget.cores:
-        warnings.warn(f"the network needs about {total_cores} cores, more than the "
-                      f"{budget.cores} of one Loihi-2-like chip", stacklevel=3)
-    return report
+        m = mapping["layers"][name]
+        info.update(neurons=m["neurons"], synapses=m["stored_weights"],
+                    connections=m["connections"], max_fan_in=m["max_fan_in"],
+                    max_fan_out=m["max_fan_out"], cores=m["cores"], limits=list(m["limits"]),
+                    saturations=None)
+        if info["limits"]:
+            warnings.warn(f"layer {name!r} breaks a Loihi 2 mapping limit: "
+                          f"{'; '.join(info['limits'])}", stacklevel=3)
+    totals = mapping["totals"]
+    return {"layers": layers, "budget": asdict(hw), "cores": totals["cores"],
+            "chips": totals["chips"], "fits": totals["fits"]}
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The per-layer report as a text table."""
     head = (f"{'layer':<14}{'neurons':>9}{'synapses':>11}{'fan-in':>8}{'fan-out':>9}"
-            f"{'V bits':>8}{'w err':>8}{'w exp':>7}{'sat':>7}{'cores':>7}  limits")
+            f"{'V bits':>8}{'w err':>8}{'w exp':>7}{'b exp':>7}{'b sh':>6}{'sat':>7}"
+            f"{'cores':>7}  limits")
     rows = [head, "-" * len(head)]
     for name, i in report["layers"].items():
         werr = max(i["weight_error"].values(), default=0.0)
@@ -331,7 +456,12 @@ def format_report(report: dict[str, Any]) -> str:
         sat = "-" if i.get("saturations") is None else str(i["saturations"])
         rows.append(f"{name[:13]:<14}{i['neurons']:>9}{i['synapses']:>11}{i['max_fan_in']:>8}"
                     f"{i['max_fan_out']:>9}{i['membrane_bits']:>8.1f}{werr:>8.4f}{wexp:>7}"
-                    f"{sat:>7}{i['cores']:>7}  {'; '.join(i['limits'])}")
-    rows.append(f"total cores ~ {report['cores']} (budget {report['budget']['cores']}); input "
-                f"sent as round(x * 2**{report['input_shift']})")
+                    f"{i['bias_exp_max']:>7}{i['bias_shift']:>6}{sat:>7}{i['cores']:>7}  "
+                    f"{'; '.join(i['limits'])}")
+    rows.append(f"total cores ~ {report['cores']} ({report['chips']} chip(s) of "
+                f"{report['budget']['cores_per_chip']} cores); input sent as "
+                f"round(x * 2**{report['input_shift']}); readout weight error "
+                f"{report['readout_error']:.4f}")
+    if report.get("violations"):
+        rows.append("LIMITS VIOLATED (allow_violations=True): " + "; ".join(report["violations"]))
     return "\n".join(rows)

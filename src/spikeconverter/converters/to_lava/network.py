@@ -41,6 +41,9 @@ class LavaNetwork:
         with ``backend="lava"`` measures it on the calibration data.
     margin : float
         Fixed point: the calibration peak of every membrane is scaled to ``margin * 2**23``.
+    allow_violations : bool
+        Fixed point: build a plan that breaks a Loihi 2 number format instead of refusing it
+        (the breaks are listed in every report, ``stats["violations"]`` included).
     activity : dict, optional
         Spikes and synaptic operations per sample measured on calibration data
         (:func:`~spikeconverter.converters.hardware.measure_activity`), for
@@ -59,7 +62,7 @@ class LavaNetwork:
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  membrane_peaks: dict[str, float] | None = None, margin: float = 0.5,
-                 activity: dict[str, Any] | None = None):
+                 activity: dict[str, Any] | None = None, allow_violations: bool = False):
         graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
@@ -72,9 +75,22 @@ class LavaNetwork:
         self.membrane_peaks = dict(membrane_peaks) if membrane_peaks is not None else None
         self.margin = float(margin)
         self.activity = activity
+        self._allow_violations = bool(allow_violations)
         self.stats: dict[str, Any] | None = None
         self._plans: dict[bool, LavaPlan] = {}
         self._fixed_report: dict[str, Any] | None = None
+
+    @property
+    def allow_violations(self) -> bool:
+        """Fixed point: simulate a plan that breaks a Loihi 2 number format (marked in every
+        report) instead of refusing it; setting it drops the cached fixed-point plan."""
+        return self._allow_violations
+
+    @allow_violations.setter
+    def allow_violations(self, value: bool) -> None:
+        self._allow_violations = bool(value)
+        self._plans.pop(True, None)
+        self._fixed_report = None
 
     # -- plans --------------------------------------------------------------------------------
 
@@ -90,7 +106,8 @@ class LavaNetwork:
                         "backend='lava' (it measures them) or call "
                         "lnet.calibrate_fixed_point(calibration) first")
                 self._plans[True], self._fixed_report = fixed_point_plan(
-                    base, self.graph, self.schedule, self.membrane_peaks, self.margin)
+                    base, self.graph, self.schedule, self.membrane_peaks, self.margin,
+                    allow_violations=self.allow_violations)
         return self._plans[fixed_point]
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
@@ -126,8 +143,11 @@ class LavaNetwork:
         else:
             raise ValueError("the hardware report needs measured activity: pass images, or "
                              "convert with backend='lava' and calibration data")
-        return hardware_report(self.graph, self.schedule, activity,
-                               double_buffered=double_buffered)
+        report = hardware_report(self.graph, self.schedule, activity,
+                                 double_buffered=double_buffered)
+        if self._fixed_report is not None:
+            report["violations"] = list(self._fixed_report.get("violations", []))
+        return report
 
     def fixed_point_report(self) -> dict[str, Any]:
         """Per layer: neurons, synapses, fan-in/out, membrane bits, weight error, exponents,
@@ -218,6 +238,7 @@ class LavaNetwork:
         }
         if fixed:
             self.stats["saturations"] = sum(sat.values())
+            self.stats["violations"] = list((self._fixed_report or {}).get("violations", []))
             if self._fixed_report is not None:
                 for name, count in sat.items():
                     if name in self._fixed_report["layers"]:
@@ -228,7 +249,8 @@ class LavaNetwork:
     @property
     def save_options(self) -> dict[str, Any]:
         """What a network file stores to rebuild this network (plain values)."""
-        return {"backend": "lava", "margin": self.margin}
+        return {"backend": "lava", "margin": self.margin,
+                "allow_violations": self.allow_violations}
 
     def backend_state(self) -> dict[str, Any]:
         """What a network file stores besides graph, schedule and options (plain data)."""

@@ -26,6 +26,8 @@ __all__ = ["LavaPlan", "PopulationSpec", "float_plan"]
 class PopulationSpec:
     """One neuron population (or the input, or a max pooling) to build.
 
+    ``bias_shift``: the bias enters that many steps before the window's last accumulate step
+    (fixed point's bias-shift trick, :class:`spikeconverter.processes.ILIF`).
     ``vth``/``bias``/``bias_exp`` are floats in a float plan and integer mantissas (Lava LIF
     conventions, see :class:`spikeconverter.processes.ILIF`) in a fixed-point plan. ``shape`` is
     the Lava shape; ``pool`` holds max pooling's ``kernel_size``, ``stride``, ``padding`` in
@@ -42,6 +44,7 @@ class PopulationSpec:
     vth: Any = None
     bias: Any = 0.0
     bias_exp: Any = 0
+    bias_shift: int = 0
     pool: dict[str, Any] = field(default_factory=dict)
 
 

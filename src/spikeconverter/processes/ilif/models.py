@@ -30,6 +30,7 @@ class _ILIFClock(WindowClockModel):
         super().__init__(proc_params)
         self._k = float(proc_params["k"])
         self._t_acc = int(proc_params["t_acc"])
+        self._bias_step = self._t_acc - 1 - int(proc_params.get("bias_shift", 0))
         self._t_gen = int(proc_params["t_gen"])
         self._offset = int(proc_params["offset"])
         self._period = self._t_acc + self._t_gen
@@ -68,9 +69,10 @@ class PyILIFModelFloat(_ILIFClock):
             else:
                 self.v *= self._k
                 self.v += a_in
+            if tau == self._bias_step:
+                self.v += self.bias_mant
             if tau == self._t_acc - 1:
                 # same operations, in the same order, as the Norse step: bias, then half an LSB
-                self.v += self.bias_mant
                 if self._nearest:
                     half = rounding_offset(self.vth, self._t_gen, self._k, self._rounding)
                     if self._signed:

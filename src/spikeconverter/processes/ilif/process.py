@@ -86,6 +86,10 @@ class ILIF(AbstractMembrane):
         (Lava LIF's name; the Var is ``bias_mant``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point model (ignored by the float model).
+    bias_shift : int
+        The bias enters at accumulate step ``t_acc - 1 - bias_shift`` and reaches the window's
+        end multiplied by ``k**bias_shift`` (the bias-shift trick: a large fixed-point bias
+        within the 3-bit exponent, exactly); in ``[0, t_acc - 1]``, default 0.
     rounding : {"floor", "nearest"}
         ``"nearest"`` adds half an LSB before generating (unbiased quantisation).
     signed : bool
@@ -123,6 +127,7 @@ class ILIF(AbstractMembrane):
         offset: int = 0,
         bias_mant: Any = None,
         bias_exp: Any = 0,
+        bias_shift: int = 0,
         rounding: str = "floor",
         signed: bool = False,
         v: Any = 0.0,
@@ -140,6 +145,7 @@ class ILIF(AbstractMembrane):
             offset=offset,
             bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
+            bias_shift=bias_shift,
             v=v,
             t_gen=validate_int(proc, "t_gen", t_gen, 1),
             rounding=validate_rounding(proc, rounding),

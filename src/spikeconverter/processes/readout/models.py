@@ -21,6 +21,7 @@ class _ReadoutClock(WindowClockModel):
         super().__init__(proc_params)
         self._k = float(proc_params["k"])
         self._t_acc = int(proc_params["t_acc"])
+        self._bias_step = self._t_acc - 1 - int(proc_params.get("bias_shift", 0))
         self._period = int(proc_params["period"])
         self._offset = int(proc_params["offset"])
 
@@ -50,8 +51,9 @@ class PyReadoutModelFloat(_ReadoutClock):
         else:
             self.v *= self._k
             self.v += a_in
-        if tau == self._t_acc - 1:
+        if tau == self._bias_step:
             self.v += self.bias_mant
+        if tau == self._t_acc - 1:
             self.v_out.send(self.v.copy())
         else:
             self._send_silence(self.v_out)

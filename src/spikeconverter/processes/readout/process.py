@@ -47,6 +47,10 @@ class Readout(AbstractMembrane):
         (Lava LIF's name; the Var is ``bias_mant``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point model (ignored by the float model).
+    bias_shift : int
+        The bias enters at accumulate step ``t_acc - 1 - bias_shift`` and reaches the window's
+        end multiplied by ``k**bias_shift`` (the bias-shift trick: a large fixed-point bias
+        within the 3-bit exponent, exactly); in ``[0, t_acc - 1]``, default 0.
     name : str, optional
         Name of the Process.
     log_config : LogConfig, optional
@@ -65,6 +69,7 @@ class Readout(AbstractMembrane):
         offset: int = 0,
         bias_mant: Any = None,
         bias_exp: Any = 0,
+        bias_shift: int = 0,
         name: str | None = None,
         log_config: LogConfig | None = None,
         bias: Any = None,
@@ -80,6 +85,7 @@ class Readout(AbstractMembrane):
             offset=offset,
             bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
+            bias_shift=bias_shift,
             period=period,
             name=name,
             log_config=log_config,
