@@ -37,7 +37,7 @@ def test_state_dict_round_trip_restores_the_behaviour():
 def test_loading_a_state_dict_never_writes_into_the_callers_tensor():
     v_th = torch.tensor(0.5)
     cell = ILIFCell(ILIFParameters(v_th=v_th))
-    cell.load_state_dict({"v_th": torch.tensor(2.0), "alpha": torch.tensor(100.0)})
+    cell.load_state_dict({**cell.state_dict(), "v_th": torch.tensor(2.0)})
     assert float(v_th) == 0.5 and float(cell.p.v_th) == 2.0
     assert float(ILIFParameters().v_th) == 1.0  # the shared default is untouched too
 
@@ -58,9 +58,10 @@ def test_learnable_threshold_is_a_parameter_and_trains():
         loss = (z[1:].mean() - 0.2) ** 2  # at v_th = 0.1 almost every step fires
         loss.backward()
         opt.step()
-        losses.append(float(loss))
-    assert losses[-1] < 0.1 * losses[0], losses
-    assert float(layer.p.v_th) > 0.2
+        losses.append(loss.item())
+    # measured: 0.48 -> about 0.05 (a rate of 0.9 brought near 0.2 by raising v_th to ~0.7)
+    assert max(losses[-10:]) < 0.2 * losses[0], losses
+    assert layer.p.v_th.item() > 0.3
 
 
 def test_a_parameter_in_the_parameters_is_registered_as_is():
@@ -105,7 +106,8 @@ def test_detach_stops_gradients_at_the_chunk_boundary(detach):
     layer = ILIF(ILIFParameters(t_acc=3, t_gen=4, v_th=torch.tensor(0.3), alpha=torch.tensor(10.)))
     first = torch.rand(5, 4, requires_grad=True)  # steps 3, 4 generate from this window
     _, state = layer(first)
-    z, _ = layer(torch.rand(3, 4), detach_state(state) if detach else state)
+    second = torch.rand(3, 4, requires_grad=True)
+    z, _ = layer(second, detach_state(state) if detach else state)
     z.sum().backward()
     assert (first.grad is None) == detach
 
