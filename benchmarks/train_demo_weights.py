@@ -14,7 +14,8 @@ from pathlib import Path
 
 from spikeconverter.demo import DEMO_TRAINING, DEMO_WEIGHTS, train_demo_weights
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "spikeconverter" / "models" / DEMO_WEIGHTS
+DEFAULT_OUT = (Path(__file__).resolve().parents[1] / "src" / "spikeconverter" / "models"
+               / DEMO_WEIGHTS)
 
 
 def main() -> None:

@@ -174,7 +174,7 @@ def train_demo_weights(
         "train_images": len(data.y_train), "test_images": len(data.y_test),
         "optimizer": "Adam, cosine learning-rate schedule, cross-entropy", **cfg,
         "test_correct": correct, "test_top1": 100.0 * correct / len(data.y_test),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     log(f"trained small_cnn for {cfg['epochs']} epochs in {time.perf_counter() - t0:.1f} s: "
         f"test accuracy {meta['test_top1']:.2f}% ({correct}/{len(data.y_test)})")
