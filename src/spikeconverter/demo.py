@@ -219,9 +219,22 @@ def run_demo(
     log : callable
         Receives the progress lines and the results.
     """
+    threads = torch.get_num_threads()
+    # The demo's tensors are tiny: a second intra-op thread gains little, and on a busy machine
+    # its spin-waiting costs a lot (measured under a load of ~25 on 2 cores: 589 s with torch's
+    # default 2 threads, 69 s with 1).
+    torch.set_num_threads(1)
+    try:
+        return _run_demo(Path(out_dir), epochs, T_values, rate_steps, lava_samples, seed, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(out: Path, epochs: int | None, T_values: tuple[int, ...],
+              rate_steps: tuple[int, ...], lava_samples: int, seed: int,
+              log: Callable[[str], Any]) -> dict[str, Any]:
     from spikeconverter.reporting import format_table, write_csv
 
-    out = Path(out_dir)
     t_start = time.perf_counter()
     data = load_digits_data(seed=0)
     log(f"digits: {len(data.y_train)} training and {len(data.y_test)} test images, 8x8 grey")
