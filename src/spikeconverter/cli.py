@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
             _cmd_export)
     _add_model(p)
-    _add_data(p)
+    _add_data(p, required=False)  # required below, after a .snn file got its own message
     p.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
                    help="threshold normalisation (default: percentile 99.99)")
     p.add_argument("-o", "--output", required=True, help="NIR file to write (e.g. net.nir)")
@@ -371,6 +371,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if str(args.model).endswith(".snn"):
         raise CommandError(f"{args.model}: {NO_ILIF_IN_NIR}")
+    if args.data is None:
+        raise CommandError("export needs -d/--data: the IF thresholds are normalised on it "
+                           "(or on --calibration)")
     model = _model(args)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
