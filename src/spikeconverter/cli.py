@@ -111,9 +111,9 @@ writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
 """,
     "export": """examples:
-  spikeconverter export small_cnn --model-arg input_size=28 --model-arg batch_norm=False \
-      -w cnn.pt -d mnist:./data --normalize mnist -o cnn.nir
   spikeconverter export nets.py:make_net -w ckpt.pt -d ./digits --channels 1 -o net.nir
+  spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \
+      --threshold-norm max -o net.nir
 
 writes the hard-reset rate-coded IF baseline of the model as a NIR graph (nodes Input, Conv2d,
 Affine/Linear, SumPool2d, Flatten, IF, Output) with thresholds from --calibration (or --data);
