@@ -112,7 +112,7 @@ writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
 """,
     "export": """examples:
   spikeconverter export nets.py:make_net -w ckpt.pt -d ./digits --channels 1 -o net.nir
-  spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \
+  spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \\
       --threshold-norm max -o net.nir
 
 writes the hard-reset rate-coded IF baseline of the model as a NIR graph (nodes Input, Conv2d,
