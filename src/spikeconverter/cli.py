@@ -388,9 +388,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _positive(args.epochs, "--epochs")
+    print("loading the demo (torch, Norse, scikit-learn) ...", flush=True)
     from spikeconverter.demo import run_demo
 
-    _positive(args.epochs, "--epochs")
     run_demo(args.out, epochs=args.epochs, lava_samples=max(args.lava_samples, 0))
     return 0
 
