@@ -51,6 +51,7 @@ import torch
 from spikeconverter.atomic import atomic_path
 from spikeconverter.baselines import RateNetwork
 from spikeconverter.converters.ir import Edge, Graph, Op, Population, apply_op
+from spikeconverter.plugin.kernels import pair
 
 __all__ = ["NO_ILIF_IN_NIR", "to_nir", "write_nir"]
 
@@ -221,9 +222,9 @@ def _op_node(op: Op, in_shape: tuple[int, ...], scale: np.float32,
             bias=np.zeros(w.shape[0], _DTYPE) if bias is None else bias,
         ), np.float32(1)
     if op.kind == "avgpool2d":
-        kernel = _pair(a["kernel_size"])
-        stride = _pair(a.get("stride") or a["kernel_size"])
-        if any(_pair(a.get("padding", 0))) or a.get("ceil_mode", False):
+        kernel = pair(a["kernel_size"])
+        stride = pair(a.get("stride") or a["kernel_size"])
+        if any(pair(a.get("padding", 0))) or a.get("ceil_mode", False):
             raise ValueError(f"average pooling {op.origin or '?'} after {source!r} pads or uses "
                              "ceil_mode; NIR's SumPool2d as Norse imports it has neither: use "
                              "padding=0, ceil_mode=False")
@@ -251,7 +252,3 @@ def _scale_node(shape: tuple[int, ...], scale: np.float32) -> nir.NIRNode:
     if len(shape) == 1:
         return nir.Linear(weight=diag)
     raise ValueError(f"cannot write a scaling of values shaped {shape} in NIR")
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
