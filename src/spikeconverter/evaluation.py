@@ -2,7 +2,7 @@
 
 One row per (method, T): top-1 accuracy, agreement with the ANN's prediction, spikes and
 synaptic operations per image, and the end-to-end latency in steps (for iLIF the schedule's
-``latency_steps`` at that T, about ``depth * 2T``; for a rate-coded baseline T itself, the steps
+``latency_steps`` at that T, about ``depth * T``; for a rate-coded baseline T itself, the steps
 it ran before its logits were read). The iLIF network is converted once per T (thresholds depend
 on T); each baseline runs once up to its largest T and is read out at every checkpoint on the way.
 """

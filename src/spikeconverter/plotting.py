@@ -16,9 +16,10 @@ Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot state
 needed) and written atomically.
 
 Why two x axes: for iLIF, ``T`` is the length of each layer's code, and a sample needs about
-``depth * 2T`` steps from its first input spike to its logits (the schedule's
-``latency_steps``); for rate coding, ``T`` *is* the number of steps. Plotting both methods over
-``T`` alone flatters iLIF, so every curve plot has a second panel over the end-to-end latency.
+``depth * T`` steps from its first input step to its logits (each layer accumulates for ``T``
+steps while the one before it generates; the schedule's ``latency_steps``: 77 for ResNet-20 at
+T = 4); for rate coding, ``T`` *is* the number of steps. Plotting both methods over ``T`` alone
+flatters iLIF, so every curve plot has a second panel over the end-to-end latency.
 """
 
 from __future__ import annotations
