@@ -69,6 +69,27 @@ def reference_pages() -> list[tuple[str, str]]:
     return out
 
 
+def module_pages() -> list[tuple[str, str]]:
+    """A page for every other module of the package (where the public names are defined,
+    and the internals that docstrings refer to); returns (module, path) for the nav."""
+    curated = {m for _, m in REFERENCE}
+    out = []
+    for f in sorted((SRC / "spikeconverter").rglob("*.py")):
+        parts = list(f.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        module = ".".join(parts)
+        if module in curated or module == "spikeconverter" or any(
+                p.startswith("_") for p in parts):
+            continue
+        path = f"reference/modules/{module}.md"
+        # internals: undocumented constants are shown too, docstrings refer to them
+        write(path, f"# `{module}`\n\n::: {module}\n    options:\n"
+                    "      show_root_heading: false\n      show_if_no_docstring: true\n")
+        out.append((module, path))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # CLI reference
 
@@ -213,16 +234,21 @@ def tutorial_page(script: Path) -> tuple[str, str]:
 # navigation
 
 
-def nav(tutorials: list[tuple[str, str]], reference: list[tuple[str, str]]) -> str:
+def nav(tutorials: list[tuple[str, str]], reference: list[tuple[str, str]],
+        modules: list[tuple[str, str]]) -> str:
     lines = ["* [Home](index.md)", "* [Getting started](getting-started.md)",
-             "* [Concepts](concepts.md)", "* Tutorials"]
-    lines += [f"    * [{t}]({p})" for t, p in tutorials]
+             "* [Concepts](concepts.md)"]
+    if tutorials:
+        lines.append("* Tutorials")
+        lines += [f"    * [{t}]({p})" for t, p in tutorials]
     lines += ["* [Command line](cli.md)", "* [Measured results](results.md)"]
     # the architecture page is written with the refactor (issue 10): listed once it exists
     if (ROOT / "docs" / "architecture.md").exists():
         lines.append("* [Architecture](architecture.md)")
     lines.append("* API reference")
     lines += [f"    * [{t}]({p})" for t, p in reference]
+    lines.append("    * Modules")
+    lines += [f"        * [{t}]({p})" for t, p in modules]
     return "\n".join(lines) + "\n"
 
 
@@ -230,7 +256,7 @@ def main() -> None:
     cli_page()
     results_page()
     tutorials = [tutorial_page(s) for s in TUTORIALS]
-    write("SUMMARY.md", nav(tutorials, reference_pages()))
+    write("SUMMARY.md", nav(tutorials, reference_pages(), module_pages()))
 
 
 main()

@@ -16,6 +16,10 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|data|mod|obj|exc|const):`(~?)([^`<]+)`")
+# other projects' objects: no inventory of their docs is fetched (the site builds offline), so
+# references to them stay code without a link
+EXTERNAL = {"torch", "lava", "norse", "numpy", "np", "scipy", "matplotlib", "tqdm", "sklearn",
+            "nir", "nirtorch", "PIL", "torchvision"}
 
 
 def rewrite(text: str) -> str:
@@ -23,11 +27,15 @@ def rewrite(text: str) -> str:
 
     >>> rewrite("see :func:`~spikeconverter.coding.encode` and :class:`Graph`")
     'see [`encode`][spikeconverter.coding.encode] and [`Graph`][Graph]'
+    >>> rewrite(":class:`torch.nn.Module`")
+    '`torch.nn.Module`'
     """
 
     def link(m: re.Match) -> str:
         short, target = m.group(1), m.group(2).strip()
         title = target.lstrip(".").rsplit(".", 1)[-1] if short else target.lstrip(".")
+        if target.split(".", 1)[0] in EXTERNAL:
+            return f"`{title}`"
         return f"[`{title}`][{target}]"
 
     return ROLE.sub(link, text)

@@ -26,6 +26,7 @@ __all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "write_repo
 
 COLUMNS = ("method", "T", "top1", "agreement", "spikes_per_image", "synops_per_image",
            "latency_steps", "images")
+"""Columns of the result rows and of ``results.csv`` (accuracies in %, latency in steps)."""
 ILIF = "iLIF"
 LABELS = {ILIF: "iLIF (SpikeConverter)", "hard_reset": "IF hard reset (Sengupta)",
           "soft_reset": "IF soft reset (RMP-SNN)",
@@ -238,8 +239,10 @@ def evaluate(
             agree = dict.fromkeys(steps, 0)
             spikes = dict.fromkeys(steps, 0.0)
             synops = dict.fromkeys(steps, 0.0)
-            for x, y, p in tqdm(sub, disable=not progress, desc=method, leave=False):
-                res = net.run(x, steps, progress=False)
+            # a batch of a deep network takes minutes over thousands of steps: the inner bar
+            # counts steps, the outer one batches
+            for x, y, p in tqdm(sub, disable=not progress, desc=f"{method} ({m} images)"):
+                res = net.run(x, steps, progress=progress)
                 for t in steps:
                     pred = res.logits[t].argmax(1)
                     ok[t] += int((pred == y).sum())
