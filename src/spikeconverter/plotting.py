@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation
 
 from spikeconverter import coding
 from spikeconverter.atomic import atomic_path
@@ -225,6 +226,8 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
         ax.set_xscale(panel.xscale)
     if panel.yscale != "linear":
         ax.set_yscale(panel.yscale)
+        if panel.yscale == "log":  # label some minor ticks: data often spans 1-2 decades
+            ax.yaxis.set_minor_formatter(LogFormatterSciNotation(minor_thresholds=(2, 0.5)))
     bottom, top = panel.ylim
     if top is not None:
         ax.set_ylim(top=top)
