@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import hashlib
 import io
@@ -103,9 +104,9 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def help_text(parser: argparse.ArgumentParser) -> str:
-    """``--help`` of ``parser`` at a fixed width (independent of the terminal)."""
+    """``--help`` of ``parser`` at 80 columns (independent of the terminal)."""
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"
+    os.environ["COLUMNS"] = "80"  # the width of the page's code column
     try:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
@@ -194,11 +195,13 @@ def run_tutorial(script: Path) -> Path:
 
 
 def split_docstring(source: str) -> tuple[str, str]:
-    """(module docstring, the code after it)."""
-    m = re.match(r'\s*"""(.*?)"""\n', source, re.S)
-    if m is None:
+    """(module docstring as Python reads it, the code after it)."""
+    tree = ast.parse(source)
+    doc = ast.get_docstring(tree, clean=True)
+    if doc is None:
         raise ValueError("a tutorial must start with a docstring (its page's text)")
-    return m.group(1), source[m.end():].lstrip("\n")
+    code = source.splitlines(keepends=True)[tree.body[0].end_lineno:]
+    return doc, "".join(code).lstrip("\n")
 
 
 def prose(doc: str) -> tuple[str, str]:
@@ -215,8 +218,7 @@ def tutorial_page(script: Path) -> tuple[str, str]:
     run = run_tutorial(script)
     slug = script.stem
     parts = [f"# {title}\n", body + "\n",
-             f"Source: `tutorials/{script.name}`. Run it with "
-             f"`python tutorials/{script.name}`.\n",
+             f"Source: `tutorials/{script.name}` (below).\n",
              "## Output\n",
              f"Printed by `python tutorials/{script.name} --smoke` when this site was built:\n",
              "```text\n" + run.joinpath("stdout.txt").read_text(encoding="utf-8") + "```\n"]
@@ -227,7 +229,8 @@ def tutorial_page(script: Path) -> tuple[str, str]:
     parts += ["## Source\n", "```python\n" + code + "```\n"]
     path = f"tutorials/{slug}.md"
     write(path, "\n".join(parts))
-    return title.split(":", 1)[-1].strip(), path
+    short = title.split(":", 1)[-1].strip()
+    return short[:1].upper() + short[1:], path
 
 
 # --------------------------------------------------------------------------------------------
