@@ -152,7 +152,22 @@ def results_page() -> None:
              "the site is built), each with the command that measured it.\n"]
     for heading in RESULTS:
         parts.append(f"## {heading}\n\n{readme_section(readme, heading)}\n")
+    # "as above" in the README points at its `evaluate` example: show that command here
+    command = readme_command(readme_section(readme, "The command line"), "spikeconverter evaluate")
+    parts.append(f"## The command behind the ResNet-20 table\n\n```bash\n{command}\n```\n")
     write("results.md", "\n".join(parts))
+
+
+def readme_command(section: str, start: str) -> str:
+    """The shell command of ``section`` beginning with ``start``, with its continuation lines."""
+    lines = section.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(start):
+            out = [line]
+            while out[-1].rstrip().endswith("\\") and i + len(out) < len(lines):
+                out.append(lines[i + len(out)])
+            return "\n".join(out)
+    raise ValueError(f"README.md shows no command starting with {start!r}")
 
 
 # --------------------------------------------------------------------------------------------
