@@ -287,7 +287,7 @@ def _ilif_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
     """Convert at every T and run the test set; one progress line per T."""
     from spikeconverter.converters import convert
 
-    rows, acc, ops, raster_net = [], {}, {}, None
+    rows, acc, ops, latency, raster_net = [], {}, {}, {}, None
     log(f"iLIF: converting and running {len(data.y_test)} test images at T = "
         f"{', '.join(map(str, T_values))}")
     for T in T_values:
@@ -297,6 +297,7 @@ def _ilif_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
             pred = net(data.x_test).argmax(1)
         acc[T] = _accuracy(pred, data.y_test)
         ops[T] = float(net.stats["synaptic_ops_per_sample"])
+        latency[T] = int(net.stats["latency_steps"])
         rows.append({"method": "iLIF", "T": T, "top1": acc[T],
                      "agreement": _accuracy(pred, ann_pred), "synops_per_image": ops[T],
                      "latency_steps": net.stats["latency_steps"]})
@@ -305,7 +306,8 @@ def _ilif_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
         if T == 4:
             raster_net = net
     macs = float(raster_net.stats["ann_macs_per_sample"]) if raster_net is not None else None
-    return {"rows": rows, "acc": acc, "ops": ops, "raster_net": raster_net, "ann_macs": macs}
+    return {"rows": rows, "acc": acc, "ops": ops, "latency": latency, "raster_net": raster_net,
+            "ann_macs": macs}
 
 
 def _rate_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred: torch.Tensor,
@@ -327,9 +329,9 @@ def _rate_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
         ops[t] = res.synops[t] / res.batch
         rows.append({"method": "rate (soft reset)", "T": t, "top1": acc[t],
                      "agreement": _accuracy(pred, ann_pred), "synops_per_image": ops[t],
-                     "latency_steps": None})
+                     "latency_steps": t})  # a rate code's latency is its step count
     log(f"  done in {time.perf_counter() - t0:.1f} s")
-    return {"rows": rows, "acc": acc, "ops": ops}
+    return {"rows": rows, "acc": acc, "ops": ops, "latency": {t: t for t in res.steps}}
 
 
 def _figures(out: Path, ann_acc: float, ilif: dict[str, Any], rate: dict[str, Any],
@@ -346,12 +348,16 @@ def _figures(out: Path, ann_acc: float, ilif: dict[str, Any], rate: dict[str, An
     t0 = time.perf_counter()
     log("\nplotting ...")
     files: dict[str, Path] = {}
+    labels = {"iLIF": LABELS["iLIF"], "rate": LABELS["soft_reset"]}
+    latency = {labels["iLIF"]: ilif["latency"], labels["rate"]: rate["latency"]}
+    images = len(data.y_test)
     files["accuracy"] = plot_accuracy(
-        {LABELS["iLIF"]: ilif["acc"], LABELS["soft_reset"]: rate["acc"]}, out / "accuracy.png",
-        ann=ann_acc, title="digits: accuracy vs time steps")
+        {labels["iLIF"]: ilif["acc"], labels["rate"]: rate["acc"]}, out / "accuracy.png",
+        ann=ann_acc, title="digits: accuracy", latency=latency, images=images)
     files["synops"] = plot_synops(
-        {LABELS["iLIF"]: ilif["ops"], LABELS["soft_reset"]: rate["ops"]}, out / "synops.png",
-        ann_macs=ilif["ann_macs"], title="digits: synaptic operations vs time steps")
+        {labels["iLIF"]: ilif["ops"], labels["rate"]: rate["ops"]}, out / "synops.png",
+        ann_macs=ilif["ann_macs"], title="digits: synaptic operations", latency=latency,
+        images=images)
     files["conversion_error"] = plot_conversion_error(out / "conversion_error.png", T=6)["path"]
     if ilif["raster_net"] is not None:
         files["raster"] = _raster(ilif["raster_net"], data.x_test[:1], out / "raster.png",
