@@ -10,7 +10,12 @@ in the CSV are skipped, so an interrupted run resumes.
 
 Run: ``python benchmarks/low_T.py [--nets resnet20 resnet32] [--T 2 3 4 6 8]
 [--granularity layer channel] [--correction none both] [--calibration-mode max]
-[--draws 0 1 2] [--device cpu|cuda] [--out out/low_T] [--threads N]``
+[--draws 0 1 2] [--device cpu|cuda] [--out out/low_T] [--threads N]
+[--cache images.pt] [--models DIR]``
+
+``--write-cache images.pt`` stores the test images, labels and calibration draws in one file and
+exits; ``--cache images.pt`` reads them from it instead of the image folders (for a machine that
+has no copy of ../shared/data).
 
 Only torch, torchvision, norse (through the Norse backend) and the package core are imported:
 no Lava, so the grid runs on a GPU machine without it (``--device cuda``).
@@ -27,7 +32,6 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision import datasets, transforms
 
 from spikeconverter.converters.calibrate import calibrate
 from spikeconverter.converters.capture import capture
@@ -41,14 +45,16 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 MODELS = SHARED / "models" / "cifar10-resnet-akamaster"
 CKPTS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th"}
 DATA = SHARED / "data" / "cifar10"
-NORM = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FIELDS = ["net", "draw", "T", "calibration_mode", "granularity", "correction", "correct",
           "agree", "images", "ann_correct", "latency_steps", "seconds", "device"]
 
 
-def folder(split: str) -> datasets.ImageFolder:
-    return datasets.ImageFolder(str(DATA / split),
-                                transforms.Compose([transforms.ToTensor(), NORM]))
+def folder(split: str):
+    from torchvision import datasets, transforms  # only here: --cache runs need no torchvision
+
+    return datasets.ImageFolder(str(DATA / split), transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]))
 
 
 def predict(fn, xs: torch.Tensor, device: torch.device, batch: int = 256) -> torch.Tensor:
@@ -83,6 +89,22 @@ def append(out: Path, row: dict) -> None:
     tmp.replace(json_path)
 
 
+def load_images(args) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """Test images, labels and the calibration draws (from --cache or the image folders)."""
+    if args.cache and not args.write_cache:
+        blob = torch.load(args.cache)
+        if blob["calibration"] != args.calibration:
+            sys.exit(f"{args.cache} holds draws of {blob['calibration']} calibration images")
+        return blob["xs"], blob["ys"], {d: blob["draws"][d] for d in args.draws}
+    if not DATA.is_dir():
+        sys.exit(f"needs the shared data {DATA} (or --cache)")
+    test, train = folder("test"), folder("train")
+    xs = torch.stack([test[i][0] for i in range(len(test))])
+    ys = torch.tensor(test.targets)
+    draws = {d: calibration_batch(train, args.calibration, seed=d) for d in args.draws}
+    return xs, ys, draws
+
+
 def convert_one(graph0, cal, T, args, granularity, correction, device):
     g = copy.deepcopy(graph0)
     calibrate(g, cal, T, mode=args.calibration_mode, granularity=granularity, progress=False)
@@ -102,45 +124,49 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", default="out/low_T")
+    ap.add_argument("--cache", help="read test images and calibration draws from this file")
+    ap.add_argument("--write-cache", action="store_true", help="write --cache and exit")
+    ap.add_argument("--models", default=str(MODELS), help="folder of the checkpoints")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if not DATA.is_dir():
-        sys.exit(f"needs the shared data {DATA}")
+    xs, ys, cals = load_images(args)
+    if args.write_cache:
+        torch.save({"xs": xs, "ys": ys, "draws": cals, "calibration": args.calibration},
+                   args.cache)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done = done_keys(out / "low_T.csv")
-    test, train = folder("test"), folder("train")
-    xs = torch.stack([test[i][0] for i in range(len(test))])
-    ys = torch.tensor(test.targets)
-    cals = {d: calibration_batch(train, args.calibration, seed=d) for d in args.draws}
-    items = [(n, d, T, gr, c) for n in args.nets for d in args.draws for T in args.T
+    cals = {d: c.to(device) for d, c in cals.items()}
+    # draw-major: a partial run has every setting on the first draw
+    items = [(n, d, T, gr, c) for d in args.draws for n in args.nets for T in args.T
              for gr in args.granularity for c in args.correction]
     print(f"{len(items)} items ({len(done)} done before), {len(xs)} test images, "
           f"{args.calibration} calibration images per draw, device {device}", flush=True)
-    for net_name in args.nets:
-        model = load_cifar_resnet(MODELS / CKPTS[net_name]).to(device)
+    nets = {}
+    for name in args.nets:
+        model = load_cifar_resnet(Path(args.models) / CKPTS[name]).to(device)
         ann = predict(model, xs, device)
-        ann_ok = int((ann == ys).sum())
-        print(f"{net_name}: ANN {ann_ok}/{len(xs)}", flush=True)
-        graph0 = capture(model.cpu(), xs[:2])
-        for i, (n, d, T, gr, c) in enumerate(items, 1):
-            row = {"net": n, "draw": d, "T": T, "calibration_mode": args.calibration_mode,
-                   "granularity": gr, "correction": c}
-            if n != net_name or key(row) in done:
-                continue
-            t0 = time.time()
-            snn = convert_one(graph0, cals[d], T, args, gr, c, device)
-            pred = predict(snn, xs, device)
-            row.update(correct=int((pred == ys).sum()), agree=int((pred == ann).sum()),
-                       images=len(xs), ann_correct=ann_ok,
-                       latency_steps=snn.schedule.latency_steps,
-                       seconds=round(time.time() - t0, 1), device=str(device))
-            append(out, row)
-            print(f"[{i}/{len(items)}] {n} draw {d} T={T} {gr:<7} correction {c:<5} "
-                  f"correct {row['correct']} (ANN {ann_ok}) agree {row['agree']} "
-                  f"{row['seconds']} s", flush=True)
+        nets[name] = (capture(model.cpu(), xs[:2]), ann, int((ann == ys).sum()))
+        print(f"{name}: ANN {nets[name][2]}/{len(xs)}", flush=True)
+    for i, (n, d, T, gr, c) in enumerate(items, 1):
+        row = {"net": n, "draw": d, "T": T, "calibration_mode": args.calibration_mode,
+               "granularity": gr, "correction": c}
+        if key(row) in done:
+            continue
+        graph0, ann, ann_ok = nets[n]
+        t0 = time.time()
+        snn = convert_one(graph0, cals[d], T, args, gr, c, device)
+        pred = predict(snn, xs, device)
+        row.update(correct=int((pred == ys).sum()), agree=int((pred == ann).sum()),
+                   images=len(xs), ann_correct=ann_ok, latency_steps=snn.schedule.latency_steps,
+                   seconds=round(time.time() - t0, 1), device=str(device))
+        append(out, row)
+        print(f"[{i}/{len(items)}] {n} draw {d} T={T} {gr:<7} correction {c:<9} "
+              f"correct {row['correct']} (ANN {ann_ok}) agree {row['agree']} "
+              f"{row['seconds']} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ class _Pass:
                 pool = (a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1),
                         a.get("ceil_mode", False))
                 src = pop.edges[0].source
+                pop.theta = self.graph[src].theta  # its codes are its source's: same theta
                 self.ann[pop.name] = F.max_pool2d(self.ann[src], *pool)
                 self.quant[pop.name] = F.max_pool2d(self.quant[src], *pool)
             else:
