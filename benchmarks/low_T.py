@@ -127,11 +127,13 @@ def main() -> None:
     ap.add_argument("--cache", help="read test images and calibration draws from this file")
     ap.add_argument("--write-cache", action="store_true", help="write --cache and exit")
     ap.add_argument("--models", default=str(MODELS), help="folder of the checkpoints")
+    ap.add_argument("--limit", type=int, default=None, help="first N test images (smoke runs)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     xs, ys, cals = load_images(args)
+    xs, ys = xs[: args.limit], ys[: args.limit]
     if args.write_cache:
         torch.save({"xs": xs, "ys": ys, "draws": cals, "calibration": args.calibration},
                    args.cache)

@@ -44,8 +44,8 @@ CORRECTIONS = ("none", "bias", "threshold", "both")
 
 # Threshold candidates, as factors on the calibrated threshold: a coarse grid, then a finer one
 # around each channel's best factor.
-_COARSE = np.linspace(0.2, 1.2, 26)
-_FINE_STEPS = 9
+_COARSE = np.linspace(0.2, 1.2, 21)
+_FINE_STEPS = 7
 
 
 def correct(
@@ -55,6 +55,7 @@ def correct(
     method: str = "both",
     batch_size: int = 64,
     max_images: int = 512,
+    search_images: int = 64,
     dtype: torch.dtype = torch.float32,
     device: Any = "cpu",
     progress: bool = False,
@@ -75,6 +76,9 @@ def correct(
         Batch size when ``calibration`` is one tensor.
     max_images : int
         Cap on the calibration inputs used.
+    search_images : int
+        The threshold search measures its error on the first ``search_images`` inputs (each
+        candidate costs a quantisation of the layer; the bias shift uses all of them).
     dtype : torch.dtype
         Precision of the correction pass.
     device : str or torch.device
@@ -89,8 +93,9 @@ def correct(
     """
     if method not in CORRECTIONS:
         raise ValueError(f"correction method must be one of {CORRECTIONS}, got {method!r}")
-    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise ValueError(f"max_images must be an integer >= 1, got {max_images!r}")
+    for name, n in (("max_images", max_images), ("search_images", search_images)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     for pop in graph:
         if pop.spiking and (pop.theta is None or pop.T is None):
             raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
@@ -100,7 +105,7 @@ def correct(
         return graph
     x = _inputs(calibration, batch_size, max_images).to(device=device, dtype=dtype)
     with torch.no_grad():
-        _Pass(graph, method).run(x, progress)
+        _Pass(graph, method, search_images).run(x, progress)
     return graph
 
 
@@ -118,8 +123,8 @@ def _inputs(calibration: Any, batch_size: int, max_images: int) -> torch.Tensor:
 class _Pass:
     """One sequential pass: the ANN's and the quantised network's values side by side."""
 
-    def __init__(self, graph: Graph, method: str):
-        self.graph, self.method = graph, method
+    def __init__(self, graph: Graph, method: str, search_images: int):
+        self.graph, self.method, self.search = graph, method, search_images
         self.ann: dict[str, torch.Tensor] = {}
         self.quant: dict[str, torch.Tensor] = {}
         self.remaining = {p.name: len(graph.consumers(p.name)) for p in graph}
@@ -155,7 +160,8 @@ class _Pass:
             return
         target = _activation(pop, u)
         if self.method in ("threshold", "both"):
-            pop.theta = self._search(pop, u_q, target)
+            n = self.search
+            pop.theta = self._search(pop, u_q[:n], target[:n])
         self.ann[pop.name] = target
         self.quant[pop.name] = self._quantize(pop, u_q, pop.theta)
 
