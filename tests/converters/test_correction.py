@@ -9,9 +9,8 @@ import pytest
 import torch
 from convhelpers import SHARED, with_bn_statistics
 
-from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule
+from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
 from spikeconverter.converters.correction import CORRECTIONS, correct
-from spikeconverter.converters.serialize import load, save
 from spikeconverter.models import get_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +62,7 @@ def test_channel_thresholds_survive_the_file(model, tmp_path):
     g = calibrate(capture(model, x[:2]), x, T=3, granularity="channel", progress=False)
     correct(g, x)
     net = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)
-    save(net, tmp_path / "net.snn")
+    net.save(tmp_path / "net.snn")
     again = load(tmp_path / "net.snn")
     for a, b in zip(net.graph, again.graph, strict=True):
         np.testing.assert_array_equal(np.asarray(a.theta, dtype=float),
