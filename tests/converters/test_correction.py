@@ -135,3 +135,20 @@ def test_correction_keeps_the_T16_resnet20_result(shared_resnet20):
             preds[method] = torch.cat([net(xs[i:i + 256]).argmax(1)
                                        for i in range(0, len(xs), 256)])
     assert int((preds["none"] != preds["both"]).sum()) <= 1
+
+
+def test_convert_uses_the_settings_measured_best_for_its_T(model):
+    from spikeconverter.converters import convert
+    from spikeconverter.converters.correction import LOW_T, default_settings
+
+    x = images(8)
+    for T in (3, LOW_T + 8):
+        want = default_settings(T)
+        g = convert(model, x, T=T, progress=False).graph
+        assert g.meta["correction"] == want["correction"]
+        assert g.meta["threshold_granularity"] == want["threshold_granularity"]
+        per_channel = np.asarray(g["features_2"].theta).ndim == 1
+        assert per_channel == (want["threshold_granularity"] == "channel")
+    g = convert(model, x, T=3, threshold_granularity="layer", correction="none",
+                progress=False).graph
+    assert np.asarray(g["features_2"].theta).ndim == 0 and g.meta["correction"] == "none"
