@@ -71,27 +71,27 @@ def test_channel_thresholds_survive_the_file(model, tmp_path):
     assert torch.equal(net(x), again(x))
 
 
-@pytest.mark.parametrize("granularity", ["layer", "channel"])
-def test_correction_brings_a_small_net_closer_to_its_ann_at_low_T(granularity):
-    graph = conv_graph(seed=3)
-    cal, test = inputs(graph, 64, seed=1), inputs(graph, 64, seed=2)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_correction_brings_a_small_net_closer_to_its_ann_at_low_T(seed):
+    net = with_bn_statistics(get_model("small_cnn", input_size=8), SHAPE, seed=seed)
+    cal, test = images(64, seed=10 + seed), images(256, seed=20 + seed)
+    graph = capture(net, cal[:2])
     ann = graph.forward(test, quantized=False)[graph.output]
     err = {}
-    for method in ("none", "bias", "threshold", "both"):
-        g = calibrate(copy.deepcopy(graph), cal, T=3, granularity=granularity, progress=False,
-                      dtype=torch.float64)
+    for method in ("none", "threshold", "both"):
+        g = calibrate(copy.deepcopy(graph), cal, T=3, progress=False, dtype=torch.float64)
         correct(g, cal, method=method, dtype=torch.float64)
         err[method] = float((g.forward(test)[g.output] - ann).square().mean())
-    assert err["both"] < 0.8 * err["none"], err
-    assert err["threshold"] < err["none"] and err["bias"] < err["none"], err
+    # on other draws of the same nets: both 0.0052 vs none 0.0068, 0.0041 vs 0.0060
+    assert err["both"] < 0.85 * err["none"] and err["threshold"] < 0.85 * err["none"], err
 
 
 def test_bias_correction_removes_the_mean_shift_on_its_data():
     graph = calibrate(conv_graph(seed=4), inputs(conv_graph(), 32), T=2, progress=False,
                       dtype=torch.float64)
     cal = inputs(graph, 32, seed=7)
+    ann = graph.forward(cal, quantized=False)[graph.output]  # before: correction moves biases
     correct(graph, cal, method="bias", dtype=torch.float64)
-    ann = graph.forward(cal, quantized=False)[graph.output]
     q = graph.forward(cal)[graph.output]
     # the readout is corrected last, given all quantised layers: its mean error is zero
     torch.testing.assert_close((q - ann).mean(0), torch.zeros(3, dtype=torch.float64),
