@@ -4,17 +4,20 @@ One pass of the captured ANN (:meth:`Graph.forward` with ``quantized=False``) ov
 calibration batches collects, per spiking population, the exact maximum of its activation and a
 bounded random sample of its values. The threshold then follows the chosen mode:
 
-* ``"max"``: ``theta = headroom * max / 2`` (the top code sits at the largest activation);
-* ``"percentile"``: ``theta = headroom * P / 2`` with ``P`` the ``percentile`` of the positive
+* ``"max"``: the top of the code range sits at ``headroom * max``:
+  ``theta = coding.threshold_for_peak(headroom * max, k)``, ``headroom * max * (k - 1) / k``
+  (``headroom * max / 2`` for the binary code, k = 2);
+* ``"percentile"``: the same at ``headroom * P``, ``P`` the ``percentile`` of the positive
   activations (of ``|u|`` for signed populations), robust to outliers;
 * ``"optimal"``: the threshold minimising the expected conversion error (paper Eq. 13) on the
   layer's sampled values, :func:`spikeconverter.coding.optimal_threshold`.
 
 With ``granularity="channel"`` every mode is applied to each channel (dim 0 of the population's
 shape) separately and ``theta`` is an array, one threshold per channel; a channel that never
-activates gets 1.0. ReLU6 populations keep ``theta <= clip / 2``. Max pooling populations share
-their source's threshold and length. An analog input gets ``T = 1, theta = 1`` (it delivers its
-value in one step); a spike-encoded input is calibrated like a signed population.
+activates gets 1.0. ReLU6 populations keep ``theta <= threshold_for_peak(clip, k)`` (``clip / 2``
+for k = 2). Max pooling populations share their source's threshold and length. An analog input
+gets ``T = 1, theta = 1`` (it delivers its value in one step); a spike-encoded input is
+calibrated like a signed population.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def iter_batches(
     return first, all_batches, n
 
 
-def _check_T(T: Any, what: str = "T") -> int:
+def check_T(T: Any, what: str = "T") -> int:
+    """``T`` as an int; ValueError naming ``what`` unless it is an integer >= 1."""
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"{what} must be an integer >= 1, got {T!r}")
     return int(T)
@@ -156,6 +160,18 @@ class _Stats:
             idx = self.rng.choice(x.shape[-1], size=max(per_row, 1), replace=False)
             x = x[..., idx]
         return x
+
+
+def _check_options(mode: str, input_encoding: str, percentile: float, headroom: float) -> None:
+    if mode not in CALIBRATION_MODES:
+        raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+    if input_encoding not in INPUT_ENCODINGS:
+        raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
+                         f"{input_encoding!r}")
+    if not (0 < percentile <= 100):
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    if not (isinstance(headroom, (int, float)) and headroom > 0 and np.isfinite(headroom)):
+        raise ValueError(f"headroom must be a finite number > 0, got {headroom!r}")
 
 
 def calibrate(
@@ -216,19 +232,11 @@ def calibrate(
     ValueError
         Empty data, T < 1, unknown mode/encoding/population names, bad percentile/headroom.
     """
-    T = _check_T(T)
-    if mode not in CALIBRATION_MODES:
-        raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+    T = check_T(T)
+    _check_options(mode, input_encoding, percentile, headroom)
     if granularity not in THRESHOLD_GRANULARITIES:
         raise ValueError(f"threshold granularity must be one of {THRESHOLD_GRANULARITIES}, got "
                          f"{granularity!r}")
-    if input_encoding not in INPUT_ENCODINGS:
-        raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
-                         f"{input_encoding!r}")
-    if not (0 < percentile <= 100):
-        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
-    if not (isinstance(headroom, (int, float)) and headroom > 0 and np.isfinite(headroom)):
-        raise ValueError(f"headroom must be a finite number > 0, got {headroom!r}")
     if rounding is not None:
         coding.validate_code_params(rounding=rounding)
         graph.rounding = rounding
@@ -240,7 +248,7 @@ def calibrate(
         if name not in graph.populations:
             raise ValueError(f"T_per_layer names {name!r}, which is not a population; "
                              f"populations: {', '.join(graph.populations)}")
-        _check_T(t, f"T_per_layer[{name!r}]")
+        check_T(t, f"T_per_layer[{name!r}]")
 
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     first, batches, n = iter_batches(calibration, batch_size)
@@ -296,18 +304,20 @@ def _one_threshold(peak: float, values, pop, mode: str, percentile: float, headr
                    graph: Graph) -> float:
     """Threshold of one population or channel from its peak and its sampled ``values()``."""
     signed = pop.kind in ("signed", "input")
+    k = graph.k
     if peak <= 0.0:
         theta = 1.0  # never active on the calibration data: any threshold is lossless
     elif mode == "max":
-        theta = headroom * peak / 2
+        theta = coding.threshold_for_peak(headroom * peak, k)
     elif mode == "percentile":
         x = values()
         x = np.abs(x) if signed else x[x > 0]
-        theta = headroom * float(np.percentile(x, percentile)) / 2 if x.size else peak / 2
+        top = headroom * float(np.percentile(x, percentile)) if x.size else peak
+        theta = coding.threshold_for_peak(top, k)
     else:
-        theta = coding.optimal_threshold(values(), pop.T, graph.k, graph.rounding, signed)
+        theta = coding.optimal_threshold(values(), pop.T, k, graph.rounding, signed)
     if pop.clip is not None:
-        theta = min(theta, pop.clip / 2)
+        theta = min(theta, coding.threshold_for_peak(pop.clip, k))
     if not theta > 0:
-        theta = peak / 2
+        theta = coding.threshold_for_peak(peak, k)
     return float(theta)
