@@ -18,7 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DigitsData", "load_digits_data", "run_demo", "train_classifier"]
+__all__ = ["DEMO_FILES", "DigitsData", "load_digits_data", "run_demo", "train_classifier"]
+
+#: The files :func:`run_demo` writes into its folder.
+DEMO_FILES = ("results.csv", "accuracy.png", "synops.png", "conversion_error.png", "raster.png")
 
 DEMO_T = (2, 3, 4, 6, 8, 12, 16)
 DEMO_RATE_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)
