@@ -35,6 +35,7 @@ __all__ = [
     "optimal_threshold",
     "quantize",
     "rounding_offset",
+    "saturation_level",
     "synapse_scale",
     "top_code",
     "validate_code_params",
@@ -125,6 +126,17 @@ def rounding_offset(theta: Any, T: int, k: float = 2.0, rounding: str = "nearest
     if rounding == "nearest":
         return lsb(theta, T, k) / 2
     return 0 * theta
+
+
+def saturation_level(theta: Any, k: float = 2.0) -> Any:
+    """Membrane value from which a generating neuron saturates: ``theta * k / (k - 1)``.
+
+    It is the fixed point of ``V <- k (V - theta)``: a membrane at or above it when generation
+    starts fires at every step and stays above it (so the train is all ones whatever ``T``, the
+    value above the top code is lost), one below it never reaches it (k <= 2). For k = 2 it is
+    ``2 theta``: the input was beyond the range the calibration gave the population.
+    """
+    return theta * (float(k) / (float(k) - 1.0))
 
 
 def synapse_scale(theta_source: Any, t_acc: int, k: float = 2.0) -> Any:

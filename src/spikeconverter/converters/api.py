@@ -10,11 +10,12 @@ import torch
 import torch.nn as nn
 
 from spikeconverter import coding
-from spikeconverter.converters.calibrate import _check_T, calibrate, iter_batches
+from spikeconverter.converters.calibrate import calibrate, iter_batches
 from spikeconverter.converters.capture import capture
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.norse_backend import MODES, SpikingNetwork
 from spikeconverter.converters.schedule import compute_schedule
+from spikeconverter.converters.validate import check_batch_size, check_graph, check_T
 
 __all__ = ["BACKENDS", "convert", "register_backend"]
 
@@ -120,11 +121,14 @@ def convert(
     ConversionError
         Unsupported operation or untraceable model (names the node).
     """
-    T = _check_T(T)
     coding.validate_code_params(k=k, rounding=rounding)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     build = _backend(backend)
+    # the longest exact train depends on the simulation's precision (Lava runs float64)
+    sim_dtype = torch.float64 if backend == "lava" else dtype
+    T = check_T(T, dtype=sim_dtype)
+    check_batch_size(batch_size)
     # read once: a one-shot iterator must not be consumed twice
     first, batches, _ = iter_batches(calibration, batch_size)
     example = first[:2]
@@ -138,5 +142,6 @@ def convert(
               headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
               batch_size=batch_size, progress=progress,
               dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)

@@ -17,6 +17,7 @@ step); a spike-encoded input is calibrated like a signed population.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -26,11 +27,20 @@ from tqdm.auto import tqdm
 
 from spikeconverter import coding
 from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.validate import (
+    check_batch,
+    check_batch_size,
+    check_T,
+    check_T_per_layer,
+)
 
-__all__ = ["CALIBRATION_MODES", "INPUT_ENCODINGS", "calibrate", "iter_batches"]
+__all__ = ["CALIBRATION_MODES", "INPUT_ENCODINGS", "OUTLIER_RATIO", "calibrate", "iter_batches"]
 
 CALIBRATION_MODES = ("max", "percentile", "optimal")
 INPUT_ENCODINGS = ("analog", "spikes")
+#: A population whose largest activation exceeds the median of its per-sample maxima this many
+#: times gets a warning: with ``theta = max / 2`` over 6 bits of its code serve a few samples.
+OUTLIER_RATIO = 64.0
 
 
 def _as_batch(item: Any) -> torch.Tensor:
@@ -72,8 +82,10 @@ def iter_batches(
     Raises
     ------
     ValueError
-        The data holds no samples.
+        The data holds no samples, ``batch_size`` < 1, or the first batch holds NaN/inf
+        (later batches are checked as they are read, by :func:`calibrate`).
     """
+    batch_size = check_batch_size(batch_size)
     if isinstance(calibration, torch.Tensor):
         if calibration.ndim < 2 or calibration.shape[0] == 0:
             raise ValueError(
@@ -81,6 +93,7 @@ def iter_batches(
                 f"{tuple(calibration.shape)}); pass a tensor (N, ...) with N >= 1"
             )
         batches = list(torch.split(calibration, batch_size))
+        check_batch(batches[0], "calibration batch 0")
         return batches[0], batches, len(batches)
     if not isinstance(calibration, Iterable):
         raise TypeError(
@@ -93,8 +106,7 @@ def iter_batches(
         first = _as_batch(next(it))
     except StopIteration:
         raise ValueError("calibration data is empty: need at least one batch") from None
-    if first.ndim < 2 or first.shape[0] == 0:
-        raise ValueError(f"calibration batch has shape {tuple(first.shape)}; need (B, ...)")
+    check_batch(first, "calibration batch 0")
     if iter(calibration) is calibration:  # a one-shot iterator: keep what was read
         all_batches: Iterable[torch.Tensor] = [first] + [_as_batch(b) for b in it]
         n = len(all_batches)
@@ -103,24 +115,27 @@ def iter_batches(
     return first, all_batches, n
 
 
-def _check_T(T: Any, what: str = "T") -> int:
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {T!r}")
-    return int(T)
-
-
 class _Stats:
     """Running max and a bounded uniform sample of one population's values."""
 
     def __init__(self, signed: bool, capacity: int, rng: np.random.Generator):
         self.signed, self.capacity, self.rng = signed, capacity, rng
         self.max = 0.0
+        self.max_batch = 0  # the calibration batch that holds the maximum
+        self.sample_max: list[np.ndarray] = []  # each sample's maximum (for outliers)
         self.samples: list[np.ndarray] = []
         self.count = 0
 
-    def update(self, v: torch.Tensor) -> None:
+    def update(self, v: torch.Tensor, batch: int) -> None:
         a = v.detach().abs() if self.signed else torch.clamp(v.detach(), min=0)
-        self.max = max(self.max, float(a.max()))
+        per_sample = a.reshape(a.shape[0], -1).amax(1)
+        self.sample_max.append(per_sample.double().cpu().numpy())
+        top = float(per_sample.max())
+        if not np.isfinite(top):
+            raise ValueError(f"calibration batch {batch} gives non-finite values ({top}) in "
+                             "this population: the model overflows on it")
+        if top > self.max:
+            self.max, self.max_batch = top, batch
         flat = v.detach().reshape(-1)
         take = min(flat.numel(), max(self.capacity // 8, 1))
         idx = torch.from_numpy(self.rng.choice(flat.numel(), size=take, replace=False))
@@ -189,7 +204,7 @@ def calibrate(
     ValueError
         Empty data, T < 1, unknown mode/encoding/population names, bad percentile/headroom.
     """
-    T = _check_T(T)
+    T = check_T(T, dtype=torch.float64)  # backends refuse what their dtype cannot hold
     if mode not in CALIBRATION_MODES:
         raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
     if input_encoding not in INPUT_ENCODINGS:
@@ -205,14 +220,8 @@ def calibrate(
     if k is not None:
         coding.validate_code_params(k=k)
         graph.k = float(k)
-    lengths = dict(T_per_layer or {})
-    for name, t in lengths.items():
-        if name not in graph.populations:
-            raise ValueError(f"T_per_layer names {name!r}, which is not a population; "
-                             f"populations: {', '.join(graph.populations)}")
-        _check_T(t, f"T_per_layer[{name!r}]")
-
     graph.populations[graph.input].attrs["encoding"] = input_encoding
+    lengths = check_T_per_layer(graph, T_per_layer, torch.float64)
     first, batches, n = iter_batches(calibration, batch_size)
     rng = np.random.default_rng(seed)
     stats = {
@@ -222,10 +231,15 @@ def calibrate(
     }
     seen = 0
     with torch.no_grad():
-        for x in tqdm(batches, total=n, desc="calibrating", disable=not progress, leave=False):
+        for i, x in enumerate(tqdm(batches, total=n, desc="calibrating", disable=not progress,
+                                   leave=False)):
+            check_batch(x, f"calibration batch {i}", tuple(first.shape[1:]))
             values = graph.forward(x.to(dtype), quantized=False)
             for name, s in stats.items():
-                s.update(values[name])
+                try:
+                    s.update(values[name], i)
+                except ValueError as e:
+                    raise ValueError(f"population {name!r}: {e}") from None
             seen += x.shape[0]
     if seen == 0:
         raise ValueError("calibration data is empty: need at least one sample")
@@ -249,12 +263,24 @@ def calibrate(
     return graph
 
 
+def _warn_outlier(s: _Stats, name: str) -> None:
+    """Warn when the maximum that sets theta is far above what a typical sample reaches."""
+    typical = float(np.median(np.concatenate(s.sample_max)))
+    if typical > 0 and s.max > OUTLIER_RATIO * typical:
+        warnings.warn(
+            f"calibration: population {name!r} has its maximum {s.max:.3g} (in calibration "
+            f"batch {s.max_batch}) {s.max / typical:.3g} times above a typical sample's "
+            f"{typical:.3g}: an outlier sets the threshold and most codes go unused; check "
+            "that batch, or use calibration_mode='percentile'", RuntimeWarning, stacklevel=4)
+
+
 def _threshold(s: _Stats, pop, mode: str, percentile: float, headroom: float,
                graph: Graph) -> float:
     signed = pop.kind in ("signed", "input")
     if s.max <= 0.0:
         theta = 1.0  # never active on the calibration data: any threshold is lossless
     elif mode == "max":
+        _warn_outlier(s, pop.name)
         theta = headroom * s.max / 2
     elif mode == "percentile":
         x = s.values()

@@ -40,8 +40,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from spikeconverter import coding
 from spikeconverter.converters.ir import Graph, Op, Population
 from spikeconverter.converters.schedule import Schedule, compute_schedule
+from spikeconverter.converters.validate import check_batch, check_graph
 from spikeconverter.plugin import ILIF, ILIFParameters, ILIFState
 
 __all__ = ["MODES", "SpikingNetwork", "spike_max_pool2d"]
@@ -117,7 +119,9 @@ class SpikingNetwork(nn.Module):
         Filled by every call: per population ``spikes`` (whole batch), ``firing_rate`` (spikes per
         neuron per generate step), ``synaptic_ops`` (paper Eq. 14: each spike times its neuron's
         fan-out, whole batch), ``ann_macs`` (per sample, of the layer's incoming synapses),
-        ``T``, ``t_acc``, ``offset``; and totals ``synaptic_ops_per_sample``,
+        ``T``, ``t_acc``, ``offset``, ``saturations`` (neuron-samples whose input lay beyond
+        the calibration range, clipped to the top code; whole batch); and totals
+        ``saturations``, ``synaptic_ops_per_sample``,
         ``ann_macs_per_sample``, ``analog_input_macs_per_sample`` (the first layer's MACs on an
         analog input), ``latency_steps`` (from the schedule), ``steps_simulated`` (counted by
         the readout neurons' clocks), ``steps_per_sample``, ``batch_size``.
@@ -132,17 +136,18 @@ class SpikingNetwork(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
                                  "run calibrate() first")
+        check_graph(graph, dtype)  # every value, before any buffer is allocated
         self.graph = graph
         self.schedule = schedule if schedule is not None else compute_schedule(graph, 0)
         self.mode = mode
         self.record = False
         self.spikes: dict[str, torch.Tensor] = {}
         self.stats: dict[str, Any] | None = None
+        self._saturations: dict[str, int] = {}
         s = self.schedule
         for pop in graph:
             if pop.theta is not None:
@@ -232,17 +237,13 @@ class SpikingNetwork(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)`` of a batch of inputs ``(B, *input_shape)`` (no gradients)."""
         g = self.graph
-        in_shape = tuple(g[g.input].shape)
-        if not isinstance(images, torch.Tensor) or tuple(images.shape[1:]) != in_shape:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
-            raise ValueError(f"input must be a tensor (B, {', '.join(map(str, in_shape))}), "
-                             f"got {got}")
-        x = images.to(self.dtype)
+        x = check_batch(images, "the input", tuple(g[g.input].shape)).to(self.dtype)
         batch = x.shape[0]
         trains: dict[str, _Train] = {}
         remaining = {p.name: len(self._consumers(p.name)) for p in g}
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
+        self._saturations: dict[str, int] = {}
         logits, steps = None, 0
         with torch.set_grad_enabled(self._differentiable and torch.is_grad_enabled()):
             for pop in g:
@@ -284,7 +285,8 @@ class SpikingNetwork(nn.Module):
         p = ILIFParameters(k=float(self.graph.k), v_th=theta, t_acc=1, t_gen=int(pop.T),
                            rounding=self.graph.rounding, signed=True)
         current = torch.cat([x.unsqueeze(0), x.new_zeros((int(pop.T), *x.shape))])
-        z, _ = ILIF(p)(current)
+        z, state = ILIF(p)(current)
+        self._count_saturated(pop, state.v, theta, True)  # residual: above the level iff it was
         return _Train(theta, int(pop.T), start, k=float(self.graph.k), frames=z[1:])
 
     def _arrivals(self, pop: Population, trains: dict) -> list[tuple[int, _Train, int]]:
@@ -376,7 +378,8 @@ class SpikingNetwork(nn.Module):
         theta = self._buf("theta", pop.name)
         signed = pop.kind == "signed"
         if self.mode == "plugin":
-            z, _ = self._plugin_window(pop, trains, t_gen)
+            z, state = self._plugin_window(pop, trains, t_gen)
+            self._count_saturated(pop, state.v, theta, signed)  # residual: as at the start
             return _Train(theta, t_gen, start, k=float(self.graph.k), frames=z)
         k = float(self.graph.k)
         v = self._membrane(pop, trains)
@@ -386,11 +389,21 @@ class SpikingNetwork(nn.Module):
             v = v + half * torch.sign(v) if signed else v.add_(half)
         else:
             v = v + self._buf("bias", pop.name)
+        self._count_saturated(pop, v, theta, signed)
         if self.mode == "fused" and k == 2.0:
             return _Train(theta, t_gen, start, code=_binary_code(v, theta, t_gen, signed))
         return _Train(theta, t_gen, start, k=k, frames=_generate(v, theta, t_gen, k, signed))
 
     # -- statistics ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _count_saturated(self, pop: Population, v: torch.Tensor, theta: torch.Tensor,
+                         signed: bool) -> None:
+        """Neuron-samples whose membrane reached the saturation level when generation started
+        (or, equivalently, after it): their input lay beyond the calibration range and was
+        clipped to the top code."""
+        level = coding.saturation_level(theta, float(self.graph.k))
+        self._saturations[pop.name] = int(((v.abs() if signed else v) >= level).sum())
 
     @torch.no_grad()
     def _pop_stats(self, pop: Population, train: _Train | None, batch: int) -> dict[str, Any]:
@@ -401,6 +414,7 @@ class SpikingNetwork(nn.Module):
             "ann_macs": self._macs[pop.name],
         }
         analog = pop.kind == "input" and pop.attrs.get("encoding", "analog") == "analog"
+        st["saturations"] = self._saturations.get(pop.name, 0)
         if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
@@ -422,6 +436,7 @@ class SpikingNetwork(nn.Module):
         self.stats = {
             "populations": per_pop,
             "spikes": sum(v["spikes"] for v in per_pop.values()),
+            "saturations": sum(v["saturations"] for v in per_pop.values()),
             "synaptic_ops_per_sample": sum(v["synaptic_ops"] for v in per_pop.values()) / batch,
             "ann_macs_per_sample": sum(self._macs.values()),
             "analog_input_macs_per_sample": first_macs,

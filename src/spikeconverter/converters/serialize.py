@@ -17,6 +17,7 @@ import torch
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.ir import Edge, Graph, Op, Population
 from spikeconverter.converters.schedule import Schedule
+from spikeconverter.converters.validate import DTYPES, check_graph, check_options, check_schedule
 
 __all__ = ["FORMAT", "VERSION", "graph_from_dict", "graph_to_dict", "load", "save"]
 
@@ -129,27 +130,57 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
     if not isinstance(version, int) or version > VERSION or version < 1:
         raise ValueError(f"{path}: file format version {version!r} is not supported by this "
                          f"spikeconverter (reads versions 1..{VERSION}); upgrade spikeconverter")
+    if backend not in (None, "norse", "lava"):
+        raise ValueError(f"backend must be 'norse' or 'lava', got {backend!r}")
+    if dtype not in (None, *DTYPES.values()):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     try:
-        graph = graph_from_dict(blob["graph"])
+        opts = check_options(blob.get("options", {}), ("norse", "lava"))
+        saved = opts.get("backend", "norse")
+        backend = backend or saved
+        # every value checked before a backend allocates anything the file claims
+        dt = torch.float64 if backend == "lava" else dtype or DTYPES[opts.get("dtype",
+                                                                             "float32")]
+        graph = check_graph(graph_from_dict(blob["graph"]), dt)
         schedule = Schedule.from_dict(blob["schedule"])
-        opts = blob.get("options", {})
-        graph.validate()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from exc
-    saved = opts.get("backend", "norse")
-    backend = backend or saved
+        if saved == backend:
+            check_schedule(schedule, _expected_schedule(graph, backend))
+        peaks = _membrane_peaks(blob.get("backend_state"), graph)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from None
     if backend == "lava":
         from spikeconverter.converters.lava_backend import LavaNetwork
 
-        state = blob.get("backend_state") or {}
         return LavaNetwork(graph, schedule if saved == "lava" else None,
-                           membrane_peaks=state.get("membrane_peaks"),
-                           margin=float(opts.get("margin", 0.5)))
-    if backend != "norse":
-        raise ValueError(f"backend must be 'norse' or 'lava', got {backend!r}")
+                           membrane_peaks=peaks, margin=float(opts.get("margin", 0.5)))
     if saved != "norse":
-        from spikeconverter.converters.schedule import compute_schedule
-
-        schedule = compute_schedule(graph, hop_latency=0)
-    dt = dtype or getattr(torch, opts.get("dtype", "float32"))
+        schedule = _expected_schedule(graph, "norse")
     return SpikingNetwork(graph, schedule, mode=mode or opts.get("mode", "fused"), dtype=dt)
+
+
+def _expected_schedule(graph: Graph, backend: str) -> Schedule:
+    """The schedule a backend computes for ``graph`` (what a saved one must equal)."""
+    if backend == "lava":
+        from spikeconverter.converters.to_lava.timing import lava_schedule
+
+        return lava_schedule(graph)
+    from spikeconverter.converters.schedule import compute_schedule
+
+    return compute_schedule(graph, hop_latency=0)
+
+
+def _membrane_peaks(state: Any, graph: Graph) -> dict[str, float] | None:
+    """The Lava backend's saved membrane peaks, checked: population names to finite >= 0."""
+    if state is None:
+        return None
+    if not isinstance(state, dict):
+        raise ValueError(f"backend_state must be a dict, got {type(state).__name__}")
+    peaks = state.get("membrane_peaks")
+    if peaks is None:
+        return None
+    if not isinstance(peaks, dict) or not all(
+            k in graph.populations and isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
+            for k, v in peaks.items()):
+        raise ValueError("backend_state['membrane_peaks'] must map population names to finite "
+                         "numbers >= 0")
+    return {k: float(v) for k, v in peaks.items()}

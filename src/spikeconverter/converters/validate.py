@@ -100,21 +100,21 @@ def check_batch(x: Any, what: str, shape: tuple[int, ...] | None = None) -> torc
     what : str
         How the error names it, e.g. ``"calibration batch 3"`` or ``"the input"``.
     shape : tuple of int, optional
-        The per-sample shape it must have (the network's input shape, or the first batch's).
+        The per-sample shape it must have (the network's input shape, or the first batch's:
+        all calibration batches must have the same).
 
     Raises
     ------
     ValueError
         Not a tensor, empty, of another per-sample shape, or holding NaN/inf (counted).
     """
+    shape = None if shape is None else tuple(shape)
+    want = "(B, ...)" if shape is None else f"(B, {', '.join(map(str, shape))})"
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what} must be a tensor, got {type(x).__name__}")
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"{what} has shape {tuple(x.shape)}: need (B, ...) with B >= 1 "
-                         "samples")
-    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"{what} has per-sample shape {tuple(x.shape[1:])}, expected "
-                         f"{tuple(shape)} (all batches must have the same shape)")
+        raise ValueError(f"{what} must be a tensor {want}, got {type(x).__name__}")
+    if x.ndim < 2 or x.shape[0] == 0 or (shape is not None and tuple(x.shape[1:]) != shape):
+        raise ValueError(f"{what} must have shape {want} with B >= 1 samples, got "
+                         f"{tuple(x.shape)}")
     if x.is_floating_point() or x.is_complex():
         bad = int((~torch.isfinite(x)).sum())
         if bad:
