@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from faulthelpers import TINY
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/graphs.py
 
 
 @pytest.fixture(autouse=True)

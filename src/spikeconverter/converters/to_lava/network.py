@@ -16,6 +16,7 @@ from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.build import build, input_data, run_config
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
 from spikeconverter.converters.to_lava.timing import lava_schedule
+from spikeconverter.converters.validate import check_graph
 from spikeconverter.processes.run import lava_runtime
 
 __all__ = ["LavaNetwork"]
@@ -52,11 +53,11 @@ class LavaNetwork:
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  membrane_peaks: dict[str, float] | None = None, margin: float = 0.5):
-        graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
                                  "run calibrate() first")
+        check_graph(graph, torch.float64)  # every value, before anything is built
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
         self.graph = graph
