@@ -15,7 +15,12 @@ from spikeconverter.converters.capture import capture
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.norse_backend import MODES, SpikingNetwork
 from spikeconverter.converters.schedule import compute_schedule
-from spikeconverter.converters.validate import check_batch_size, check_graph, check_T
+from spikeconverter.converters.validate import (
+    check_batch_size,
+    check_graph,
+    check_T,
+    check_T_per_layer,
+)
 
 __all__ = ["BACKENDS", "convert", "register_backend"]
 
@@ -138,6 +143,8 @@ def convert(
                              f"data's per-sample shape {tuple(first.shape[1:])}")
     graph = capture(model, example)
     graph.rounding, graph.k = rounding, float(k)
+    graph.populations[graph.input].attrs["encoding"] = input_encoding
+    check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
     calibrate(graph, batches, T, mode=calibration_mode, percentile=percentile,
               headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
               batch_size=batch_size, progress=progress,

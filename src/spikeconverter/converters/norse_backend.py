@@ -286,7 +286,7 @@ class SpikingNetwork(nn.Module):
                            rounding=self.graph.rounding, signed=True)
         current = torch.cat([x.unsqueeze(0), x.new_zeros((int(pop.T), *x.shape))])
         z, state = ILIF(p)(current)
-        self._count_saturated(pop, state.v, theta, True)  # residual: above the level iff it was
+        self._count_saturated(pop, state.v, theta, True, int(pop.T), residual=True)
         return _Train(theta, int(pop.T), start, k=float(self.graph.k), frames=z[1:])
 
     def _arrivals(self, pop: Population, trains: dict) -> list[tuple[int, _Train, int]]:
@@ -379,17 +379,18 @@ class SpikingNetwork(nn.Module):
         signed = pop.kind == "signed"
         if self.mode == "plugin":
             z, state = self._plugin_window(pop, trains, t_gen)
-            self._count_saturated(pop, state.v, theta, signed)  # residual: as at the start
+            self._count_saturated(pop, state.v, theta, signed, t_gen, residual=True)
             return _Train(theta, t_gen, start, k=float(self.graph.k), frames=z)
         k = float(self.graph.k)
         v = self._membrane(pop, trains)
         if self.graph.rounding == "nearest":  # half an LSB at the last accumulate step
             half = theta * k ** (1 - t_gen) / 2
             v = v + self._buf("bias", pop.name)
+            self._count_saturated(pop, v, theta, signed, t_gen)
             v = v + half * torch.sign(v) if signed else v.add_(half)
         else:
             v = v + self._buf("bias", pop.name)
-        self._count_saturated(pop, v, theta, signed)
+            self._count_saturated(pop, v, theta, signed, t_gen)
         if self.mode == "fused" and k == 2.0:
             return _Train(theta, t_gen, start, code=_binary_code(v, theta, t_gen, signed))
         return _Train(theta, t_gen, start, k=k, frames=_generate(v, theta, t_gen, k, signed))
@@ -398,12 +399,25 @@ class SpikingNetwork(nn.Module):
 
     @torch.no_grad()
     def _count_saturated(self, pop: Population, v: torch.Tensor, theta: torch.Tensor,
-                         signed: bool) -> None:
-        """Neuron-samples whose membrane reached the saturation level when generation started
-        (or, equivalently, after it): their input lay beyond the calibration range and was
-        clipped to the top code."""
-        level = coding.saturation_level(theta, float(self.graph.k))
-        self._saturations[pop.name] = int(((v.abs() if signed else v) >= level).sum())
+                         signed: bool, t_gen: int, residual: bool = False) -> None:
+        """Count the neuron-samples whose input lay beyond the calibration range: a membrane
+        more than half an LSB above :func:`coding.saturation_level` (``2 theta`` for k = 2,
+        the calibration maximum with ``"max"`` thresholds), whose train is clipped to the top
+        code with an error beyond the code's resolution (the margin also keeps float rounding
+        at the calibration maximum itself from counting).
+
+        ``v`` is the membrane when generation starts, before the rounding offset; or, with
+        ``residual``, the membrane after the ``t_gen`` generate steps: above the level the
+        excess ``V - level`` grows by ``k`` per step, below it the membrane stays below, so
+        the test carries over exactly.
+        """
+        k = float(self.graph.k)
+        excess = (v.abs() if signed else v) - coding.saturation_level(theta, k)
+        margin = coding.lsb(theta, t_gen, k) / 2
+        if residual:
+            offset = coding.rounding_offset(theta, t_gen, k, self.graph.rounding)
+            margin = k ** t_gen * (offset + margin)
+        self._saturations[pop.name] = int((excess > margin).sum())
 
     @torch.no_grad()
     def _pop_stats(self, pop: Population, train: _Train | None, batch: int) -> dict[str, Any]:
