@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/spikeconverter demo
+	$(VENV)/bin/spikeconverter demo --overwrite  # a rerun replaces out/demo
 
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)

@@ -84,3 +84,48 @@ def test_signal_to_the_group_stops_run_lava_and_its_workers(sig, netfile, folder
             os.kill(pid, signal.SIGKILL)
         for s in shm:
             Path("/dev/shm", s).unlink(missing_ok=True)
+
+
+def _graph():
+    import numpy as np
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    source = Source(data=np.ones((2, 8)))
+    sink = Sink(shape=(2,), buffer=8)
+    source.s_out.connect(sink.a_in)
+    return sink
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("when", ["running", "starting"])
+def test_lava_runtime_stops_everything_on_a_signal(when, monkeypatch):
+    """In-process: a SIGTERM while the graph runs, or while its runtime is still being built
+    (held until it is up, then raised), stops the runtime and leaves no worker behind."""
+    import multiprocessing
+
+    from lava.magma.core.run_conditions import RunSteps
+
+    from spikeconverter.interrupts import Interrupted
+    from spikeconverter.processes.run import lava_runtime, run_config
+
+    sink = _graph()
+    before = set(multiprocessing.active_children())
+    if when == "starting":
+        create = type(sink).create_runtime
+
+        def create_and_signal(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives before the workers exist
+            return create(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(sink), "create_runtime", create_and_signal)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="SIGTERM") as info, lava_runtime(sink, run_config()):
+        assert when == "running", "the held signal must be raised before the block runs"
+        sink.run(condition=RunSteps(num_steps=4))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        pytest.fail("SIGTERM was not raised")
+    assert info.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is handler  # the handlers are restored
+    assert set(multiprocessing.active_children()) <= before
