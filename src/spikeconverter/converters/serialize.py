@@ -145,7 +145,7 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         schedule = Schedule.from_dict(blob["schedule"])
         if saved == backend:
             check_schedule(schedule, _expected_schedule(graph, backend))
-        peaks = _membrane_peaks(blob.get("backend_state"), graph)
+        peaks = _membrane_peaks(blob.get("backend_state"))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from None
     if backend == "lava":
@@ -169,8 +169,8 @@ def _expected_schedule(graph: Graph, backend: str) -> Schedule:
     return compute_schedule(graph, hop_latency=0)
 
 
-def _membrane_peaks(state: Any, graph: Graph) -> dict[str, float] | None:
-    """The Lava backend's saved membrane peaks, checked: population names to finite >= 0."""
+def _membrane_peaks(state: Any) -> dict[str, float] | None:
+    """The Lava backend's saved membrane peaks, checked: names to finite numbers >= 0."""
     if state is None:
         return None
     if not isinstance(state, dict):
@@ -179,8 +179,8 @@ def _membrane_peaks(state: Any, graph: Graph) -> dict[str, float] | None:
     if peaks is None:
         return None
     if not isinstance(peaks, dict) or not all(
-            k in graph.populations and isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
+            isinstance(k, str) and isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
             for k, v in peaks.items()):
-        raise ValueError("backend_state['membrane_peaks'] must map population names to finite "
-                         "numbers >= 0")
+        raise ValueError("backend_state['membrane_peaks'] must map names to finite numbers "
+                         ">= 0")
     return {k: float(v) for k, v in peaks.items()}
