@@ -122,7 +122,11 @@ def convert(
     Raises
     ------
     ValueError
-        Bad arguments (T < 1, unknown mode), empty calibration data, NaN weights.
+        Bad arguments (T < 1, T beyond the longest train exact in the simulation's dtype --
+        24 in float32, 53 in float64 and Lava --, unknown mode, ``T_per_layer`` naming a
+        population without a train of its own, ``batch_size`` < 1), empty or mixed-shape
+        calibration batches, NaN/inf in a calibration batch (named), NaN weights. The values
+        are checked by :mod:`spikeconverter.converters.validate`, as :func:`load` checks them.
     ConversionError
         Unsupported operation or untraceable model (names the node).
     """
