@@ -1,4 +1,7 @@
-"""Save and load converted networks: graph IR, thresholds and schedule in one versioned file.
+"""Network files as plain data: graph IR, thresholds, schedule and options in one versioned file.
+
+This module only reads and writes data; it never builds a network (that is the backends' job,
+through :func:`spikeconverter.converters.api.load`).
 
 The file is ``torch.save`` of plain containers (tensors, numbers, strings, tuples), read back
 with ``weights_only=True``, so loading never runs code from the file. It is written to a
@@ -8,6 +11,7 @@ temporary file beside the target and moved into place with ``os.replace`` (atomi
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +21,10 @@ import torch
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.ir import Edge, Graph, Op, Population
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.validate import DTYPES, check_graph, check_options, check_schedule
+from spikeconverter.converters.validate import check_graph, check_options
 
-__all__ = ["FORMAT", "VERSION", "graph_from_dict", "graph_to_dict", "load", "save"]
+__all__ = ["FORMAT", "VERSION", "NetworkFile", "graph_from_dict", "graph_to_dict", "read", "save",
+           "write"]
 
 FORMAT = "spikeconverter.snn"
 VERSION = 1
@@ -57,6 +62,7 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
 
 
 def graph_from_dict(d: dict[str, Any]) -> Graph:
+    """Inverse of :func:`graph_to_dict`."""
     pops = {}
     for p in d["populations"]:
         edges = [Edge(e["source"], [Op(o["kind"], _np(o["weight"]), _np(o["bias"]),
@@ -68,52 +74,71 @@ def graph_from_dict(d: dict[str, Any]) -> Graph:
     return Graph(pops, d["input"], d["output"], d["rounding"], d["k"], dict(d["meta"]))
 
 
-def save(net: Any, path: str | os.PathLike) -> Path:
-    """Write a network (graph, schedule, simulation options) to ``path``.
+@dataclass
+class NetworkFile:
+    """The contents of a network file, as plain data.
 
-    A :class:`SpikingNetwork` stores its mode and dtype; another backend's network (e.g. the
-    Lava backend's ``LavaNetwork``) stores its ``save_options`` and ``backend_state()``.
+    Attributes
+    ----------
+    graph : Graph
+        The calibrated graph.
+    schedule : Schedule
+        The schedule it was saved with (of the backend that saved it).
+    options : dict
+        Simulation options; ``options["backend"]`` names the backend that saved it.
+    state : dict
+        Backend-specific plain data (e.g. Lava's fixed-point calibration).
     """
+
+    graph: Graph
+    schedule: Schedule
+    options: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        """The backend that wrote the file (``"norse"`` for files that do not say)."""
+        return str(self.options.get("backend", "norse"))
+
+
+def write(path: str | os.PathLike, graph: Graph, schedule: Schedule,
+          options: dict[str, Any], state: dict[str, Any] | None = None) -> Path:
+    """Write a network file atomically: graph, schedule, the backend's options (plain values,
+    ``"backend"`` naming it) and its plain-data state."""
     path = Path(path)
-    if hasattr(net, "save_options"):
-        options = dict(net.save_options)
-    else:
-        options = {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
-                   "backend": "norse"}
     blob = {
         "format": FORMAT, "version": VERSION,
-        "graph": graph_to_dict(net.graph),
-        "schedule": net.schedule.to_dict(),
-        "options": options,
+        "graph": graph_to_dict(graph),
+        "schedule": schedule.to_dict(),
+        "options": dict(options),
     }
-    if hasattr(net, "backend_state"):
-        blob["backend_state"] = net.backend_state()
+    if state is not None:
+        blob["backend_state"] = dict(state)
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
 
 
-def load(path: str | os.PathLike, *, mode: str | None = None,
-         dtype: torch.dtype | None = None, backend: str | None = None):
-    """Read a network written by :func:`save`.
+def save(net: Any, path: str | os.PathLike) -> Path:
+    """Write anything with ``graph``, ``schedule`` and either ``save_options`` (and optionally
+    ``backend_state()``) or the Norse ``mode``/``dtype``. Prefer the network's own ``save``."""
+    if hasattr(net, "save_options"):
+        options = dict(net.save_options)
+    else:
+        options = {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
+                   "backend": "norse"}
+    state = net.backend_state() if hasattr(net, "backend_state") else None
+    return write(path, net.graph, net.schedule, options, state)
 
-    Parameters
-    ----------
-    path : str or PathLike
-        The file.
-    mode, dtype : optional
-        Override the simulation mode / precision it was saved with (Norse).
-    backend : {"norse", "lava"}, optional
-        Backend of the network returned; default: the one it was saved from. A network saved
-        from one backend loads into the other (its schedule is recomputed for it).
+
+def read(path: str | os.PathLike) -> NetworkFile:
+    """Read a file written by :func:`write` (any version up to ``VERSION``) as plain data.
 
     Raises
     ------
     ValueError
         The file is missing, corrupt, not a spikeconverter network, or of a newer version.
     """
-    from spikeconverter.converters.norse_backend import SpikingNetwork
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -130,57 +155,28 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
     if not isinstance(version, int) or version > VERSION or version < 1:
         raise ValueError(f"{path}: file format version {version!r} is not supported by this "
                          f"spikeconverter (reads versions 1..{VERSION}); upgrade spikeconverter")
-    if backend not in (None, "norse", "lava"):
-        raise ValueError(f"backend must be 'norse' or 'lava', got {backend!r}")
-    if dtype not in (None, *DTYPES.values()):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     try:
-        opts = check_options(blob.get("options", {}), ("norse", "lava"))
-        saved = opts.get("backend", "norse")
-        backend = backend or saved
-        # every value checked before a backend allocates anything the file claims
-        dt = torch.float64 if backend == "lava" else dtype or DTYPES[opts.get("dtype",
-                                                                             "float32")]
-        graph = check_graph(graph_from_dict(blob["graph"]), dt)
+        options = check_options(blob.get("options", {}))
+        # every value, before a backend allocates anything the file claims; the widest exact
+        # range here, the backend checks its own dtype's
+        graph = check_graph(graph_from_dict(blob["graph"]), torch.float64)
         schedule = Schedule.from_dict(blob["schedule"])
-        if saved == backend:
-            check_schedule(schedule, _expected_schedule(graph, backend))
-        peaks = _membrane_peaks(blob.get("backend_state"))
+        return NetworkFile(graph, schedule, options, _state(blob.get("backend_state")))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from None
-    if backend == "lava":
-        from spikeconverter.converters.lava_backend import LavaNetwork
-
-        return LavaNetwork(graph, schedule if saved == "lava" else None,
-                           membrane_peaks=peaks, margin=float(opts.get("margin", 0.5)))
-    if saved != "norse":
-        schedule = _expected_schedule(graph, "norse")
-    return SpikingNetwork(graph, schedule, mode=mode or opts.get("mode", "fused"), dtype=dt)
 
 
-def _expected_schedule(graph: Graph, backend: str) -> Schedule:
-    """The schedule a backend computes for ``graph`` (what a saved one must equal)."""
-    if backend == "lava":
-        from spikeconverter.converters.to_lava.timing import lava_schedule
-
-        return lava_schedule(graph)
-    from spikeconverter.converters.schedule import compute_schedule
-
-    return compute_schedule(graph, hop_latency=0)
-
-
-def _membrane_peaks(state: Any) -> dict[str, float] | None:
-    """The Lava backend's saved membrane peaks, checked: names to finite numbers >= 0."""
+def _state(state: Any) -> dict[str, Any]:
+    """A backend's saved plain data, checked where its values size anything (membrane peaks:
+    names to finite numbers >= 0)."""
     if state is None:
-        return None
+        return {}
     if not isinstance(state, dict):
         raise ValueError(f"backend_state must be a dict, got {type(state).__name__}")
     peaks = state.get("membrane_peaks")
-    if peaks is None:
-        return None
-    if not isinstance(peaks, dict) or not all(
+    if peaks is not None and not (isinstance(peaks, dict) and all(
             isinstance(k, str) and isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
-            for k, v in peaks.items()):
+            for k, v in peaks.items())):
         raise ValueError("backend_state['membrane_peaks'] must map names to finite numbers "
                          ">= 0")
-    return {k: float(v) for k, v in peaks.items()}
+    return dict(state)

@@ -7,7 +7,11 @@
 * :func:`simulation` -- runs a process graph and always stops the Lava runtime.
 
 Every Process has a ``floating_pt`` model and a ``fixed_pt`` / ``bit_accurate_loihi`` model
-(choose with ``Loihi2SimCfg(select_tag=...)``).
+(choose with ``Loihi2SimCfg(select_tag=...)``). What they share lives outside the Process
+folders (which Lava scans for models): :mod:`~spikeconverter.processes.base` (the abstract
+Processes and argument checks) and :mod:`~spikeconverter.processes.loihi` (the models' window
+clock and fixed-point conventions). The models are numpy only; the maths they share with the
+Norse neuron comes from :mod:`spikeconverter.coding`.
 """
 
 try:

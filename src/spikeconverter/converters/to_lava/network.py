@@ -11,9 +11,12 @@ import torch
 from lava.magma.core.run_conditions import RunSteps
 from tqdm.auto import tqdm
 
+from spikeconverter.converters.calibrate import iter_batches
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.schedule import Schedule
+from spikeconverter.converters.serialize import write
 from spikeconverter.converters.to_lava.build import build, input_data, run_config
+from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan, membrane_peaks
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
 from spikeconverter.converters.to_lava.timing import lava_schedule
 from spikeconverter.converters.validate import check_graph
@@ -76,8 +79,6 @@ class LavaNetwork:
             base = self._plans.get(False) or float_plan(self.graph, self.schedule)
             self._plans[False] = base
             if fixed_point:
-                from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
-
                 if self.membrane_peaks is None:
                     raise ValueError(
                         "fixed point needs the membrane peaks of calibration data: convert with "
@@ -89,9 +90,6 @@ class LavaNetwork:
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
         """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches)."""
-        from spikeconverter.converters.calibrate import iter_batches
-        from spikeconverter.converters.to_lava.fixed_point import membrane_peaks
-
         _, batches, _ = iter_batches(calibration)
         self.membrane_peaks = membrane_peaks(self.graph, self.schedule, batches,
                                              progress=progress)
@@ -196,19 +194,18 @@ class LavaNetwork:
 
     @property
     def save_options(self) -> dict[str, Any]:
+        """What a network file stores to rebuild this network (plain values)."""
         return {"backend": "lava", "margin": self.margin}
 
     def backend_state(self) -> dict[str, Any]:
-        """What :func:`spikeconverter.converters.serialize.save` stores besides the graph."""
+        """What a network file stores besides graph, schedule and options (plain data)."""
         peaks = None if self.membrane_peaks is None else {
             k: float(v) for k, v in self.membrane_peaks.items()}
         return {"membrane_peaks": peaks}
 
     def save(self, path) -> None:
         """Write graph, schedule and fixed-point calibration to one file (atomically)."""
-        from spikeconverter.converters.serialize import save
-
-        save(self, path)
+        write(path, self.graph, self.schedule, self.save_options, self.backend_state())
 
     def __repr__(self) -> str:
         s = self.schedule
