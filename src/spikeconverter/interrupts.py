@@ -7,8 +7,9 @@ a file being written) must be stopped by *one* process, in order, when the user 
 * :func:`raise_on_signals` turns both signals into :class:`Interrupted` (a
   :class:`KeyboardInterrupt`, so every ``finally`` runs and code that already handles Ctrl-C
   handles SIGTERM too); the command line maps it to exit status ``128 + signum`` (130, 143);
-* :func:`deferred_signals` holds them while something must not be cut short (starting or
-  stopping a runtime) and raises the first one afterwards. With ``block=True`` the signals are
+* :func:`deferred_signals` holds them while something must not be cut short (starting,
+  running or stopping a runtime) and raises the first one afterwards, or at a safe point
+  the block chooses (:meth:`SignalGate.check`). With ``block=True`` the signals are
   also blocked in the calling thread, so processes forked inside inherit them blocked: workers
   never see the terminal's Ctrl-C (no tracebacks, no half-dead workers) and are stopped by
   their parent instead.
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["HANDLED_SIGNALS", "Interrupted", "deferred_signals", "exit_status",
+__all__ = ["HANDLED_SIGNALS", "Interrupted", "SignalGate", "deferred_signals", "exit_status",
            "raise_on_signals"]
 
 #: The signals that stop work cleanly.
@@ -80,8 +81,20 @@ def raise_on_signals() -> Iterator[None]:
         yield
 
 
+class SignalGate:
+    """The signals a :func:`deferred_signals` block has held so far."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+
+    def check(self) -> None:
+        """Raise the first held signal as :class:`Interrupted` (a safe point of the block)."""
+        if self.pending:
+            raise Interrupted(self.pending[0])
+
+
 @contextmanager
-def deferred_signals(block: bool = False) -> Iterator[None]:
+def deferred_signals(block: bool = False) -> Iterator[SignalGate]:
     """Hold SIGINT and SIGTERM until the block ends, then raise the first as :class:`Interrupted`.
 
     Parameters
@@ -90,23 +103,29 @@ def deferred_signals(block: bool = False) -> Iterator[None]:
         Also block both signals in this thread while inside, so that processes forked inside
         start with them blocked (the parent alone decides when its workers stop).
 
+    Yields
+    ------
+    SignalGate
+        Its ``check()`` raises a held signal at a point the block chooses (e.g. between two
+        chunks of a Lava run: an exception inside Lava's channel code can leave the runtime
+        unable to stop).
+
     Notes
     -----
     A signal held here is raised on exit only when the block itself did not raise: cleanup
     that fails keeps its own error.
     """
-    pending: list[int] = []
+    gate = SignalGate()
 
     def record(signum: int, _frame: Any) -> None:
-        pending.append(signum)
+        gate.pending.append(signum)
 
     with _handlers(record):
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS) if block else None
         try:
-            yield
+            yield gate
         finally:
             if mask is not None:
                 # delivers what arrived meanwhile, to ``record`` (still installed)
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    if pending:
-        raise Interrupted(pending[0])
+    gate.check()

@@ -22,7 +22,7 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg, RunConfig
 
-from spikeconverter.interrupts import deferred_signals, raise_on_signals
+from spikeconverter.interrupts import SignalGate, deferred_signals
 
 __all__ = ["SELECT_TAGS", "check_fixed_point", "lava_runtime", "run_config", "simulation"]
 
@@ -130,13 +130,15 @@ def simulation(
 
 
 @contextmanager
-def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[AbstractProcess]:
+def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[SignalGate]:
     """Compile and start the runtime of ``process``'s graph; always stop it on exit.
 
     Inside the block run it with ``process.run(condition=...)`` (no ``run_cfg``) as often as
-    needed and read its Vars. SIGINT and SIGTERM raise
-    :class:`~spikeconverter.interrupts.Interrupted` inside the block; the workers never see
-    them (they start with both blocked). On exit -- normal, error or signal -- the runtime is
+    needed and read its Vars. SIGINT and SIGTERM are held inside the block (an exception
+    raised inside Lava's channel code can leave the runtime unable to stop) and raised as
+    :class:`~spikeconverter.interrupts.Interrupted` by the yielded gate's ``check()`` -- call it
+    between chunks of a long run -- or at the end of the block; the workers never see them
+    (they start with both blocked). On exit -- normal, error or signal -- the runtime is
     stopped with both signals held, and worker processes still alive
     :data:`WORKER_EXIT_SECONDS` later are killed, so nothing outlives the call.
 
@@ -156,8 +158,8 @@ def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[Abstr
     try:
         with deferred_signals(block=True):
             process.create_runtime(run_cfg=run_cfg)
-        with raise_on_signals():
-            yield process
+        with deferred_signals() as gate:
+            yield gate
     finally:
         with deferred_signals():
             try:

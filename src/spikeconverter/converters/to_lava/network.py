@@ -20,7 +20,6 @@ from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan, memb
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
 from spikeconverter.converters.to_lava.timing import lava_schedule
 from spikeconverter.converters.validate import check_graph
-from spikeconverter.processes.run import lava_runtime
 
 __all__ = ["LavaNetwork"]
 
@@ -145,13 +144,16 @@ class LavaNetwork:
                              f"{s.steps_per_sample} steps), got {chunk_steps!r}")
         chunk = int(chunk)
         net = build(plan, input_data(plan, x, steps))
+        # imported here, after build() imported Lava's runtime the tolerant way (to_lava.runtime)
+        from spikeconverter.processes.run import lava_runtime
+
         cfg = run_config(plan)
         out = self.graph.output
         read = [s.offset[out] + i * s.steps_per_sample + s.t_acc[out] - 1 for i in range(n)]
         done = 0
         start = time.perf_counter()
         # one policy for every Lava runtime: always stopped, workers never orphaned by a signal
-        with lava_runtime(net.sink, cfg):
+        with lava_runtime(net.sink, cfg) as signals:
             with tqdm(total=steps, desc="lava " + plan.select_tag, unit="step",
                       disable=not progress, leave=False) as bar:
                 while done < steps:
@@ -159,6 +161,7 @@ class LavaNetwork:
                     net.sink.run(condition=RunSteps(num_steps=now))
                     done += now
                     bar.update(now)
+                    signals.check()  # Ctrl-C / SIGTERM stop the run here, between chunks
             v = np.asarray(net.sink.data.get(), dtype=np.float64)
             sat = {name: int(np.sum(p.saturations.get())) for name, p in net.neurons.items()
                    if plan.select_tag == "fixed_pt" and hasattr(p, "saturations")}
