@@ -447,21 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from spikeconverter.reporting import one_line_warnings
 
     try:
-<<<<<<< HEAD
         with raise_on_signals():
             _check_common(args)
-            return int(args.func(args) or 0)
+            with one_line_warnings(PROG):
+                return int(args.func(args) or 0)
     except KeyboardInterrupt as e:
         print(f"{PROG}: {e or 'interrupted by SIGINT'}", file=sys.stderr)
         return exit_status(e)
-=======
-        _check_common(args)
-        with one_line_warnings(PROG):
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
->>>>>>> main
     except _user_errors() as e:
         if args.debug:
             raise
