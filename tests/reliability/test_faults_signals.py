@@ -107,12 +107,12 @@ def test_lava_runtime_stops_everything_on_a_signal(when, monkeypatch):
     (held until it is up, then raised), stops the runtime and leaves no worker behind."""
     import multiprocessing
 
+    sink = _graph()  # first: imports Lava's runtime the tolerant way
     from lava.magma.core.run_conditions import RunSteps
 
     from spikeconverter.interrupts import Interrupted
     from spikeconverter.processes.run import lava_runtime, run_config
 
-    sink = _graph()
     before = set(multiprocessing.active_children())
     if when == "starting":
         create = type(sink).create_runtime
