@@ -1,22 +1,27 @@
 """The ``spikeconverter`` command: convert, evaluate, run-lava, export, demo.
 
 Every subcommand has examples in its ``--help``. Bad input (a missing file, an unknown model, data
-of the wrong shape, an unsupported layer) ends with exit status 2 and one line
-``spikeconverter: error: ...`` on stderr, without a traceback (``--debug`` shows it).
+of the wrong shape, an unsupported layer, an output that exists) ends with exit status 2 and one
+line ``spikeconverter: error: ...`` on stderr, without a traceback (``--debug`` shows it). Output
+paths are checked before any work starts. SIGINT (Ctrl-C) and SIGTERM stop the command cleanly
+-- Lava runtimes and their workers included -- with one line ``spikeconverter: interrupted by
+SIGINT`` and exit status 130 (SIGTERM: 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeconverter.interrupts import exit_status, raise_on_signals
 from spikeconverter.training.cli import add_finetune_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "check_output_file", "check_output_folder", "main"]
 
 PROG = "spikeconverter"
 EXIT_USAGE = 2
@@ -152,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_conversion(p, 8)
     p.add_argument("-o", "--output", required=True, help="network file to write")
+    _add_overwrite(p)
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also report ANN vs SNN top-1 on N images of --data")
 
@@ -173,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
                    help="baselines' threshold normalisation (default: percentile 99.99)")
     p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
-                   "(default: out/evaluate)")
+                   "(default: out/evaluate); results.csv/json are rewritten after every row")
+    _add_overwrite(p)
 
     p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
@@ -197,8 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "the pretrained weights shipped with the package (30 made them)")
     p.add_argument("--lava-samples", type=int, default=3,
                    help="test images run in Lava (default: 3; 0 skips Lava)")
+    _add_overwrite(p)
     add_finetune_parser(sub)
     return parser
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse before any work)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +271,59 @@ def _positive(value: Any, name: str) -> None:
         raise CommandError(f"{name} must be >= 1, got {value}")
 
 
+def _writable_folder(path: Path, what: str) -> None:
+    """Raise CommandError unless ``path`` (a folder, maybe not yet there) can be created/written."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise CommandError(f"{what} {str(path)!r} cannot be created: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CommandError(f"{what} {str(path)!r} cannot be written: no write permission in "
+                           f"{str(probe)!r}")
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool, option: str = "-o") -> Path:
+    """Check before any work that ``path`` can be written as a file.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a directory, exists (without ``overwrite``), or its folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a directory; give a file name, e.g. "
+                           f"{str(path / 'net.snn')!r}")
+    if path.exists() and not overwrite:
+        raise CommandError(f"{option} {str(path)!r} already exists; pass --overwrite to replace "
+                           "it, or choose another name")
+    _writable_folder(path.parent, "the folder of " + option)
+    return path
+
+
+def check_output_folder(path: str | os.PathLike, names: Sequence[str], overwrite: bool,
+                        option: str = "-o") -> Path:
+    """Check before any work that the files ``names`` can be written into folder ``path``.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a file, holds one of ``names`` (without ``overwrite``), or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a file; give a folder for the results")
+    there = [n for n in names if (path / n).exists()]
+    if there and not overwrite:
+        raise CommandError(f"{option} {str(path)!r} already holds {', '.join(there)}; pass "
+                           "--overwrite to replace them, or choose another folder")
+    _writable_folder(path, option)
+    return path
+
+
 def _check_common(args: argparse.Namespace) -> None:
     for name in ("limit", "batch_size", "calibration_images", "baseline_limit", "epochs"):
         _positive(getattr(args, name, None), "--" + name.replace("_", "-"))
@@ -277,6 +343,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from spikeconverter.data import make_loader
     from spikeconverter.evaluation import check_model_input
 
+    check_output_file(args.output, args.overwrite)
     model = _model(args)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
@@ -303,12 +370,20 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeconverter.data import make_loader
-    from spikeconverter.evaluation import COLUMNS, check_model_input, evaluate, write_report
+    from spikeconverter.evaluation import (
+        COLUMNS,
+        REPORT_FILES,
+        check_model_input,
+        evaluate,
+        write_partial_report,
+        write_report,
+    )
     from spikeconverter.reporting import format_table
 
     baselines = [] if args.baselines == ["none"] else args.baselines
     for s in args.baseline_steps:
         _positive(s, "--baseline-steps")
+    out = check_output_folder(args.output, REPORT_FILES, args.overwrite)
     model = _model(args)
     data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size)
     calib = _calibration(args)
@@ -316,7 +391,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(model, data, calib, T_values=args.T, baselines=baselines,
                       baseline_steps=args.baseline_steps, baseline_limit=args.baseline_limit,
                       calibration_mode=args.calibration_mode, rounding=args.rounding,
-                      threshold_norm=args.threshold_norm, progress=True, log=print)
+                      threshold_norm=args.threshold_norm, progress=True, log=print,
+                      on_row=lambda rep: write_partial_report(rep, out))
     files = write_report(report, args.output, title=Path(str(args.model)).name)
     print(f"\nANN top-1 {report.ann['top1']:.2f}% ({report.ann['images']} images, "
           f"{report.ann['macs_per_image']:.3g} MACs per image)")
@@ -390,8 +466,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     _positive(args.epochs, "--epochs")
     print("loading the demo (torch, Norse, scikit-learn) ...", flush=True)
-    from spikeconverter.demo import run_demo
+    from spikeconverter.demo import DEMO_FILES, run_demo
 
+    check_output_folder(args.out, DEMO_FILES, args.overwrite, "--out")
     run_demo(args.out, epochs=args.epochs, lava_samples=max(args.lava_samples, 0))
     return 0
 
@@ -407,18 +484,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit status.
+
+    0 ok, 2 bad input, 130 interrupted by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from spikeconverter.reporting import one_line_warnings
 
     try:
-        _check_common(args)
-        with one_line_warnings(PROG):
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        with raise_on_signals():
+            _check_common(args)
+            with one_line_warnings(PROG):
+                return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:
+        print(f"{PROG}: {e or 'interrupted by SIGINT'}", file=sys.stderr)
+        return exit_status(e)
     except _user_errors() as e:
         if args.debug:
             raise

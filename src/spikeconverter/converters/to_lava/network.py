@@ -19,6 +19,7 @@ from spikeconverter.converters.to_lava.build import build, input_data, run_confi
 from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan, membrane_peaks
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
 from spikeconverter.converters.to_lava.timing import lava_schedule
+from spikeconverter.converters.validate import check_graph
 
 __all__ = ["LavaNetwork"]
 
@@ -54,11 +55,11 @@ class LavaNetwork:
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  membrane_peaks: dict[str, float] | None = None, margin: float = 0.5):
-        graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
                                  "run calibrate() first")
+        check_graph(graph, torch.float64)  # every value, before anything is built
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
         self.graph = graph
@@ -137,28 +138,33 @@ class LavaNetwork:
         s = self.schedule
         n = x.shape[0]
         steps = s.steps_for(n)
-        chunk = int(chunk_steps or s.steps_per_sample)
-        if chunk < 1:
-            raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
+        chunk = s.steps_per_sample if chunk_steps is None else chunk_steps
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk_steps must be an integer >= 1 (or None: one sample's "
+                             f"{s.steps_per_sample} steps), got {chunk_steps!r}")
+        chunk = int(chunk)
         net = build(plan, input_data(plan, x, steps))
+        # imported here, after build() imported Lava's runtime the tolerant way (to_lava.runtime)
+        from spikeconverter.processes.run import lava_runtime
+
         cfg = run_config(plan)
         out = self.graph.output
         read = [s.offset[out] + i * s.steps_per_sample + s.t_acc[out] - 1 for i in range(n)]
         done = 0
         start = time.perf_counter()
-        try:
+        # one policy for every Lava runtime: always stopped, workers never orphaned by a signal
+        with lava_runtime(net.sink, cfg) as signals:
             with tqdm(total=steps, desc="lava " + plan.select_tag, unit="step",
                       disable=not progress, leave=False) as bar:
                 while done < steps:
                     now = min(chunk, steps - done)
-                    net.sink.run(condition=RunSteps(num_steps=now), run_cfg=cfg)
+                    net.sink.run(condition=RunSteps(num_steps=now))
                     done += now
                     bar.update(now)
+                    signals.check()  # Ctrl-C / SIGTERM stop the run here, between chunks
             v = np.asarray(net.sink.data.get(), dtype=np.float64)
             sat = {name: int(np.sum(p.saturations.get())) for name, p in net.neurons.items()
                    if plan.select_tag == "fixed_pt" and hasattr(p, "saturations")}
-        finally:
-            net.sink.stop()
         seconds = time.perf_counter() - start
         logits = v[..., read].reshape(-1, n).T / plan.output_gain
         self._finish_stats(n, done, seconds, bool(fixed_point), sat)
