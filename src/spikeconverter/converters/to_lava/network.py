@@ -104,12 +104,25 @@ class LavaNetwork:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self, images: Any, fixed_point: bool = False, *, progress: bool = True,
+    def run(self, images: Any, fixed_point: bool = False, *, batch_size: int | None = None,
+            graph: str = "batched", progress: bool = True,
             chunk_steps: int | None = None) -> np.ndarray:
-        """Stream ``images`` back to back through the network in Lava; return the logits.
+        """Stream ``images`` through the network in Lava; return the logits.
 
-        Sample ``i`` enters at step ``i * steps_per_sample``; the run takes exactly
-        ``latency_steps + (N - 1) * steps_per_sample`` steps. The runtime is always stopped.
+        Two process graphs run the same plan (see :mod:`.batched`):
+
+        * ``graph="batched"`` (default): ``batch_size`` samples side by side in one runtime,
+          every Process with a leading batch axis (the project's vectorised models). Window
+          ``w`` carries samples ``w*B .. w*B + B - 1``; the run takes
+          ``latency_steps + (ceil(N / B) - 1) * steps_per_sample`` steps. Logits are
+          bit-identical per sample for every ``batch_size``. Input is fed a few windows at a
+          time (memory does not grow with ``N``).
+        * ``graph="lava"``: the unbatched graph of Lava's own ``Dense``/``Sparse``/``Conv``
+          synapses, one sample after the other (``latency_steps + (N - 1) *
+          steps_per_sample`` steps): what a Loihi mapping looks like. Its fixed-point logits
+          equal the batched ones; float ones differ only by summation order (~1e-16).
+
+        The runtime is always stopped.
 
         Parameters
         ----------
@@ -117,31 +130,80 @@ class LavaNetwork:
             ``(N, *input_shape)``.
         fixed_point : bool
             Run the Loihi-style integer models (8-bit weights, 24-bit membranes).
+        batch_size : int, optional
+            Samples side by side (``graph="batched"``); default ``min(N, DEFAULT_BATCH)``.
+        graph : {"batched", "lava"}
         progress : bool
-            Show a tqdm bar over the steps.
+            Show a tqdm bar (samples, with rate and ETA).
         chunk_steps : int, optional
-            Steps per ``RunSteps`` call (default: ``steps_per_sample``).
+            Steps per ``RunSteps`` call (default: ``steps_per_sample``; batched: rounded up to
+            whole windows, default 8 windows).
 
         Returns
         -------
         numpy.ndarray
             Logits ``(N, classes)`` (float64).
         """
+        n, batch = self._check_run(images, batch_size, graph, chunk_steps)
+        plan = self.plan(bool(fixed_point))
+        if graph == "lava":
+            return self._run_lava_graph(images, plan, progress, chunk_steps)
+        from spikeconverter.converters.to_lava.batched import DEFAULT_CHUNK_WINDOWS, iter_batched
+
+        windows = DEFAULT_CHUNK_WINDOWS if chunk_steps is None else \
+            max(1, math.ceil(chunk_steps / self.schedule.steps_per_sample))
+        logits = np.zeros((n, math.prod(self.graph[self.graph.output].shape)))
+        run_stats: dict[str, Any] = {}
+        start = time.perf_counter()
+        with tqdm(total=n, desc="lava " + plan.select_tag, unit="img", disable=not progress,
+                  leave=False) as bar:
+            for first, part in iter_batched(plan, self.schedule, images, batch, windows,
+                                            stats=run_stats):
+                logits[first:first + len(part)] = part
+                bar.update(len(part))
+        self._finish_stats(n, run_stats["steps_simulated"], time.perf_counter() - start,
+                           bool(fixed_point), run_stats.get("saturations", {}), batch)
+        return logits
+
+    def _check_run(self, images: Any, batch_size: int | None, graph: str,
+                   chunk_steps: int | None) -> tuple[int, int]:
+        """Validate the arguments of :meth:`run` before any work; ``(N, batch)``."""
+        if graph not in ("batched", "lava"):
+            raise ValueError(f"graph must be 'batched' or 'lava', got {graph!r}")
+        in_shape = tuple(self.graph[self.graph.input].shape)
+        shape = tuple(images.shape) if hasattr(images, "shape") else None
+        if shape is None or len(shape) != len(in_shape) + 1 or shape[1:] != in_shape \
+                or shape[0] < 1:
+            raise ValueError(f"images must have shape (N, {', '.join(map(str, in_shape))}) with "
+                             f"N >= 1, got {shape}")
+        finite = bool(torch.isfinite(images).all()) if isinstance(images, torch.Tensor) \
+            else bool(np.all(np.isfinite(np.asarray(images))))
+        if not finite:
+            raise ValueError("images contain NaN or inf")
+        if chunk_steps is not None and (isinstance(chunk_steps, bool) or chunk_steps < 1):
+            raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
+        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
+
+        n = int(shape[0])
+        if batch_size is None:
+            return n, min(n, DEFAULT_BATCH)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if graph == "lava" and batch_size != 1:
+            raise ValueError("graph='lava' (Lava's own synapses) runs one sample at a time: "
+                             "batch_size must be 1 or None")
+        return n, min(n, int(batch_size))
+
+    def _run_lava_graph(self, images: Any, plan: LavaPlan, progress: bool,
+                        chunk_steps: int | None) -> np.ndarray:
+        """The unbatched graph of Lava's own synapse Processes (see :meth:`run`)."""
         x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) \
             else np.asarray(images, dtype=np.float64)
-        in_shape = tuple(self.graph[self.graph.input].shape)
-        if x.ndim != len(in_shape) + 1 or tuple(x.shape[1:]) != in_shape or x.shape[0] < 1:
-            raise ValueError(f"images must have shape (N, {', '.join(map(str, in_shape))}) with "
-                             f"N >= 1, got {tuple(x.shape)}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("images contain NaN or inf")
-        plan = self.plan(bool(fixed_point))
         s = self.schedule
         n = x.shape[0]
         steps = s.steps_for(n)
         chunk = int(chunk_steps or s.steps_per_sample)
-        if chunk < 1:
-            raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
         net = build(plan, input_data(plan, x, steps))
         cfg = run_config(plan)
         out = self.graph.output
@@ -163,11 +225,11 @@ class LavaNetwork:
             net.sink.stop()
         seconds = time.perf_counter() - start
         logits = v[..., read].reshape(-1, n).T / plan.output_gain
-        self._finish_stats(n, done, seconds, bool(fixed_point), sat)
+        self._finish_stats(n, done, seconds, plan.select_tag == "fixed_pt", sat, 1)
         return logits
 
     def _finish_stats(self, n: int, steps: int, seconds: float, fixed: bool,
-                      sat: dict[str, int]) -> None:
+                      sat: dict[str, int], batch: int) -> None:
         s = self.schedule
         pops = {}
         for p in self.graph:
@@ -179,7 +241,7 @@ class LavaNetwork:
         self.stats = {
             "populations": pops, "latency_steps": s.latency_steps,
             "steps_per_sample": s.steps_per_sample, "steps_simulated": steps, "samples": n,
-            "batch_size": n, "seconds": seconds, "seconds_per_sample": seconds / n,
+            "batch_size": batch, "seconds": seconds, "seconds_per_sample": seconds / n,
             "fixed_point": fixed, "T": dict(s.T),
         }
         if fixed:
