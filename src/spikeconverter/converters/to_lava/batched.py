@@ -22,6 +22,7 @@ time: memory does not grow with the number of samples.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from lava.magma.core.run_conditions import RunSteps
 
 from spikeconverter import coding
 from spikeconverter.converters.schedule import Schedule
+from spikeconverter.converters.to_lava.build import ProcessGraph
 from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan
 from spikeconverter.processes import Delay, Readout
@@ -43,7 +45,8 @@ from spikeconverter.processes.collect.process import WindowCollector
 from spikeconverter.processes.feed.process import BatchFeed
 from spikeconverter.processes.run import run_config, simulation
 
-__all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "window_frames"]
+__all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
+           "window_frames"]
 
 #: Default samples per batch: enough to make the per-step runtime cost small per sample.
 DEFAULT_BATCH = 32
@@ -191,8 +194,11 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
 
     The runtime is started and stopped through :func:`spikeconverter.processes.simulation`
     (always stopped, also when the consumer stops early). ``stats``, when given, receives
-    ``steps_simulated``, ``batch_size`` and, in fixed point, ``saturations`` (per population,
-    data-losing clamps of the 24-bit membranes) once the run is complete.
+    ``steps_simulated``, ``batch_size``, the timing of the first ``RunSteps`` call (which
+    compiles and starts the runtime: ``first_chunk_steps``, ``first_chunk_seconds``) and of
+    the later ones (``stepping_steps``, ``stepping_seconds``: the step time of a running
+    runtime) and, in fixed point, ``saturations`` (per population, data-losing clamps of the
+    24-bit membranes) once the run is complete.
     """
     n = len(images)
     windows = math.ceil(n / batch)
@@ -213,8 +219,10 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
     g = build_batched(plan, schedule, batch, windows, prefill, buffer=chunk_windows + 2)
     read_at = [g.sink.proc_params["offset"] + w * period for w in range(windows)]
     received = 0
+    started = time.perf_counter()
     with simulation(g.sink, num_steps=first, run_cfg=run_config(plan.select_tag)):
-        done = first
+        done, stepping = first, 0.0
+        first_seconds = time.perf_counter() - started
         while True:
             while received < windows and read_at[received] < done:
                 yield received * batch, _logits(g.sink.receive(), plan, n - received * batch)
@@ -225,10 +233,14 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
             for w in range(sent, needed(done + now)):
                 g.source.send(frames(w))
             sent = needed(done + now)
+            tic = time.perf_counter()
             g.sink.run(condition=RunSteps(num_steps=now), run_cfg=run_config(plan.select_tag))
+            stepping += time.perf_counter() - tic
             done += now
         if stats is not None:
-            stats.update(steps_simulated=done, batch_size=batch)
+            stats.update(steps_simulated=done, batch_size=batch, first_chunk_steps=first,
+                         first_chunk_seconds=first_seconds, stepping_steps=done - first,
+                         stepping_seconds=stepping)
             if fixed:
                 stats["saturations"] = _saturations(g)
 
@@ -246,3 +258,17 @@ def _saturations(g: BatchedGraph) -> dict[str, int]:
         elif isinstance(p, Readout):
             out[name] = int(np.asarray(p.saturations.get()).sum())
     return out
+
+
+def prepared_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int) -> ProcessGraph:
+    """The batched graph for ``images`` with all their windows loaded (no host feeding
+    needed): for :meth:`LavaNetwork.processes`. Memory grows with ``len(images)``."""
+    n = len(images)
+    windows = math.ceil(n / batch)
+    prefill = np.stack([window_frames(plan, _as_numpy(images, w * batch, (w + 1) * batch), batch)
+                        for w in range(windows)])
+    g = build_batched(plan, schedule, batch, windows, prefill, buffer=windows + 1)
+    return ProcessGraph(plan=plan, schedule=schedule, samples=n, batch=batch, source=g.source,
+                        sink=g.sink, neurons=g.neurons, synapses=g.synapses + g.delays,
+                        num_steps=schedule.steps_for(windows),
+                        run_cfg=run_config(plan.select_tag))

@@ -28,7 +28,7 @@ from spikeconverter.converters.to_lava.plan import LavaPlan
 from spikeconverter.processes import ILIF, Delay, Readout, SpikingMaxPool
 from spikeconverter.processes.fastconv.config import fast_conv_run_config
 
-__all__ = ["Built", "build", "input_data", "run_config"]
+__all__ = ["Built", "ProcessGraph", "build", "input_data", "run_config"]
 
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
 GRADED_BITS = 24
@@ -42,6 +42,61 @@ class Built:
     sink: Any
     neurons: dict[str, Any] = field(default_factory=dict)
     synapses: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class ProcessGraph:
+    """A converted network's Lava Processes for a given input, ready to run (not yet run).
+
+    Attributes
+    ----------
+    source : Process
+        ``lava.proc.io.source.RingBuffer`` (unbatched graph) or
+        :class:`~spikeconverter.processes.BatchFeed` (batched), holding all the input.
+    sink : Process
+        ``lava.proc.io.sink.RingBuffer`` recording the readout's ``v_out`` every step, or a
+        :class:`~spikeconverter.processes.WindowCollector` (batched).
+    neurons : dict of str to Process
+        Population name (as in ``lnet.graph``) -> ILIF / SpikingMaxPool / Readout (batched:
+        BatchILIF / BatchMaxPool / Readout of shape ``(B, ...)``). Lava layout ``(W, H, C)``.
+    synapses : list of Process
+        One synapse Process per edge, named ``syn_<target>_<edge>``.
+    num_steps : int
+        Steps to run for every sample's logits.
+    run_cfg : RunConfig
+        The run configuration :meth:`LavaNetwork.run` uses (it selects the fast models).
+    samples, batch : int
+    plan, schedule
+        What the graph was built from.
+    """
+
+    plan: LavaPlan
+    schedule: Any
+    samples: int
+    batch: int
+    source: Any
+    sink: Any
+    neurons: dict[str, Any]
+    synapses: list[Any]
+    num_steps: int
+    run_cfg: Any
+
+    def read_steps(self) -> list[int]:
+        """Step (counted from 0) at which window ``w``'s logits leave the readout."""
+        s, out = self.schedule, self.plan.output
+        windows = -(-self.samples // self.batch)
+        return [s.offset[out] + w * s.steps_per_sample + s.t_acc[out] - 1
+                for w in range(windows)]
+
+    def logits(self) -> np.ndarray:
+        """The logits ``(samples, classes)``; call after running ``num_steps`` steps, before
+        the runtime stops."""
+        if self.batch == 1 and hasattr(self.sink, "data"):
+            v = np.asarray(self.sink.data.get(), dtype=np.float64)
+            return v[..., self.read_steps()].reshape(-1, self.samples).T / self.plan.output_gain
+        rows = [np.asarray(self.sink.receive(), dtype=np.float64).reshape(self.batch, -1)
+                for _ in self.read_steps()]
+        return np.concatenate(rows)[: self.samples] / self.plan.output_gain
 
 
 def input_data(plan: LavaPlan, images: np.ndarray, num_steps: int) -> np.ndarray:

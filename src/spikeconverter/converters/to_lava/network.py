@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,15 +14,24 @@ from tqdm.auto import tqdm
 
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.to_lava.build import build, input_data, run_config
+from spikeconverter.converters.to_lava.batched import (
+    DEFAULT_BATCH,
+    DEFAULT_CHUNK_WINDOWS,
+    iter_batched,
+    prepared_batched,
+)
+from spikeconverter.converters.to_lava.build import ProcessGraph, build, input_data, run_config
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
+from spikeconverter.converters.to_lava.stored import store_peaks, stored_peaks
 from spikeconverter.converters.to_lava.timing import lava_schedule
+from spikeconverter.processes.run import simulation
 
 __all__ = ["LavaNetwork"]
 
 
 class LavaNetwork:
-    """A calibrated graph, scheduled for Lava; built into Lava processes at every :meth:`run`.
+    """A calibrated graph, scheduled for Lava; built into Lava processes at every :meth:`run`
+    (:meth:`processes` hands the graph to a Lava user instead).
 
     Parameters
     ----------
@@ -46,7 +56,10 @@ class LavaNetwork:
         ``steps_simulated`` (steps actually run), ``samples``, ``seconds``,
         ``seconds_per_sample``, ``fixed_point`` and per population ``populations[name]``:
         ``kind``, ``neurons``, ``T``, ``t_acc``, ``offset`` and, in fixed point, ``saturations``
-        (data-losing clamps of the 24-bit membrane, counted by the neurons).
+        (data-losing clamps of the 24-bit membrane, counted by the neurons); ``batch_size``
+        (1 for ``graph="lava"``) and, for the batched graph, ``timing``: the first
+        ``RunSteps`` call (compiles and starts the runtime) and the later ones
+        (``first_chunk_steps``/``_seconds``, ``stepping_steps``/``_seconds``).
     """
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
@@ -60,8 +73,13 @@ class LavaNetwork:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
         self.graph = graph
         self.schedule = schedule if schedule is not None else lava_schedule(graph)
-        self.membrane_peaks = dict(membrane_peaks) if membrane_peaks is not None else None
         self.margin = float(margin)
+        self._no_peaks_reason = ""
+        if membrane_peaks is not None:
+            self.membrane_peaks: dict[str, float] | None = dict(membrane_peaks)
+            store_peaks(graph, self.membrane_peaks, self.margin)
+        else:  # a loaded network's file may hold them (see .stored)
+            self.membrane_peaks, self._no_peaks_reason = stored_peaks(graph)
         self.stats: dict[str, Any] | None = None
         self._plans: dict[bool, LavaPlan] = {}
         self._fixed_report: dict[str, Any] | None = None
@@ -77,22 +95,25 @@ class LavaNetwork:
                 from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
 
                 if self.membrane_peaks is None:
+                    why = f" ({self._no_peaks_reason})" if self._no_peaks_reason else ""
                     raise ValueError(
-                        "fixed point needs the membrane peaks of calibration data: convert with "
-                        "backend='lava' (it measures them) or call "
-                        "lnet.calibrate_fixed_point(calibration) first")
+                        f"fixed point needs the membrane peaks of calibration data{why}: "
+                        "convert with backend='lava' or with 'spikeconverter convert' (both "
+                        "measure them) or call lnet.calibrate_fixed_point(calibration) first")
                 self._plans[True], self._fixed_report = fixed_point_plan(
                     base, self.graph, self.schedule, self.membrane_peaks, self.margin)
         return self._plans[fixed_point]
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
-        """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches)."""
+        """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches) and
+        keep them in ``graph.meta`` (so every file saved from this graph carries them)."""
         from spikeconverter.converters.calibrate import iter_batches
         from spikeconverter.converters.to_lava.fixed_point import membrane_peaks
 
         _, batches, _ = iter_batches(calibration)
         self.membrane_peaks = membrane_peaks(self.graph, self.schedule, batches,
                                              progress=progress)
+        store_peaks(self.graph, self.membrane_peaks, self.margin)  # saved with the graph
         self._plans.pop(True, None)
 
     def fixed_point_report(self) -> dict[str, Any]:
@@ -148,22 +169,33 @@ class LavaNetwork:
         plan = self.plan(bool(fixed_point))
         if graph == "lava":
             return self._run_lava_graph(images, plan, progress, chunk_steps)
-        from spikeconverter.converters.to_lava.batched import DEFAULT_CHUNK_WINDOWS, iter_batched
-
-        windows = DEFAULT_CHUNK_WINDOWS if chunk_steps is None else \
-            max(1, math.ceil(chunk_steps / self.schedule.steps_per_sample))
         logits = np.zeros((n, math.prod(self.graph[self.graph.output].shape)))
-        run_stats: dict[str, Any] = {}
-        start = time.perf_counter()
         with tqdm(total=n, desc="lava " + plan.select_tag, unit="img", disable=not progress,
                   leave=False) as bar:
-            for first, part in iter_batched(plan, self.schedule, images, batch, windows,
-                                            stats=run_stats):
+            for first, part in self.iter_run(images, fixed_point, batch_size=batch,
+                                             chunk_steps=chunk_steps):
                 logits[first:first + len(part)] = part
                 bar.update(len(part))
+        return logits
+
+    def iter_run(self, images: Any, fixed_point: bool = False, *,
+                 batch_size: int | None = None,
+                 chunk_steps: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`run` on the batched graph, yielding ``(first_index, logits)`` per window as
+        the simulation produces it (``logits`` of samples ``first_index ..``), for long runs
+        that report or write results as they go. :attr:`stats` is set once the last window
+        is out. Stopping the iteration early stops the runtime."""
+        n, batch = self._check_run(images, batch_size, "batched", chunk_steps)
+        plan = self.plan(bool(fixed_point))
+        windows = DEFAULT_CHUNK_WINDOWS if chunk_steps is None else \
+            max(1, math.ceil(chunk_steps / self.schedule.steps_per_sample))
+        run_stats: dict[str, Any] = {}
+        start = time.perf_counter()
+        yield from iter_batched(plan, self.schedule, images, batch, windows, stats=run_stats)
         self._finish_stats(n, run_stats["steps_simulated"], time.perf_counter() - start,
                            bool(fixed_point), run_stats.get("saturations", {}), batch)
-        return logits
+        self.stats["timing"] = {k: v for k, v in run_stats.items()
+                                if k.startswith(("first_chunk", "stepping"))}
 
     def _check_run(self, images: Any, batch_size: int | None, graph: str,
                    chunk_steps: int | None) -> tuple[int, int]:
@@ -182,8 +214,6 @@ class LavaNetwork:
             raise ValueError("images contain NaN or inf")
         if chunk_steps is not None and (isinstance(chunk_steps, bool) or chunk_steps < 1):
             raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
-        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
-
         n = int(shape[0])
         if batch_size is None:
             return n, min(n, DEFAULT_BATCH)
@@ -198,35 +228,68 @@ class LavaNetwork:
     def _run_lava_graph(self, images: Any, plan: LavaPlan, progress: bool,
                         chunk_steps: int | None) -> np.ndarray:
         """The unbatched graph of Lava's own synapse Processes (see :meth:`run`)."""
-        x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) \
-            else np.asarray(images, dtype=np.float64)
-        s = self.schedule
-        n = x.shape[0]
-        steps = s.steps_for(n)
-        chunk = int(chunk_steps or s.steps_per_sample)
-        net = build(plan, input_data(plan, x, steps))
-        cfg = run_config(plan)
-        out = self.graph.output
-        read = [s.offset[out] + i * s.steps_per_sample + s.t_acc[out] - 1 for i in range(n)]
-        done = 0
+        pg = self.processes(images, plan.select_tag == "fixed_pt", graph="lava")
+        chunk = int(chunk_steps or self.schedule.steps_per_sample)
+        done = min(chunk, pg.num_steps)
         start = time.perf_counter()
-        try:
-            with tqdm(total=steps, desc="lava " + plan.select_tag, unit="step",
-                      disable=not progress, leave=False) as bar:
-                while done < steps:
-                    now = min(chunk, steps - done)
-                    net.sink.run(condition=RunSteps(num_steps=now), run_cfg=cfg)
-                    done += now
-                    bar.update(now)
-            v = np.asarray(net.sink.data.get(), dtype=np.float64)
-            sat = {name: int(np.sum(p.saturations.get())) for name, p in net.neurons.items()
+        with tqdm(total=pg.num_steps, desc="lava " + plan.select_tag, unit="step",
+                  disable=not progress, leave=False) as bar, \
+                simulation(pg.sink, num_steps=done, run_cfg=pg.run_cfg):
+            bar.update(done)
+            while done < pg.num_steps:
+                now = min(chunk, pg.num_steps - done)
+                pg.sink.run(condition=RunSteps(num_steps=now), run_cfg=pg.run_cfg)
+                done += now
+                bar.update(now)
+            logits = pg.logits()
+            sat = {name: int(np.sum(p.saturations.get())) for name, p in pg.neurons.items()
                    if plan.select_tag == "fixed_pt" and hasattr(p, "saturations")}
-        finally:
-            net.sink.stop()
-        seconds = time.perf_counter() - start
-        logits = v[..., read].reshape(-1, n).T / plan.output_gain
-        self._finish_stats(n, done, seconds, plan.select_tag == "fixed_pt", sat, 1)
+        self._finish_stats(pg.samples, done, time.perf_counter() - start,
+                           plan.select_tag == "fixed_pt", sat, 1)
         return logits
+
+    def processes(self, images: Any, fixed_point: bool = False, *, graph: str = "lava",
+                  batch_size: int | None = None) -> ProcessGraph:
+        """The Lava Processes that :meth:`run` would build for ``images``, not yet run.
+
+        For Lava users who want to attach their own Processes: a
+        :class:`lava.proc.monitor.process.Monitor` on a population's Var (``v``, ``s_out``),
+        another sink, or a different run configuration. Run it yourself, e.g. with
+        :func:`spikeconverter.processes.simulation` (always stops the runtime), for
+        ``num_steps`` steps and read the logits with :meth:`ProcessGraph.logits` before the
+        runtime stops. All input is loaded up front, so keep ``images`` small.
+
+        Parameters
+        ----------
+        images : torch.Tensor or numpy.ndarray
+            ``(N, *input_shape)``.
+        fixed_point : bool
+            Integer (Loihi-style) plan and models.
+        graph : {"lava", "batched"}
+            ``"lava"`` (default): Lava's own Dense/Sparse/Conv synapses, populations of the
+            per-sample shape (what a Loihi mapping looks like); ``"batched"``: every Process
+            with a leading batch axis of ``batch_size`` (see :meth:`run`).
+        batch_size : int, optional
+            ``graph="batched"`` only; default ``min(N, DEFAULT_BATCH)``.
+
+        Returns
+        -------
+        ProcessGraph
+            ``source``, ``sink``, ``neurons`` (population name -> Process), ``synapses``,
+            ``num_steps``, ``run_cfg``, :meth:`ProcessGraph.logits`.
+        """
+        n, batch = self._check_run(images, batch_size, graph, None)
+        plan = self.plan(bool(fixed_point))
+        if graph == "lava":
+            x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) \
+                else np.asarray(images, dtype=np.float64)
+            steps = self.schedule.steps_for(n)
+            built = build(plan, input_data(plan, x, steps))
+            return ProcessGraph(plan=plan, schedule=self.schedule, samples=n, batch=1,
+                                source=built.source, sink=built.sink, neurons=built.neurons,
+                                synapses=built.synapses, num_steps=steps,
+                                run_cfg=run_config(plan))
+        return prepared_batched(plan, self.schedule, images, batch)
 
     def _finish_stats(self, n: int, steps: int, seconds: float, fixed: bool,
                       sat: dict[str, int], batch: int) -> None:
