@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
     p.add_argument("--lava-batch", type=int, default=None,
-                   help="images simulated side by side in one Lava runtime (default: 32)")
+                   help="images simulated side by side in one Lava runtime (default: 16)")
     p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
 
     p = add("demo", "train a small CNN on scikit-learn digits, convert, compare, plot",

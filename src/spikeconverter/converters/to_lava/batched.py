@@ -49,7 +49,7 @@ __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "pr
            "window_frames"]
 
 #: Default samples per batch: enough to make the per-step runtime cost small per sample.
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 16
 #: Default windows per ``RunSteps`` call (and per pipe fill): bounds the input buffer.
 DEFAULT_CHUNK_WINDOWS = 8
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.

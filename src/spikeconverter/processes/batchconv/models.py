@@ -103,7 +103,8 @@ class PyBatchConvModelFloat(_BatchConvModel):
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
 class PyBatchConvModelBitAcc(_BatchConvModel):
-    """Integer Conv: 8-bit weights, ``weight_exp`` shift, 24-bit clamped output.
+    """Integer Conv: 8-bit weights, ``weight_exp`` shift, output wrapped to 24 bits
+    (``lava.proc.conv.utils.signed_clamp``, as Lava's fixed-point Conv).
 
     Integer sums are exact in any order, so the whole batch is one matrix product per tap. They
     are formed in float32 when that is exact (binary input and every output's ``sum |w|``
@@ -126,7 +127,16 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         return (slab.reshape(n, -1) @ block).reshape(slab.shape[0], slab.shape[1], -1)
 
     def finish(self, a: np.ndarray) -> np.ndarray:
-        a = np.rint(a).astype(np.int64)
         exp = int(self.proc_params["weight_exp"])
+        if self._dtype == np.float32 and 0 <= exp <= 7:
+            # exact integers below 2**24, shifted by at most 7: int32 in place, no overflow;
+            # then utils.signed_clamp's wrap to 24 bits, as two's-complement masking
+            out = a.astype(np.int32)
+            if exp:
+                np.left_shift(out, exp, out=out)
+            np.add(out, 2**23, out=out)
+            np.bitwise_and(out, 2**24 - 1, out=out)
+            return np.subtract(out, 2**23, out=out)
+        a = np.rint(a).astype(np.int64)
         a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
         return utils.signed_clamp(a, bits=24).astype(np.int32)

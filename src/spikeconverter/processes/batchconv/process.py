@@ -22,7 +22,7 @@ class BatchConv(AbstractProcess):
     ``dilation`` and ``groups`` in Lava's (W, H) order, the result of step ``n - 1`` sent at
     step ``n`` (one step of latency), binary input for ``num_message_bits == 0`` and graded
     otherwise. The fixed-point model applies ``weight_exp`` as Lava's bit-accurate Dense does
-    and clamps the result to 24 bits, as
+    and wraps the result to 24 bits (``lava.proc.conv.utils.signed_clamp``), as
     :class:`spikeconverter.processes.fastconv.models.PyConvModelIm2colFixed`.
 
     Ports: ``s_in`` ``(B, W, H, C)``, ``a_out`` ``(B, W', H', C_out)``. The models multiply,
