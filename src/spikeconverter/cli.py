@@ -372,6 +372,7 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
     _positive(args.lava_batch, "--lava-batch")
     net = load(path)
     lava_net = _lava_network(net)
+    lava_net.use_plan_cache(path.with_name(path.name + ".lavaplan"))  # built once per network
     norm, channels, size = _run_lava_inputs(args, net.graph)
     if args.fixed_point:
         lava_net.plan(fixed_point=True)  # before any data: says what is missing, if anything

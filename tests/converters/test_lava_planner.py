@@ -49,3 +49,40 @@ def test_sparse_weights_round_like_dense_and_stay_sparse():
     assert sp.issparse(m) and m.nnz < w.nnz
     np.testing.assert_array_equal(m.toarray(), dense)
     assert err == pytest.approx(err_dense)
+
+
+def test_plan_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
+    from spikeconverter.converters.lava_backend import LavaNetwork
+    from spikeconverter.converters.to_lava import network
+
+    model, x = _model(TinyResNet), _data(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lnet = sc.convert(model, x, T=4, dtype=torch.float64, progress=False, backend="lava")
+        cache = tmp_path / "net.snn.lavaplan"
+        lnet.use_plan_cache(cache)
+        built = lnet.plan(True)
+        assert cache.is_file()
+        again = LavaNetwork(lnet.graph, lnet.schedule)  # peaks come from graph.meta
+        again.use_plan_cache(cache)
+        with monkeypatch.context() as m:  # proves nothing is rebuilt
+            m.setattr(network, "float_plan", lambda *a: pytest.fail("rebuilt"))
+            got = again.plan(True)
+            assert again.fixed_point_report()["layers"].keys() == \
+                lnet.fixed_point_report()["layers"].keys()
+        for a, b in zip(built.synapses, got.synapses, strict=True):
+            wa, wb = a.weight, b.weight
+            assert sp.issparse(wa) == sp.issparse(wb) and a.weight_exp == b.weight_exp
+            np.testing.assert_array_equal(wa.toarray() if sp.issparse(wa) else wa,
+                                          wb.toarray() if sp.issparse(wb) else wb)
+        assert got.populations.keys() == built.populations.keys()
+        # the network changes: the cache no longer applies
+        pop = next(p for p in lnet.graph if p.kind == "relu")
+        pop.theta = pop.theta * 1.25
+        changed = LavaNetwork(lnet.graph, lnet.schedule, membrane_peaks=lnet.membrane_peaks)
+        changed.use_plan_cache(cache)
+        calls = []
+        real = network.float_plan
+        monkeypatch.setattr(network, "float_plan", lambda *a: calls.append(1) or real(*a))
+        changed.plan(True)
+        assert calls == [1]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,8 @@ from spikeconverter.converters.to_lava.batched import (
 )
 from spikeconverter.converters.to_lava.build import ProcessGraph, build, input_data, run_config
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
-from spikeconverter.converters.to_lava.stored import store_peaks, stored_peaks
+from spikeconverter.converters.to_lava.plancache import load_plans, plan_key, save_plans
+from spikeconverter.converters.to_lava.stored import graph_fingerprint, store_peaks, stored_peaks
 from spikeconverter.converters.to_lava.timing import lava_schedule
 from spikeconverter.processes.run import simulation
 
@@ -82,12 +86,38 @@ class LavaNetwork:
             self.membrane_peaks, self._no_peaks_reason = stored_peaks(graph)
         self.stats: dict[str, Any] | None = None
         self._plans: dict[bool, LavaPlan] = {}
+        self._plan_cache: Path | None = None
         self._fixed_report: dict[str, Any] | None = None
 
     # -- plans --------------------------------------------------------------------------------
 
+    def use_plan_cache(self, path: str | os.PathLike) -> None:
+        """Keep the plans in the file ``path`` (e.g. beside the network file): read from it
+        when it holds plans of this very network (same fingerprint, membrane peaks, margin and
+        planner version, see :mod:`.plancache`), written whenever a plan is built."""
+        self._plan_cache = Path(path)
+
     def plan(self, fixed_point: bool = False) -> LavaPlan:
-        """The float or fixed-point :class:`LavaPlan` (computed once, then cached)."""
+        """The float or fixed-point :class:`LavaPlan` (computed once, then cached in memory
+        and, after :meth:`use_plan_cache`, in a file)."""
+        if fixed_point not in self._plans and self._plan_cache is not None:
+            key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+            cached = load_plans(self._plan_cache, key)
+            if cached is not None and fixed_point in cached[0]:
+                self._plans.update(cached[0])
+                self._fixed_report = cached[1] if True in cached[0] else self._fixed_report
+        if fixed_point not in self._plans:
+            self._build_plan(fixed_point)
+            if self._plan_cache is not None:
+                key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+                try:
+                    save_plans(self._plan_cache, key, self._plans, self._fixed_report)
+                except OSError as err:  # a read-only folder: run without the cache
+                    warnings.warn(f"could not write the plan cache {self._plan_cache} ({err})",
+                                  stacklevel=2)
+        return self._plans[fixed_point]
+
+    def _build_plan(self, fixed_point: bool) -> None:
         if fixed_point not in self._plans:
             base = self._plans.get(False) or float_plan(self.graph, self.schedule)
             self._plans[False] = base
@@ -102,7 +132,6 @@ class LavaNetwork:
                         "measure them) or call lnet.calibrate_fixed_point(calibration) first")
                 self._plans[True], self._fixed_report = fixed_point_plan(
                     base, self.graph, self.schedule, self.membrane_peaks, self.margin)
-        return self._plans[fixed_point]
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
         """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches) and
