@@ -93,7 +93,9 @@ def print_convert(calibration: int) -> None:
 
 def _rate(lnet, x, fixed: bool, batch: int) -> tuple[float, float, float]:
     """(images/s steady, step seconds, first-chunk seconds) of one run."""
-    lnet.run(x, fixed_point=fixed, batch_size=batch, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixed-point plan's core-budget warnings
+        lnet.run(x, fixed_point=fixed, batch_size=batch, progress=False)
     t = lnet.stats["timing"]
     step = t["stepping_seconds"] / max(t["stepping_steps"], 1)
     return batch / (lnet.schedule.steps_per_sample * step), step, t["first_chunk_seconds"]
