@@ -159,14 +159,21 @@ def _accumulate_peaks(graph: Graph, schedule: Schedule, pop, codes, dtype, k: fl
     longest = max(codes[e.source][0].shape[0] for e in pop.edges)
     # after the longest train the sum only doubles: its peak is at the last step
     steps = sorted(set(range(min(longest, t_acc))) | {t_acc - 1})
-    # every step's edge values in one call per edge (the steps stacked along the batch)
-    sums: list[torch.Tensor] | None = None
-    for e in pop.edges:
-        y = graph.edge_value(e, _prefixes(*codes[e.source], steps, k, dtype),
-                             with_bias=False).chunk(len(steps))
-        sums = list(y) if sums is None else [a + b for a, b in zip(sums, y, strict=True)]
+    # each edge's decoded prefix grows one spike at a time (for k = 2 every partial sum of
+    # +-2**-j is exact in float64, so this equals decoding the first t + 1 spikes afresh)
+    acc = {i: torch.zeros(codes[e.source][0].shape[1:], dtype=dtype)
+           for i, e in enumerate(pop.edges)}
+    used = dict.fromkeys(acc, 0)
     peak, total = 0.0, None
-    for t, total in zip(steps, sums, strict=True):
+    for t in steps:
+        total = None
+        for i, e in enumerate(pop.edges):
+            s, th = codes[e.source]
+            while used[i] <= min(t, s.shape[0] - 1):
+                acc[i].add_(s[used[i]].to(dtype), alpha=k ** -used[i])
+                used[i] += 1
+            y = graph.edge_value(e, th * acc[i], with_bias=False)
+            total = y if total is None else total + y
         v = total * k ** (t - t_acc + 1)
         if t == t_acc - 1:
             v = v + bias[pop.name]
@@ -177,22 +184,6 @@ def _accumulate_peaks(graph: Graph, schedule: Schedule, pop, codes, dtype, k: fl
     peaks[pop.name] = max(peaks[pop.name], peak)
     return total
 
-
-def _prefixes(s: torch.Tensor, th: torch.Tensor, steps: list[int], k: float,
-              dtype: torch.dtype) -> torch.Tensor:
-    """The decoded first ``t + 1`` spikes of the train ``s`` ``(T, B, ...)`` for each ``t`` in
-    ``steps``, stacked along the batch: ``th * sum_{j <= t} k**-j s_j``. Summed one spike at a
-    time (for k = 2 every partial sum of +-2**-j is exact in float64, so the order is free)."""
-    out = torch.empty((len(steps) * s.shape[1], *s.shape[2:]), dtype=dtype)
-    acc = torch.zeros(s.shape[1:], dtype=dtype)
-    parts = out.chunk(len(steps))
-    j = 0
-    for i, t in enumerate(steps):
-        while j <= min(t, s.shape[0] - 1):
-            acc.add_(s[j].to(dtype), alpha=k ** -j)
-            j += 1
-        torch.mul(acc, th, out=parts[i])
-    return out
 
 
 # -- the integer plan -----------------------------------------------------------------------------
