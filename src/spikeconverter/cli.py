@@ -394,10 +394,10 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
 
 def _lava_network(net: Any) -> Any:
     """The Lava backend's network for a loaded (Norse) network's graph."""
-    from spikeconverter.converters.api import _backend
+    from spikeconverter.converters.api import resolve_backend
 
     try:
-        build = _backend("lava")
+        build = resolve_backend("lava")
     except NotImplementedError as e:
         raise CommandError(f"the Lava backend is not available in this installation ({e})"
                            ) from None

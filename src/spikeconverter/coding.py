@@ -28,6 +28,8 @@ ROUNDING_MODES = ("floor", "nearest")
 
 __all__ = [
     "ROUNDING_MODES",
+    "binary_code",
+    "code_range",
     "conversion_error",
     "decode",
     "encode",
@@ -36,6 +38,7 @@ __all__ = [
     "quantize",
     "rounding_offset",
     "synapse_scale",
+    "threshold_for_peak",
     "top_code",
     "validate_code_params",
 ]
@@ -137,6 +140,55 @@ def synapse_scale(theta_source: Any, t_acc: int, k: float = 2.0) -> Any:
     return theta_source / float(k) ** (t_acc - 1)
 
 
+def code_range(theta: Any, k: float = 2.0) -> Any:
+    """Supremum of the values a train of any length can encode: ``theta * k / (k - 1)``
+    (``2 theta`` for the binary code).
+
+    Calibration places it at the largest activation, so ``theta = peak * (k - 1) / k``
+    (:func:`threshold_for_peak`).
+    """
+    return theta * (float(k) / (float(k) - 1.0))
+
+
+def threshold_for_peak(peak: Any, k: float = 2.0) -> Any:
+    """The threshold whose :func:`code_range` ends at ``peak``: ``peak * (k - 1) / k``
+    (``peak / 2`` for the binary code, computed as exactly that)."""
+    if float(k) == 2.0:
+        return peak / 2
+    return peak * ((float(k) - 1.0) / float(k))
+
+
+def binary_code(v: Any, theta: Any, T: int) -> Any:
+    """The generate phase of ``k = 2`` neurons in closed form: the integer whose ``T`` binary
+    digits (most significant first) are the spikes of a membrane starting at ``v``.
+
+    The spikes are ``z_j = [V_j >= theta]``, ``V_{j+1} = 2 (V_j - z_j theta)``. Each soft reset
+    subtracts theta from a value in ``[theta, 2 theta)`` (exact in floating point, Sterbenz) and
+    doubling is exact, so the train is ``floor(v 2**(T-1) / theta)`` clipped to
+    ``[0, 2**T - 1]``; ``fmod`` gives that floor without rounding error. Values below 0 give 0.
+
+    Parameters
+    ----------
+    v : array or tensor
+        Membrane at the start of generation (rounding offset already added; ``|v|`` for signed
+        neurons).
+    theta : array or tensor
+        Threshold, same framework and dtype as ``v``, broadcastable against it.
+    T : int
+        Train length.
+
+    Returns
+    -------
+    array or tensor
+        Integer-valued, dtype of ``v``.
+    """
+    lib = torch if _is_torch(v) else np
+    scaled = v * float(2 ** (T - 1))  # exact: a power of two
+    # negative values give n <= 0 (fmod keeps the dividend's sign): the clip makes them 0
+    n = lib.round((scaled - lib.fmod(scaled, theta)) / theta)
+    return lib.clip(n, 0, 2**T - 1)
+
+
 def _start_value(u: Any, theta: Any, T: int, k: float, rounding: str, signed: bool) -> Any:
     """Membrane value when generation starts: ``|u|`` (signed) or ``u``, plus half an LSB."""
     v = abs(u) if signed else u
@@ -232,14 +284,8 @@ def quantize(
     v = _start_value(u, th, T, k, rounding, signed)
     if k != 2.0:
         return _greedy_expansion(u, v, th, T, k, signed)
-    scaled = v * float(2 ** (T - 1))  # exact: a power of two
     lib = torch if _is_torch(u) else np
-    scaled = lib.where(scaled > 0, scaled, lib.zeros_like(scaled))
-    # floor(scaled / th) exactly: fmod is exact, the division of a multiple of th then rounds
-    # to the right integer.
-    rem = lib.fmod(scaled, th)
-    n = lib.round((scaled - rem) / th)
-    n = lib.clip(n, 0, 2**T - 1)
+    n = binary_code(v, th, T)
     q = th * (n * float(2.0 ** (1 - T)))
     if signed:
         q = q * lib.sign(u)

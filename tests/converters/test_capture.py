@@ -240,3 +240,29 @@ class TwoOutputs(nn.Module):
 def test_tuple_output_is_refused():
     with pytest.raises(ConversionError, match="one tensor"):
         capture(TwoOutputs(), torch.randn(2, 1, 2, 2))
+
+
+def test_an_operation_is_one_entry_of_the_handler_table():
+    """The visitor knows only its table: without the ``torch.flatten`` handler the same model
+    is refused with the node named, with it the capture reproduces the model."""
+    from spikeconverter.converters.capture.handlers import OPS
+    from spikeconverter.converters.capture.tracing import trace
+    from spikeconverter.converters.capture.visitor import Capture, OpTable
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(F.relu(x), 1))
+
+    model = Net().double().eval()
+    x = torch.randn(2, 2, 2, 2, dtype=torch.float64)
+    without = OpTable(OPS.modules, {f: h for f, h in OPS.functions.items()
+                                    if f is not torch.flatten}, OPS.methods)
+    with pytest.raises(ConversionError, match="'flatten'.*unsupported function"):
+        Capture(trace(model), x, without).run()
+    graph = Capture(trace(model), x, OPS).run()
+    with torch.no_grad():
+        torch.testing.assert_close(graph.forward(x, quantized=False)[graph.output], model(x))

@@ -10,10 +10,12 @@ pytest.importorskip("lava", reason="the Lava Processes need lava-nc 0.10.0 (Pyth
 
 from lavahelpers import run_chain  # noqa: E402
 
+from spikeconverter.coding import rounding_offset  # noqa: E402
 from spikeconverter.plugin import ILIF as NorseILIF  # noqa: E402
 from spikeconverter.plugin import ILIFParameters  # noqa: E402
 from spikeconverter.processes import ILIF  # noqa: E402
 from spikeconverter.processes.ilif.models import V_MAX, V_MIN  # noqa: E402
+from spikeconverter.processes.loihi import SHIFT, fixed_rounding_offset  # noqa: E402
 from spikeconverter.processes.run import check_fixed_point  # noqa: E402
 
 N = 6
@@ -160,3 +162,19 @@ def test_per_channel_threshold_broadcasts_over_the_shape():
     assert np.array_equal(vth[1, 2], np.arange(1, 5))
     assert neurons.shape == (2, 3, 4)
     assert not np.shares_memory(neurons.bias.init, np.asarray(0.5))
+
+
+@pytest.mark.parametrize("t_gen", [1, 2, 4, 6, 8, 12, 16, 23, 24, 32])
+def test_fixed_point_half_lsb_is_the_shift_and_the_coding_offset(t_gen, rng):
+    # every mantissa edge plus random ones: the integer form is Loihi's shift bit for bit ...
+    vth = np.concatenate([[1, 2, 3, 2**16, 2**17 - 1], rng.integers(1, 2**17, 500)])
+    vth_eff = vth.astype(np.int64) << SHIFT
+    half = fixed_rounding_offset(vth_eff, t_gen, "nearest")
+    assert half.dtype == np.int64
+    assert np.array_equal(half, vth_eff >> t_gen)
+    # ... and equals coding's half an LSB exactly where vth << 6 is divisible by 2**t_gen
+    exact = vth_eff % 2**t_gen == 0
+    offset = rounding_offset(vth_eff.astype(np.float64), t_gen, 2.0, "nearest")
+    assert np.array_equal(half[exact], offset[exact])
+    assert np.all(half[~exact] < offset[~exact])
+    assert not fixed_rounding_offset(vth_eff, t_gen, "floor").any()

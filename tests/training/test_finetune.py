@@ -23,7 +23,13 @@ from spikeconverter.converters import (
     load,
 )
 from spikeconverter.models import small_cnn
-from spikeconverter.training import TrainableSpikingNetwork, evaluate, finetune, state_path
+from spikeconverter.training import (
+    FinetuneConfig,
+    TrainableSpikingNetwork,
+    evaluate,
+    finetune,
+    state_path,
+)
 from spikeconverter.training.cli import add_finetune_parser, run_finetune
 
 
@@ -295,3 +301,25 @@ def test_adam_and_gradient_clipping_step_sizes(digits):
         finetune(net, data, clip_grad_norm=0.0)
     with pytest.raises(ValueError, match="beta1"):
         finetune(net, data, optimizer="adam", momentum=1.0)
+
+
+def test_config_object_equals_keyword_options(digits):
+    """``config=FinetuneConfig(...)`` trains exactly as the same keywords do; keywords override
+    the config; a config checks its settings and names unknown options."""
+    model, train, _, _ = digits
+    data = (train[0][:64], train[1][:64])
+    net = convert(model, train[0][:64], T=2, progress=False)
+    by_keywords, by_config = copy.deepcopy(net), copy.deepcopy(net)
+    h1 = finetune(by_keywords, data, max_steps=2, batch_size=32, lr=0.02, progress=False)
+    cfg = FinetuneConfig(max_steps=2, batch_size=32, lr=0.5, progress=False)
+    h2 = finetune(by_config, data, config=cfg, lr=0.02)
+    assert h2["loss"] == h1["loss"] and h2["steps"] == 2
+    np.testing.assert_array_equal(np.concatenate(_op_params(by_config.graph)),
+                                  np.concatenate(_op_params(by_keywords.graph)))
+    assert cfg.lr == 0.5  # the config itself is left as it was
+    with pytest.raises(TypeError, match="learning_rate"):
+        finetune(net, data, learning_rate=0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        FinetuneConfig(batch_size=0)
+    with pytest.raises(ValueError, match="resume"):
+        cfg.updated(resume=True)

@@ -1,8 +1,14 @@
-"""``convert``: trained model + calibration data -> spiking network, and the backend registry."""
+"""``convert`` and ``load``: trained model or network file -> a backend's spiking network.
+
+The backend table is lazy: a built-in backend's module is imported the first time it is asked
+for, so ``import spikeconverter`` never imports Lava. Third-party backends call
+:func:`register_backend`.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -10,46 +16,96 @@ import torch
 import torch.nn as nn
 
 from spikeconverter import coding
-from spikeconverter.converters.calibrate import _check_T, calibrate, iter_batches
+from spikeconverter.converters.calibrate import calibrate, check_T, iter_batches
 from spikeconverter.converters.capture import capture
-from spikeconverter.converters.ir import Graph
-from spikeconverter.converters.norse_backend import MODES, SpikingNetwork
-from spikeconverter.converters.schedule import compute_schedule
+from spikeconverter.converters.norse_backend import MODES
+from spikeconverter.converters.serialize import read
 
-__all__ = ["BACKENDS", "convert", "register_backend"]
+__all__ = ["BACKENDS", "convert", "load", "register_backend", "resolve_backend"]
 
-# name -> builder(graph, **options) -> network. Other backends register themselves on import.
+#: Built-in backends, imported on first use: name -> module with ``build(graph, **options)``
+#: and ``from_file(NetworkFile, **overrides)``.
+BACKEND_MODULES = {
+    "norse": "spikeconverter.converters.norse_backend",
+    "lava": "spikeconverter.converters.lava_backend",
+}
+#: Backends resolved so far and those registered by :func:`register_backend`: name -> builder.
 BACKENDS: dict[str, Callable[..., Any]] = {}
-# modules that register a backend when imported (tried when the backend is asked for)
-_BACKEND_MODULES = {"lava": "spikeconverter.converters.lava_backend"}
+_LOADERS: dict[str, Callable[..., Any]] = {}
 
 
-def register_backend(name: str, builder: Callable[..., Any]) -> None:
-    """Make ``convert(..., backend=name)`` call ``builder(graph, mode=..., dtype=...)``."""
+def register_backend(name: str, builder: Callable[..., Any],
+                     loader: Callable[..., Any] | None = None) -> None:
+    """Make ``convert(..., backend=name)`` call ``builder(graph, mode=..., dtype=...,
+    calibration=..., progress=...)`` and, when ``loader`` is given, ``load(path,
+    backend=name)`` call ``loader(network_file, **overrides)``
+    (a :class:`~spikeconverter.converters.serialize.NetworkFile`)."""
     BACKENDS[name] = builder
+    if loader is not None:
+        _LOADERS[name] = loader
 
 
-def _norse(graph: Graph, *, mode: str = "fused", dtype: torch.dtype = torch.float32,
-           **_: Any) -> SpikingNetwork:
-    return SpikingNetwork(graph, compute_schedule(graph, hop_latency=0), mode=mode, dtype=dtype)
+def _import_backend(name: str) -> None:
+    if name in BACKENDS or name not in BACKEND_MODULES:
+        return
+    try:
+        module = importlib.import_module(BACKEND_MODULES[name])
+    except ImportError as exc:
+        available = sorted(set(BACKENDS) | {"norse"})
+        raise NotImplementedError(
+            f"backend {name!r} is not available ({exc}); available: {', '.join(available)}"
+        ) from exc
+    register_backend(name, module.build, module.from_file)
 
 
-register_backend("norse", _norse)
+def resolve_backend(name: str) -> Callable[..., Any]:
+    """The builder ``build(graph, **options)`` of backend ``name`` (importing it on first use).
 
-
-def _backend(name: str) -> Callable[..., Any]:
-    if name not in BACKENDS and name in _BACKEND_MODULES:
-        try:
-            importlib.import_module(_BACKEND_MODULES[name])
-        except ImportError as exc:
-            raise NotImplementedError(
-                f"backend {name!r} is not available ({exc}); available: "
-                f"{', '.join(sorted(BACKENDS))}"
-            ) from exc
+    Raises
+    ------
+    ValueError
+        Unknown backend name.
+    NotImplementedError
+        A known backend whose dependencies are not installed (e.g. Lava).
+    """
+    _import_backend(name)
     if name not in BACKENDS:
-        known = sorted(set(BACKENDS) | set(_BACKEND_MODULES))
+        known = sorted(set(BACKENDS) | set(BACKEND_MODULES))
         raise ValueError(f"backend must be one of {known}, got {name!r}")
     return BACKENDS[name]
+
+
+# kept for cli.py until it calls resolve_backend
+_backend = resolve_backend
+
+
+def load(path: str | os.PathLike, *, mode: str | None = None,
+         dtype: torch.dtype | None = None, backend: str | None = None) -> Any:
+    """Read a network written by a network's ``save`` and build it in a backend.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+    mode, dtype : optional
+        Override the simulation mode / precision it was saved with (Norse).
+    backend : {"norse", "lava"}, optional
+        Backend of the network returned; default: the one it was saved from. A network saved
+        from one backend loads into the other (its schedule is recomputed for it).
+
+    Raises
+    ------
+    ValueError
+        The file is missing, corrupt, not a spikeconverter network, or of a newer version; or
+        an unknown backend.
+    """
+    data = read(path)
+    name = backend or data.backend
+    resolve_backend(name)
+    if name not in _LOADERS:
+        raise ValueError(f"backend {name!r} cannot load network files (registered without a "
+                         "loader)")
+    return _LOADERS[name](data, mode=mode, dtype=dtype)
 
 
 def convert(
@@ -120,11 +176,11 @@ def convert(
     ConversionError
         Unsupported operation or untraceable model (names the node).
     """
-    T = _check_T(T)
+    T = check_T(T)
     coding.validate_code_params(k=k, rounding=rounding)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    build = _backend(backend)
+    build = resolve_backend(backend)
     # read once: a one-shot iterator must not be consumed twice
     first, batches, _ = iter_batches(calibration, batch_size)
     example = first[:2]

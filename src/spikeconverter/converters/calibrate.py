@@ -4,15 +4,18 @@ One pass of the captured ANN (:meth:`Graph.forward` with ``quantized=False``) ov
 calibration batches collects, per spiking population, the exact maximum of its activation and a
 bounded random sample of its values. The threshold then follows the chosen mode:
 
-* ``"max"``: ``theta = headroom * max / 2`` (the top code sits at the largest activation);
-* ``"percentile"``: ``theta = headroom * P / 2`` with ``P`` the ``percentile`` of the positive
+* ``"max"``: the top of the code range sits at ``headroom * max``:
+  ``theta = coding.threshold_for_peak(headroom * max, k)``, ``headroom * max * (k - 1) / k``
+  (``headroom * max / 2`` for the binary code, k = 2);
+* ``"percentile"``: the same at ``headroom * P``, ``P`` the ``percentile`` of the positive
   activations (of ``|u|`` for signed populations), robust to outliers;
 * ``"optimal"``: the threshold minimising the expected conversion error (paper Eq. 13) on the
   layer's sampled values, :func:`spikeconverter.coding.optimal_threshold`.
 
-ReLU6 populations keep ``theta <= clip / 2``. Max pooling populations share their source's
-threshold and length. An analog input gets ``T = 1, theta = 1`` (it delivers its value in one
-step); a spike-encoded input is calibrated like a signed population.
+ReLU6 populations keep ``theta <= threshold_for_peak(clip, k)`` (``clip / 2`` for k = 2). Max
+pooling populations share their source's threshold and length. An analog input gets ``T = 1,
+theta = 1`` (it delivers its value in one step); a spike-encoded input is calibrated like a
+signed population.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ def iter_batches(
     return first, all_batches, n
 
 
-def _check_T(T: Any, what: str = "T") -> int:
+def check_T(T: Any, what: str = "T") -> int:
+    """``T`` as an int; ValueError naming ``what`` unless it is an integer >= 1."""
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"{what} must be an integer >= 1, got {T!r}")
     return int(T)
@@ -132,6 +136,18 @@ class _Stats:
         if x.size > self.capacity:
             x = self.rng.choice(x, size=self.capacity, replace=False)
         return x
+
+
+def _check_options(mode: str, input_encoding: str, percentile: float, headroom: float) -> None:
+    if mode not in CALIBRATION_MODES:
+        raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+    if input_encoding not in INPUT_ENCODINGS:
+        raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
+                         f"{input_encoding!r}")
+    if not (0 < percentile <= 100):
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    if not (isinstance(headroom, (int, float)) and headroom > 0 and np.isfinite(headroom)):
+        raise ValueError(f"headroom must be a finite number > 0, got {headroom!r}")
 
 
 def calibrate(
@@ -189,16 +205,8 @@ def calibrate(
     ValueError
         Empty data, T < 1, unknown mode/encoding/population names, bad percentile/headroom.
     """
-    T = _check_T(T)
-    if mode not in CALIBRATION_MODES:
-        raise ValueError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
-    if input_encoding not in INPUT_ENCODINGS:
-        raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
-                         f"{input_encoding!r}")
-    if not (0 < percentile <= 100):
-        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
-    if not (isinstance(headroom, (int, float)) and headroom > 0 and np.isfinite(headroom)):
-        raise ValueError(f"headroom must be a finite number > 0, got {headroom!r}")
+    T = check_T(T)
+    _check_options(mode, input_encoding, percentile, headroom)
     if rounding is not None:
         coding.validate_code_params(rounding=rounding)
         graph.rounding = rounding
@@ -210,7 +218,7 @@ def calibrate(
         if name not in graph.populations:
             raise ValueError(f"T_per_layer names {name!r}, which is not a population; "
                              f"populations: {', '.join(graph.populations)}")
-        _check_T(t, f"T_per_layer[{name!r}]")
+        check_T(t, f"T_per_layer[{name!r}]")
 
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     first, batches, n = iter_batches(calibration, batch_size)
@@ -252,18 +260,20 @@ def calibrate(
 def _threshold(s: _Stats, pop, mode: str, percentile: float, headroom: float,
                graph: Graph) -> float:
     signed = pop.kind in ("signed", "input")
+    k = graph.k
     if s.max <= 0.0:
         theta = 1.0  # never active on the calibration data: any threshold is lossless
     elif mode == "max":
-        theta = headroom * s.max / 2
+        theta = coding.threshold_for_peak(headroom * s.max, k)
     elif mode == "percentile":
         x = s.values()
         x = np.abs(x) if signed else x[x > 0]
-        theta = headroom * float(np.percentile(x, percentile)) / 2 if x.size else s.max / 2
+        peak = headroom * float(np.percentile(x, percentile)) if x.size else s.max
+        theta = coding.threshold_for_peak(peak, k)
     else:
-        theta = coding.optimal_threshold(s.values(), pop.T, graph.k, graph.rounding, signed)
+        theta = coding.optimal_threshold(s.values(), pop.T, k, graph.rounding, signed)
     if pop.clip is not None:
-        theta = min(theta, pop.clip / 2)
+        theta = min(theta, coding.threshold_for_peak(pop.clip, k))
     if not theta > 0:
-        theta = s.max / 2
+        theta = coding.threshold_for_peak(s.max, k)
     return float(theta)

@@ -32,7 +32,8 @@ from spikeconverter import coding
 POPULATION_KINDS = ("input", "relu", "signed", "maxpool", "readout")
 OP_KINDS = ("conv2d", "linear", "avgpool2d", "flatten", "slice", "pad")
 
-__all__ = ["Edge", "Graph", "Op", "OP_KINDS", "POPULATION_KINDS", "Population", "apply_op"]
+__all__ = ["Edge", "Graph", "Op", "OP_KINDS", "POPULATION_KINDS", "Population", "apply_op",
+           "theta_tensor"]
 
 
 @dataclass
@@ -262,39 +263,67 @@ class Graph:
         return values
 
 
-def _theta(pop: Population, like: torch.Tensor) -> torch.Tensor:
-    if pop.theta is None or pop.T is None:
-        raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing)")
-    th = torch.as_tensor(np.asarray(pop.theta), dtype=like.dtype, device=like.device)
+def theta_tensor(pop: Population, dtype: torch.dtype = torch.float64,
+                 device: Any = None) -> torch.Tensor:
+    """A population's threshold as a tensor broadcastable to its values (per-channel
+    thresholds of ``(C, H, W)`` populations as ``(C, 1, 1)``).
+
+    Raises
+    ------
+    ValueError
+        The population has no threshold (not calibrated).
+    """
+    if pop.theta is None:
+        raise ValueError(f"population {pop.name!r} is not calibrated (theta missing)")
+    th = torch.as_tensor(np.asarray(pop.theta, dtype=np.float64)).to(dtype=dtype, device=device)
     if th.ndim == 1 and len(pop.shape) == 3:  # per channel
         th = th.reshape(-1, 1, 1)
     return th
 
 
-def apply_op(op: Op, x: torch.Tensor, with_bias: bool = True) -> torch.Tensor:
-    """The torch meaning of ``op`` on a batch ``x`` (dim 0 is the batch)."""
+def _theta(pop: Population, like: torch.Tensor) -> torch.Tensor:
+    if pop.theta is None or pop.T is None:
+        raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing)")
+    return theta_tensor(pop, like.dtype, like.device)
+
+
+def _param(arr: np.ndarray | None, like: torch.Tensor) -> torch.Tensor | None:
+    if arr is None:
+        return None
+    return torch.as_tensor(arr, dtype=like.dtype, device=like.device)
+
+
+def apply_op(op: Op, x: torch.Tensor, with_bias: bool = True,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The torch meaning of ``op`` on a batch ``x`` (dim 0 is the batch).
+
+    Parameters
+    ----------
+    op : Op
+        The op.
+    x : torch.Tensor
+        Its input, ``(B, ...)``.
+    with_bias : bool
+        Add the op's bias (the backends add each population's folded bias once, elsewhere).
+    weight : torch.Tensor, optional
+        Use this weight instead of ``op.weight`` (a backend's converted or trainable copy, or
+        0/1 connections for counting); dtype and device of ``x``.
+    """
     a = op.attrs
-
-    def param(arr: np.ndarray | None) -> torch.Tensor | None:
-        if arr is None:
-            return None
-        return torch.as_tensor(arr, dtype=x.dtype, device=x.device)
-
-    bias = param(op.bias) if with_bias else None
-    if op.kind == "conv2d":
-        return F.conv2d(x, param(op.weight), bias, a.get("stride", 1), a.get("padding", 0),
+    if op.kind in ("conv2d", "linear"):
+        w = weight if weight is not None else _param(op.weight, x)
+        bias = _param(op.bias, x) if with_bias else None
+        if op.kind == "linear":
+            return F.linear(x, w, bias)
+        return F.conv2d(x, w, bias, a.get("stride", 1), a.get("padding", 0),
                         a.get("dilation", 1), a.get("groups", 1))
-    if op.kind == "linear":
-        return F.linear(x, param(op.weight), bias)
     if op.kind == "avgpool2d":
-        y = F.avg_pool2d(x, a["kernel_size"], a.get("stride"), a.get("padding", 0),
-                         a.get("ceil_mode", False), a.get("count_include_pad", True))
-        return y
+        return F.avg_pool2d(x, a["kernel_size"], a.get("stride"), a.get("padding", 0),
+                            a.get("ceil_mode", False), a.get("count_include_pad", True))
     if op.kind == "flatten":
         return x.reshape(x.shape[0], -1)
     if op.kind == "slice":
-        index = (slice(None),) + tuple(slice(*s) for s in a["index"])
-        return x[index]
+        return x[(slice(None),) + tuple(slice(*t) for t in a["index"])]
     if op.kind == "pad":
         return F.pad(x, tuple(a["pad"]))
     raise ValueError(f"unknown op kind {op.kind!r}")

@@ -1,29 +1,38 @@
 """The Lava backend: ``convert(model, calibration, T, backend="lava")`` -> :class:`LavaNetwork`.
 
-Importing this module registers the backend. The pieces live in
-:mod:`spikeconverter.converters.to_lava`: ``timing`` (one period for all populations),
-``synapses`` (edges as Conv/Dense/Sparse), ``plan`` and ``build`` (Lava processes),
-``fixed_point`` (Loihi-style integers and the per-layer report) and ``network`` (running).
+The pieces live in :mod:`spikeconverter.converters.to_lava`: ``timing`` (one period for all
+populations), ``synapses`` (edges as Conv/Dense/Sparse), ``plan`` and ``build`` (Lava
+processes), ``fixed_point`` (Loihi-style integers and the per-layer report), ``network``
+(running) and ``runtime`` (importing Lava once, lazily). :func:`build` and :func:`from_file`
+are the hooks :mod:`spikeconverter.converters.api` calls.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from spikeconverter.converters.api import register_backend
 from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.serialize import NetworkFile
 from spikeconverter.converters.to_lava.network import LavaNetwork
 from spikeconverter.converters.to_lava.timing import lava_schedule
 
-__all__ = ["LavaNetwork", "lava_schedule"]
+__all__ = ["LavaNetwork", "build", "from_file", "lava_schedule"]
 
 
-def _lava(graph: Graph, *, calibration: Any = None, progress: bool = True,
+def build(graph: Graph, *, calibration: Any = None, progress: bool = True,
           margin: float = 0.5, **_: Any) -> LavaNetwork:
+    """A :class:`LavaNetwork` of a calibrated graph; with ``calibration`` data it also measures
+    the membrane peaks that fixed point needs. Norse options (``mode``, ``dtype``) are
+    ignored."""
     net = LavaNetwork(graph, margin=margin)
     if calibration is not None:
         net.calibrate_fixed_point(calibration, progress=progress)
     return net
 
 
-register_backend("lava", _lava)
+def from_file(data: NetworkFile, **_: Any) -> LavaNetwork:
+    """A :class:`LavaNetwork` from a read network file (a file saved by another backend gets
+    the Lava schedule; a Lava file keeps its fixed-point calibration)."""
+    return LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
+                       membrane_peaks=data.state.get("membrane_peaks"),
+                       margin=float(data.options.get("margin", 0.5)))

@@ -1,8 +1,8 @@
 """The timing of a converted network: window offsets, edge delays, latency, throughput.
 
 A population ``p`` accumulates during steps ``[offset, offset + t_acc)`` and emits its train
-during ``[offset + t_acc, offset + t_acc + t_gen)`` (DESIGN.md timing). The schedule is the
-longest path over the DAG:
+during ``[offset + t_acc, offset + t_acc + t_gen)``. The schedule is the longest path over the
+DAG:
 
 * the input is a generator: ``t_acc = 0``, ``t_gen = T_in`` (1 for an analog input), offset 0;
 * a max pooling population acts in the step its source emits: ``t_acc = 0``, ``t_gen`` = the
@@ -92,8 +92,36 @@ class Schedule:
         )
 
 
+def _check_hop(hop_latency: int | Callable[[Population, Edge], int]
+               ) -> tuple[Callable[[Population, Edge], int], int | None]:
+    if callable(hop_latency):
+        return hop_latency, None
+    if isinstance(hop_latency, bool) or not isinstance(hop_latency, int) or hop_latency < 0:
+        raise ValueError(f"hop_latency must be an integer >= 0, got {hop_latency!r}")
+    return (lambda _p, _e: hop_latency), hop_latency
+
+
+def _train_lengths(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
+    """Each population's generate length and its longest incoming train."""
+    t_gen: dict[str, int] = {}
+    longest: dict[str, int] = {}
+    for pop in graph:
+        if pop.kind != "readout" and pop.T is None:
+            raise ValueError(f"population {pop.name!r} has no T: calibrate the graph first")
+        if pop.kind == "input":
+            t_gen[pop.name] = int(pop.T)
+            continue
+        longest[pop.name] = max(t_gen[e.source] for e in pop.edges)
+        if pop.kind == "maxpool":
+            t_gen[pop.name] = longest[pop.name]
+        else:
+            t_gen[pop.name] = 0 if pop.kind == "readout" else int(pop.T)
+    return t_gen, longest
+
+
 def compute_schedule(
-    graph: Graph, hop_latency: int | Callable[[Population, Edge], int] = 0
+    graph: Graph, hop_latency: int | Callable[[Population, Edge], int] = 0, *,
+    lock_step: bool = False,
 ) -> Schedule:
     """Schedule of a calibrated graph (every spiking population has its ``T``).
 
@@ -104,45 +132,45 @@ def compute_schedule(
     hop_latency : int or callable
         Steps a spike takes over one edge: 0 for direct delivery (Norse), 1 for Lava synapses;
         or ``f(target, edge) -> int``.
+    lock_step : bool
+        Give every spiking population the same period ``t_acc + t_gen`` (Lava's neurons cycle
+        with their period and a stream of samples enters every period): a population whose
+        own window would be shorter than ``P = max(longest incoming train + T)`` accumulates
+        longer, ``t_acc = P - T``; trains still land at the window start. Then sample ``i`` is
+        in every population's window ``i``.
 
     Raises
     ------
     ValueError
         A population is not calibrated, or a hop latency is negative.
     """
-    if callable(hop_latency):
-        hop, hop_value = hop_latency, None
-    else:
-        if isinstance(hop_latency, bool) or not isinstance(hop_latency, int) or hop_latency < 0:
-            raise ValueError(f"hop_latency must be an integer >= 0, got {hop_latency!r}")
-        hop, hop_value = (lambda _p, _e: hop_latency), hop_latency
+    hop, hop_value = _check_hop(hop_latency)
     graph.validate()
+    t_gen, longest = _train_lengths(graph)
+    period = max([longest[n] + t_gen[n] for n in longest] + [t_gen[graph.input]])
     offset: dict[str, int] = {}
     t_acc: dict[str, int] = {}
-    t_gen: dict[str, int] = {}
     delay: dict[tuple[str, int], int] = {}
     arrival: dict[tuple[str, int], int] = {}
     for pop in graph:
-        if pop.kind != "readout" and pop.T is None:
-            raise ValueError(f"population {pop.name!r} has no T: calibrate the graph first")
+        name = pop.name
         if pop.kind == "input":
-            offset[pop.name], t_acc[pop.name], t_gen[pop.name] = 0, 0, int(pop.T)
+            offset[name], t_acc[name] = 0, 0
             continue
         for i, e in enumerate(pop.edges):
             h = int(hop(pop, e))
             if h < 0:
-                raise ValueError(f"hop latency of edge {e.source!r} -> {pop.name!r} is {h} < 0")
-            arrival[(pop.name, i)] = offset[e.source] + t_acc[e.source] + h
-        offset[pop.name] = max(arrival[(pop.name, i)] for i in range(len(pop.edges)))
+                raise ValueError(f"hop latency of edge {e.source!r} -> {name!r} is {h} < 0")
+            arrival[(name, i)] = offset[e.source] + t_acc[e.source] + h
+        offset[name] = max(arrival[(name, i)] for i in range(len(pop.edges)))
         for i in range(len(pop.edges)):
-            delay[(pop.name, i)] = offset[pop.name] - arrival[(pop.name, i)]
-        longest = max(t_gen[e.source] for e in pop.edges)
+            delay[(name, i)] = offset[name] - arrival[(name, i)]
         if pop.kind == "maxpool":
-            t_acc[pop.name], t_gen[pop.name] = 0, longest
-        elif pop.kind == "readout":
-            t_acc[pop.name], t_gen[pop.name] = longest, 0
+            t_acc[name] = 0
+        elif lock_step and pop.kind != "readout":
+            t_acc[name] = period - t_gen[name]
         else:
-            t_acc[pop.name], t_gen[pop.name] = longest, int(pop.T)
+            t_acc[name] = longest[name]
     out = graph.output
     return Schedule(
         offset=offset, t_acc=t_acc, t_gen=t_gen, delay=delay, arrival=arrival,

@@ -1,4 +1,7 @@
-"""Save and load converted networks: graph IR, thresholds and schedule in one versioned file.
+"""Network files as plain data: graph IR, thresholds, schedule and options in one versioned file.
+
+This module only reads and writes data; it never builds a network (that is the backends' job,
+through :func:`spikeconverter.converters.api.load`).
 
 The file is ``torch.save`` of plain containers (tensors, numbers, strings, tuples), read back
 with ``weights_only=True``, so loading never runs code from the file. It is written to a
@@ -8,6 +11,7 @@ temporary file beside the target and moved into place with ``os.replace`` (atomi
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,8 @@ from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.ir import Edge, Graph, Op, Population
 from spikeconverter.converters.schedule import Schedule
 
-__all__ = ["FORMAT", "VERSION", "graph_from_dict", "graph_to_dict", "load", "save"]
+__all__ = ["FORMAT", "VERSION", "NetworkFile", "graph_from_dict", "graph_to_dict", "read", "save",
+           "write"]
 
 FORMAT = "spikeconverter.snn"
 VERSION = 1
@@ -56,6 +61,7 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
 
 
 def graph_from_dict(d: dict[str, Any]) -> Graph:
+    """Inverse of :func:`graph_to_dict`."""
     pops = {}
     for p in d["populations"]:
         edges = [Edge(e["source"], [Op(o["kind"], _np(o["weight"]), _np(o["bias"]),
@@ -67,52 +73,71 @@ def graph_from_dict(d: dict[str, Any]) -> Graph:
     return Graph(pops, d["input"], d["output"], d["rounding"], d["k"], dict(d["meta"]))
 
 
-def save(net: Any, path: str | os.PathLike) -> Path:
-    """Write a network (graph, schedule, simulation options) to ``path``.
+@dataclass
+class NetworkFile:
+    """The contents of a network file, as plain data.
 
-    A :class:`SpikingNetwork` stores its mode and dtype; another backend's network (e.g. the
-    Lava backend's ``LavaNetwork``) stores its ``save_options`` and ``backend_state()``.
+    Attributes
+    ----------
+    graph : Graph
+        The calibrated graph.
+    schedule : Schedule
+        The schedule it was saved with (of the backend that saved it).
+    options : dict
+        Simulation options; ``options["backend"]`` names the backend that saved it.
+    state : dict
+        Backend-specific plain data (e.g. Lava's fixed-point calibration).
     """
+
+    graph: Graph
+    schedule: Schedule
+    options: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        """The backend that wrote the file (``"norse"`` for files that do not say)."""
+        return str(self.options.get("backend", "norse"))
+
+
+def write(path: str | os.PathLike, graph: Graph, schedule: Schedule,
+          options: dict[str, Any], state: dict[str, Any] | None = None) -> Path:
+    """Write a network file atomically: graph, schedule, the backend's options (plain values,
+    ``"backend"`` naming it) and its plain-data state."""
     path = Path(path)
-    if hasattr(net, "save_options"):
-        options = dict(net.save_options)
-    else:
-        options = {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
-                   "backend": "norse"}
     blob = {
         "format": FORMAT, "version": VERSION,
-        "graph": graph_to_dict(net.graph),
-        "schedule": net.schedule.to_dict(),
-        "options": options,
+        "graph": graph_to_dict(graph),
+        "schedule": schedule.to_dict(),
+        "options": dict(options),
     }
-    if hasattr(net, "backend_state"):
-        blob["backend_state"] = net.backend_state()
+    if state is not None:
+        blob["backend_state"] = dict(state)
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
 
 
-def load(path: str | os.PathLike, *, mode: str | None = None,
-         dtype: torch.dtype | None = None, backend: str | None = None):
-    """Read a network written by :func:`save`.
+def save(net: Any, path: str | os.PathLike) -> Path:
+    """Write anything with ``graph``, ``schedule`` and either ``save_options`` (and optionally
+    ``backend_state()``) or the Norse ``mode``/``dtype``. Prefer the network's own ``save``."""
+    if hasattr(net, "save_options"):
+        options = dict(net.save_options)
+    else:
+        options = {"mode": net.mode, "dtype": str(net.dtype).removeprefix("torch."),
+                   "backend": "norse"}
+    state = net.backend_state() if hasattr(net, "backend_state") else None
+    return write(path, net.graph, net.schedule, options, state)
 
-    Parameters
-    ----------
-    path : str or PathLike
-        The file.
-    mode, dtype : optional
-        Override the simulation mode / precision it was saved with (Norse).
-    backend : {"norse", "lava"}, optional
-        Backend of the network returned; default: the one it was saved from. A network saved
-        from one backend loads into the other (its schedule is recomputed for it).
+
+def read(path: str | os.PathLike) -> NetworkFile:
+    """Read a file written by :func:`write` (any version up to ``VERSION``) as plain data.
 
     Raises
     ------
     ValueError
         The file is missing, corrupt, not a spikeconverter network, or of a newer version.
     """
-    from spikeconverter.converters.norse_backend import SpikingNetwork
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -132,24 +157,8 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
     try:
         graph = graph_from_dict(blob["graph"])
         schedule = Schedule.from_dict(blob["schedule"])
-        opts = blob.get("options", {})
         graph.validate()
+        return NetworkFile(graph, schedule, dict(blob.get("options", {})),
+                           dict(blob.get("backend_state") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from exc
-    saved = opts.get("backend", "norse")
-    backend = backend or saved
-    if backend == "lava":
-        from spikeconverter.converters.lava_backend import LavaNetwork
-
-        state = blob.get("backend_state") or {}
-        return LavaNetwork(graph, schedule if saved == "lava" else None,
-                           membrane_peaks=state.get("membrane_peaks"),
-                           margin=float(opts.get("margin", 0.5)))
-    if backend != "norse":
-        raise ValueError(f"backend must be 'norse' or 'lava', got {backend!r}")
-    if saved != "norse":
-        from spikeconverter.converters.schedule import compute_schedule
-
-        schedule = compute_schedule(graph, hop_latency=0)
-    dt = dtype or getattr(torch, opts.get("dtype", "float32"))
-    return SpikingNetwork(graph, schedule, mode=mode or opts.get("mode", "fused"), dtype=dt)

@@ -21,7 +21,7 @@ import norse.torch.utils.pytree as pytree
 import torch
 from norse.torch.functional.threshold import threshold
 
-from spikeconverter.coding import validate_code_params
+from spikeconverter.coding import rounding_offset, validate_code_params
 
 __all__ = ["ILIFParameters", "ILIFState", "ilif_step", "ilif_initial_state", "validate_parameters"]
 
@@ -158,7 +158,7 @@ def ilif_step(
     if not (isinstance(p.bias, (int, float)) and p.bias == 0):
         v_new = v_new + last * p.bias
     if p.rounding == "nearest":
-        half = v_th * float(p.k) ** (1 - p.t_gen) / 2
+        half = rounding_offset(v_th, p.t_gen, float(p.k), p.rounding)
         if p.signed:
             half = half * torch.sign(v_new)
         v_new = v_new + last * half

@@ -13,7 +13,11 @@ of a batched run, :class:`BatchFeed` (input windows through a Lava external pipe
 :class:`WindowCollector` (one output vector per window back to the host).
 
 Every Process has a ``floating_pt`` model and a ``fixed_pt`` / ``bit_accurate_loihi`` model
-(choose with ``Loihi2SimCfg(select_tag=...)``).
+(choose with ``Loihi2SimCfg(select_tag=...)``). What they share lives outside the Process
+folders (which Lava scans for models): :mod:`~spikeconverter.processes.base` (the abstract
+Processes and argument checks) and :mod:`~spikeconverter.processes.loihi` (the models' window
+clock and fixed-point conventions). The models are numpy only; the maths they share with the
+Norse neuron comes from :mod:`spikeconverter.coding`.
 """
 
 try:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from spikeconverter.data import NORMALIZATION_PRESETS, Normalization, resolve_normalization
+from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.trainable import SURROGATES
 
 __all__ = ["add_finetune_parser", "run_finetune"]
@@ -99,6 +100,17 @@ def _folder(path: str, shape: tuple[int, ...], norm: Any, augment: bool):
     return datasets.ImageFolder(path, transforms.Compose(steps))
 
 
+def _config(args: argparse.Namespace) -> FinetuneConfig:
+    """The :class:`~spikeconverter.training.finetune.FinetuneConfig` the arguments ask for."""
+    return FinetuneConfig(
+        epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, val_every=args.val_every, checkpoint=args.output,
+        resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
+        cosine=args.cosine, train_thresholds=not args.fixed_thresholds,
+        surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
+        clip_grad_norm=args.clip_grad_norm or None)
+
+
 def _rgb(image: Any) -> Any:
     return image.convert("RGB")
 
@@ -113,7 +125,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     """
     from torch.utils.data import DataLoader
 
-    from spikeconverter.converters.serialize import load
+    from spikeconverter.converters.api import load
     from spikeconverter.training.finetune import evaluate, finetune
 
     net = load(args.network)
@@ -126,14 +138,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     if args.val:
         val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size)
     before = evaluate(net, val) if val is not None else None
-    history = finetune(
-        net, loader, args.epochs, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, batch_size=args.batch_size, val_data=val,
-        val_every=args.val_every, checkpoint=args.output, resume=args.resume,
-        progress=not args.no_progress, max_steps=args.max_steps, cosine=args.cosine,
-        train_thresholds=not args.fixed_thresholds, surrogate=args.surrogate,
-        alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
-        clip_grad_norm=args.clip_grad_norm or None)
+    history = finetune(net, loader, val_data=val, config=_config(args))
     net.save(args.output)
     out = sys.stdout
     print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "

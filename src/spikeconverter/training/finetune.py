@@ -28,7 +28,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,9 +40,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.norse_backend import SpikingNetwork
 from spikeconverter.converters.serialize import save
+from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
-__all__ = ["STATE_FORMAT", "evaluate", "finetune", "state_path"]
+__all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "state_path"]
 
 STATE_FORMAT = "spikeconverter.finetune-state"
 _STATE_VERSION = 1
@@ -70,7 +71,7 @@ def _loader(data: Any, batch_size: int, shuffle: bool, seed: int, what: str) -> 
     return data
 
 
-def _pair(batch: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _xy(batch: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(batch, (tuple, list)) and len(batch) >= 2
             and isinstance(batch[0], torch.Tensor) and isinstance(batch[1], torch.Tensor)):
         raise TypeError(f"{what} must yield (inputs, labels) pairs of tensors, got "
@@ -88,7 +89,7 @@ def evaluate(net: torch.nn.Module, data: Any, *, batch_size: int = 256,
     with torch.no_grad():
         for batch in tqdm(_loader(data, batch_size, False, 0, "data"), desc="evaluate",
                           disable=not progress, leave=False):
-            x, y = _pair(batch, "data")
+            x, y = _xy(batch, "data")
             correct += int((net(x).argmax(1) == y).sum())
             total += len(y)
     if total == 0:
@@ -101,37 +102,14 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _check_positive(value: Any, name: str, integer: bool = False, zero: bool = False) -> None:
-    ok_type = (isinstance(value, int) and not isinstance(value, bool)) if integer else (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
-    if not ok_type or value < 0 or (value == 0 and not zero):
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {kind} {'>=' if zero else '>'} 0, got {value!r}")
-
-
 def finetune(
     net: SpikingNetwork,
     train_data: Any,
-    epochs: int = 1,
+    epochs: int | None = None,
     *,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 64,
     val_data: Any = None,
-    val_every: int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    max_steps: int | None = None,
-    cosine: bool = False,
-    optimizer: str = "sgd",
-    clip_grad_norm: float | None = 1.0,
-    train_thresholds: bool = True,
-    surrogate: str = "triangle",
-    alpha: float = 1.0,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    seed: int = 0,
+    config: FinetuneConfig | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Fine-tune a converted network through its iLIF spiking simulation (in place).
 
@@ -143,51 +121,19 @@ def finetune(
     train_data : DataLoader, iterable or tuple
         ``(x, y)`` batches (re-iterable for several epochs), or ``(inputs, labels)`` tensors
         (then shuffled into batches of ``batch_size`` with ``seed``).
-    epochs : int
-        Passes over ``train_data``.
-    lr, momentum, weight_decay : float
-        Optimiser settings (SGD: the paper's). Weight decay applies to weights and biases, not
-        thresholds. ``momentum`` is SGD's momentum; with ``optimizer="adam"`` it is Adam's
-        ``beta1`` (``beta2`` = 0.999) and the decay is AdamW's decoupled decay.
-    batch_size : int
-        Batch size when the data are tensors (train and validation).
+    epochs : int, optional
+        Passes over ``train_data`` (default: the config's, 1).
     val_data : optional
         Validation data (same forms): the spiking simulation's accuracy is measured every
         ``val_every`` steps and at the end of each epoch; the best parameters are kept and are
         the ones ``net`` ends with.
-    val_every : int, optional
-        Steps between validations (default: once per epoch).
-    checkpoint : path, optional
-        Best network file (loadable with ``spikeconverter.converters.load``) plus the training
-        state in ``<checkpoint>.state``, both written atomically at each validation and at the
-        end of each epoch.
-    resume : bool
-        Continue from ``<checkpoint>.state`` (parameters, optimiser, epoch, step, best score).
-        With a shuffling loader the rest of the interrupted epoch sees different batches.
-    progress : bool
-        tqdm progress bar with the running loss and the last validation accuracy.
-    max_steps : int, optional
-        Stop after this many optimiser steps in total (counting resumed ones).
-    cosine : bool
-        Cosine learning-rate decay to 0 over the run (needs ``len(train_data)`` or
-        ``max_steps``); constant otherwise.
-    optimizer : {"sgd", "adam"}
-        ``"sgd"`` (the paper's, default) or ``"adam"`` (AdamW, per-parameter step sizes).
-    clip_grad_norm : float, optional
-        Clip the global gradient norm to this value before each step (1 by default; ``None``
-        trains unclipped, as the paper did). Deep BN-folded networks need it: on the CIFAR-10
-        ResNet-20 at T=2 (``benchmarks/finetune_resnet20.py``, 40 steps of batch 64) SGD at lr
-        0.01 overshoots in the first steps (loss 12, test top-1 48 % -> 11 %), while the same
-        settings with ``clip_grad_norm=1`` gain 25 points (48 % -> 74 %).
-    train_thresholds : bool
-        Train each population's threshold (kept > 0 and under ReLU6 caps).
-    surrogate, alpha : str, float
-        Norse surrogate gradient of the spike threshold, applied to the membrane in threshold
-        units (see :mod:`spikeconverter.training.trainable`).
-    loss_fn : callable, optional
-        ``loss_fn(logits, labels)``; cross-entropy by default.
-    seed : int
-        Seeds shuffling of tensor data.
+    config : FinetuneConfig, optional
+        The settings (defaults: the paper's SGD); ``epochs`` and ``options`` override fields.
+    **options
+        Any field of :class:`FinetuneConfig` (``lr``, ``momentum``, ``weight_decay``,
+        ``batch_size``, ``val_every``, ``checkpoint``, ``resume``, ``progress``, ``max_steps``,
+        ``cosine``, ``optimizer``, ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
+        ``alpha``, ``loss_fn``, ``seed``), documented there.
 
     Returns
     -------
@@ -203,155 +149,192 @@ def finetune(
         Bad settings; ``resume`` without a checkpoint or state file; a state file that does not
         fit the network.
     TypeError
-        ``net`` is no SpikingNetwork, or the data are not ``(x, y)`` batches.
+        ``net`` is no SpikingNetwork, the data are not ``(x, y)`` batches, or an option is no
+        field of :class:`FinetuneConfig`.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(net, SpikingNetwork):
         raise TypeError(f"net must be a SpikingNetwork (from spikeconverter.convert or load), "
                         f"got {type(net).__name__}")
-    _check_positive(epochs, "epochs", integer=True, zero=True)
-    _check_positive(batch_size, "batch_size", integer=True)
-    _check_positive(lr, "lr")
-    _check_positive(momentum, "momentum", zero=True)
-    _check_positive(weight_decay, "weight_decay", zero=True)
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    if clip_grad_norm is not None:
-        _check_positive(clip_grad_norm, "clip_grad_norm")
-    if val_every is not None:
-        _check_positive(val_every, "val_every", integer=True)
-    if max_steps is not None:
-        _check_positive(max_steps, "max_steps", integer=True)
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=PATH (the file to resume from)")
-    loss_fn = loss_fn or F.cross_entropy
+    if epochs is not None:
+        options["epochs"] = epochs
+    cfg = (config or FinetuneConfig()).updated(**options)
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-
-    trainable = TrainableSpikingNetwork(copy.deepcopy(net.graph), net.schedule,
-                                        surrogate=surrogate, alpha=alpha,
-                                        train_thresholds=train_thresholds, dtype=net.dtype)
-    groups = trainable.parameter_groups()
-    param_groups = [
-        {"params": groups["weights"] + groups["biases"], "weight_decay": weight_decay},
-        {"params": groups["thresholds"], "weight_decay": 0.0},
-    ]
-    if optimizer == "adam":
-        if momentum >= 1:
-            raise ValueError(f"with optimizer='adam', momentum is beta1 and must be < 1, got "
-                             f"{momentum!r}")
-        opt: torch.optim.Optimizer = torch.optim.AdamW(param_groups, lr=lr,
-                                                       betas=(momentum, 0.999))
-    else:
-        opt = torch.optim.SGD(param_groups, lr=lr, momentum=momentum)
-    train = _loader(train_data, batch_size, True, seed, "train_data")
-    steps_per_epoch = len(train) if hasattr(train, "__len__") else None
-    total = None
-    if steps_per_epoch is not None:
-        total = epochs * steps_per_epoch
-    if max_steps is not None:
-        total = max_steps if total is None else min(total, max_steps)
-    if cosine and total is None:
-        raise ValueError("cosine=True needs train_data with a length or max_steps")
-
-    history: dict[str, Any] = {"steps": 0, "epochs": 0, "loss": [], "val_steps": [],
-                               "val_accuracy": [], "best_accuracy": None, "best_step": None}
-    epoch, skip = 0, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if resume:
-        epoch, skip, best_state = _load_state(state_path(ckpt), trainable, opt, history)
-
-    def schedule_lr() -> None:
-        if cosine:
-            frac = min(history["steps"] / total, 1.0)
-            for g in opt.param_groups:
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * frac))
-
-    def validate_and_save(batch_in_epoch: int) -> None:
-        nonlocal best_state
-        trainable.eval()
-        improved = val_data is None  # without validation the latest parameters are kept
-        if val_data is not None and (not history["val_steps"]
-                                     or history["val_steps"][-1] != history["steps"]):
-            acc = evaluate(trainable, val_data, batch_size=batch_size)
-            history["val_steps"].append(history["steps"])
-            history["val_accuracy"].append(acc)
-            improved = history["best_accuracy"] is None or acc > history["best_accuracy"]
-            if improved:
-                history["best_accuracy"], history["best_step"] = acc, history["steps"]
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}" if history["loss"] else "-",
-                            val=f"{acc:.4f}")
-        if improved:
-            best_state = {k: v.detach().clone() for k, v in trainable.state_dict().items()}
-            if ckpt is not None:
-                _save_network(trainable, net, ckpt)
-        if ckpt is not None:
-            _atomic_torch_save({
-                "format": STATE_FORMAT, "version": _STATE_VERSION,
-                "model": trainable.state_dict(), "optimizer": opt.state_dict(),
-                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history,
-                "best_model": best_state,
-            }, state_path(ckpt))
-        trainable.train()
-
-    def done() -> bool:
-        return max_steps is not None and history["steps"] >= max_steps
-
-    bar = tqdm(total=total, initial=history["steps"], desc="finetune", disable=not progress)
-    if not resume and val_data is not None:
-        validate_and_save(0)  # the converted network competes for "best" too
-    trainable.train()
-    try:
-        while epoch < epochs and not done():
-            batches = iter(train)
-            if skip:
-                batches = itertools.islice(batches, skip, None)
-            b = skip
-            exhausted = True
-            for batch in batches:
-                x, y = _pair(batch, "train_data")
-                schedule_lr()
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(trainable(x.to(net.dtype)), y)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {float(loss)} at step {history['steps']}; lower lr "
-                        f"(now {opt.param_groups[0]['lr']})")
-                loss.backward()
-                if clip_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(trainable.parameters(), clip_grad_norm)
-                opt.step()
-                trainable.project_()
-                history["steps"] += 1
-                b += 1
-                history["loss"].append(loss.item())
-                bar.update(1)
-                if not (history["steps"] % 10):
-                    bar.set_postfix(loss=f"{sum(history['loss'][-10:]) / 10:.3f}")
-                if val_every is not None and history["steps"] % val_every == 0:
-                    validate_and_save(b)
-                if done():
-                    exhausted = False
-                    break
-            if b == 0:
-                raise ValueError("train_data gave no batches (a one-shot iterator can only be "
-                                 "used for one epoch; pass a DataLoader or tensors)")
-            skip = 0
-            if exhausted:
-                epoch += 1
-                history["epochs"] = epoch
-            validate_and_save(0 if exhausted else b)
-    finally:
-        bar.close()
-    if best_state is not None:
-        trainable.load_state_dict(best_state)
-    trainable.sync_to_graph(net.graph)
-    fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)
-    net.load_state_dict(fresh.state_dict())
+    run = _Run(net, train_data, val_data, cfg)
+    history = run.fit()
+    run.write_back()
     history["seconds"] = time.perf_counter() - t_wall
     history["cpu_seconds"] = time.process_time() - t_cpu
     return history
+
+
+def _optimizer(trainable: TrainableSpikingNetwork, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over the weights and biases (decayed) and the thresholds (not decayed)."""
+    groups = trainable.parameter_groups()
+    param_groups = [
+        {"params": groups["weights"] + groups["biases"], "weight_decay": cfg.weight_decay},
+        {"params": groups["thresholds"], "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def _total_steps(train: Iterable, cfg: FinetuneConfig) -> int | None:
+    """Optimiser steps of the whole run, if known (needed by the cosine schedule)."""
+    total = None
+    if hasattr(train, "__len__"):
+        total = cfg.epochs * len(train)
+    if cfg.max_steps is not None:
+        total = cfg.max_steps if total is None else min(total, cfg.max_steps)
+    if cfg.cosine and total is None:
+        raise ValueError("cosine=True needs train_data with a length or max_steps")
+    return total
+
+
+class _Run:
+    """One fine-tuning run: the trainable copy of the network, its optimiser and history.
+
+    ``epoch`` and ``skip`` (batches of that epoch already done) say where training resumes.
+    """
+
+    def __init__(self, net: SpikingNetwork, train_data: Any, val_data: Any,
+                 cfg: FinetuneConfig):
+        self.net, self.val_data, self.cfg = net, val_data, cfg
+        self.loss_fn = cfg.loss_fn or F.cross_entropy
+        self.trainable = TrainableSpikingNetwork(
+            copy.deepcopy(net.graph), net.schedule, surrogate=cfg.surrogate, alpha=cfg.alpha,
+            train_thresholds=cfg.train_thresholds, dtype=net.dtype)
+        self.opt = _optimizer(self.trainable, cfg)
+        self.train = _loader(train_data, cfg.batch_size, True, cfg.seed, "train_data")
+        self.total = _total_steps(self.train, cfg)
+        self.history: dict[str, Any] = {
+            "steps": 0, "epochs": 0, "loss": [], "val_steps": [], "val_accuracy": [],
+            "best_accuracy": None, "best_step": None}
+        self.epoch, self.skip = 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
+        if cfg.resume:
+            self.epoch, self.skip, self.best_state = _load_state(
+                state_path(self.ckpt), self.trainable, self.opt, self.history)
+        self.bar: Any = None
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``epochs`` or ``max_steps``; the history."""
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, initial=self.history["steps"], desc="finetune",
+                        disable=not self.cfg.progress)
+        try:
+            if not self.cfg.resume and self.val_data is not None:
+                self.validate_and_save(0)  # the converted network competes for "best" too
+            self.trainable.train()
+            while self.epoch < self.cfg.epochs and not self.done():
+                self.run_epoch()
+        finally:
+            self.bar.close()
+        return self.history
+
+    def done(self) -> bool:
+        """Whether ``max_steps`` is reached."""
+        return self.cfg.max_steps is not None and self.history["steps"] >= self.cfg.max_steps
+
+    def run_epoch(self) -> None:
+        """The rest of the current epoch (all of it unless resumed mid-epoch)."""
+        batches = iter(self.train)
+        if self.skip:
+            batches = itertools.islice(batches, self.skip, None)
+        b, exhausted = self.skip, True
+        for batch in batches:
+            self.step(batch)
+            b += 1
+            if self.cfg.val_every is not None and self.history["steps"] % self.cfg.val_every == 0:
+                self.validate_and_save(b)
+            if self.done():
+                exhausted = False
+                break
+        if b == 0:
+            raise ValueError("train_data gave no batches (a one-shot iterator can only be "
+                             "used for one epoch; pass a DataLoader or tensors)")
+        self.skip = 0
+        if exhausted:
+            self.epoch += 1
+            self.history["epochs"] = self.epoch
+        self.validate_and_save(0 if exhausted else b)
+
+    def step(self, batch: Any) -> None:
+        """One optimiser step on ``batch``."""
+        x, y = _xy(batch, "train_data")
+        self.schedule_lr()
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.trainable(x.to(self.net.dtype)), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {float(loss)} at step {self.history['steps']}; lower lr "
+                f"(now {self.opt.param_groups[0]['lr']})")
+        loss.backward()
+        if self.cfg.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), self.cfg.clip_grad_norm)
+        self.opt.step()
+        self.trainable.project_()
+        h = self.history
+        h["steps"] += 1
+        h["loss"].append(loss.item())
+        self.bar.update(1)
+        if not (h["steps"] % 10):
+            self.bar.set_postfix(loss=f"{sum(h['loss'][-10:]) / 10:.3f}")
+
+    def schedule_lr(self) -> None:
+        """Cosine decay of the learning rate (if asked for) at the current step."""
+        if self.cfg.cosine:
+            frac = min(self.history["steps"] / self.total, 1.0)
+            for g in self.opt.param_groups:
+                g["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def validate_and_save(self, batch_in_epoch: int) -> None:
+        """Validate, keep the parameters if they are the best so far, write the checkpoint."""
+        self.trainable.eval()
+        if self.validate():
+            self.best_state = {k: v.detach().clone()
+                               for k, v in self.trainable.state_dict().items()}
+            if self.ckpt is not None:
+                _save_network(self.trainable, self.net, self.ckpt)
+        if self.ckpt is not None:
+            self.save_state(batch_in_epoch)
+        self.trainable.train()
+
+    def validate(self) -> bool:
+        """Measure validation accuracy (once per step); whether the parameters are the best."""
+        h = self.history
+        if self.val_data is None:
+            return True  # without validation the latest parameters are kept
+        if h["val_steps"] and h["val_steps"][-1] == h["steps"]:
+            return False  # already measured at this step
+        acc = evaluate(self.trainable, self.val_data, batch_size=self.cfg.batch_size)
+        h["val_steps"].append(h["steps"])
+        h["val_accuracy"].append(acc)
+        improved = h["best_accuracy"] is None or acc > h["best_accuracy"]
+        if improved:
+            h["best_accuracy"], h["best_step"] = acc, h["steps"]
+        self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}" if h["loss"] else "-", val=f"{acc:.4f}")
+        return improved
+
+    def save_state(self, batch_in_epoch: int) -> None:
+        """Write the training state beside the checkpoint (what ``resume`` reads)."""
+        _atomic_torch_save({
+            "format": STATE_FORMAT, "version": _STATE_VERSION,
+            "model": self.trainable.state_dict(), "optimizer": self.opt.state_dict(),
+            "epoch": self.epoch, "batch_in_epoch": batch_in_epoch, "history": self.history,
+            "best_model": self.best_state,
+        }, state_path(self.ckpt))
+
+    def write_back(self) -> None:
+        """Put the best (else the last) parameters into ``net`` 's graph and tensors."""
+        if self.best_state is not None:
+            self.trainable.load_state_dict(self.best_state)
+        net = self.net
+        self.trainable.sync_to_graph(net.graph)
+        fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)
+        net.load_state_dict(fresh.state_dict())
 
 
 def _save_network(trainable: TrainableSpikingNetwork, net: SpikingNetwork, path: Path) -> None:

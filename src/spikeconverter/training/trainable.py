@@ -38,10 +38,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spikeconverter.converters.ir import Graph
-from spikeconverter.converters.norse_backend import SpikingNetwork, _apply, _key, _Train
+from spikeconverter import coding
+from spikeconverter.converters.ir import Graph, Population, apply_op, theta_tensor
+from spikeconverter.converters.norse_backend import SpikingNetwork, tensor_key
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.plugin import ILIF, ILIFParameters
+from spikeconverter.plugin.kernels import SpikeTrain
 
 __all__ = ["SURROGATES", "TrainableSpikingNetwork"]
 
@@ -72,11 +74,12 @@ class TrainableSpikingNetwork(SpikingNetwork):
     Attributes
     ----------
     threshold_caps : dict of str to float
-        Upper limit of each trained threshold (``clip / 2`` for ReLU6 populations), enforced by
-        :meth:`project_`.
+        Upper limit of each trained threshold, enforced by :meth:`project_`: for ReLU6
+        populations :func:`spikeconverter.coding.threshold_for_peak` of the clip (``clip / 2``
+        for k = 2).
     """
 
-    _differentiable = True
+    differentiable = True
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  surrogate: str = "triangle", alpha: float = 1.0,
@@ -91,28 +94,34 @@ class TrainableSpikingNetwork(SpikingNetwork):
         self.threshold_caps: dict[str, float] = {}
         self._theta_floor: dict[str, float] = {}
         for pop in graph:
-            for i, e in enumerate(pop.edges):  # derived from thresholds and op biases
-                self._buffers.pop(_key("scale", pop.name, i), None)
+            if pop.kind not in _TRAINED_THETA:
+                continue
+            theta = getattr(self, tensor_key("theta", pop.name))
+            theta.requires_grad_(self.train_thresholds)
+            # floor: thresholds must stay > 0; a 1000-fold shrink is far outside training
+            self._theta_floor[pop.name] = float(np.min(np.asarray(pop.theta))) * 1e-3
+            if pop.clip is not None:
+                self.threshold_caps[pop.name] = float(
+                    coding.threshold_for_peak(float(pop.clip), float(graph.k)))
+
+    def init_tensors(self, dtype: torch.dtype) -> None:
+        """Weights, op biases and ``relu``/``signed`` thresholds as parameters; the input's
+        threshold as a buffer. Synapse scales and folded biases are derived on every call."""
+        def param(*parts, value: torch.Tensor) -> None:
+            self.register_parameter(tensor_key(*parts), nn.Parameter(value.to(dtype)))
+
+        for pop in self.graph:
+            for i, e in enumerate(pop.edges):
                 for j, op in enumerate(e.ops):
                     if op.weight is not None:
-                        w = self._buffers.pop(_key("w", pop.name, i, j))
-                        self.register_parameter(_key("w", pop.name, i, j), nn.Parameter(w))
+                        param("w", pop.name, i, j, value=torch.as_tensor(op.weight))
                     if op.bias is not None:
-                        b = torch.as_tensor(np.asarray(op.bias)).to(dtype)
-                        self.register_parameter(_key("b", pop.name, i, j), nn.Parameter(b))
-            self._buffers.pop(_key("bias", pop.name), None)
+                        param("b", pop.name, i, j, value=torch.as_tensor(np.asarray(op.bias)))
             if pop.kind in _TRAINED_THETA:
-                self._buffers.pop(_key("theta", pop.name))
-                th = torch.as_tensor(np.asarray(pop.theta, dtype=np.float64))
-                self.register_parameter(
-                    _key("theta", pop.name),
-                    nn.Parameter(th.to(dtype), requires_grad=self.train_thresholds))
-                # floor: thresholds must stay > 0; a 1000-fold shrink is far outside training
-                self._theta_floor[pop.name] = float(th.min()) * 1e-3
-                if pop.clip is not None:
-                    self.threshold_caps[pop.name] = float(pop.clip) / 2
-            elif pop.kind == "maxpool":  # shares its source's threshold
-                self._buffers.pop(_key("theta", pop.name), None)
+                param("theta", pop.name,
+                      value=torch.as_tensor(np.asarray(pop.theta, dtype=np.float64)))
+            elif pop.kind != "maxpool" and pop.theta is not None:  # max pooling: its source's
+                self.register_buffer(tensor_key("theta", pop.name), theta_tensor(pop).to(dtype))
 
     # -- parameters and what the backend derives from them ------------------------------------
 
@@ -125,7 +134,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
         pop = self.graph[name]
         if pop.kind == "maxpool":
             return self.theta(pop.edges[0].source)
-        th = getattr(self, _key("theta", name))
+        th = getattr(self, tensor_key("theta", name))
         if pop.kind in _TRAINED_THETA and th.ndim == 1 and len(pop.shape) == 3:
             return th.reshape(-1, 1, 1)  # the buffers of other kinds are shaped already
         return th
@@ -142,24 +151,21 @@ class TrainableSpikingNetwork(SpikingNetwork):
                 continue
             x = torch.zeros((1, *self.graph[e.source].shape), dtype=f64)
             for j, op in enumerate(e.ops):
-                x = _apply(op, x, self._buf("w", pop.name, i, j).to(f64)
-                           if op.weight is not None else None)
+                x = apply_op(op, x, with_bias=False,
+                             weight=self.weight(pop.name, i, j).to(f64)
+                             if op.weight is not None else None)
                 if op.bias is not None:
-                    b = getattr(self, _key("b", pop.name, i, j)).to(f64)
+                    b = getattr(self, tensor_key("b", pop.name, i, j)).to(f64)
                     x = x + (b.reshape(-1, 1, 1) if op.kind == "conv2d" else b)
             total = total + x[0]
         return total.to(self.dtype)
 
-    def _buf(self, *parts) -> torch.Tensor:
-        what, name = parts[0], parts[1]
-        if what == "theta":
-            return self.theta(name)
-        if what == "bias":
-            return self.population_bias(name)
-        if what == "scale":
-            src = self.graph[name].edges[parts[2]].source
-            return self.theta(src) / float(self.graph.k) ** (self.schedule.t_acc[name] - 1)
-        return super()._buf(*parts)
+    def synapse_scale(self, name: str, i: int) -> torch.Tensor:
+        """:func:`spikeconverter.coding.synapse_scale` of edge ``i``'s source threshold
+        parameter (so gradients reach it)."""
+        src = self.graph[name].edges[i].source
+        return coding.synapse_scale(self.theta(src), self.schedule.t_acc[name],
+                                    float(self.graph.k))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``{"weights": [...], "biases": [...], "thresholds": [...]}`` (for optimiser groups:
@@ -176,10 +182,10 @@ class TrainableSpikingNetwork(SpikingNetwork):
 
     @torch.no_grad()
     def project_(self) -> None:
-        """Keep every trained threshold positive and at or below its cap (ReLU6:
-        ``clip / 2``)."""
+        """Keep every trained threshold positive and at or below its cap (ReLU6: ``clip / 2``
+        for k = 2)."""
         for name, floor in self._theta_floor.items():
-            getattr(self, _key("theta", name)).clamp_(min=floor,
+            getattr(self, tensor_key("theta", name)).clamp_(min=floor,
                                                        max=self.threshold_caps.get(name))
 
     @torch.no_grad()
@@ -198,10 +204,10 @@ class TrainableSpikingNetwork(SpikingNetwork):
                     for attr, part in (("weight", "w"), ("bias", "b")):
                         old = getattr(op, attr)
                         if old is not None:
-                            new = getattr(self, _key(part, pop.name, i, j)).detach().cpu()
+                            new = getattr(self, tensor_key(part, pop.name, i, j)).detach().cpu()
                             setattr(op, attr, new.numpy().astype(old.dtype).reshape(old.shape))
             if pop.kind in _TRAINED_THETA:
-                th = getattr(self, _key("theta", pop.name)).detach().double().cpu().numpy()
+                th = getattr(self, tensor_key("theta", pop.name)).detach().double().cpu().numpy()
                 dst.theta = (float(th) if np.ndim(dst.theta) == 0
                              else th.astype(np.asarray(dst.theta).dtype))
         for pop in graph:
@@ -213,13 +219,15 @@ class TrainableSpikingNetwork(SpikingNetwork):
 
     # -- differentiable simulation ------------------------------------------------------------
 
-    def _population(self, pop, trains: dict) -> _Train:
+    def population_train(self, pop: Population, trains: dict[str, SpikeTrain]) -> SpikeTrain:
+        """In grad mode the surrogate-gradient window (module docstring); else the backend's
+        exact fused simulation."""
         if not torch.is_grad_enabled():
-            return super()._population(pop, trains)  # the exact fused simulation
+            return super().population_train(pop, trains)
         s = self.schedule
         t_gen = s.t_gen[pop.name]
         th = self.theta(pop.name)
-        v = self._membrane(pop, trains)  # fused: differentiable in weights, trains, thresholds
+        v = self.membrane(pop, trains)  # fused: differentiable in weights, trains, thresholds
         # one accumulate step (the whole accumulated membrane, bias and rounding at once) and
         # t_gen generate steps of the plugin's neuron, in threshold units (v_th = 1)
         unit = ILIFParameters(
@@ -228,11 +236,12 @@ class TrainableSpikingNetwork(SpikingNetwork):
             signed=pop.kind == "signed", method=self.surrogate, alpha=self.alpha,
         )
         z, _ = ILIF(unit)(torch.cat([(v / th).unsqueeze(0), v.new_zeros((t_gen, *v.shape))]))
-        return _Train(th, t_gen, s.generate_start(pop.name), k=float(self.graph.k),
-                      frames=z[1:])
+        return SpikeTrain(th, t_gen, s.generate_start(pop.name), k=float(self.graph.k),
+                          frames=z[1:])
 
-    def _max_pool(self, pop, src: _Train) -> _Train:
-        hard = super()._max_pool(pop, src)
+    def max_pool(self, pop: Population, src: SpikeTrain) -> SpikeTrain:
+        """The exact spikes; in grad mode with the gradient of a per-step max pool."""
+        hard = super().max_pool(pop, src)
         frames = src.frames()
         if not (torch.is_grad_enabled() and frames.requires_grad):
             return hard
@@ -242,5 +251,5 @@ class TrainableSpikingNetwork(SpikingNetwork):
                             a["stride"], a["padding"], a.get("dilation", 1),
                             a.get("ceil_mode", False))
         soft = soft.reshape(T, B, *soft.shape[1:])
-        return _Train(hard.theta, hard.T, hard.start, k=hard.k,
-                      frames=hard.frames() + (soft - soft.detach()))
+        return SpikeTrain(hard.theta, hard.T, hard.start, k=hard.k,
+                          frames=hard.frames() + (soft - soft.detach()))

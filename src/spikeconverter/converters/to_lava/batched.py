@@ -36,14 +36,7 @@ from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.build import ProcessGraph
 from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan
-from spikeconverter.processes import Delay, Readout
-from spikeconverter.processes.batchconv.process import BatchConv
-from spikeconverter.processes.batchdense.process import BatchDense
-from spikeconverter.processes.batchilif.process import BatchILIF
-from spikeconverter.processes.batchpool.process import BatchMaxPool
-from spikeconverter.processes.collect.process import WindowCollector
-from spikeconverter.processes.feed.process import BatchFeed
-from spikeconverter.processes.run import run_config, simulation
+from spikeconverter.converters.to_lava.runtime import import_lava_runtime
 
 __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
            "window_frames"]
@@ -105,6 +98,9 @@ def _frames_count(plan: LavaPlan) -> int:
 def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
                   prefill: np.ndarray, buffer: int) -> BatchedGraph:
     """Create and connect the batched Processes of ``plan`` for ``windows`` windows."""
+    import_lava_runtime()
+    from spikeconverter.processes import BatchFeed, Delay, WindowCollector
+
     in_shape = plan.populations[plan.input].shape
     feed = BatchFeed(shape=in_shape, batch=batch, frames=_frames_count(plan), period=plan.period,
                      delay=plan.input_delay, windows=windows, prefill=prefill, buffer=buffer,
@@ -145,6 +141,8 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
 
 
 def _population(plan: LavaPlan, spec, batch: int):
+    from spikeconverter.processes import BatchILIF, BatchMaxPool, Readout
+
     shape = (batch, *spec.shape)
     if spec.kind == "maxpool":
         src = plan.populations[spec.pool["source"]]
@@ -162,6 +160,8 @@ def _population(plan: LavaPlan, spec, batch: int):
 
 
 def _synapse(syn, batch: int):
+    from spikeconverter.processes import BatchConv, BatchDense
+
     bits = GRADED_BITS if syn.graded else 0
     name = f"syn_{syn.target}_{syn.edge}"
     if syn.kind == "conv":
@@ -217,6 +217,8 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
     sent = needed(first)
     prefill = np.stack([frames(w) for w in range(sent)]) if sent else None
     g = build_batched(plan, schedule, batch, windows, prefill, buffer=chunk_windows + 2)
+    from spikeconverter.processes.run import run_config, simulation
+
     read_at = [g.sink.proc_params["offset"] + w * period for w in range(windows)]
     received = 0
     started = time.perf_counter()
@@ -251,6 +253,8 @@ def _logits(v: np.ndarray, plan: LavaPlan, left: int) -> np.ndarray:
 
 
 def _saturations(g: BatchedGraph) -> dict[str, int]:
+    from spikeconverter.processes import BatchILIF, Readout
+
     out = {}
     for name, p in g.neurons.items():
         if isinstance(p, BatchILIF):
@@ -268,6 +272,8 @@ def prepared_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int
     prefill = np.stack([window_frames(plan, _as_numpy(images, w * batch, (w + 1) * batch), batch)
                         for w in range(windows)])
     g = build_batched(plan, schedule, batch, windows, prefill, buffer=windows + 1)
+    from spikeconverter.processes.run import run_config
+
     return ProcessGraph(plan=plan, schedule=schedule, samples=n, batch=batch, source=g.source,
                         sink=g.sink, neurons=g.neurons, synapses=g.synapses + g.delays,
                         num_steps=schedule.steps_for(windows),

@@ -16,17 +16,11 @@ from typing import Any
 
 import numpy as np
 from lava.magma.core.run_configs import Loihi2SimCfg
-from lava.proc.conv.process import Conv
-from lava.proc.dense.process import Dense
-from lava.proc.io.sink import RingBuffer as Sink
-from lava.proc.io.source import RingBuffer as Source
-from lava.proc.sparse.process import Sparse
 
 from spikeconverter import coding
 from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan
-from spikeconverter.processes import ILIF, Delay, Readout, SpikingMaxPool
-from spikeconverter.processes.fastconv.config import fast_conv_run_config
+from spikeconverter.converters.to_lava.runtime import import_lava_runtime
 
 __all__ = ["Built", "ProcessGraph", "build", "input_data", "run_config"]
 
@@ -125,65 +119,83 @@ def input_data(plan: LavaPlan, images: np.ndarray, num_steps: int) -> np.ndarray
 
 def build(plan: LavaPlan, data: np.ndarray) -> Built:
     """Create and connect the processes of ``plan``, fed by the source buffer ``data``."""
-    num_steps = data.shape[-1]
+    import_lava_runtime()
+    from lava.proc.io.source import RingBuffer as Source
+
     source = Source(data=data)
     outs: dict[str, Any] = {plan.input: source.s_out}
     ins: dict[str, Any] = {}
     built = Built(source=source, sink=None)
     for spec in plan.populations.values():
-        if spec.kind == "input":
-            continue
-        if spec.kind == "maxpool":
-            p = SpikingMaxPool(shape=_source_shape(plan, spec.name), t_gen=spec.t_gen,
-                               period=plan.period, offset=spec.offset, name=spec.name,
-                               kernel_size=spec.pool["kernel_size"],
-                               stride=spec.pool["stride"], padding=spec.pool["padding"])
-            ins[spec.name], outs[spec.name] = p.s_in, p.s_out
-        elif spec.kind == "readout":
-            p = Readout(shape=spec.shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
-                        offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
-                        name=spec.name)
-            ins[spec.name] = p.a_in
-            built.sink = Sink(shape=spec.shape, buffer=num_steps)
-            p.v_out.connect(built.sink.a_in)
-        else:
-            p = ILIF(shape=spec.shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc,
-                     t_gen=spec.t_gen, offset=spec.offset, bias=spec.bias,
-                     bias_exp=spec.bias_exp, rounding=plan.rounding, signed=spec.signed,
-                     name=spec.name)
-            ins[spec.name], outs[spec.name] = p.a_in, p.s_out
-        built.neurons[spec.name] = p
-        if spec.kind == "maxpool":
-            src = _pool_source(plan, spec.name)
-            outs[src].connect(p.s_in)
+        if spec.kind != "input":
+            _add_population(plan, spec, built, ins, outs, data.shape[-1])
     for syn in plan.synapses:
-        port = outs[syn.source]
-        if syn.delay > 0:
-            d = Delay(shape=syn.in_shape, delay=syn.delay, name=f"delay_{syn.target}_{syn.edge}")
-            port.connect(d.a_in)
-            port = d.s_out
-        bits = GRADED_BITS if syn.graded else 0
-        name = f"syn_{syn.target}_{syn.edge}"
-        if syn.kind == "conv":
-            c = syn.conv
-            proc = Conv(weight=syn.weight, weight_exp=syn.weight_exp,
-                        input_shape=c["input_shape"], padding=c["padding"], stride=c["stride"],
-                        dilation=c["dilation"], groups=c["groups"], num_message_bits=bits,
-                        name=name)
-            if tuple(proc.output_shape) != tuple(syn.out_shape):
-                raise RuntimeError(f"Lava Conv for {syn.target!r} gives shape "
-                                   f"{proc.output_shape}, the graph expects {syn.out_shape}")
-            port.connect(proc.s_in)
-            out = proc.a_out
-        else:
-            cls = Dense if syn.kind == "dense" else Sparse
-            proc = cls(weights=syn.weight, weight_exp=syn.weight_exp, num_message_bits=bits,
-                       name=name)
-            (port.flatten() if len(syn.in_shape) > 1 else port).connect(proc.s_in)
-            out = proc.a_out.reshape(syn.out_shape) if len(syn.out_shape) > 1 else proc.a_out
-        out.connect(ins[syn.target])
-        built.synapses.append(proc)
+        built.synapses.append(_add_synapse(syn, outs[syn.source], ins[syn.target]))
     return built
+
+
+def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any],
+                    outs: dict[str, Any], num_steps: int) -> None:
+    from lava.proc.io.sink import RingBuffer as Sink
+
+    from spikeconverter.processes import ILIF, Readout, SpikingMaxPool
+
+    if spec.kind == "maxpool":
+        p = SpikingMaxPool(shape=_source_shape(plan, spec.name), t_gen=spec.t_gen,
+                           period=plan.period, offset=spec.offset, name=spec.name,
+                           kernel_size=spec.pool["kernel_size"],
+                           stride=spec.pool["stride"], padding=spec.pool["padding"])
+        ins[spec.name], outs[spec.name] = p.s_in, p.s_out
+    elif spec.kind == "readout":
+        p = Readout(shape=spec.shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
+                    offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
+                    name=spec.name)
+        ins[spec.name] = p.a_in
+        built.sink = Sink(shape=spec.shape, buffer=num_steps)
+        p.v_out.connect(built.sink.a_in)
+    else:
+        p = ILIF(shape=spec.shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc,
+                 t_gen=spec.t_gen, offset=spec.offset, bias=spec.bias,
+                 bias_exp=spec.bias_exp, rounding=plan.rounding, signed=spec.signed,
+                 name=spec.name)
+        ins[spec.name], outs[spec.name] = p.a_in, p.s_out
+    built.neurons[spec.name] = p
+    if spec.kind == "maxpool":
+        outs[_pool_source(plan, spec.name)].connect(p.s_in)
+
+
+def _add_synapse(syn: Any, port: Any, target_in: Any) -> Any:
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.sparse.process import Sparse
+
+    from spikeconverter.processes import Delay
+
+    if syn.delay > 0:
+        d = Delay(shape=syn.in_shape, delay=syn.delay, name=f"delay_{syn.target}_{syn.edge}")
+        port.connect(d.a_in)
+        port = d.s_out
+    bits = GRADED_BITS if syn.graded else 0
+    name = f"syn_{syn.target}_{syn.edge}"
+    if syn.kind == "conv":
+        c = syn.conv
+        proc = Conv(weight=syn.weight, weight_exp=syn.weight_exp,
+                    input_shape=c["input_shape"], padding=c["padding"], stride=c["stride"],
+                    dilation=c["dilation"], groups=c["groups"], num_message_bits=bits,
+                    name=name)
+        if tuple(proc.output_shape) != tuple(syn.out_shape):
+            raise RuntimeError(f"Lava Conv for {syn.target!r} gives shape "
+                               f"{proc.output_shape}, the graph expects {syn.out_shape}")
+        port.connect(proc.s_in)
+        out = proc.a_out
+    else:
+        cls = Dense if syn.kind == "dense" else Sparse
+        proc = cls(weights=syn.weight, weight_exp=syn.weight_exp, num_message_bits=bits,
+                   name=name)
+        (port.flatten() if len(syn.in_shape) > 1 else port).connect(proc.s_in)
+        out = proc.a_out.reshape(syn.out_shape) if len(syn.out_shape) > 1 else proc.a_out
+    out.connect(target_in)
+    return proc
 
 
 def _pool_source(plan: LavaPlan, name: str) -> str:
@@ -197,6 +209,10 @@ def _source_shape(plan: LavaPlan, name: str) -> tuple[int, ...]:
 def run_config(plan: LavaPlan) -> Loihi2SimCfg:
     """Loihi2SimCfg with the fast im2col Conv models (and, in fixed point, the iLIF model that
     counts only data-losing saturations)."""
+    import_lava_runtime()
+    from spikeconverter.processes import ILIF
+    from spikeconverter.processes.fastconv.config import fast_conv_run_config
+
     exceptions: dict[Any, Any] = {}
     if plan.select_tag == "fixed_pt":
         from spikeconverter.converters.to_lava.models import PyILIFModelBitAccDataLoss

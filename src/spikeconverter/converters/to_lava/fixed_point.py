@@ -50,11 +50,11 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter import coding
-from spikeconverter.converters.ir import Graph
-from spikeconverter.converters.norse_backend import SpikingNetwork, _binary_op, spike_max_pool2d
+from spikeconverter.converters.counting import fan_in, fan_outs
+from spikeconverter.converters.ir import Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.plugin.kernels import SpikeTrain, spike_max_pool2d, start_generate
 
 __all__ = ["LOIHI2_LIKE", "CoreBudget", "fixed_point_plan", "format_report", "membrane_peaks"]
 
@@ -123,7 +123,7 @@ def _peaks_batch(graph: Graph, schedule: Schedule, x: torch.Tensor, k: float,
             if pop.attrs.get("encoding", "analog") == "analog":
                 codes[pop.name] = (x.unsqueeze(0), torch.ones((), dtype=x.dtype))
             else:
-                th = SpikingNetwork._theta(pop).to(x.dtype)
+                th = theta_tensor(pop, x.dtype)
                 codes[pop.name] = (_spikes(coding.encode(x, th, int(pop.T), k, graph.rounding,
                                                          True)), th)
             continue
@@ -133,12 +133,12 @@ def _peaks_batch(graph: Graph, schedule: Schedule, x: torch.Tensor, k: float,
             pooled = spike_max_pool2d(s.to(x.dtype), a["kernel_size"], a["stride"],
                                       a["padding"], a.get("dilation", 1),
                                       a.get("ceil_mode", False))
-            codes[pop.name] = (_spikes(pooled), th)
+            codes[pop.name] = (_spikes(pooled) if s.dtype == torch.int8 else pooled, th)
         else:
             total = _accumulate_peaks(graph, schedule, pop, codes, x.dtype, k, bias, peaks)
             if pop.kind != "readout":
                 u = total + bias[pop.name]
-                th = SpikingNetwork._theta(pop).to(x.dtype)
+                th = theta_tensor(pop, x.dtype)
                 codes[pop.name] = (_spikes(coding.encode(u, th, int(pop.T), k, graph.rounding,
                                                          pop.kind == "signed")), th)
         for e in pop.edges:
@@ -152,34 +152,31 @@ def _spikes(s: torch.Tensor) -> torch.Tensor:
     return s.to(torch.int8)
 
 
-def _accumulate_peaks(graph: Graph, schedule: Schedule, pop, codes, dtype, k: float,
+def _accumulate_peaks(graph: Graph, schedule: Schedule, pop: Population, codes, dtype,
+                      k: float,
                       bias: dict[str, torch.Tensor], peaks: dict[str, float]) -> torch.Tensor:
     """Update ``peaks[pop]`` over its accumulate steps; return the summed input (no bias)."""
     t_acc = schedule.t_acc[pop.name]
     longest = max(codes[e.source][0].shape[0] for e in pop.edges)
     # after the longest train the sum only doubles: its peak is at the last step
     steps = sorted(set(range(min(longest, t_acc))) | {t_acc - 1})
-    # each edge's decoded prefix grows one spike at a time (for k = 2 every partial sum of
-    # +-2**-j is exact in float64, so this equals decoding the first t + 1 spikes afresh)
-    acc = {i: torch.zeros(codes[e.source][0].shape[1:], dtype=dtype)
-           for i, e in enumerate(pop.edges)}
-    used = dict.fromkeys(acc, 0)
     peak, total = 0.0, None
     for t in steps:
         total = None
-        for i, e in enumerate(pop.edges):
+        for e in pop.edges:
             s, th = codes[e.source]
-            while used[i] <= min(t, s.shape[0] - 1):
-                acc[i].add_(s[used[i]].to(dtype), alpha=k ** -used[i])
-                used[i] += 1
-            y = graph.edge_value(e, th * acc[i], with_bias=False)
+            n = min(t + 1, s.shape[0])
+            # the first n spikes decoded (codes are kept as int8; decoded in ``dtype``)
+            prefix = SpikeTrain(th, n, 0, k=k, frames=s[:n].to(dtype)).value()
+            y = graph.edge_value(e, prefix, with_bias=False)
             total = y if total is None else total + y
         v = total * k ** (t - t_acc + 1)
         if t == t_acc - 1:
-            v = v + bias[pop.name]
-            if pop.kind != "readout" and graph.rounding == "nearest":
-                half = SpikingNetwork._theta(pop).to(dtype) * k ** (1 - int(pop.T)) / 2
-                v = v + (half * torch.sign(v) if pop.kind == "signed" else half)
+            if pop.kind == "readout":
+                v = v + bias[pop.name]
+            else:
+                v = start_generate(v, bias[pop.name], theta_tensor(pop, dtype), int(pop.T), k,
+                                   graph.rounding, pop.kind == "signed")
         peak = max(peak, float(v.max()), -float(v.min()))
     peaks[pop.name] = max(peaks[pop.name], peak)
     return total
@@ -309,25 +306,19 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
 
 def _connectivity_report(graph: Graph, layers: dict[str, dict[str, Any]],
                          budget: CoreBudget) -> dict[str, Any]:
-    fan_out = SpikingNetwork(graph)._fanout
+    fan_out = fan_outs(graph)
     total_cores = 0
     for pop in graph:
         if pop.name not in layers:
             continue
-        fan_in = torch.zeros(pop.shape, dtype=torch.float64)
-        with torch.no_grad():
-            for e in pop.edges:
-                y = torch.ones((1, *graph[e.source].shape), dtype=torch.float64)
-                for op in e.ops:
-                    y = _binary_op(op, y)
-                fan_in = fan_in + y[0]
+        into = fan_in(graph, pop.name)
         info = layers[pop.name]
         neurons = math.prod(pop.shape)
-        synapses = int(fan_in.sum())
+        synapses = int(into.sum())
         cores = max(math.ceil(neurons / budget.neurons_per_core),
                     math.ceil(synapses / budget.synapses_per_core), 1)
         total_cores += cores
-        info.update(neurons=neurons, synapses=synapses, max_fan_in=int(fan_in.max()),
+        info.update(neurons=neurons, synapses=synapses, max_fan_in=int(into.max()),
                     max_fan_out=max((int(fan_out[e.source].max()) for e in pop.edges), default=0),
                     cores=cores, saturations=None)
         limits = []
@@ -369,8 +360,3 @@ def format_report(report: dict[str, Any]) -> str:
     rows.append(f"total cores ~ {report['cores']} (budget {report['budget']['cores']}); input "
                 f"sent as round(x * 2**{report['input_shift']})")
     return "\n".join(rows)
-
-
-def lava_bias(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Bias array in Lava layout (helper for tests)."""
-    return to_lava(values, shape)

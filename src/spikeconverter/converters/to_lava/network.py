@@ -15,8 +15,10 @@ import torch
 from lava.magma.core.run_conditions import RunSteps
 from tqdm.auto import tqdm
 
+from spikeconverter.converters.calibrate import iter_batches
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.schedule import Schedule
+from spikeconverter.converters.serialize import write
 from spikeconverter.converters.to_lava.batched import (
     DEFAULT_BATCH,
     DEFAULT_CHUNK_WINDOWS,
@@ -24,11 +26,11 @@ from spikeconverter.converters.to_lava.batched import (
     prepared_batched,
 )
 from spikeconverter.converters.to_lava.build import ProcessGraph, build, input_data, run_config
+from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan, membrane_peaks
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
 from spikeconverter.converters.to_lava.plancache import load_plans, plan_key, save_plans
 from spikeconverter.converters.to_lava.stored import graph_fingerprint, store_peaks, stored_peaks
 from spikeconverter.converters.to_lava.timing import lava_schedule
-from spikeconverter.processes.run import simulation
 
 __all__ = ["LavaNetwork"]
 
@@ -122,8 +124,6 @@ class LavaNetwork:
             base = self._plans.get(False) or float_plan(self.graph, self.schedule)
             self._plans[False] = base
             if fixed_point:
-                from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
-
                 if self.membrane_peaks is None:
                     why = f" ({self._no_peaks_reason})" if self._no_peaks_reason else ""
                     raise ValueError(
@@ -136,9 +136,6 @@ class LavaNetwork:
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
         """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches) and
         keep them in ``graph.meta`` (so every file saved from this graph carries them)."""
-        from spikeconverter.converters.calibrate import iter_batches
-        from spikeconverter.converters.to_lava.fixed_point import membrane_peaks
-
         _, batches, _ = iter_batches(calibration)
         self.membrane_peaks = membrane_peaks(self.graph, self.schedule, batches,
                                              progress=progress)
@@ -258,6 +255,8 @@ class LavaNetwork:
                         chunk_steps: int | None) -> np.ndarray:
         """The unbatched graph of Lava's own synapse Processes (see :meth:`run`)."""
         pg = self.processes(images, plan.select_tag == "fixed_pt", graph="lava")
+        from spikeconverter.processes.run import simulation
+
         chunk = int(chunk_steps or self.schedule.steps_per_sample)
         done = min(chunk, pg.num_steps)
         start = time.perf_counter()
@@ -347,19 +346,18 @@ class LavaNetwork:
 
     @property
     def save_options(self) -> dict[str, Any]:
+        """What a network file stores to rebuild this network (plain values)."""
         return {"backend": "lava", "margin": self.margin}
 
     def backend_state(self) -> dict[str, Any]:
-        """What :func:`spikeconverter.converters.serialize.save` stores besides the graph."""
+        """What a network file stores besides graph, schedule and options (plain data)."""
         peaks = None if self.membrane_peaks is None else {
             k: float(v) for k, v in self.membrane_peaks.items()}
         return {"membrane_peaks": peaks}
 
     def save(self, path) -> None:
         """Write graph, schedule and fixed-point calibration to one file (atomically)."""
-        from spikeconverter.converters.serialize import save
-
-        save(self, path)
+        write(path, self.graph, self.schedule, self.save_options, self.backend_state())
 
     def __repr__(self) -> str:
         s = self.schedule

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from spikeconverter.converters.ir import Graph
-from spikeconverter.converters.norse_backend import SpikingNetwork
+from spikeconverter.converters.ir import Graph, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.layout import lava_shape, to_lava
 from spikeconverter.converters.to_lava.synapses import SynapseSpec, edge_synapse, input_landing
+from spikeconverter.plugin.kernels import pair
 
 __all__ = ["LavaPlan", "PopulationSpec", "float_plan"]
 
@@ -93,12 +93,9 @@ class LavaPlan:
     output_gain: float = 1.0
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
-
-
 def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
-    """The float64 plan of a calibrated graph (weights scaled as in the Norse backend).
+    """The float64 plan of a calibrated graph (weights scaled by
+    :func:`spikeconverter.coding.synapse_scale`).
 
     Raises
     ------
@@ -113,7 +110,7 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
                               t_acc=s.t_acc[name], t_gen=s.t_gen[name], offset=s.offset[name],
                               signed=pop.kind == "signed")
         if pop.kind in ("relu", "signed"):
-            theta = SpikingNetwork._theta(pop).numpy()
+            theta = theta_tensor(pop).numpy()
             spec.vth = to_lava(np.broadcast_to(theta, pop.shape), pop.shape).copy()
         if pop.kind in ("relu", "signed", "readout"):
             spec.bias = to_lava(graph.population_bias(pop.name).numpy(), pop.shape).copy()
@@ -121,12 +118,12 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
             a = pop.attrs
             if pop.edges[0].ops:
                 raise ValueError(f"max pooling {name!r}: its edge must carry no ops for Lava")
-            if _pair(a.get("dilation", 1)) != (1, 1) or a.get("ceil_mode", False):
+            if pair(a.get("dilation", 1)) != (1, 1) or a.get("ceil_mode", False):
                 raise ValueError(f"max pooling {name!r}: dilation and ceil_mode are not "
                                  "supported by the Lava backend (SpikingMaxPool)")
-            kh, kw = _pair(a["kernel_size"])
-            sh, sw = _pair(a.get("stride") or a["kernel_size"])
-            ph, pw = _pair(a.get("padding", 0))
+            kh, kw = pair(a["kernel_size"])
+            sh, sw = pair(a.get("stride") or a["kernel_size"])
+            ph, pw = pair(a.get("padding", 0))
             spec.pool = {"kernel_size": (kw, kh), "stride": (sw, sh), "padding": (pw, ph),
                          "source": pop.edges[0].source}
         pops[name] = spec
@@ -137,6 +134,6 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
         populations=pops, synapses=synapses, input=graph.input, output=graph.output,
         period=schedule.steps_per_sample, k=float(graph.k), rounding=graph.rounding,
         input_encoding=inp.attrs.get("encoding", "analog"),
-        input_theta=SpikingNetwork._theta(inp).numpy() if inp.theta is not None else 1.0,
+        input_theta=theta_tensor(inp).numpy() if inp.theta is not None else 1.0,
         input_T=int(inp.T or 1), input_delay=input_landing(graph, schedule),
     )

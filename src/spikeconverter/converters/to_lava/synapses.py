@@ -1,8 +1,8 @@
 """Edges of the graph IR as Lava synapses (float weights, before any fixed-point rounding).
 
 Every edge becomes exactly one synapse process whose output is the edge's value (without bias)
-on the source's decoded train, scaled as in the Norse backend (``theta_source / k**(t_acc - 1)``,
-with the Lava schedule's ``t_acc``):
+on the source's decoded train, scaled by :func:`spikeconverter.coding.synapse_scale`
+(``theta_source / k**(t_acc - 1)``, with the Lava schedule's ``t_acc``):
 
 * a lone ``conv2d`` on a ``(C, H, W)`` source -> ``lava.proc.conv.Conv``: Lava convolves over
   ``(W, H, C)``, so the torch kernel ``(O, I/g, kh, kw)`` becomes ``(O, kw, kh, I/g)``, flipped in
@@ -24,10 +24,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from spikeconverter.converters.ir import Edge, Graph, Population
-from spikeconverter.converters.norse_backend import SpikingNetwork
+from spikeconverter import coding
+from spikeconverter.converters.ir import Edge, Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.layout import flat_perm, lava_shape
+from spikeconverter.plugin.kernels import pair
 
 __all__ = ["SynapseSpec", "edge_synapse", "source_scale"]
 
@@ -75,11 +76,6 @@ class SynapseSpec:
     conv: dict[str, Any] = field(default_factory=dict)
     weight_exp: int = 0
 
-    def nonzero(self) -> int:
-        """Nonzero weights stored (a conv kernel's, not its connections)."""
-        w = self.weight
-        return int(w.count_nonzero() if sp.issparse(w) else np.count_nonzero(w))
-
     def abs_max(self) -> float:
         w = self.weight
         if sp.issparse(w):
@@ -89,14 +85,15 @@ class SynapseSpec:
 
 def source_scale(graph: Graph, schedule: Schedule, target: Population, edge: Edge,
                  landing: int = 0) -> np.ndarray:
-    """The Norse backend's synapse scale ``theta_source / k**(t_acc - 1 - landing)``,
+    """The synapse scale :func:`spikeconverter.coding.synapse_scale` with the Lava schedule's
+    ``t_acc`` shortened by ``landing``, ``theta_source / k**(t_acc - 1 - landing)``,
     broadcastable to the source's torch shape (scalar or per channel ``(C, 1, 1)``).
 
     ``landing`` is the accumulate step at which the train's first spike arrives (0 for every
     edge but the analog input's, which arrives at the window's last step, see
     :func:`input_landing`)."""
-    theta = SpikingNetwork._theta(graph[edge.source]).numpy()
-    return theta / float(graph.k) ** (schedule.t_acc[target.name] - 1 - landing)
+    theta = theta_tensor(graph[edge.source]).numpy()
+    return coding.synapse_scale(theta, schedule.t_acc[target.name] - landing, float(graph.k))
 
 
 def input_landing(graph: Graph, schedule: Schedule) -> int:
@@ -107,10 +104,6 @@ def input_landing(graph: Graph, schedule: Schedule) -> int:
     slack = {schedule.t_acc[c] - t_in for c in graph.consumers(graph.input)
              if graph[c].kind != "maxpool"}
     return slack.pop() if len(slack) == 1 else 0
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def _graded(src: Population) -> bool:
@@ -155,9 +148,9 @@ def _conv_attrs(a: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
     if isinstance(a.get("padding", 0), str):
         raise ValueError(f"conv padding {a['padding']!r} is not supported by the Lava backend; "
                          "use explicit integer padding")
-    ph, pw = _pair(a.get("padding", 0))
-    sh, sw = _pair(a.get("stride", 1))
-    dh, dw = _pair(a.get("dilation", 1))
+    ph, pw = pair(a.get("padding", 0))
+    sh, sw = pair(a.get("stride", 1))
+    dh, dw = pair(a.get("dilation", 1))
     return {"input_shape": lava_shape(shape), "padding": (pw, ph), "stride": (sw, sh),
             "dilation": (dw, dh), "groups": int(a.get("groups", 1))}
 

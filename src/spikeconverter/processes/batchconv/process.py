@@ -9,7 +9,7 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.proc.conv import utils
 
-from spikeconverter.processes._validate import validate_int, validate_shape
+from spikeconverter.processes.base import validate_int, validate_shape
 
 __all__ = ["BatchConv"]
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 
-from spikeconverter.processes._validate import validate_int, validate_shape
+from spikeconverter.processes.base import validate_int, validate_shape
 
 __all__ = ["BatchDense"]
 

@@ -8,9 +8,9 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes._loihi import V_MAX, V_MIN
 from spikeconverter.processes.batchilif.process import BatchILIF
 from spikeconverter.processes.ilif.models import PyILIFModelBitAcc, PyILIFModelFloat
+from spikeconverter.processes.loihi import V_MAX, V_MIN
 
 __all__ = ["PyBatchILIFModelBitAcc", "PyBatchILIFModelFloat"]
 

@@ -9,8 +9,8 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes._loihi import WindowClockModel
 from spikeconverter.processes.batchpool.process import BatchMaxPool
+from spikeconverter.processes.loihi import WindowClockModel
 from spikeconverter.processes.maxpool.process import pool_indices
 
 __all__ = ["PyBatchMaxPoolModelBitAcc", "PyBatchMaxPoolModelFloat"]

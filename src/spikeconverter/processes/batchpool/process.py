@@ -7,7 +7,7 @@ from typing import Any
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 
-from spikeconverter.processes._validate import validate_int, validate_shape
+from spikeconverter.processes.base import validate_int, validate_shape
 from spikeconverter.processes.maxpool.process import SpikingMaxPool
 
 __all__ = ["BatchMaxPool"]

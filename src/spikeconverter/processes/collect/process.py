@@ -6,7 +6,7 @@ import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 
-from spikeconverter.processes._validate import validate_int, validate_shape
+from spikeconverter.processes.base import validate_int, validate_shape
 
 __all__ = ["WindowCollector"]
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
-from spikeconverter.processes._validate import validate_int, validate_shape
+from spikeconverter.processes.base import ShapedProcess, validate_int
 
 __all__ = ["Delay"]
 
 
-class Delay(AbstractProcess):
+class Delay(ShapedProcess):
     """Sends on ``s_out`` at step ``n`` what arrived on ``a_in`` at step ``n - delay``.
 
     Zeros are sent for the first ``delay`` steps; ``delay = 0`` passes the input through in
@@ -46,15 +46,10 @@ class Delay(AbstractProcess):
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
-        shape = validate_shape("Delay", shape)
         delay = validate_int("Delay", "delay", delay, 0)
         super().__init__(shape=shape, delay=delay, name=name, log_config=log_config)
+        shape = self.shape
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         # one slot per step of delay (at least one, so that delay = 0 needs no special Var)
         self.buffer = Var(shape=(*shape, max(delay, 1)), init=np.zeros((*shape, max(delay, 1))))
-
-    def __del__(self) -> None:
-        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
-        if hasattr(self, "_runtime"):
-            super().__del__()

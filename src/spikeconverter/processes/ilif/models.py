@@ -9,17 +9,18 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes._loihi import (
+from spikeconverter.coding import rounding_offset
+from spikeconverter.processes.ilif.process import ILIF
+from spikeconverter.processes.loihi import (
     SHIFT,
     V_MAX,
     V_MIN,
     FixedPointMembrane,
     WindowClockModel,
+    fixed_rounding_offset,
 )
-from spikeconverter.processes.ilif.process import ILIF
 
 __all__ = ["PyILIFModelFloat", "PyILIFModelBitAcc", "V_MAX", "V_MIN"]
-
 
 
 class _ILIFClock(WindowClockModel):
@@ -32,7 +33,8 @@ class _ILIFClock(WindowClockModel):
         self._t_gen = int(proc_params["t_gen"])
         self._offset = int(proc_params["offset"])
         self._period = self._t_acc + self._t_gen
-        self._nearest = proc_params["rounding"] == "nearest"
+        self._rounding = proc_params["rounding"]
+        self._nearest = self._rounding == "nearest"
         self._signed = bool(proc_params["signed"])
 
 
@@ -70,7 +72,7 @@ class PyILIFModelFloat(_ILIFClock):
                 # same operations, in the same order, as the Norse step: bias, then half an LSB
                 self.v += self.bias
                 if self._nearest:
-                    half = self.vth * self._k ** (1 - self._t_gen) / 2
+                    half = rounding_offset(self.vth, self._t_gen, self._k, self._rounding)
                     if self._signed:
                         half = half * np.sign(self.v)
                     self.v += half
@@ -123,7 +125,7 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
                 f"ILIF: the fixed-point vth mantissa must lie in [1, 2**17 - 1], got {self.vth!r}"
             )
         self._vth_eff = vth << SHIFT
-        self._half = self._vth_eff >> self._t_gen
+        self._half = fixed_rounding_offset(self._vth_eff, self._t_gen, self._rounding)
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()

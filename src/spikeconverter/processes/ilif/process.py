@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.ports.ports import OutPort
+from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
-from spikeconverter.processes._validate import (
+from spikeconverter.processes.base import (
+    AbstractMembrane,
     broadcast_array,
-    broadcast_integers,
     validate_bool,
     validate_int,
-    validate_k,
     validate_rounding,
     validate_shape,
 )
@@ -22,7 +20,7 @@ from spikeconverter.processes._validate import (
 __all__ = ["ILIF"]
 
 
-class ILIF(AbstractProcess):
+class ILIF(AbstractMembrane):
     """Inverse-leaky integrate-and-fire population with temporal separation.
 
     Let ``n = time_step - 1`` count the steps of the run. Before ``offset`` the neurons are
@@ -30,7 +28,8 @@ class ILIF(AbstractProcess):
 
     * ``tau < t_acc`` (accumulate): ``v <- a_in`` at ``tau = 0``, ``v <- k*v + a_in`` after,
       never firing; at ``tau = t_acc - 1`` the bias is added (and, for ``rounding="nearest"``,
-      half an LSB ``vth * k**(1 - t_gen) / 2``, times ``sign(v)`` for signed trains);
+      half an LSB, :func:`spikeconverter.coding.rounding_offset`, times ``sign(v)`` for signed
+      trains);
     * ``tau >= t_acc`` (generate): ``a_in`` is ignored, ``s = [v >= vth]`` (signed: ``-1``
       where ``v <= -vth``) is sent on ``s_out`` in that same step, then ``v <- k*(v - s*vth)``.
 
@@ -52,10 +51,12 @@ class ILIF(AbstractProcess):
     a right shift) and is *not* shifted. The membrane is an integer clamped to the 24-bit
     range ``[-2**23, 2**23 - 1]`` after every update; each clamp of a neuron adds one to its
     entry of the Var ``saturations``. ``k`` must be 2 (a left shift). Half an LSB for
-    ``rounding="nearest"`` is ``(vth << 6) >> t_gen``: exact only when ``(vth << 6)`` is
-    divisible by ``2**t_gen``, which a converter must choose. So with integer inputs,
-    ``bias_fixed = 64 * bias_float`` and no saturation the fixed model holds ``64 *`` the
-    float membrane and sends the same spikes as the float model given the same ``vth``.
+    ``rounding="nearest"`` is ``(vth << 6) >> t_gen``
+    (:func:`spikeconverter.processes.loihi.fixed_rounding_offset`): exact only when
+    ``(vth << 6)`` is divisible by ``2**t_gen``, which a converter must choose.
+    So with integer inputs, ``bias_fixed = 64 * bias_float`` and no saturation the fixed model
+    holds ``64 *`` the float membrane and sends the same spikes as the float model given the
+    same ``vth``.
 
     Spike payload: binary trains are sent as 0/1; signed trains as graded -1/0/+1. A
     Dense/Sparse/Conv receiving signed trains needs ``num_message_bits > 0``: with the default 0
@@ -118,41 +119,20 @@ class ILIF(AbstractProcess):
     ) -> None:
         proc = "ILIF"
         shape = validate_shape(proc, shape)
-        k = validate_k(proc, k)
-        t_acc = validate_int(proc, "t_acc", t_acc, 1)
-        t_gen = validate_int(proc, "t_gen", t_gen, 1)
-        offset = validate_int(proc, "offset", offset, 0)
-        rounding = validate_rounding(proc, rounding)
-        signed = validate_bool(proc, "signed", signed)
         vth_arr = broadcast_array(proc, "vth", vth, shape, positive=True)
-        bias_arr = broadcast_array(proc, "bias", bias, shape)
-        exp_arr = broadcast_integers(proc, "bias_exp", bias_exp, shape)
-        v_arr = broadcast_array(proc, "v", v, shape)
         super().__init__(
             shape=shape,
             k=k,
             t_acc=t_acc,
-            t_gen=t_gen,
             offset=offset,
-            rounding=rounding,
-            signed=signed,
+            bias=bias,
+            bias_exp=bias_exp,
+            v=v,
+            t_gen=validate_int(proc, "t_gen", t_gen, 1),
+            rounding=validate_rounding(proc, rounding),
+            signed=validate_bool(proc, "signed", signed),
             name=name,
             log_config=log_config,
         )
-        self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        self.v = Var(shape=shape, init=v_arr)
         self.vth = Var(shape=shape, init=vth_arr)
-        self.bias = Var(shape=shape, init=bias_arr)
-        self.bias_exp = Var(shape=shape, init=exp_arr)
-        self.saturations = Var(shape=shape, init=np.zeros(shape, dtype=np.int64))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the population."""
-        return self.proc_params["shape"]
-
-    def __del__(self) -> None:
-        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
-        if hasattr(self, "_runtime"):
-            super().__del__()

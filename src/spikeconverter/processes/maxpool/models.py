@@ -9,7 +9,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes._loihi import WindowClockModel
+from spikeconverter.processes.loihi import WindowClockModel
 from spikeconverter.processes.maxpool.process import SpikingMaxPool, pool_indices
 
 __all__ = ["PySpikingMaxPoolModelFloat", "PySpikingMaxPoolModelBitAcc"]

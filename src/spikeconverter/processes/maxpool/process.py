@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
-from spikeconverter.processes._validate import validate_int, validate_shape
+from spikeconverter.processes.base import ShapedProcess, validate_int, validate_shape
 
 __all__ = ["SpikingMaxPool", "pool_indices", "pooled_shape"]
 
@@ -68,7 +68,7 @@ def pool_indices(
     return flat.reshape(wo * ho * c, kernel_size[0] * kernel_size[1])
 
 
-class SpikingMaxPool(AbstractProcess):
+class SpikingMaxPool(ShapedProcess):
     """Max pooling over ``(W, H, C)`` MSB-first trains, exact and without latency.
 
     All inputs must come from one population (one threshold, the same ``t_gen``) and carry
@@ -160,8 +160,3 @@ class SpikingMaxPool(AbstractProcess):
     def out_shape(self) -> tuple[int, int, int]:
         """Output shape ``(W', H', C)``."""
         return self.proc_params["out_shape"]
-
-    def __del__(self) -> None:
-        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
-        if hasattr(self, "_runtime"):
-            super().__del__()

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
-from lava.magma.core.process.variable import Var
+from lava.magma.core.process.ports.ports import OutPort
+from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes._validate import (
-    broadcast_array,
-    broadcast_integers,
-    validate_int,
-    validate_k,
-    validate_shape,
-)
+from spikeconverter.processes.base import AbstractMembrane, validate_int
 
 __all__ = ["Readout"]
 
 
-class Readout(AbstractProcess):
+class Readout(AbstractMembrane):
     """Last layer of a converted network: accumulates MSB-first trains, never fires.
 
     With ``n = time_step - 1`` and ``tau = (n - offset) mod period`` (idle before ``offset``):
@@ -74,35 +66,18 @@ class Readout(AbstractProcess):
         log_config: LogConfig | None = None,
     ) -> None:
         proc = "Readout"
-        shape = validate_shape(proc, shape)
-        k = validate_k(proc, k)
+        # the default period needs a valid t_acc (checked again, idempotently, by the base)
         t_acc = validate_int(proc, "t_acc", t_acc, 1)
         period = 2 * t_acc if period is None else validate_int(proc, "period", period, t_acc)
-        offset = validate_int(proc, "offset", offset, 0)
-        bias_arr = broadcast_array(proc, "bias", bias, shape)
-        exp_arr = broadcast_integers(proc, "bias_exp", bias_exp, shape)
         super().__init__(
             shape=shape,
             k=k,
             t_acc=t_acc,
-            period=period,
             offset=offset,
+            bias=bias,
+            bias_exp=bias_exp,
+            period=period,
             name=name,
             log_config=log_config,
         )
-        self.a_in = InPort(shape=shape)
-        self.v_out = OutPort(shape=shape)
-        self.v = Var(shape=shape, init=np.zeros(shape))
-        self.bias = Var(shape=shape, init=bias_arr)
-        self.bias_exp = Var(shape=shape, init=exp_arr)
-        self.saturations = Var(shape=shape, init=np.zeros(shape, dtype=np.int64))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the population."""
-        return self.proc_params["shape"]
-
-    def __del__(self) -> None:
-        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
-        if hasattr(self, "_runtime"):
-            super().__del__()
+        self.v_out = OutPort(shape=self.shape)

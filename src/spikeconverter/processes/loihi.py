@@ -5,14 +5,49 @@ Kept outside the Process folders, which Lava scans for ProcessModels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from lava.magma.core.model.py.model import PyLoihiProcessModel
+
+from spikeconverter.coding import rounding_offset
+
+__all__ = [
+    "SHIFT",
+    "V_MAX",
+    "V_MIN",
+    "FixedPointMembrane",
+    "WindowClockModel",
+    "fixed_rounding_offset",
+]
 
 #: Range of a 24-bit signed membrane.
 V_MIN = -(2**23)
 V_MAX = 2**23 - 1
 #: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
 SHIFT = 6
+
+
+def fixed_rounding_offset(vth_eff: Any, t_gen: int, rounding: str) -> np.ndarray:
+    """Rounding offset of the integer membrane: :func:`spikeconverter.coding.rounding_offset`
+    for ``k = 2``, floored to an integer.
+
+    For ``"nearest"`` this is Loihi's shift ``vth_eff >> t_gen`` (half an LSB is
+    ``vth_eff * 2**-t_gen``); it is exact when ``vth_eff`` is divisible by ``2**t_gen``, which
+    a converter must choose. For ``"floor"`` it is 0. The float product is exact here
+    (``|vth_eff| < 2**53`` times a power of two), so flooring it equals the shift bit for bit.
+
+    Parameters
+    ----------
+    vth_eff : int array
+        Effective thresholds ``vth << 6``.
+    t_gen : int
+        Steps of the generate phase.
+    rounding : {"floor", "nearest"}
+        Rounding mode of the neurons.
+    """
+    half = rounding_offset(np.asarray(vth_eff, dtype=np.float64), t_gen, 2.0, rounding)
+    return np.floor(half).astype(np.int64)
 
 
 class WindowClockModel(PyLoihiProcessModel):

@@ -1,0 +1,159 @@
+"""Linear expressions: what an fx node evaluates to between two populations.
+
+Everything between populations is linear, so a node's value is a sum of *terms*, each a
+population's value pushed through a chain of IR ops (:class:`~spikeconverter.converters.ir.Op`).
+A chain may also hold a :class:`Pending` map: a linear map with no IR op of its own (an adaptive
+average pooling that is no exact average pooling), folded into the next Linear layer.
+
+The functions here know no fx node: they raise :class:`ExprError` with the reason, and the
+visitor turns it into a :class:`~spikeconverter.converters.capture.errors.ConversionError` that
+names the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from spikeconverter.converters.ir import Edge, Op, Population, apply_op
+
+__all__ = ["Expr", "ExprError", "Pending", "Term", "append_op", "append_pending", "edges",
+           "fold_pending", "pop_expr", "summed", "weighted"]
+
+WEIGHTED_KINDS = ("conv2d", "linear")
+
+
+class ExprError(Exception):
+    """An expression the IR cannot hold; ``str(exc)`` says why."""
+
+
+@dataclass
+class Pending:
+    """A linear map with no IR op of its own, to be folded into the next Linear layer."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    in_shape: tuple[int, ...]
+    origin: str
+
+
+@dataclass
+class Term:
+    """One population's value (``source``) through a chain of ops (:class:`Op` or
+    :class:`Pending`)."""
+
+    source: str
+    ops: list = field(default_factory=list)
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the chain holds a weighted layer (conv/linear)."""
+        return any(isinstance(o, Op) and o.kind in WEIGHTED_KINDS for o in self.ops)
+
+    @property
+    def pending(self) -> Pending | None:
+        """The first :class:`Pending` map of the chain, if any."""
+        return next((o for o in self.ops if isinstance(o, Pending)), None)
+
+
+@dataclass
+class Expr:
+    """Sum of ``terms``: each a population's value through a chain of linear ops."""
+
+    terms: list[Term]
+    shape: tuple[int, ...]
+    node: str
+    pop: str | None = None  # set when the expression is exactly one population's value
+
+    @property
+    def weighted(self) -> bool:
+        """Whether any term holds a weighted layer."""
+        return any(t.weighted for t in self.terms)
+
+
+def pop_expr(pop: Population) -> Expr:
+    """The expression that is exactly ``pop`` 's value."""
+    return Expr([Term(pop.name, [])], pop.shape, pop.name, pop.name)
+
+
+def append_op(e: Expr, op: Op, out_shape: tuple[int, ...]) -> Expr:
+    """``e`` through a weight-free op (pooling, reshaping), appended to every term."""
+    terms = [Term(t.source, t.ops + [op]) for t in e.terms]
+    return Expr(terms, out_shape, op.origin)
+
+
+def append_pending(e: Expr, pending: Pending, out_shape: tuple[int, ...]) -> Expr:
+    """``e`` through a map that the next Linear layer has to absorb."""
+    return Expr([Term(t.source, t.ops + [pending]) for t in e.terms], out_shape, pending.origin)
+
+
+def summed(a: Expr, b: Expr, name: str) -> Expr:
+    """``a + b`` (a residual add): the terms of both, no broadcasting."""
+    if a.shape != b.shape:
+        raise ExprError(f"add of shapes {a.shape} and {b.shape} (broadcasting)")
+    return Expr(a.terms + b.terms, a.shape, name)
+
+
+def edges(e: Expr) -> list[Edge]:
+    """One IR edge per term of ``e`` (every pending map must have been folded by now)."""
+    out = []
+    for t in e.terms:
+        p = t.pending
+        if p is not None:
+            raise ExprError(f"{p.origin} is not an exact average pooling and no Linear layer "
+                            "follows it to fold it into")
+        out.append(Edge(t.source, list(t.ops)))
+    return out
+
+
+def weighted(e: Expr, op: Op, out_shape: tuple[int, ...], name: str) -> Expr:
+    """``e`` through the weighted layer ``op``; ``e`` must hold no weighted layer yet.
+
+    The layer is applied to every term (a sum of terms is one synapse group per term); the first
+    term keeps the bias, so that it is added once.
+    """
+    terms = []
+    for i, t in enumerate(e.terms):
+        this = op if i == 0 else Op(op.kind, op.weight, None, dict(op.attrs), op.origin)
+        ops = list(t.ops)
+        if t.pending is not None:
+            ops = fold_pending(ops, this)
+        else:
+            ops.append(this)
+        terms.append(Term(t.source, ops))
+    return Expr(terms, out_shape, name)
+
+
+def fold_pending(ops: list, op: Op) -> list:
+    """The chain ``ops + [op]`` with its pending map and everything after folded into ``op``.
+
+    Raises
+    ------
+    ExprError
+        ``op`` is no Linear layer, or its input size does not fit.
+    """
+    if op.kind != "linear":
+        raise ExprError("an adaptive average pooling that is not an exact average pooling can "
+                        "only be folded into a following Linear layer")
+    i = next(j for j, o in enumerate(ops) if isinstance(o, Pending))
+    in_shape = ops[i].in_shape
+    # W o f for the linear map f of the removed ops: the vector-Jacobian product of f with
+    # each row of W (cheap, whereas materialising f's matrix is not)
+    w = torch.as_tensor(op.weight, dtype=torch.float64)
+    x = torch.zeros((w.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        y = x
+        for o in ops[i:]:
+            y = o.fn(y) if isinstance(o, Pending) else apply_op(o, y, with_bias=False)
+        if y.shape[1:] != w.shape[1:]:
+            raise ExprError(f"Linear expects {tuple(w.shape[1:])} features, gets "
+                            f"{tuple(y.shape[1:])}")
+        (w,) = torch.autograd.grad((y * w).sum(), x)
+    w = w.reshape(w.shape[0], -1).detach()
+    folded = Op("linear", w.numpy().astype(op.weight.dtype), op.bias, {},
+                f"{'+'.join(o.origin for o in ops[i:])}+{op.origin}")
+    head = ops[:i]
+    if len(in_shape) > 1:
+        head = head + [Op("flatten", origin=ops[i].origin)]
+    return head + [folded]

@@ -1,0 +1,323 @@
+"""The supported operations: one handler per fx target, collected in :data:`OPS`.
+
+A handler takes the visitor and the node and returns the expression of the node's value; it
+raises ``cap.error(node, why)`` for what it cannot represent. ReLU-like activations are not
+here: the visitor recognises them first (:mod:`spikeconverter.converters.capture.activations`).
+To support another operation, write its handler and add it to the table (and to
+:data:`~spikeconverter.converters.capture.errors.SUPPORTED_OPERATIONS`).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spikeconverter.converters.capture.expr import Expr, Pending, append_pending, pop_expr
+from spikeconverter.converters.capture.visitor import Capture, Handler, OpTable
+from spikeconverter.converters.ir import Edge, Op
+
+__all__ = ["OPS"]
+
+_MAX_POOL_ARGS = ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                  "return_indices"]
+_AVG_POOL_ARGS = ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                  "divisor_override"]
+_MEAN_ARGS = ["input", "dim", "keepdim"]
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy().copy()
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _input(cap: Capture, node: fx.Node) -> Expr:
+    return cap.expr(node, node.args[0])
+
+
+# -- building blocks shared by several targets ------------------------------------------------
+
+
+def _maxpool(cap: Capture, node: fx.Node, e: Expr, attrs: dict, out: tuple[int, ...]) -> Expr:
+    if attrs.get("return_indices"):
+        raise cap.error(node, "max pooling with return_indices is not supported")
+    attrs = {k: attrs[k] for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")}
+    if e.pop is None:
+        users = list(node.users)
+        if len(users) == 1 and cap.relu_clip(users[0]) is not False:
+            # conv -> maxpool -> relu: max and ReLU commute, so the ReLU goes first
+            e = cap.relu(users[0], e, cap.relu_clip(users[0]))
+        else:
+            raise cap.error(node, "max pooling of a linear layer's output (no ReLU before it, "
+                            "nor right after it) needs signed spikes, which max pooling cannot "
+                            "compare")
+    src = cap.pops[e.pop]
+    if src.kind not in ("relu", "maxpool"):
+        raise cap.error(node, f"max pooling of a {src.kind!r} population is not supported "
+                        "(spike-based max pooling needs non-negative MSB-first trains)")
+    pop = cap.new_pop(node.name, "maxpool", out, [Edge(src.name, [])], node.name, attrs=attrs)
+    return pop_expr(pop)
+
+
+def _avgpool(cap: Capture, x: Expr, node: fx.Node, kernel: Any, stride: Any, padding: Any,
+             ceil_mode: bool, count_include_pad: bool, out: tuple[int, ...]) -> Expr:
+    kernel = _pair(kernel)
+    stride = kernel if stride is None or stride == [] else _pair(stride)
+    attrs = {"kernel_size": kernel, "stride": stride, "padding": _pair(padding),
+             "ceil_mode": bool(ceil_mode), "count_include_pad": bool(count_include_pad)}
+    return cap.linear_op(x, Op("avgpool2d", attrs=attrs, origin=node.name), out)
+
+
+def _adaptive_avgpool(cap: Capture, node: fx.Node, x: Expr, out: tuple[int, ...]) -> Expr:
+    if len(x.shape) != 3:
+        raise cap.error(node, f"adaptive average pooling of per-sample shape {x.shape}")
+    (_, h, w), (oh, ow) = x.shape, out[1:]
+    if (h, w) == (oh, ow):
+        return x
+    if h % oh == 0 and w % ow == 0:
+        k = (h // oh, w // ow)
+        return _avgpool(cap, x, node, k, k, 0, False, True, out)
+    size = (oh, ow)
+    pending = Pending(lambda t: F.adaptive_avg_pool2d(t, size), x.shape, node.name)
+    return append_pending(x, pending, out)
+
+
+def _flatten(cap: Capture, node: fx.Node, x: Expr, out: tuple[int, ...]) -> Expr:
+    if len(out) != 1:
+        if out == x.shape:
+            return x
+        raise cap.error(node, f"reshaping {x.shape} to {out} per sample (only flattening to "
+                        "(batch, features) is supported)")
+    if len(x.shape) == 1:
+        return x
+    return cap.linear_op(x, Op("flatten", origin=node.name), out)
+
+
+def _mean(cap: Capture, node: fx.Node, x: Expr, call: dict, out: tuple[int, ...]) -> Expr:
+    dims = call.get("dim")
+    dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
+    nd = len(x.shape) + 1
+    if len(x.shape) != 3 or sorted(d % nd for d in dims) != [2, 3]:
+        raise cap.error(node, "mean over anything but the spatial dims of (B, C, H, W)")
+    _, h, w = x.shape
+    pooled = _avgpool(cap, x, node, (h, w), (h, w), 0, False, True, (x.shape[0], 1, 1))
+    return _flatten(cap, node, pooled, out) if not call.get("keepdim") else pooled
+
+
+# -- modules ------------------------------------------------------------------------------------
+
+
+def _identity(cap: Capture, node: fx.Node) -> Expr:
+    return _input(cap, node)
+
+
+def _conv2d(cap: Capture, node: fx.Node) -> Expr:
+    x, m = _input(cap, node), cap.module(node)
+    if m.padding_mode != "zeros":
+        raise cap.error(node, f"padding_mode {m.padding_mode!r} (only 'zeros')")
+    padding = m.padding
+    if isinstance(padding, str):
+        padding = _string_padding(cap, node, m, padding)
+    attrs = {"stride": _pair(m.stride), "padding": _pair(padding),
+             "dilation": _pair(m.dilation), "groups": int(m.groups)}
+    op = Op("conv2d", _np(m.weight), _np(m.bias), attrs, node.name)
+    return cap.weighted_op(x, op, node, cap.shape(node))
+
+
+def _string_padding(cap: Capture, node: fx.Node, m: nn.Conv2d, padding: str) -> tuple[int, int]:
+    if padding == "valid":
+        return (0, 0)
+    pads = []
+    for k, d in zip(_pair(m.kernel_size), _pair(m.dilation), strict=True):
+        if (d * (k - 1)) % 2:
+            raise cap.error(node, "padding='same' with an even receptive field")
+        pads.append(d * (k - 1) // 2)
+    return tuple(pads)
+
+
+def _linear(cap: Capture, node: fx.Node) -> Expr:
+    x, m = _input(cap, node), cap.module(node)
+    if len(x.shape) != 1:
+        raise cap.error(node, f"Linear on a per-sample shape {x.shape}; flatten first")
+    op = Op("linear", _np(m.weight), _np(m.bias), {}, node.name)
+    return cap.weighted_op(x, op, node, cap.shape(node))
+
+
+def _batchnorm(cap: Capture, node: fx.Node) -> Expr:
+    """A BatchNorm that could not be folded into a layer before it: an affine op of its own."""
+    x, m = _input(cap, node), cap.module(node)
+    if not m.track_running_stats or m.running_var is None:
+        raise cap.error(node, "BatchNorm without running statistics")
+    scale = (m.weight if m.affine else 1.0) / torch.sqrt(m.running_var + m.eps)
+    shift = (m.bias if m.affine else 0.0) - m.running_mean * scale
+    c = scale.numel()
+    if isinstance(m, nn.BatchNorm2d):
+        op = Op("conv2d", _np(scale.reshape(c, 1, 1, 1)), _np(shift),
+                {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": c},
+                node.name)
+    else:
+        if len(x.shape) != 1:
+            raise cap.error(node, "BatchNorm1d on a sequence (only (batch, features))")
+        op = Op("linear", _np(torch.diag(scale)), _np(shift), {}, node.name)
+    return cap.weighted_op(x, op, node, cap.shape(node))
+
+
+def _maxpool_module(cap: Capture, node: fx.Node) -> Expr:
+    x, m = _input(cap, node), cap.module(node)
+    attrs = {"kernel_size": _pair(m.kernel_size), "stride": _pair(m.stride),
+             "padding": _pair(m.padding), "dilation": _pair(m.dilation),
+             "ceil_mode": bool(m.ceil_mode), "return_indices": m.return_indices}
+    return _maxpool(cap, node, x, attrs, cap.shape(node))
+
+
+def _avgpool_module(cap: Capture, node: fx.Node) -> Expr:
+    x, m = _input(cap, node), cap.module(node)
+    if m.divisor_override is not None:
+        raise cap.error(node, "AvgPool2d with divisor_override")
+    return _avgpool(cap, x, node, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                    m.count_include_pad, cap.shape(node))
+
+
+def _adaptive_avgpool_module(cap: Capture, node: fx.Node) -> Expr:
+    return _adaptive_avgpool(cap, node, _input(cap, node), cap.shape(node))
+
+
+def _flatten_module(cap: Capture, node: fx.Node) -> Expr:
+    return _flatten(cap, node, _input(cap, node), cap.shape(node))
+
+
+# -- functions ----------------------------------------------------------------------------------
+
+
+def _add_function(cap: Capture, node: fx.Node) -> Expr:
+    if node.kwargs.get("alpha", 1) != 1 or len(node.args) != 2:
+        raise cap.error(node, "add with alpha or a constant")
+    return cap.add(node, node.args[0], node.args[1])
+
+
+def _getitem(cap: Capture, node: fx.Node) -> Expr:
+    x = _input(cap, node)
+    index = cap.arg(node.args[1])
+    index = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(i, slice) for i in index) or not index or index[0] != slice(None):
+        raise cap.error(node, f"indexing with {index!r} (only slices that keep the batch "
+                        "dimension whole)")
+    per_sample = [(s.start, s.stop, s.step) for s in index[1:]]
+    if len(per_sample) > len(x.shape):
+        raise cap.error(node, "too many indices")
+    per_sample += [(None, None, None)] * (len(x.shape) - len(per_sample))
+    if all(s == (None, None, None) for s in per_sample):
+        return x
+    op = Op("slice", attrs={"index": tuple(per_sample)}, origin=node.name)
+    return cap.linear_op(x, op, cap.shape(node))
+
+
+def _pad(cap: Capture, node: fx.Node) -> Expr:
+    x, args, kw = _input(cap, node), node.args, node.kwargs
+    pad = tuple(int(p) for p in cap.arg(args[1]))
+    mode = cap.arg(kw.get("mode", args[2] if len(args) > 2 else "constant"))
+    value = cap.arg(kw.get("value", args[3] if len(args) > 3 else None))
+    if mode != "constant" or value not in (None, 0, 0.0):
+        raise cap.error(node, f"F.pad with mode {mode!r}, value {value!r} (only constant 0)")
+    if len(pad) > 2 * len(x.shape):
+        raise cap.error(node, "F.pad of the batch dimension")
+    return cap.linear_op(x, Op("pad", attrs={"pad": pad}, origin=node.name), cap.shape(node))
+
+
+def _flatten_function(cap: Capture, node: fx.Node) -> Expr:
+    return _flatten(cap, node, _input(cap, node), cap.shape(node))
+
+
+def _max_pool2d(cap: Capture, node: fx.Node) -> Expr:
+    x = _input(cap, node)
+    call = cap.bind(node, _MAX_POOL_ARGS)
+    stride = call.get("stride") or call["kernel_size"]
+    attrs = {"kernel_size": _pair(call["kernel_size"]), "stride": _pair(stride),
+             "padding": _pair(call.get("padding", 0)), "dilation": _pair(call.get("dilation", 1)),
+             "ceil_mode": bool(call.get("ceil_mode", False)),
+             "return_indices": call.get("return_indices", False)}
+    return _maxpool(cap, node, x, attrs, cap.shape(node))
+
+
+def _avg_pool2d(cap: Capture, node: fx.Node) -> Expr:
+    x = _input(cap, node)
+    call = cap.bind(node, _AVG_POOL_ARGS)
+    if call.get("divisor_override") is not None:
+        raise cap.error(node, "avg_pool2d with divisor_override")
+    return _avgpool(cap, x, node, call["kernel_size"], call.get("stride"),
+                    call.get("padding", 0), call.get("ceil_mode", False),
+                    call.get("count_include_pad", True), cap.shape(node))
+
+
+def _adaptive_avg_pool2d(cap: Capture, node: fx.Node) -> Expr:
+    return _adaptive_avgpool(cap, node, _input(cap, node), cap.shape(node))
+
+
+def _mean_function(cap: Capture, node: fx.Node) -> Expr:
+    x = _input(cap, node)
+    return _mean(cap, node, x, cap.bind(node, _MEAN_ARGS), cap.shape(node))
+
+
+# -- tensor methods -----------------------------------------------------------------------------
+
+
+def _add_method(cap: Capture, node: fx.Node) -> Expr:
+    if node.kwargs.get("alpha", 1) != 1:
+        raise cap.error(node, "add with alpha")
+    return cap.add(node, node.args[0], node.args[1])
+
+
+def _reshape_method(cap: Capture, node: fx.Node) -> Expr:
+    return _flatten(cap, node, _input(cap, node), cap.shape(node))
+
+
+def _mean_method(cap: Capture, node: fx.Node) -> Expr:
+    x = _input(cap, node)
+    call = dict(zip(["self", "dim", "keepdim"], node.args, strict=False))
+    call.update(node.kwargs)
+    return _mean(cap, node, x, {k: cap.arg(v) for k, v in call.items()}, cap.shape(node))
+
+
+def _table(handler: Handler, *keys: Any) -> dict[Any, Handler]:
+    return dict.fromkeys(keys, handler)
+
+
+OPS = OpTable(
+    modules={
+        **_table(_identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity,
+                 nn.AlphaDropout),
+        nn.Conv2d: _conv2d,
+        nn.Linear: _linear,
+        **_table(_batchnorm, nn.BatchNorm1d, nn.BatchNorm2d),
+        nn.MaxPool2d: _maxpool_module,
+        nn.AvgPool2d: _avgpool_module,
+        nn.AdaptiveAvgPool2d: _adaptive_avgpool_module,
+        nn.Flatten: _flatten_module,
+    },
+    functions={
+        **_table(_add_function, operator.add, operator.iadd, torch.add),
+        **_table(_identity, F.dropout, F.dropout1d, F.dropout2d, torch.dropout),
+        torch.flatten: _flatten_function,
+        operator.getitem: _getitem,
+        F.pad: _pad,
+        F.max_pool2d: _max_pool2d,
+        F.avg_pool2d: _avg_pool2d,
+        F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
+        torch.mean: _mean_function,
+    },
+    methods={
+        **_table(_add_method, "add", "add_", "__add__", "__iadd__"),
+        **_table(_reshape_method, "view", "reshape", "flatten"),
+        **_table(_identity, "contiguous", "clone", "detach"),
+        "mean": _mean_method,
+    },
+)
+"""Every supported fx target and its handler."""

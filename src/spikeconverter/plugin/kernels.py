@@ -1,0 +1,228 @@
+"""Whole-window kernels of the iLIF neuron: a population's complete window in a few tensor ops.
+
+:func:`spikeconverter.plugin.ilif_step` is the neuron one step at a time; these kernels compute
+the same spikes for a whole window at once, and are what the Norse network's fast modes, the
+fine-tuning network and the Lava fixed-point planner use:
+
+* :class:`SpikeTrain`: a population's train over its generate window, as frames or bit-packed
+  (one integer per neuron, ``k = 2``), with its decoded value and spike counts;
+* :func:`accumulate_weights`: the weight ``k**(t_acc - 1 - t)`` of accumulate step ``t``;
+* :func:`start_generate`: the membrane at the start of generation (bias and rounding offset);
+* :func:`generate` (step by step, any ``k``) and :func:`generate_code` (closed form, ``k = 2``,
+  through :func:`spikeconverter.coding.binary_code`);
+* :func:`spike_max_pool2d`: max pooling of MSB-first trains, spike by spike;
+* :func:`popcount`, :func:`unpack_code` and :func:`pair`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from spikeconverter import coding
+
+__all__ = [
+    "SpikeTrain",
+    "accumulate_weights",
+    "generate",
+    "generate_code",
+    "pair",
+    "popcount",
+    "spike_max_pool2d",
+    "start_generate",
+    "unpack_code",
+]
+
+
+def pair(v: Any) -> tuple[int, int]:
+    """``(v, v)`` for an int, ``(v[0], v[1])`` for a pair (torch's ``_pair`` convention)."""
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+# -- bit-packed trains ------------------------------------------------------------------------
+
+_POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=torch.uint8)
+
+
+def popcount(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of non-negative integer-valued floats (16-bit table lookups), uint8."""
+    if x.numel() == 0 or float(x.max()) < 2**16:
+        return _POPCOUNT16.to(x.device)[x.to(torch.int32)]
+    n = x.to(torch.int64)
+    total = torch.zeros(n.shape, dtype=torch.uint8, device=n.device)
+    table = _POPCOUNT16.to(n.device)
+    while bool((n > 0).any()):
+        total += table[n & 0xFFFF]
+        n = n >> 16
+    return total
+
+
+def unpack_code(code: torch.Tensor, T: int) -> torch.Tensor:
+    """Frames ``(T, *code.shape)`` of signed integer codes, most significant digit first."""
+    mag = code.abs().to(torch.int64)
+    shifts = torch.arange(T - 1, -1, -1, device=mag.device).reshape(-1, *([1] * mag.ndim))
+    bits = ((mag.unsqueeze(0) >> shifts) & 1).to(code.dtype)
+    return bits * torch.sign(code)
+
+
+class SpikeTrain:
+    """A population's spike train over its generate window.
+
+    Held as frames ``(T, B, ...)`` or bit-packed (``code``: one signed integer per neuron whose
+    binary digits, most significant first, are the spikes; ``k = 2`` only).
+
+    Parameters
+    ----------
+    theta : torch.Tensor
+        Threshold of the emitting neurons (the value of the first spike).
+    T : int
+        Train length.
+    start : int
+        Global step of the first spike (the schedule's generate start).
+    k : float
+        Inverse leak (the weight ratio of successive spikes).
+    frames, code : torch.Tensor, optional
+        Exactly one of them.
+    """
+
+    def __init__(self, theta: torch.Tensor, T: int, start: int, *, k: float = 2.0,
+                 frames: torch.Tensor | None = None, code: torch.Tensor | None = None):
+        if (frames is None) == (code is None):
+            raise ValueError("SpikeTrain needs exactly one of frames and code")
+        self.theta, self.T, self.start, self.k = theta, T, start, k
+        self._frames, self.code = frames, code
+
+    def frames(self) -> torch.Tensor:
+        """The spikes ``(T, B, ...)`` (unpacked once from the code when packed)."""
+        if self._frames is None:
+            self._frames = unpack_code(self.code, self.T)
+        return self._frames
+
+    def value(self, factor: float = 1.0) -> torch.Tensor:
+        """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``."""
+        if self.code is not None:
+            # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
+            return self.code * (self.theta * (factor * 2.0 ** (1 - self.T)))
+        w = torch.tensor([factor * self.k ** -j for j in range(self.T)],
+                         dtype=self._frames.dtype, device=self._frames.device)
+        return self.theta * torch.tensordot(w, self._frames, dims=1)
+
+    def counts(self, signed: bool) -> torch.Tensor:
+        """Spikes (of either sign) per neuron over the window, summed over the batch."""
+        if self.code is None:
+            f = self._frames
+            return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
+        return popcount(self.code.abs() if signed else self.code).sum(0, dtype=torch.float64)
+
+
+# -- the accumulate and generate phases -------------------------------------------------------
+
+def accumulate_weights(n: int, k: float, t_acc: int, at: int, like: torch.Tensor) -> torch.Tensor:
+    """Weights ``k**(t_acc - 1 - t)`` of the ``n`` accumulate steps ``t = at .. at + n - 1``.
+
+    After ``V <- k V + I`` over a window of ``t_acc`` steps the membrane is
+    ``sum_t k**(t_acc - 1 - t) I(t)``; a train landing at window step ``at`` contributes its
+    frames with these weights. Dtype and device of ``like``.
+    """
+    return torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
+                        dtype=like.dtype, device=like.device)
+
+
+def start_generate(v: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, T: int, k: float,
+                   rounding: str, signed: bool) -> torch.Tensor:
+    """The membrane when generation starts: accumulated ``v`` plus the bias, plus
+    :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons)."""
+    v = v + bias
+    if rounding == "nearest":
+        half = coding.rounding_offset(theta, T, k, rounding)
+        v = v + half * torch.sign(v) if signed else v.add_(half)
+    return v
+
+
+def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
+    """The generate phase of ``k = 2`` neurons as a bit-packed code (signed integers).
+
+    :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``; float32 membranes
+    are widened to float64 for ``T > 24`` so that every code is exact.
+    """
+    wide = T <= 24 or v.dtype == torch.float64
+    work = v if wide else v.double()
+    n = coding.binary_code(work.abs() if signed else work, theta.to(work.dtype), T)
+    if signed:
+        n = n * torch.sign(work)
+    return n.to(v.dtype) if wide else n
+
+
+def generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
+             signed: bool) -> torch.Tensor:
+    """The generate phase step by step: ``z = [V >= theta]``, ``V <- k (V - z theta)``.
+
+    Returns the frames ``(T, *v.shape)``. For k = 2 it tracks ``U_j = V_j / 2^j`` instead
+    (exactly the same comparisons, since scaling by powers of two is exact) and so saves the
+    multiplication.
+    """
+    frames = torch.empty((T, *v.shape), dtype=v.dtype, device=v.device)
+    u = v.clone()
+    scalar = theta.ndim == 0
+    for t in range(T):
+        th = theta * k ** -t if k == 2.0 else theta
+        z = frames[t]
+        z.copy_(u >= th)
+        if signed:
+            z.sub_((u <= -th).to(u.dtype))
+        if scalar:
+            u.sub_(z, alpha=float(th))
+        else:
+            u.addcmul_(z, th, value=-1.0)
+        if k != 2.0:
+            u.mul_(k)
+    return frames
+
+
+# -- max pooling ------------------------------------------------------------------------------
+
+def _pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
+    """Output length and the extra right padding ``ceil_mode`` needs, as in ``F.max_pool2d``."""
+    span = size + 2 * p - d * (k - 1) - 1
+    n = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (n - 1) * s >= size + p:
+        n -= 1
+    return n, max(0, (n - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+
+
+def spike_max_pool2d(frames: torch.Tensor, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+                     ceil_mode: bool = False) -> torch.Tensor:
+    """Max pooling of MSB-first binary trains, spike by spike (candidate masks).
+
+    For each pooling window a mask of candidate inputs starts full; at each step the window
+    emits a spike if any candidate spiked, and then keeps only the candidates that spiked
+    (if one did). On MSB-first codes this emits the code of the largest input.
+
+    Parameters
+    ----------
+    frames : torch.Tensor
+        Spikes ``(T, B, C, H, W)`` in {0, 1}.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(T, B, C, H_out, W_out)``, same dtype.
+    """
+    T, B, C, H, W = frames.shape
+    k, s, p, d = (pair(v) for v in (kernel_size, stride, padding, dilation))
+    (h_out, h_extra), (w_out, w_extra) = (
+        _pool_geometry(size, *args, ceil_mode) for size, *args in zip((H, W), k, s, p, d,
+                                                                       strict=True))
+    # zero padding is max-neutral here: the trains are non-negative codes
+    x = F.pad(frames.reshape(T * B, C, H, W), (p[1], p[1] + w_extra, p[0], p[0] + h_extra))
+    kk = k[0] * k[1]
+    patches = F.unfold(x, k, dilation=d, stride=s).reshape(T, B, C, kk, -1) > 0
+    cand = torch.ones(patches.shape[1:], dtype=torch.bool, device=frames.device)
+    out = torch.empty((T, B, C, patches.shape[-1]), dtype=torch.bool, device=frames.device)
+    for t in range(T):
+        fired = patches[t] & cand
+        any_fired = torch.any(fired, dim=2, out=out[t])
+        cand = torch.where(any_fired.unsqueeze(2), fired, cand)
+    return out.to(frames.dtype).reshape(T, B, C, h_out, w_out)
