@@ -1,9 +1,10 @@
 """ANN vs iLIF SNN vs rate-coded baselines on one dataset: the numbers behind the CLI's report.
 
 One row per (method, T): top-1 accuracy, agreement with the ANN's prediction, spikes and
-synaptic operations per image, and for iLIF the end-to-end latency in steps. The iLIF network is
-converted once per T (thresholds depend on T); each baseline runs once up to its largest T and
-is read out at every checkpoint on the way.
+synaptic operations per image, and the end-to-end latency in steps (for iLIF the schedule's
+``latency_steps`` at that T, about ``depth * T``; for a rate-coded baseline T itself, the steps
+it ran before its logits were read). The iLIF network is converted once per T (thresholds depend
+on T); each baseline runs once up to its largest T and is read out at every checkpoint on the way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "write_repo
 
 COLUMNS = ("method", "T", "top1", "agreement", "spikes_per_image", "synops_per_image",
            "latency_steps", "images")
+"""Columns of the result rows and of ``results.csv`` (accuracies in %, latency in steps)."""
 ILIF = "iLIF"
 LABELS = {ILIF: "iLIF (SpikeConverter)", "hard_reset": "IF hard reset (Sengupta)",
           "soft_reset": "IF soft reset (RMP-SNN)",
@@ -53,8 +55,12 @@ class Evaluation:
     layers: dict[int, Any] = field(default_factory=dict)
 
     def curves(self, key: str) -> dict[str, dict[int, float]]:
-        """``{label: {T: row[key]}}`` for plotting; rows measured on fewer images than the ANN
-        say so in their label (with the ANN's accuracy on those images)."""
+        """``{label: {T: row[key]}}`` for plotting.
+
+        Rows measured on fewer images than the ANN say so in their label (with the ANN's
+        accuracy on those images). ``curves("latency_steps")`` is the latency of every point,
+        the ``latency`` argument of :func:`~spikeconverter.plotting.plot_accuracy`.
+        """
         out: dict[str, dict[int, float]] = {}
         for r in self.rows:
             if r.get(key) is None:
@@ -233,8 +239,10 @@ def evaluate(
             agree = dict.fromkeys(steps, 0)
             spikes = dict.fromkeys(steps, 0.0)
             synops = dict.fromkeys(steps, 0.0)
-            for x, y, p in tqdm(sub, disable=not progress, desc=method, leave=False):
-                res = net.run(x, steps, progress=False)
+            # a batch of a deep network takes minutes over thousands of steps: the inner bar
+            # counts steps, the outer one batches
+            for x, y, p in tqdm(sub, disable=not progress, desc=f"{method} ({m} images)"):
+                res = net.run(x, steps, progress=progress)
                 for t in steps:
                     pred = res.logits[t].argmax(1)
                     ok[t] += int((pred == y).sum())
@@ -245,7 +253,8 @@ def evaluate(
                 report.rows.append({
                     "method": method, "T": t, "top1": 100.0 * ok[t] / m,
                     "agreement": 100.0 * agree[t] / m, "spikes_per_image": spikes[t] / m,
-                    "synops_per_image": synops[t] / m, "latency_steps": None, "images": m,
+                    # a rate-coded network reads its logits after t steps: t is its latency
+                    "synops_per_image": synops[t] / m, "latency_steps": t, "images": m,
                 })
             report.meta["timings_s"][method] = time.perf_counter() - t0
             best = max(steps, key=lambda t: ok[t])
@@ -254,7 +263,13 @@ def evaluate(
 
 
 def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``."""
+    """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``.
+
+    Numbers in the CSV and JSON files are rounded to
+    :data:`~spikeconverter.reporting.SIGNIFICANT_DIGITS` significant digits; the plots show
+    every method against ``T`` and against its end-to-end latency in steps, with the number of
+    test images in the title.
+    """
     from spikeconverter.plotting import plot_accuracy, plot_synops
     from spikeconverter.reporting import write_csv, write_json
 
@@ -266,15 +281,18 @@ def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> di
             "ilif_layers": report.layers,
         }),
     }
-    suffix = f" ({title})" if title else ""
+    name = f" ({title})" if title else ""
+    images = report.ann.get("images")
+    latency = report.curves("latency_steps")
     acc = report.curves("top1")
     if acc:
-        files["accuracy_plot"] = plot_accuracy(acc, out / "accuracy.png", ann=report.ann["top1"],
-                                               title=f"Accuracy vs time steps{suffix}")
+        files["accuracy_plot"] = plot_accuracy(
+            acc, out / "accuracy.png", ann=report.ann["top1"], title=f"Accuracy{name}",
+            latency=latency, images=images)
     ops = {k: v for k, v in report.curves("synops_per_image").items()
            if any(math.isfinite(x) for x in v.values())}
     if ops:
-        files["synops_plot"] = plot_synops(ops, out / "synops.png",
-                                           ann_macs=report.ann.get("macs_per_image"),
-                                           title=f"Synaptic operations vs time steps{suffix}")
+        files["synops_plot"] = plot_synops(
+            ops, out / "synops.png", ann_macs=report.ann.get("macs_per_image"),
+            title=f"Synaptic operations{name}", latency=latency, images=images)
     return files
