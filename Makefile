@@ -36,6 +36,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	@echo "spikeconverter demo: starting Python (importing torch and Norse takes a few seconds) ..."
 	$(VENV)/bin/spikeconverter demo
 
 test: $(STAMP)
