@@ -112,7 +112,7 @@ writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
 """,
     "run-lava": """examples:
   spikeconverter run-lava resnet20_T8.snn -d ../shared/data/cifar10/test --normalize imagenet \\
-      --limit 4
+      --fixed-point -o lava.csv          # the whole folder: accuracy, agreement with Norse
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
 """,
     "export": """examples:
@@ -184,9 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
-    _add_data(p, calibration=False, limit=4)
+    _add_data(p, calibration=False)
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
+    p.add_argument("--lava-batch", type=int, default=None,
+                   help="images simulated side by side in one Lava runtime (default: 16)")
+    p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
 
     p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
             _cmd_export)
@@ -349,6 +352,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     check_model_input(model, calib[:2], "the calibration data")
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
                   rounding=args.rounding, progress=True)
+    net.graph.meta.update(_input_meta(args))
+    _lava_calibration(net, calib)
     net.save(args.output)
     print(f"wrote {args.output}: T={args.T}, {len(net.graph.populations)} populations, "
           f"latency {net.schedule.latency_steps} steps, a new sample every "
@@ -366,6 +371,56 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"check on {n} images: ANN top-1 {100 * ok_ann / n:.2f}%, SNN top-1 "
               f"{100 * ok_snn / n:.2f}%, agreement {100 * agree / n:.2f}%")
     return 0
+
+
+def _input_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """How the conversion's images were prepared, kept in the network file (graph.meta)."""
+    norm = _normalization(args)
+    return {"input_preprocessing": True,
+            "input_mean": tuple(norm.mean) if norm else (),
+            "input_std": tuple(norm.std) if norm else (),
+            "input_channels": int(args.channels or 0),
+            "input_image_size": int(args.image_size or 0)}
+
+
+def _lava_calibration(net: Any, calib: Any) -> None:
+    """Measure Lava's fixed-point calibration into the graph (saved with it), if Lava is here."""
+    try:
+        lava_net = _lava_network(net)
+    except CommandError:
+        print("note: Lava is not installed: the file holds no fixed-point calibration "
+              "(run-lava --fixed-point will need a conversion with Lava installed)")
+        return
+    lava_net.calibrate_fixed_point(calib, progress=True)
+
+
+def _run_lava_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, int | None, int | None]:
+    """Normalisation, channels and image size for run-lava: the file's, unless it predates
+    them; an explicit option that disagrees with the file is refused."""
+    from spikeconverter.data import Normalization
+
+    given = _normalization(args)
+    meta = graph.meta
+    if not meta.get("input_preprocessing"):
+        print(f"note: {args.network} does not record its input normalisation (written by an "
+              "older spikeconverter): using the command line's "
+              f"({'none' if given is None else given})")
+        return given, args.channels, args.image_size
+    mean, std = tuple(meta.get("input_mean", ())), tuple(meta.get("input_std", ()))
+    stored = Normalization(mean, std) if mean else None
+    explicit = args.normalize is not None or args.mean is not None or args.std is not None
+    if explicit and given != stored:
+        raise CommandError(f"the normalisation given ({given}) disagrees with the one the network "
+                           f"was converted with ({stored}); leave --normalize/--mean/--std out")
+    out = []
+    for name, value in (("channels", meta.get("input_channels", 0)),
+                        ("image_size", meta.get("input_image_size", 0))):
+        opt = getattr(args, name)
+        if opt is not None and value and opt != value:
+            raise CommandError(f"--{name.replace('_', '-')} {opt} disagrees with the network "
+                               f"file ({value})")
+        out.append(opt if opt is not None else (value or None))
+    return stored, out[0], out[1]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -402,28 +457,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_lava(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from spikeconverter.converters import load
+    from spikeconverter.data import load_dataset
+    from spikeconverter.lavaeval import run_test_set
 
     path = Path(args.network)
     if not path.is_file():
         raise FileNotFoundError(f"network file {str(path)!r} does not exist")
+    _positive(args.lava_batch, "--lava-batch")
     net = load(path)
     lava_net = _lava_network(net)
-    ds = _dataset(args, args.data, args.split, args.limit)
+    lava_net.use_plan_cache(path.with_name(path.name + ".lavaplan"))  # built once per network
+    norm, channels, size = _run_lava_inputs(args, net.graph)
+    if args.fixed_point:
+        lava_net.plan(fixed_point=True)  # before any data: says what is missing, if anything
+    ds = load_dataset(args.data, split=args.split, normalization=norm, channels=channels,
+                      image_size=size, limit=args.limit)
     xs = torch.stack([ds[i][0] for i in range(len(ds))])
     ys = [int(ds[i][1]) for i in range(len(ds))]
-    with torch.no_grad():
-        norse_pred = net(xs).argmax(1).tolist()
-    logits = np.asarray(lava_net.run(xs, fixed_point=args.fixed_point))
-    pred = logits.argmax(1).tolist()
     kind = "fixed point" if args.fixed_point else "float"
-    print(f"Lava ({kind}) on {len(ys)} images:")
-    print(f"  labels      {ys}\n  Lava        {pred}\n  Norse iLIF  {norse_pred}")
-    print(f"  Lava correct {sum(p == y for p, y in zip(pred, ys, strict=True))}/{len(ys)}, "
-          f"agrees with Norse on {sum(p == q for p, q in zip(pred, norse_pred, strict=True))}")
+    res = run_test_set(lava_net, net, xs, ys, fixed_point=args.fixed_point,
+                       batch_size=args.lava_batch, csv_path=args.output)
+    sat = "" if res["saturations"] is None else f", saturations {res['saturations']}"
+    print(f"Lava ({kind}) on {res['images']} images: top-1 {res['accuracy']:.2f}% "
+          f"({res['correct']}/{res['images']}), agrees with Norse on {res['agree']} "
+          f"({res['agreement']:.2f}%; Norse top-1 {res['norse_accuracy']:.2f}%){sat}; "
+          f"{res['seconds']:.1f} s, {res['images_per_s']:.2f} images/s at batch "
+          f"{res['batch_size']}" + (f"; wrote {res['csv']}" if res["csv"] else ""))
     return 0
 
 
