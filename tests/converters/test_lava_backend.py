@@ -70,7 +70,7 @@ def test_float_logits_equal_norse_streamed(cls):
     lnet = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
     assert isinstance(lnet, LavaNetwork)
     images = x[:3]
-    logits = lnet.run(images, progress=False)
+    logits = lnet.run(images, batch_size=1, progress=False)
     ref = norse(images).numpy()
     assert logits.shape == ref.shape
     np.testing.assert_allclose(logits, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
