@@ -40,9 +40,13 @@ class Blocker:
     location: str
     why: str
 
-    def __str__(self) -> str:
+    def place(self) -> str:
+        """The node, its op and target, and where it is made."""
         where = f" at {self.location}" if self.location else ""
-        return f"node {self.node!r} (op {self.op}, target {self.target}){where}: {self.why}"
+        return f"node {self.node!r} (op {self.op}, target {self.target}){where}"
+
+    def __str__(self) -> str:
+        return f"{self.place()}: {self.why}"
 
 
 class ConversionError(ValueError):
@@ -57,9 +61,18 @@ class ConversionError(ValueError):
 
 
 def blocked(model: str, blockers: list[Blocker]) -> ConversionError:
-    """The error listing every blocker of ``model`` at once."""
-    lines = "\n".join(f"  - {b}" for b in blockers)
+    """The error listing every blocker of ``model`` at once, grouped by reason (each reason
+    once, then every node it blocks)."""
+    by_why: dict[str, list[Blocker]] = {}
+    for b in blockers:
+        by_why.setdefault(b.why, []).append(b)
     many = f"{len(blockers)} nodes" if len(blockers) > 1 else "1 node"
-    return ConversionError(
-        f"cannot convert {model}: {many} cannot be represented by the spiking network:\n"
-        f"{lines}\nSupported: {SUPPORTED_OPERATIONS}.", tuple(blockers))
+    # the first line stands alone (the CLI shows only it): it names the first blocker
+    more = " and the others below" if len(blockers) > 1 else ""
+    lines = [f"cannot convert {model}: {many} cannot be represented by the spiking network "
+             f"(`spikeconverter check` lists them): {blockers[0]}{more}"]
+    for why, group in by_why.items():
+        lines.append(f"* {why} ({len(group)} node{'s' if len(group) > 1 else ''}):")
+        lines += [f"  - {b.place()}" for b in group]
+    lines.append(f"Supported: {SUPPORTED_OPERATIONS}.")
+    return ConversionError("\n".join(lines), tuple(blockers))

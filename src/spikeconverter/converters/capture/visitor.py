@@ -301,7 +301,9 @@ def _tensors(v: Any) -> bool:
 def _location(node: fx.Node) -> str:
     """``file:line in function`` of the model code that made ``node`` (fx's stack trace)."""
     trace = node.meta.get("stack_trace") or ""
-    frames = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")]
+    frames = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")
+              and not any(f"{sep}torch{sep}{pkg}" in ln for sep in "/\\"
+                          for pkg in ("fx", "nn"))]
     if not frames:
         return ""
     # 'File "/x/y.py", line 12, in forward'
