@@ -1,4 +1,4 @@
-"""The ``spikeconverter`` command: convert, evaluate, check, run-lava, demo.
+"""The ``spikeconverter`` command: convert, evaluate, check, run-lava, export, demo.
 
 Every subcommand has examples in its ``--help``. Bad input (a missing file, an unknown model, data
 of the wrong shape, an unsupported layer) ends with exit status 2 and one line
@@ -117,9 +117,20 @@ exit status: 0 convertible, 1 not convertible (every blocker listed), 2 bad inpu
       --limit 4
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
 """,
+    "export": """examples:
+  spikeconverter export nets.py:make_net -w ckpt.pt -d ./digits --channels 1 -o net.nir
+  spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \\
+      --threshold-norm max -o net.nir
+
+writes the hard-reset rate-coded IF baseline of the model as a NIR graph (nodes Input, Conv2d,
+Affine/Linear, SumPool2d, Flatten, IF, Output) with thresholds from --calibration (or --data);
+read it with nir.read, run it with norse.torch.from_nir (one unbatched sample per call). NIR has
+no iLIF neuron, so a converted .snn network cannot be exported, and max pooling, layers without a
+ReLU and residual adds are refused with the reason.
+""",
     "demo": """examples:
   spikeconverter demo                      # writes out/demo/*.png and results.csv
-  spikeconverter demo --out /tmp/demo --epochs 10
+  spikeconverter demo --out /tmp/demo --epochs 10   # train the CNN here first
 """,
 }
 
@@ -183,10 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
 
-    p = add("demo", "train a small CNN on scikit-learn digits, convert, compare, plot",
+    p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
+            _cmd_export)
+    _add_model(p)
+    _add_data(p, required=False)  # required below, after a .snn file got its own message
+    p.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
+                   help="threshold normalisation (default: percentile 99.99)")
+    p.add_argument("-o", "--output", required=True, help="NIR file to write (e.g. net.nir)")
+
+    p = add("demo", "a pretrained small CNN on scikit-learn digits: convert, compare, plot",
             _cmd_demo)
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train the CNN from scratch for this many epochs instead of loading "
+                   "the pretrained weights shipped with the package (30 made them)")
     p.add_argument("--lava-samples", type=int, default=3,
                    help="test images run in Lava (default: 3; 0 skips Lava)")
     add_finetune_parser(sub)
@@ -384,10 +405,35 @@ def _lava_network(net: Any) -> Any:
     return build(net.graph)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from spikeconverter.baselines import RateNetwork, rate_thresholds
+    from spikeconverter.converters import capture
+    from spikeconverter.evaluation import check_model_input
+    from spikeconverter.export import NO_ILIF_IN_NIR, write_nir
+
+    if str(args.model).endswith(".snn"):
+        raise CommandError(f"{args.model}: {NO_ILIF_IN_NIR}")
+    if args.data is None:
+        raise CommandError("export needs -d/--data: the IF thresholds are normalised on it "
+                           "(or on --calibration)")
+    model = _model(args)
+    calib = _calibration(args)
+    check_model_input(model, calib[:2], "the calibration data")
+    graph = capture(model, calib[:2])
+    net = RateNetwork(graph, rate_thresholds(graph, calib, mode=args.threshold_norm),
+                      "hard_reset")
+    path = write_nir(net, args.output)
+    spiking = sum(p.kind == "relu" for p in graph)
+    print(f"wrote {path}: a hard-reset IF network, {spiking} IF populations, thresholds from "
+          f"{len(calib)} calibration images ({args.threshold_norm})")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _positive(args.epochs, "--epochs")
+    print("loading the demo (torch, Norse, scikit-learn) ...", flush=True)
     from spikeconverter.demo import run_demo
 
-    _positive(args.epochs, "--epochs")
     run_demo(args.out, epochs=args.epochs, lava_samples=max(args.lava_samples, 0))
     return 0
 
@@ -406,9 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from spikeconverter.reporting import one_line_warnings
+
     try:
         _check_common(args)
-        return int(args.func(args) or 0)
+        with one_line_warnings(PROG):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

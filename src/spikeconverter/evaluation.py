@@ -1,9 +1,10 @@
 """ANN vs iLIF SNN vs rate-coded baselines on one dataset: the numbers behind the CLI's report.
 
 One row per (method, T): top-1 accuracy, agreement with the ANN's prediction, spikes and
-synaptic operations per image, and for iLIF the end-to-end latency in steps. The iLIF network is
-converted once per T (thresholds depend on T); each baseline runs once up to its largest T and
-is read out at every checkpoint on the way.
+synaptic operations per image, and the end-to-end latency in steps (for iLIF the schedule's
+``latency_steps`` at that T, about ``depth * T``; for a rate-coded baseline T itself, the steps
+it ran before its logits were read). The iLIF network is converted once per T (thresholds depend
+on T); each baseline runs once up to its largest T and is read out at every checkpoint on the way.
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from spikeconverter.baselines import DEFAULT_STEPS, RATE_METHODS, RateNetwork, rate_thresholds
+from spikeconverter.baselines import (
+    DEFAULT_STEPS,
+    RATE_METHODS,
+    RateNetwork,
+    rate_thresholds,
+    spike_norm_thresholds,
+)
 
 __all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "write_report"]
 
 COLUMNS = ("method", "T", "top1", "agreement", "spikes_per_image", "synops_per_image",
            "latency_steps", "images")
+"""Columns of the result rows and of ``results.csv`` (accuracies in %, latency in steps)."""
 ILIF = "iLIF"
 LABELS = {ILIF: "iLIF (SpikeConverter)", "hard_reset": "IF hard reset (Sengupta)",
           "soft_reset": "IF soft reset (RMP-SNN)",
@@ -53,8 +61,12 @@ class Evaluation:
     layers: dict[int, Any] = field(default_factory=dict)
 
     def curves(self, key: str) -> dict[str, dict[int, float]]:
-        """``{label: {T: row[key]}}`` for plotting; rows measured on fewer images than the ANN
-        say so in their label (with the ANN's accuracy on those images)."""
+        """``{label: {T: row[key]}}`` for plotting.
+
+        Rows measured on fewer images than the ANN say so in their label (with the ANN's
+        accuracy on those images). ``curves("latency_steps")`` is the latency of every point,
+        the ``latency`` argument of :func:`~spikeconverter.plotting.plot_accuracy`.
+        """
         out: dict[str, dict[int, float]] = {}
         for r in self.rows:
             if r.get(key) is None:
@@ -132,6 +144,8 @@ def evaluate(
     rounding: str = "nearest",
     threshold_norm: str = "percentile",
     percentile: float = 99.99,
+    spike_norm_steps: int = 256,
+    spike_norm_images: int = 32,
     progress: bool = True,
     log: Any = None,
 ) -> Evaluation:
@@ -157,7 +171,12 @@ def evaluate(
         iLIF conversion options (see :func:`spikeconverter.convert`).
     threshold_norm, percentile
         Baselines' threshold normalisation (see
-        :func:`~spikeconverter.baselines.rate_thresholds`).
+        :func:`~spikeconverter.baselines.rate_thresholds`) of the soft-reset and
+        threshold-shift baselines.
+    spike_norm_steps, spike_norm_images : int
+        The hard-reset baseline's thresholds come from its paper's spike-norm
+        (:func:`~spikeconverter.baselines.spike_norm_thresholds`), balanced over this many
+        steps on the first this many calibration inputs.
     progress : bool
         tqdm bars.
     log : callable, optional
@@ -198,9 +217,11 @@ def evaluate(
                       rounding=rounding, progress=False)
         ok = agree = 0
         spikes = synops = 0.0
+        preds = []
         for (x, y), p in tqdm(list(zip(batches, ann_pred, strict=True)), disable=not progress,
                               desc=f"iLIF T={T}", leave=False):
             pred = net(x).argmax(1)
+            preds.append(pred)
             ok += int((pred == y).sum())
             agree += int((pred == p).sum())
             spikes += float(net.stats["spikes"])
@@ -209,6 +230,7 @@ def evaluate(
             "method": ILIF, "T": int(T), "top1": 100.0 * ok / n, "agreement": 100.0 * agree / n,
             "spikes_per_image": spikes / n, "synops_per_image": synops / n,
             "latency_steps": int(net.stats["latency_steps"]), "images": n,
+            "predictions": torch.cat(preds),
         })
         report.layers[int(T)] = net.stats["populations"]
         report.meta["timings_s"][f"iLIF_T{T}"] = time.perf_counter() - t0
@@ -217,24 +239,34 @@ def evaluate(
 
     if baselines:
         steps = sorted(set(int(t) for t in baseline_steps))
-        sub = _subset([(x, y, p) for (x, _), y, p in zip(batches, labels, ann_pred, strict=True)],
-                    baseline_limit)
-        m = sum(x.shape[0] for x, _, _ in sub)
+        sub = _subset([(x, y, p, i) for (x, _), y, p, i in
+                       zip(batches, labels, ann_pred, _positions(batches), strict=True)],
+                      baseline_limit)
+        m = sum(x.shape[0] for x, *_ in sub)
         report.meta["baseline_images"] = m
         # the baselines' subset has its own ANN accuracy: compare them against that
         report.ann["top1_baseline_images"] = 100.0 * sum(
-            int((p == y).sum()) for _, y, p in sub) / m
+            int((p == y).sum()) for _, y, p, _ in sub) / m
+        _ilif_on(report, sub, m)
         lam = rate_thresholds(graph, calibration, mode=threshold_norm, percentile=percentile)
         report.meta["baseline_thresholds"] = lam
         for method in baselines:
             t0 = time.perf_counter()
-            net = RateNetwork(graph, lam, method)
+            if method == "hard_reset":
+                norm = _first(calibration, spike_norm_images)
+                report.meta["spike_norm"] = {"steps": spike_norm_steps, "images": len(norm)}
+                net = RateNetwork(graph, spike_norm_thresholds(graph, norm, spike_norm_steps),
+                                  method)
+            else:
+                net = RateNetwork(graph, lam, method)
             ok = dict.fromkeys(steps, 0)
             agree = dict.fromkeys(steps, 0)
             spikes = dict.fromkeys(steps, 0.0)
             synops = dict.fromkeys(steps, 0.0)
-            for x, y, p in tqdm(sub, disable=not progress, desc=method, leave=False):
-                res = net.run(x, steps, progress=False)
+            # a batch of a deep network takes minutes over thousands of steps: the inner bar
+            # counts steps, the outer one batches
+            for x, y, p, _ in tqdm(sub, disable=not progress, desc=f"{method} ({m} images)"):
+                res = net.run(x, steps, progress=progress)
                 for t in steps:
                     pred = res.logits[t].argmax(1)
                     ok[t] += int((pred == y).sum())
@@ -245,16 +277,58 @@ def evaluate(
                 report.rows.append({
                     "method": method, "T": t, "top1": 100.0 * ok[t] / m,
                     "agreement": 100.0 * agree[t] / m, "spikes_per_image": spikes[t] / m,
-                    "synops_per_image": synops[t] / m, "latency_steps": None, "images": m,
+                    # a rate-coded network reads its logits after t steps: t is its latency
+                    "synops_per_image": synops[t] / m, "latency_steps": t, "images": m,
                 })
             report.meta["timings_s"][method] = time.perf_counter() - t0
             best = max(steps, key=lambda t: ok[t])
             say(f"{method}: top-1 {100.0 * ok[best] / m:.2f}% at best (T={best}) on {m} images")
+    for r in report.rows:
+        r.pop("predictions", None)
     return report
 
 
+def _positions(batches: list) -> list[torch.Tensor]:
+    """Each sample's index in the whole data set, batch by batch."""
+    out, start = [], 0
+    for x, _ in batches:
+        out.append(torch.arange(start, start + x.shape[0]))
+        start += x.shape[0]
+    return out
+
+
+def _ilif_on(report: Evaluation, sub: list, m: int) -> None:
+    """Give every iLIF row its top-1 on the baselines' images, so all methods compare on the
+    same images (and drop the per-image predictions kept for that)."""
+    idx = torch.cat([i for *_, i in sub])
+    labels = torch.cat([y for _, y, _, _ in sub])
+    for r in report.rows:
+        pred = r.pop("predictions", None)
+        if r["method"] == ILIF and pred is not None:
+            r["top1_baseline_images"] = 100.0 * int((pred[idx] == labels).sum()) / m
+
+
+def _first(calibration: Any, n: int) -> torch.Tensor:
+    """The first ``n`` calibration inputs as one tensor."""
+    from spikeconverter.data import iter_input_batches
+
+    out, have = [], 0
+    for x in iter_input_batches(calibration):
+        out.append(x[: n - have])
+        have += out[-1].shape[0]
+        if have >= n:
+            break
+    return torch.cat(out)
+
+
 def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``."""
+    """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``.
+
+    Numbers in the CSV and JSON files are rounded to
+    :data:`~spikeconverter.reporting.SIGNIFICANT_DIGITS` significant digits; the plots show
+    every method against ``T`` and against its end-to-end latency in steps, with the number of
+    test images in the title.
+    """
     from spikeconverter.plotting import plot_accuracy, plot_synops
     from spikeconverter.reporting import write_csv, write_json
 
@@ -266,15 +340,18 @@ def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> di
             "ilif_layers": report.layers,
         }),
     }
-    suffix = f" ({title})" if title else ""
+    name = f" ({title})" if title else ""
+    images = report.ann.get("images")
+    latency = report.curves("latency_steps")
     acc = report.curves("top1")
     if acc:
-        files["accuracy_plot"] = plot_accuracy(acc, out / "accuracy.png", ann=report.ann["top1"],
-                                               title=f"Accuracy vs time steps{suffix}")
+        files["accuracy_plot"] = plot_accuracy(
+            acc, out / "accuracy.png", ann=report.ann["top1"], title=f"Accuracy{name}",
+            latency=latency, images=images)
     ops = {k: v for k, v in report.curves("synops_per_image").items()
            if any(math.isfinite(x) for x in v.values())}
     if ops:
-        files["synops_plot"] = plot_synops(ops, out / "synops.png",
-                                           ann_macs=report.ann.get("macs_per_image"),
-                                           title=f"Synaptic operations vs time steps{suffix}")
+        files["synops_plot"] = plot_synops(
+            ops, out / "synops.png", ann_macs=report.ann.get("macs_per_image"),
+            title=f"Synaptic operations{name}", latency=latency, images=images)
     return files

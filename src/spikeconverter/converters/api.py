@@ -18,6 +18,7 @@ import torch.nn as nn
 from spikeconverter import coding
 from spikeconverter.converters.calibrate import calibrate, check_T, iter_batches
 from spikeconverter.converters.capture import capture
+from spikeconverter.converters.correction import correct, default_settings
 from spikeconverter.converters.norse_backend import MODES
 from spikeconverter.converters.serialize import read
 
@@ -114,7 +115,9 @@ def convert(
     T: int = 16,
     *,
     backend: str = "norse",
-    calibration_mode: str = "max",
+    calibration_mode: str | None = None,
+    threshold_granularity: str | None = None,
+    correction: str | None = None,
     rounding: str = "nearest",
     percentile: float = 99.99,
     headroom: float = 1.0,
@@ -139,8 +142,18 @@ def convert(
         Spike-train length of every layer (its generate window; accumulate windows follow).
     backend : str
         ``"norse"`` (a :class:`SpikingNetwork`, an ``nn.Module``) or ``"lava"`` when installed.
-    calibration_mode : {"max", "percentile", "optimal"}
+    calibration_mode : {"max", "percentile", "optimal"}, optional
         Threshold choice (see :func:`calibrate`).
+    threshold_granularity : {"layer", "channel"}, optional
+        One threshold per population or one per channel.
+    correction : {"both", "bias", "threshold", "none"}, optional
+        Post-training correction against the ANN, layer by layer
+        (:func:`~spikeconverter.converters.correction.correct`).
+        Left out, these three take the best measured setting for ``T``
+        (:func:`~spikeconverter.converters.correction.default_settings`: per-channel thresholds
+        and both corrections up to T = 8, per-layer ``max`` thresholds above). The Lava
+        backend's fixed point needs one threshold per population, so with ``backend="lava"``
+        the default granularity is ``"layer"``.
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
         is unbiased and holds up at small T.
@@ -190,9 +203,16 @@ def convert(
                              f"data's per-sample shape {tuple(first.shape[1:])}")
     graph = capture(model, example)
     graph.rounding, graph.k = rounding, float(k)
-    calibrate(graph, batches, T, mode=calibration_mode, percentile=percentile,
-              headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
-              batch_size=batch_size, progress=progress,
-              dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    best = default_settings(T)
+    if backend == "lava":
+        best["threshold_granularity"] = "layer"
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
+              granularity=threshold_granularity or best["threshold_granularity"],
+              percentile=percentile, headroom=headroom, T_per_layer=T_per_layer,
+              input_encoding=input_encoding, batch_size=batch_size, progress=progress,
+              dtype=work)
+    correct(graph, batches, method=correction or best["correction"], batch_size=batch_size,
+            dtype=work)
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)

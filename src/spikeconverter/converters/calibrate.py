@@ -12,10 +12,12 @@ bounded random sample of its values. The threshold then follows the chosen mode:
 * ``"optimal"``: the threshold minimising the expected conversion error (paper Eq. 13) on the
   layer's sampled values, :func:`spikeconverter.coding.optimal_threshold`.
 
-ReLU6 populations keep ``theta <= threshold_for_peak(clip, k)`` (``clip / 2`` for k = 2). Max
-pooling populations share their source's threshold and length. An analog input gets ``T = 1,
-theta = 1`` (it delivers its value in one step); a spike-encoded input is calibrated like a
-signed population.
+With ``granularity="channel"`` every mode is applied to each channel (dim 0 of the population's
+shape) separately and ``theta`` is an array, one threshold per channel; a channel that never
+activates gets 1.0. ReLU6 populations keep ``theta <= threshold_for_peak(clip, k)`` (``clip / 2``
+for k = 2). Max pooling populations share their source's threshold and length. An analog input
+gets ``T = 1, theta = 1`` (it delivers its value in one step); a spike-encoded input is
+calibrated like a signed population.
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ from tqdm.auto import tqdm
 from spikeconverter import coding
 from spikeconverter.converters.ir import Graph
 
-__all__ = ["CALIBRATION_MODES", "INPUT_ENCODINGS", "calibrate", "iter_batches"]
+__all__ = [
+    "CALIBRATION_MODES",
+    "INPUT_ENCODINGS",
+    "THRESHOLD_GRANULARITIES",
+    "calibrate",
+    "iter_batches",
+]
 
 CALIBRATION_MODES = ("max", "percentile", "optimal")
+THRESHOLD_GRANULARITIES = ("layer", "channel")
 INPUT_ENCODINGS = ("analog", "spikes")
 
 
@@ -114,27 +123,42 @@ def check_T(T: Any, what: str = "T") -> int:
 
 
 class _Stats:
-    """Running max and a bounded uniform sample of one population's values."""
+    """Running max and a bounded uniform sample of one population's values.
 
-    def __init__(self, signed: bool, capacity: int, rng: np.random.Generator):
+    With ``per_channel`` both are kept per channel (dim 1 of a batch): ``max`` is an array and
+    :meth:`values` returns ``(C, n)``.
+    """
+
+    def __init__(self, signed: bool, capacity: int, rng: np.random.Generator,
+                 per_channel: bool = False):
         self.signed, self.capacity, self.rng = signed, capacity, rng
-        self.max = 0.0
+        self.per_channel = per_channel
+        self.max: float | np.ndarray = 0.0
         self.samples: list[np.ndarray] = []
         self.count = 0
 
     def update(self, v: torch.Tensor) -> None:
-        a = v.detach().abs() if self.signed else torch.clamp(v.detach(), min=0)
-        self.max = max(self.max, float(a.max()))
-        flat = v.detach().reshape(-1)
-        take = min(flat.numel(), max(self.capacity // 8, 1))
-        idx = torch.from_numpy(self.rng.choice(flat.numel(), size=take, replace=False))
-        self.samples.append(flat[idx].double().cpu().numpy())
+        v = v.detach()
+        if self.per_channel:
+            v = v.transpose(0, 1).reshape(v.shape[1], -1)  # (C, B * rest)
+        a = v.abs() if self.signed else torch.clamp(v, min=0)
+        if self.per_channel:
+            self.max = np.maximum(self.max, a.amax(1).double().cpu().numpy())
+        else:
+            self.max = max(self.max, float(a.max()))
+        flat = v if self.per_channel else v.reshape(-1)
+        rows = v.shape[0] if self.per_channel else 1
+        take = min(flat.shape[-1], max(self.capacity // (8 * rows), 1))
+        idx = torch.from_numpy(self.rng.choice(flat.shape[-1], size=take, replace=False))
+        self.samples.append(flat[..., idx.to(flat.device)].double().cpu().numpy())
         self.count += take
 
     def values(self) -> np.ndarray:
-        x = np.concatenate(self.samples)
-        if x.size > self.capacity:
-            x = self.rng.choice(x, size=self.capacity, replace=False)
+        x = np.concatenate(self.samples, axis=-1)
+        per_row = self.capacity // (x.shape[0] if self.per_channel else 1)
+        if x.shape[-1] > max(per_row, 1):
+            idx = self.rng.choice(x.shape[-1], size=max(per_row, 1), replace=False)
+            x = x[..., idx]
         return x
 
 
@@ -156,6 +180,7 @@ def calibrate(
     T: int = 16,
     *,
     mode: str = "max",
+    granularity: str = "layer",
     percentile: float = 99.99,
     headroom: float = 1.0,
     T_per_layer: dict[str, int] | None = None,
@@ -180,6 +205,8 @@ def calibrate(
         Spike-train length (generate window) of every population not in ``T_per_layer``.
     mode : {"max", "percentile", "optimal"}
         How thresholds are chosen (see the module docstring).
+    granularity : {"layer", "channel"}
+        One threshold per population, or one per channel (dim 0 of its shape).
     percentile : float
         Percentile (0, 100] for ``mode="percentile"``.
     headroom : float
@@ -207,6 +234,9 @@ def calibrate(
     """
     T = check_T(T)
     _check_options(mode, input_encoding, percentile, headroom)
+    if granularity not in THRESHOLD_GRANULARITIES:
+        raise ValueError(f"threshold granularity must be one of {THRESHOLD_GRANULARITIES}, got "
+                         f"{granularity!r}")
     if rounding is not None:
         coding.validate_code_params(rounding=rounding)
         graph.rounding = rounding
@@ -224,7 +254,8 @@ def calibrate(
     first, batches, n = iter_batches(calibration, batch_size)
     rng = np.random.default_rng(seed)
     stats = {
-        p.name: _Stats(p.kind == "signed" or p.kind == "input", max_samples, rng)
+        p.name: _Stats(p.kind == "signed" or p.kind == "input", max_samples, rng,
+                       per_channel=granularity == "channel" and p.kind != "input")
         for p in graph
         if p.kind in ("relu", "signed") or (p.kind == "input" and input_encoding == "spikes")
     }
@@ -252,28 +283,41 @@ def calibrate(
             continue
         pop.T = int(lengths.get(pop.name, T))
         pop.theta = _threshold(stats[pop.name], pop, mode, percentile, headroom, graph)
-    graph.meta.update(calibration_mode=mode, calibration_samples=seen,
+    graph.meta.update(calibration_mode=mode, threshold_granularity=granularity,
+                      calibration_samples=seen,
                       input_encoding=input_encoding)
     return graph
 
 
 def _threshold(s: _Stats, pop, mode: str, percentile: float, headroom: float,
-               graph: Graph) -> float:
+               graph: Graph) -> float | np.ndarray:
+    if not s.per_channel:
+        return _one_threshold(s.max, s.values, pop, mode, percentile, headroom, graph)
+    x = s.values() if mode != "max" else None
+    return np.array([
+        _one_threshold(float(m), lambda c=c: x[c], pop, mode, percentile, headroom, graph)
+        for c, m in enumerate(s.max)
+    ])
+
+
+def _one_threshold(peak: float, values, pop, mode: str, percentile: float, headroom: float,
+                   graph: Graph) -> float:
+    """Threshold of one population or channel from its peak and its sampled ``values()``."""
     signed = pop.kind in ("signed", "input")
     k = graph.k
-    if s.max <= 0.0:
+    if peak <= 0.0:
         theta = 1.0  # never active on the calibration data: any threshold is lossless
     elif mode == "max":
-        theta = coding.threshold_for_peak(headroom * s.max, k)
+        theta = coding.threshold_for_peak(headroom * peak, k)
     elif mode == "percentile":
-        x = s.values()
+        x = values()
         x = np.abs(x) if signed else x[x > 0]
-        peak = headroom * float(np.percentile(x, percentile)) if x.size else s.max
-        theta = coding.threshold_for_peak(peak, k)
+        top = headroom * float(np.percentile(x, percentile)) if x.size else peak
+        theta = coding.threshold_for_peak(top, k)
     else:
-        theta = coding.optimal_threshold(s.values(), pop.T, k, graph.rounding, signed)
+        theta = coding.optimal_threshold(values(), pop.T, k, graph.rounding, signed)
     if pop.clip is not None:
         theta = min(theta, coding.threshold_for_peak(pop.clip, k))
     if not theta > 0:
-        theta = coding.threshold_for_peak(s.max, k)
+        theta = coding.threshold_for_peak(peak, k)
     return float(theta)
