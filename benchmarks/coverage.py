@@ -90,6 +90,7 @@ def one(name: str) -> dict:
     """Everything about one model (run in a child process)."""
     from spikeconverter.converters import ConversionError, capture, convert
 
+    torch.set_num_threads(1)  # on a shared machine more threads are much slower, not faster
     t0 = time.time()
     row = {"model": name}
     torch.manual_seed(0)

@@ -176,8 +176,8 @@ TORCHVISION = {
 
 
 @pytest.mark.parametrize("name", [
-    "squeezenet1_1", *(pytest.param(n, marks=pytest.mark.slow)
-                       for n in ("shufflenet_v2_x0_5", "googlenet", "densenet121"))])
+    "squeezenet1_1", "shufflenet_v2_x0_5", "googlenet",
+    pytest.param("densenet121", marks=pytest.mark.slow)])
 def test_torchvision_concat_models_equal_their_quantised_ann(name):
     shape = TORCHVISION[name]
     model = with_bn_statistics(torchvision.models.get_model(name, num_classes=10), shape)
