@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@echo "spikeconverter demo: starting Python (importing torch and Norse takes a few seconds) ..."
-	$(VENV)/bin/spikeconverter demo
+	$(VENV)/bin/spikeconverter demo --overwrite  # a rerun replaces out/demo
 
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)

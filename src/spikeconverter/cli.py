@@ -1,22 +1,27 @@
 """The ``spikeconverter`` command: convert, evaluate, check, run-lava, export, demo.
 
 Every subcommand has examples in its ``--help``. Bad input (a missing file, an unknown model, data
-of the wrong shape, an unsupported layer) ends with exit status 2 and one line
-``spikeconverter: error: ...`` on stderr, without a traceback (``--debug`` shows it).
+of the wrong shape, an unsupported layer, an output that exists) ends with exit status 2 and one
+line ``spikeconverter: error: ...`` on stderr, without a traceback (``--debug`` shows it). Output
+paths are checked before any work starts. SIGINT (Ctrl-C) and SIGTERM stop the command cleanly
+-- Lava runtimes and their workers included -- with one line ``spikeconverter: interrupted by
+SIGINT`` and exit status 130 (SIGTERM: 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeconverter.interrupts import exit_status, raise_on_signals
 from spikeconverter.training.cli import add_finetune_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "check_output_file", "check_output_folder", "main"]
 
 PROG = "spikeconverter"
 EXIT_USAGE = 2
@@ -114,7 +119,7 @@ exit status: 0 convertible, 1 not convertible (every blocker listed), 2 bad inpu
 """,
     "run-lava": """examples:
   spikeconverter run-lava resnet20_T8.snn -d ../shared/data/cifar10/test --normalize imagenet \\
-      --limit 4
+      --fixed-point -o lava.csv          # the whole folder: accuracy, agreement with Norse
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
 """,
     "export": """examples:
@@ -159,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_conversion(p, 8)
     p.add_argument("-o", "--output", required=True, help="network file to write")
+    _add_overwrite(p)
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also report ANN vs SNN top-1 on N images of --data")
 
@@ -180,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
                    help="baselines' threshold normalisation (default: percentile 99.99)")
     p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
-                   "(default: out/evaluate)")
+                   "(default: out/evaluate); results.csv/json are rewritten after every row")
+    _add_overwrite(p)
 
     p = add("check", "say whether a model converts, listing every blocker, without converting",
             _cmd_check)
@@ -190,9 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
-    _add_data(p, calibration=False, limit=4)
+    _add_data(p, calibration=False)
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
+    p.add_argument("--lava-batch", type=int, default=None,
+                   help="images simulated side by side in one Lava runtime (default: 16)")
+    p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
 
     p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
             _cmd_export)
@@ -210,8 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "the pretrained weights shipped with the package (30 made them)")
     p.add_argument("--lava-samples", type=int, default=3,
                    help="test images run in Lava (default: 3; 0 skips Lava)")
+    _add_overwrite(p)
     add_finetune_parser(sub)
     return parser
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse before any work)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +287,59 @@ def _positive(value: Any, name: str) -> None:
         raise CommandError(f"{name} must be >= 1, got {value}")
 
 
+def _writable_folder(path: Path, what: str) -> None:
+    """Raise CommandError unless ``path`` (a folder, maybe not yet there) can be created/written."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise CommandError(f"{what} {str(path)!r} cannot be created: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CommandError(f"{what} {str(path)!r} cannot be written: no write permission in "
+                           f"{str(probe)!r}")
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool, option: str = "-o") -> Path:
+    """Check before any work that ``path`` can be written as a file.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a directory, exists (without ``overwrite``), or its folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a directory; give a file name, e.g. "
+                           f"{str(path / 'net.snn')!r}")
+    if path.exists() and not overwrite:
+        raise CommandError(f"{option} {str(path)!r} already exists; pass --overwrite to replace "
+                           "it, or choose another name")
+    _writable_folder(path.parent, "the folder of " + option)
+    return path
+
+
+def check_output_folder(path: str | os.PathLike, names: Sequence[str], overwrite: bool,
+                        option: str = "-o") -> Path:
+    """Check before any work that the files ``names`` can be written into folder ``path``.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a file, holds one of ``names`` (without ``overwrite``), or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a file; give a folder for the results")
+    there = [n for n in names if (path / n).exists()]
+    if there and not overwrite:
+        raise CommandError(f"{option} {str(path)!r} already holds {', '.join(there)}; pass "
+                           "--overwrite to replace them, or choose another folder")
+    _writable_folder(path, option)
+    return path
+
+
 def _check_common(args: argparse.Namespace) -> None:
     for name in ("limit", "batch_size", "calibration_images", "baseline_limit", "epochs"):
         _positive(getattr(args, name, None), "--" + name.replace("_", "-"))
@@ -290,11 +359,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from spikeconverter.data import make_loader
     from spikeconverter.evaluation import check_model_input
 
+    check_output_file(args.output, args.overwrite)
     model = _model(args)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
                   rounding=args.rounding, progress=True)
+    net.graph.meta.update(_input_meta(args))
+    _lava_calibration(net, calib)
     net.save(args.output)
     print(f"wrote {args.output}: T={args.T}, {len(net.graph.populations)} populations, "
           f"latency {net.schedule.latency_steps} steps, a new sample every "
@@ -314,14 +386,72 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """How the conversion's images were prepared, kept in the network file (graph.meta)."""
+    norm = _normalization(args)
+    return {"input_preprocessing": True,
+            "input_mean": tuple(norm.mean) if norm else (),
+            "input_std": tuple(norm.std) if norm else (),
+            "input_channels": int(args.channels or 0),
+            "input_image_size": int(args.image_size or 0)}
+
+
+def _lava_calibration(net: Any, calib: Any) -> None:
+    """Measure Lava's fixed-point calibration into the graph (saved with it), if Lava is here."""
+    try:
+        lava_net = _lava_network(net)
+    except CommandError:
+        print("note: Lava is not installed: the file holds no fixed-point calibration "
+              "(run-lava --fixed-point will need a conversion with Lava installed)")
+        return
+    lava_net.calibrate_fixed_point(calib, progress=True)
+
+
+def _run_lava_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, int | None, int | None]:
+    """Normalisation, channels and image size for run-lava: the file's, unless it predates
+    them; an explicit option that disagrees with the file is refused."""
+    from spikeconverter.data import Normalization
+
+    given = _normalization(args)
+    meta = graph.meta
+    if not meta.get("input_preprocessing"):
+        print(f"note: {args.network} does not record its input normalisation (written by an "
+              "older spikeconverter): using the command line's "
+              f"({'none' if given is None else given})")
+        return given, args.channels, args.image_size
+    mean, std = tuple(meta.get("input_mean", ())), tuple(meta.get("input_std", ()))
+    stored = Normalization(mean, std) if mean else None
+    explicit = args.normalize is not None or args.mean is not None or args.std is not None
+    if explicit and given != stored:
+        raise CommandError(f"the normalisation given ({given}) disagrees with the one the network "
+                           f"was converted with ({stored}); leave --normalize/--mean/--std out")
+    out = []
+    for name, value in (("channels", meta.get("input_channels", 0)),
+                        ("image_size", meta.get("input_image_size", 0))):
+        opt = getattr(args, name)
+        if opt is not None and value and opt != value:
+            raise CommandError(f"--{name.replace('_', '-')} {opt} disagrees with the network "
+                               f"file ({value})")
+        out.append(opt if opt is not None else (value or None))
+    return stored, out[0], out[1]
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeconverter.data import make_loader
-    from spikeconverter.evaluation import COLUMNS, check_model_input, evaluate, write_report
+    from spikeconverter.evaluation import (
+        COLUMNS,
+        REPORT_FILES,
+        check_model_input,
+        evaluate,
+        write_partial_report,
+        write_report,
+    )
     from spikeconverter.reporting import format_table
 
     baselines = [] if args.baselines == ["none"] else args.baselines
     for s in args.baseline_steps:
         _positive(s, "--baseline-steps")
+    out = check_output_folder(args.output, REPORT_FILES, args.overwrite)
     model = _model(args)
     data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size)
     calib = _calibration(args)
@@ -329,7 +459,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(model, data, calib, T_values=args.T, baselines=baselines,
                       baseline_steps=args.baseline_steps, baseline_limit=args.baseline_limit,
                       calibration_mode=args.calibration_mode, rounding=args.rounding,
-                      threshold_norm=args.threshold_norm, progress=True, log=print)
+                      threshold_norm=args.threshold_norm, progress=True, log=print,
+                      on_row=lambda rep: write_partial_report(rep, out))
     files = write_report(report, args.output, title=Path(str(args.model)).name)
     print(f"\nANN top-1 {report.ann['top1']:.2f}% ({report.ann['images']} images, "
           f"{report.ann['macs_per_image']:.3g} MACs per image)")
@@ -339,28 +470,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_lava(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from spikeconverter.converters import load
+    from spikeconverter.data import load_dataset
+    from spikeconverter.lavaeval import run_test_set
 
     path = Path(args.network)
     if not path.is_file():
         raise FileNotFoundError(f"network file {str(path)!r} does not exist")
+    _positive(args.lava_batch, "--lava-batch")
     net = load(path)
     lava_net = _lava_network(net)
-    ds = _dataset(args, args.data, args.split, args.limit)
+    lava_net.use_plan_cache(path.with_name(path.name + ".lavaplan"))  # built once per network
+    norm, channels, size = _run_lava_inputs(args, net.graph)
+    if args.fixed_point:
+        lava_net.plan(fixed_point=True)  # before any data: says what is missing, if anything
+    ds = load_dataset(args.data, split=args.split, normalization=norm, channels=channels,
+                      image_size=size, limit=args.limit)
     xs = torch.stack([ds[i][0] for i in range(len(ds))])
     ys = [int(ds[i][1]) for i in range(len(ds))]
-    with torch.no_grad():
-        norse_pred = net(xs).argmax(1).tolist()
-    logits = np.asarray(lava_net.run(xs, fixed_point=args.fixed_point))
-    pred = logits.argmax(1).tolist()
     kind = "fixed point" if args.fixed_point else "float"
-    print(f"Lava ({kind}) on {len(ys)} images:")
-    print(f"  labels      {ys}\n  Lava        {pred}\n  Norse iLIF  {norse_pred}")
-    print(f"  Lava correct {sum(p == y for p, y in zip(pred, ys, strict=True))}/{len(ys)}, "
-          f"agrees with Norse on {sum(p == q for p, q in zip(pred, norse_pred, strict=True))}")
+    res = run_test_set(lava_net, net, xs, ys, fixed_point=args.fixed_point,
+                       batch_size=args.lava_batch, csv_path=args.output)
+    sat = "" if res["saturations"] is None else f", saturations {res['saturations']}"
+    print(f"Lava ({kind}) on {res['images']} images: top-1 {res['accuracy']:.2f}% "
+          f"({res['correct']}/{res['images']}), agrees with Norse on {res['agree']} "
+          f"({res['agreement']:.2f}%; Norse top-1 {res['norse_accuracy']:.2f}%){sat}; "
+          f"{res['seconds']:.1f} s, {res['images_per_s']:.2f} images/s at batch "
+          f"{res['batch_size']}" + (f"; wrote {res['csv']}" if res["csv"] else ""))
     return 0
 
 
@@ -432,8 +570,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     _positive(args.epochs, "--epochs")
     print("loading the demo (torch, Norse, scikit-learn) ...", flush=True)
-    from spikeconverter.demo import run_demo
+    from spikeconverter.demo import DEMO_FILES, run_demo
 
+    check_output_folder(args.out, DEMO_FILES, args.overwrite, "--out")
     run_demo(args.out, epochs=args.epochs, lava_samples=max(args.lava_samples, 0))
     return 0
 
@@ -449,18 +588,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit status.
+
+    0 ok, 2 bad input, 130 interrupted by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from spikeconverter.reporting import one_line_warnings
 
     try:
-        _check_common(args)
-        with one_line_warnings(PROG):
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        with raise_on_signals():
+            _check_common(args)
+            with one_line_warnings(PROG):
+                return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:
+        print(f"{PROG}: {e or 'interrupted by SIGINT'}", file=sys.stderr)
+        return exit_status(e)
     except _user_errors() as e:
         if args.debug:
             raise

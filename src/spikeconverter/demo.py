@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "DEMO_FILES",
     "DEMO_MODEL",
     "DEMO_WEIGHTS",
     "DigitsData",
@@ -38,6 +39,9 @@ __all__ = [
     "train_classifier",
     "train_demo_weights",
 ]
+
+#: The files :func:`run_demo` writes into its folder.
+DEMO_FILES = ("results.csv", "accuracy.png", "synops.png", "conversion_error.png", "raster.png")
 
 DEMO_T = (2, 3, 4, 6, 8, 12, 16)
 DEMO_RATE_STEPS = (2, 4, 8, 16, 32, 64, 128, 256)

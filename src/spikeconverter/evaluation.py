@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,14 @@ from spikeconverter.baselines import (
     spike_norm_thresholds,
 )
 
-__all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "write_report"]
+__all__ = ["COLUMNS", "REPORT_FILES", "Evaluation", "check_model_input", "evaluate",
+           "write_partial_report", "write_report"]
 
 COLUMNS = ("method", "T", "top1", "agreement", "spikes_per_image", "synops_per_image",
            "latency_steps", "images")
 """Columns of the result rows and of ``results.csv`` (accuracies in %, latency in steps)."""
+REPORT_FILES = ("results.csv", "results.json", "accuracy.png", "synops.png")
+"""The files :func:`write_report` writes into its folder (checked before work by the CLI)."""
 ILIF = "iLIF"
 LABELS = {ILIF: "iLIF (SpikeConverter)", "hard_reset": "IF hard reset (Sengupta)",
           "soft_reset": "IF soft reset (RMP-SNN)",
@@ -85,7 +88,7 @@ def check_model_input(model: nn.Module, x: torch.Tensor, what: str = "the data")
     try:
         with torch.no_grad():
             out = model(x)
-    except RuntimeError as e:
+    except (RuntimeError, AssertionError) as e:  # torchvision's ViT asserts its image size
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"the model does not accept {what}: inputs of shape {tuple(x.shape[1:])} fail with "
@@ -148,6 +151,7 @@ def evaluate(
     spike_norm_images: int = 32,
     progress: bool = True,
     log: Any = None,
+    on_row: Callable[[Evaluation], Any] | None = None,
 ) -> Evaluation:
     """Evaluate the ANN, its iLIF conversion at each ``T`` and the rate baselines.
 
@@ -181,6 +185,9 @@ def evaluate(
         tqdm bars.
     log : callable, optional
         Called with progress lines (e.g. ``print``).
+    on_row : callable, optional
+        Called with the report after every new result (e.g. :func:`write_partial_report`), so
+        an interrupted or failing run keeps what it measured.
     """
     from spikeconverter.baselines import ann_macs
     from spikeconverter.converters import capture, convert
@@ -210,6 +217,7 @@ def evaluate(
     report.ann = {"top1": 100.0 * correct / n, "images": n, "macs_per_image": ann_macs(graph)}
     report.meta["timings_s"]["ann"] = time.perf_counter() - t0
     say(f"ANN: top-1 {report.ann['top1']:.2f}% on {n} images")
+    done = on_row or (lambda _report: None)
 
     for T in T_values:
         t0 = time.perf_counter()
@@ -236,6 +244,7 @@ def evaluate(
         report.meta["timings_s"][f"iLIF_T{T}"] = time.perf_counter() - t0
         say(f"iLIF T={T}: top-1 {report.rows[-1]['top1']:.2f}%, agreement "
             f"{report.rows[-1]['agreement']:.2f}%")
+        done(report)
 
     if baselines:
         steps = sorted(set(int(t) for t in baseline_steps))
@@ -283,6 +292,7 @@ def evaluate(
             report.meta["timings_s"][method] = time.perf_counter() - t0
             best = max(steps, key=lambda t: ok[t])
             say(f"{method}: top-1 {100.0 * ok[best] / m:.2f}% at best (T={best}) on {m} images")
+            done(report)
     for r in report.rows:
         r.pop("predictions", None)
     return report
@@ -321,6 +331,23 @@ def _first(calibration: Any, n: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def write_partial_report(report: Evaluation, out_dir: str | Path) -> dict[str, Path]:
+    """``results.csv`` and ``results.json`` of the rows so far (atomically; plots come at the end
+    from :func:`write_report`)."""
+    from spikeconverter.reporting import write_csv, write_json
+
+    out = Path(out_dir)
+    # iLIF rows carry their per-image predictions until the baselines have compared on them
+    rows = [{k: v for k, v in r.items() if k != "predictions"} for r in report.rows]
+    return {
+        "csv": write_csv(out / "results.csv", rows, COLUMNS),
+        "json": write_json(out / "results.json", {
+            "ann": report.ann, "rows": rows, "meta": report.meta,
+            "ilif_layers": report.layers, "complete": False,
+        }),
+    }
+
+
 def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``.
 
@@ -337,7 +364,7 @@ def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> di
         "csv": write_csv(out / "results.csv", report.rows, COLUMNS),
         "json": write_json(out / "results.json", {
             "ann": report.ann, "rows": report.rows, "meta": report.meta,
-            "ilif_layers": report.layers,
+            "ilif_layers": report.layers, "complete": True,
         }),
     }
     name = f" ({title})" if title else ""
