@@ -80,6 +80,8 @@ def _reason(err: Exception) -> str:
     counts: dict[str, int] = {}
     for b in blockers:
         label = b.target.split("(")[-1].rstrip(")") if b.op == "call_module" else b.target
+        if b.op == "get_attr":
+            label = "stored tensor (get_attr)"
         if "ReLU-family" in b.why:
             label = f"{label} (no exact spiking form)"
         counts[label] = counts.get(label, 0) + 1
