@@ -1,4 +1,4 @@
-"""The ``spikeconverter`` command: convert, evaluate, run-lava, export, demo.
+"""The ``spikeconverter`` command: convert, evaluate, check, run-lava, export, demo.
 
 Every subcommand has examples in its ``--help``. Bad input (a missing file, an unknown model, data
 of the wrong shape, an unsupported layer, an output that exists) ends with exit status 2 and one
@@ -110,6 +110,13 @@ EXAMPLES = {
 
 writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
 """,
+    "check": """examples:
+  spikeconverter check torchvision:densenet121 --num-classes 10 --input-shape 3 32 32
+  spikeconverter check torchvision:efficientnet_b0      # lists every blocker, exit status 1
+  spikeconverter check nets.py:make_net --input-shape 1 28 28
+
+exit status: 0 convertible, 1 not convertible (every blocker listed), 2 bad input
+""",
     "run-lava": """examples:
   spikeconverter run-lava resnet20_T8.snn -d ../shared/data/cifar10/test --normalize imagenet \\
       --fixed-point -o lava.csv          # the whole folder: accuracy, agreement with Norse
@@ -186,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
                    "(default: out/evaluate); results.csv/json are rewritten after every row")
     _add_overwrite(p)
+
+    p = add("check", "say whether a model converts, listing every blocker, without converting",
+            _cmd_check)
+    _add_model(p)
+    p.add_argument("--input-shape", type=int, nargs="+", default=[3, 224, 224],
+                   metavar="N", help="per-sample input shape (default: 3 224 224)")
 
     p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
@@ -500,6 +513,35 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
           f"({res['agreement']:.2f}%; Norse top-1 {res['norse_accuracy']:.2f}%){sat}; "
           f"{res['seconds']:.1f} s, {res['images_per_s']:.2f} images/s at batch "
           f"{res['batch_size']}" + (f"; wrote {res['csv']}" if res["csv"] else ""))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Capture only: exit 0 if the model converts, 1 with every blocker if not."""
+    import torch
+
+    from spikeconverter.converters import ConversionError, capture
+
+    shape = tuple(args.input_shape)
+    if any(n <= 0 for n in shape):
+        raise CommandError(f"--input-shape must be positive integers, got {list(shape)}")
+    model = _model(args).eval()
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as e:  # noqa: BLE001 - whatever the model raises on a wrong shape
+        raise CommandError(f"{args.model} does not run on inputs of shape {list(shape)} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); pass "
+                           "--input-shape") from None
+    try:
+        graph = capture(model, x)
+    except ConversionError as e:
+        print(f"{args.model}: not convertible\n{e}")
+        return 1
+    kinds = [p.kind for p in graph]
+    print(f"{args.model}: convertible ({len(kinds)} populations: "
+          + ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + ")")
     return 0
 
 

@@ -50,7 +50,7 @@ def test_signal_to_the_group_stops_run_lava_and_its_workers(sig, netfile, folder
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.Popen(
         [sys.executable, "-m", "spikeconverter.cli", "run-lava", str(netfile), "-d",
-         str(folder), "--channels", "1", "--limit", "18"],
+         str(folder), "--channels", "1", "--limit", "18", "--lava-batch", "1"],
         env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     err: list[str] = []
@@ -59,7 +59,7 @@ def test_signal_to_the_group_stops_run_lava_and_its_workers(sig, netfile, folder
     shm: set[str] = set()
     try:
         deadline = time.monotonic() + 120
-        while not any("lava floating_pt" in line for line in err):  # the run has started
+        while not any("lava float" in line for line in err):  # the run has started
             assert p.poll() is None and time.monotonic() < deadline, "".join(err)
             time.sleep(0.05)
         workers = _session(p.pid)

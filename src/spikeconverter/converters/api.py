@@ -159,10 +159,10 @@ def convert(
         Post-training correction against the ANN, layer by layer
         (:func:`~spikeconverter.converters.correction.correct`).
         Left out, these three take the best measured setting for ``T``
-        (:func:`~spikeconverter.converters.correction.default_settings`: per-channel thresholds
-        and both corrections up to T = 8, per-layer ``max`` thresholds above). The Lava
-        backend's fixed point needs one threshold per population, so with ``backend="lava"``
-        the default granularity is ``"layer"``.
+        (:func:`~spikeconverter.converters.correction.default_settings`: per-layer ``max``
+        thresholds, with both corrections up to T = 8). The Lava backend's fixed point needs
+        one threshold per population, so with ``backend="lava"`` the granularity is always
+        ``"layer"`` unless given.
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
         is unbiased and holds up at small T.
