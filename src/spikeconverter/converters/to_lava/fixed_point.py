@@ -11,11 +11,9 @@ mapped to ``margin * 2**23``. Then, in the conventions of the fixed-point
   ``G = 64 vth / theta`` (so the threshold itself is exact);
 * each incoming synapse group (one Conv/Dense/Sparse) with float weights ``W`` gets integer
   weights ``m = round(W G / 64 / 2**e)``, 8-bit signed (``|m| <= 127``), with the smallest
-  exponent ``e >= 0`` that fits. Where that loses more than ``NEGATIVE_EXP_ABOVE`` (5 %,
-  relative RMS), and for the readout (whose logits are the result) wherever it loses anything
-  (e.g. its average-pool + linear matrix: 4,096 tiny weights), ``e`` is the smallest exponent
-  in the format that fits, negative: the mantissas keep their 8 bits and
-  the synapse floor-shifts its *summed* input, as Lava's bit-accurate Dense does (less than
+  exponent ``e`` in the format that fits, negative where the weights are small (e.g. the
+  readout's average-pool + linear matrix: 4,096 tiny weights): the mantissas keep their 8 bits
+  and the synapse floor-shifts its *summed* input, as Lava's bit-accurate Dense does (less than
   one unit of ``a_in`` per step; bounded and reported as ``floor_error``). Mantissas that are
   all even move to the next exponent, so an exactly representable weight set stays exact.
   Dense/Sparse receive ``2 m`` with ``weight_exp = e - 1``: Lava's
@@ -72,9 +70,6 @@ W_MAX = 127
 BIAS_MANT_MAX = 2**12 - 1
 #: Exponent of the shared 8-bit weight mantissa (Loihi's synaptic weight exponent).
 WEIGHT_EXP_RANGE = (-8, 7)
-#: A synapse group whose weights lose more than this (relative RMS) at the smallest exponent
-#: ``>= 0`` takes a negative exponent (full 8-bit mantissas, floor-shifted sums).
-NEGATIVE_EXP_ABOVE = 0.05
 INPUT_KEY = "__input__"
 #: Former names of the hardware figures (now :class:`spikeconverter.converters.hardware.Loihi2`).
 CoreBudget = Loihi2
@@ -285,24 +280,15 @@ def _synapses_fit(syns: list, gain: Any) -> bool:
                for s in syns)
 
 
-def _weight_exponent(syn: Any, factor: Any, readout: bool = False) -> tuple[Any, int, float]:
-    """Mantissas, exponent and relative RMS error of ``syn.weight * factor``.
-
-    The smallest exponent ``>= 0`` whose mantissas fit 8 bits; if that loses more than
-    :data:`NEGATIVE_EXP_ABOVE` (relative RMS; for the ``readout``, whose logits are the
-    result, if it loses anything), the smallest one in the format, negative, so the mantissas
-    keep their 8 bits (the synapse then floor-shifts its summed input). Mantissas that are all
-    even move to the next exponent (an exactly representable weight set keeps ``e >= 0`` and
-    stays exact).
-    """
+def _weight_exponent(syn: Any, factor: Any) -> tuple[Any, int, float]:
+    """Mantissas, exponent and relative RMS error of ``syn.weight * factor``: the smallest
+    exponent in the format whose mantissas fit 8 bits, negative where the weights are small
+    (the synapse then floor-shifts its summed input); mantissas that are all even move to the
+    next exponent (an exactly representable weight set keeps ``e >= 0`` and stays exact)."""
     scaled = _scaled_weight(syn, factor)
     lo, _ = _weight_exp_bounds(syn.kind)
-    best = _exp_for(_scaled_abs_max(syn, factor), W_MAX)
-    exp = max(0, best)
+    exp = max(lo, _exp_for(_scaled_abs_max(syn, factor), W_MAX))
     m, err = _round_weights(scaled, exp)
-    if best < 0 and err > (0.0 if readout else NEGATIVE_EXP_ABOVE):
-        exp = max(lo, best)
-        m, err = _round_weights(scaled, exp)
     while exp < 0:
         data = m.data if sp.issparse(m) else m
         if data.size and np.any(np.asarray(data) % 2):
@@ -496,7 +482,7 @@ def _set_weights(out: LavaPlan, gains: dict[str, float],
         factor = gains[syn.target] / 64
         if analog and syn.source == out.input:
             factor /= 2.0 ** out.input_shift  # that part of the scale sits in the input
-        m, exp, err = _weight_exponent(syn, factor, readout=syn.target == out.output)
+        m, exp, err = _weight_exponent(syn, factor)
         if syn.kind == "conv":
             syn.weight, syn.weight_exp = m, exp
         else:
