@@ -1,22 +1,27 @@
 """Which torchvision classifiers convert: converts / exact / refused-why, latency at T=8.
 
-Sweeps ``torchvision.models.list_models(module=torchvision.models)``. Each model (num_classes=10,
-random weights, float64) runs in a child process with a timeout:
+Sweeps ``torchvision.models.list_models(module=torchvision.models)``, one model per child
+process (so its memory is returned), with a timeout and a resident-memory guard per model:
 
-1. the smallest input of 32, 64, 80, 128, 224 pixels the model accepts;
-2. capture only (random BatchNorm statistics): a refused model is recorded with every blocker,
-   grouped by reason;
-3. otherwise realistic BatchNorm statistics (random affine parameters, running statistics from a
-   few train-mode forward passes on random data), ``convert(T=8)``, and the SNN (Norse, float64)
-   against the quantised ANN on 2 random inputs: the max relative error
-   ``max|snn - qann| / max|qann|`` and the schedule's latency in steps.
+1. **check** (no weights needed): the model is built on the ``meta`` device and materialised
+   with zeros in float16 (no weight initialisation, a quarter of float64's memory), its
+   smallest accepted input of 32, 64, 80, 128, 224 pixels is found with batch 1, and it is
+   captured without the self-check. A refused model is recorded with its blockers grouped
+   (:func:`reason`);
+2. **exactness** (capturable models only): random weights (seed 0), realistic BatchNorm
+   statistics (random affine parameters, running statistics from two train-mode passes over 4
+   random inputs), float64, ``convert(T=8)`` calibrated on 4 random inputs (``max``
+   thresholds, no post-training correction unless ``--correction``), and the Norse SNN against
+   the quantised ANN on 2 random inputs: the max relative error ``max|snn - qann| /
+   max|qann|`` and the schedule's latency in steps.
 
-Results are written as they come: ``OUT/coverage.csv`` (one row per model) and
-``OUT/coverage.md``; with ``--docs`` also ``docs/coverage.md``. Models with more than 300M
-parameters (ViT-L/H, RegNet-Y-128GF) are not built (``--skip-giants``, on by default).
+Results are appended as each model finishes: ``OUT/coverage.csv`` (one row per model) and
+``OUT/coverage.md``; a rerun skips the models already there except those whose status is named
+by ``--redo`` (default: the errors, timeouts and memory kills). ``--docs`` writes
+``docs/coverage.md`` from the CSV (also alone: ``--docs --only-docs``).
 
-Run: ``nice -n 15 python benchmarks/coverage.py [--out out/coverage] [--timeout 1800] [--docs]
-[--only NAME ...]``
+Run: ``nice -n 15 python benchmarks/coverage.py [--out out/coverage] [--timeout 1800]
+[--max-rss-gb 8] [--docs] [--only NAME ...]``
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +44,11 @@ from spikeconverter.atomic import atomic_path
 
 SIZES = (32, 64, 80, 128, 224)
 T = 8
-#: > 300M parameters: building them in float64 alone needs several GB and minutes
-GIANTS = {"vit_h_14": "632M", "regnet_y_128gf": "645M", "vit_l_16": "304M", "vit_l_32": "306M"}
-FIELDS = ["model", "status", "input", "populations", "max_rel_error", "latency_steps",
-          "seconds", "reason"]
+FIELDS = ["model", "status", "input", "params_M", "populations", "max_rel_error",
+          "latency_steps", "seconds", "reason"]
+DONE = ("exact", "inexact", "refused", "too big")
 ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "nice -n 15 python benchmarks/coverage.py --docs"
 
 
 def with_bn_statistics(model: torch.nn.Module, shape: tuple[int, ...], seed: int = 0):
@@ -61,141 +67,273 @@ def with_bn_statistics(model: torch.nn.Module, shape: tuple[int, ...], seed: int
     return model.eval()
 
 
-def _input_size(model: torch.nn.Module) -> int:
+def skeleton(name: str, dtype: torch.dtype = torch.float16) -> torch.nn.Module:
+    """``name`` without weight initialisation: built on the meta device, then zeros on the CPU
+    (BatchNorm variances ones). Enough for the capture, which needs the graph, not values."""
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, num_classes=10)
+    model = model.to_empty(device="cpu").to(dtype).eval()
+    with torch.no_grad():
+        for pname, t in list(model.named_parameters()) + list(model.named_buffers()):
+            t.fill_(1 if pname.endswith("running_var") else 0)
+    return model
+
+
+def input_size(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """The smallest of :data:`SIZES` that ``model`` accepts (batch 1)."""
     for s in SIZES:
         try:
             with torch.no_grad():
-                model(torch.zeros(2, 3, s, s, dtype=torch.float64))
+                model(torch.zeros(1, 3, s, s, dtype=dtype))
             return s
         except Exception:  # noqa: BLE001, S112 - too small for this model: try the next size
             continue
     raise ValueError(f"runs on none of the input sizes {SIZES}")
 
 
-def _reason(err: Exception) -> str:
-    """Blockers grouped: 'SiLU x49; Sigmoid x16; mul x16' (or the error's first line)."""
+def reason(err: Exception) -> str:
+    """The distinct blocking ops of a refusal, most frequent first, each with its count, one
+    example node and its source line, and one short reason: ``GELU x36 (e.g.
+    features.1.0.block.4 at convnext.py:63: no exact spiking form)``. Stored parameters are not
+    blockers of their own: the op that uses them is."""
     blockers = getattr(err, "blockers", ())
     if not blockers:
         return str(err).strip().splitlines()[0][:300]
-    counts: dict[str, int] = {}
+    groups: dict[str, list] = {}
     for b in blockers:
-        label = b.target.split("(")[-1].rstrip(")") if b.op == "call_module" else b.target
-        if b.op == "get_attr":
-            label = "stored tensor (get_attr)"
-        if "ReLU-family" in b.why:
-            label = f"{label} (no exact spiking form)"
-        counts[label] = counts.get(label, 0) + 1
-    return "; ".join(f"{k} x{n}" for k, n in counts.items())
+        groups.setdefault(_label(b), []).append(b)
+    parts = []
+    for label, group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        b = group[0]
+        where = Path(b.location.split(":")[0]).name + ":" + b.location.split(":")[1].split(
+            " ")[0] if b.location else ""
+        example = b.target.split(" (")[0] if b.op == "call_module" else b.node
+        parts.append(f"{label} x{len(group)} (e.g. {example}{' at ' + where if where else ''}"
+                     f": {_short(b.why)})")
+    return "; ".join(parts)
 
 
-def one(name: str) -> dict:
-    """Everything about one model (run in a child process)."""
+def _label(b) -> str:
+    if b.op == "call_module":
+        return b.target.split("(")[-1].rstrip(")")
+    return b.target.rsplit(".", 1)[-1]
+
+
+def _short(why: str) -> str:
+    """The first clause of a blocker's reason."""
+    if "no exact spiking form" in why:
+        return "not ReLU-family, no exact spiking form"
+    return why.split(";")[0].split(" (")[0][:120]
+
+
+def _emit(row: dict) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def one(name: str, correction: str) -> None:
+    """Everything about one model, printed as JSON rows as it goes (run in a child process)."""
     from spikeconverter.converters import ConversionError, capture, convert
 
     torch.set_num_threads(1)  # on a shared machine more threads are much slower, not faster
     t0 = time.time()
-    row = {"model": name}
-    torch.manual_seed(0)
-    model = torchvision.models.get_model(name, num_classes=10).double().eval()
-    size = _input_size(model)
+    row: dict = {"model": name, "status": "checking"}
+    model = skeleton(name)
+    row["params_M"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 1)
+    dtype = torch.float16
+    try:
+        size = input_size(model, dtype)
+    except ValueError:  # some ops have no float16 kernel on the CPU
+        model, dtype = model.float(), torch.float32
+        size = input_size(model, dtype)
     shape = (3, size, size)
     row["input"] = f"{size}x{size}"
-    x = torch.randn(2, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     try:
-        capture(model, x)
+        capture(model, torch.zeros(1, *shape, dtype=dtype), check=False)
     except ConversionError as e:
-        return row | {"status": "refused", "reason": _reason(e), "seconds": time.time() - t0}
+        _emit(row | {"status": "refused", "reason": reason(e), "seconds": time.time() - t0})
+        return
+    del model
+    _emit(row | {"status": "converts", "seconds": time.time() - t0})
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, num_classes=10).double().eval()
     model = with_bn_statistics(model, shape)
-    net = convert(model, x, T=T, dtype=torch.float64, progress=False)
+    g = torch.Generator().manual_seed(2)
+    calib = torch.randn(4, *shape, dtype=torch.float64, generator=g)
+    x = torch.randn(2, *shape, dtype=torch.float64, generator=g)
+    net = convert(model, calib, T=T, dtype=torch.float64, progress=False, batch_size=2,
+                  calibration_mode="max", correction=correction)
+    del model
     with torch.no_grad():
         out = net(x)
         ref = net.graph.forward(x, quantized=True)[net.graph.output]
     err = float((out - ref).abs().max() / ref.abs().max())
-    return row | {"status": "exact" if err <= 1e-9 else "inexact", "max_rel_error": err,
-                  "latency_steps": net.schedule.latency_steps,
-                  "populations": len(net.graph.populations), "seconds": time.time() - t0}
+    _emit(row | {"status": "exact" if err <= 1e-9 else "inexact", "max_rel_error": err,
+                 "latency_steps": net.schedule.latency_steps,
+                 "populations": len(net.graph.populations), "seconds": time.time() - t0})
 
 
-def _child(name: str, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", name]
+def _rss_gb(pid: int) -> float:
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                           env=os.environ | {"PYTHONWARNINGS": "ignore"})
-    except subprocess.TimeoutExpired:
-        return {"model": name, "status": "timeout", "reason": f"over {timeout:.0f} s"}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode or not lines:
-        tail = (p.stderr.strip().splitlines() or ["?"])[-1]
-        return {"model": name, "status": "error", "reason": tail[:300]}
-    return json.loads(lines[-1])
+        with open(f"/proc/{pid}/status") as f:
+            kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+        return kb / 2**20
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def _child(name: str, timeout: float, max_rss_gb: float, correction: str) -> dict:
+    """Run :func:`one` for ``name`` in a child process; kill it past ``timeout`` seconds or
+    ``max_rss_gb`` resident memory. The last row it printed tells how far it got."""
+    cmd = [sys.executable, __file__, "--child", name, "--correction", correction]
+    t0, killed = time.time(), ""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
+                             env=os.environ | {"PYTHONWARNINGS": "ignore"})
+        while p.poll() is None:
+            time.sleep(1.0)
+            if time.time() - t0 > timeout:
+                killed = f"over {timeout:.0f} s"
+            elif (rss := _rss_gb(p.pid)) > max_rss_gb:
+                killed = f"over {max_rss_gb:g} GB resident memory ({rss:.1f} GB)"
+            if killed:
+                p.kill()
+                p.wait()
+        out.seek(0)
+        err.seek(0)
+        rows = [json.loads(ln) for ln in out.read().splitlines() if ln.startswith("{")]
+        tail = (err.read().strip().splitlines() or ["?"])[-1]
+    row = rows[-1] if rows else {"model": name}
+    row["seconds"] = time.time() - t0
+    if row.get("status") in DONE:
+        return row
+    stage = "the exactness run" if row.get("status") == "converts" else "the check"
+    if killed:
+        status = "too big" if "memory" in killed and stage == "the exactness run" else (
+            "timeout" if "s" == killed[-1] else "memory")
+        return row | {"status": status, "reason": f"{stage} killed: {killed} (capture "
+                      f"{'passes' if stage == 'the exactness run' else 'not finished'})"}
+    return row | {"status": "error", "reason": f"{stage} failed: {tail[:300]}"}
+
+
+def _blocking_ops(r: dict) -> list[str]:
+    """The blocking op labels of a refused row's reason."""
+    return [part.split(" x")[0] for part in r.get("reason", "").split("; ") if " x" in part]
+
+
+def summary(rows: list[dict], total: int) -> list[str]:
+    """Counts by status, and the refused models per blocking op."""
+    by: dict[str, list[str]] = {}
+    for r in rows:
+        by.setdefault(r["status"], []).append(r["model"])
+    exact = len(by.get("exact", []))
+    lines = [f"**{exact} of {total}** torchvision classifiers convert exactly (SNN == quantised "
+             f"ANN in float64 at T={T}); {len(rows)} of {total} swept: "
+             + ", ".join(f"{k} {len(v)}" for k, v in sorted(by.items())) + ".", ""]
+    ops: dict[str, list[str]] = {}
+    for r in rows:
+        if r["status"] == "refused":
+            for op in _blocking_ops(r):
+                ops.setdefault(op, []).append(r["model"])
+    if ops:
+        lines.append("Refused models by blocking op (a model counts under each of its ops):")
+        lines.append("")
+        lines += [f"- `{op}`: {len(ms)} models" for op, ms in sorted(
+            ops.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+        lines.append("")
+    others = [r for r in rows if r["status"] not in ("exact", "refused")]
+    lines += [f"- {r['model']}: {r['status']} ({r.get('reason', '')})" for r in others]
+    secs = sum(float(r.get("seconds") or 0) for r in rows)
+    lines += ["" if others else "", f"Sum of the per-model wall times: {secs / 60:.0f} min "
+              "(each model in its own process; the machine shared with other jobs).", ""]
+    return lines
 
 
 def markdown(rows: list[dict], total: int) -> str:
-    """The coverage table with a summary line."""
-    exact = sum(r["status"] == "exact" for r in rows)
-    lines = [f"**{exact} of {total}** torchvision classifiers convert exactly "
-             f"(SNN == quantised ANN in float64 at T={T}); {len(rows)} of {total} swept.", "",
-             "| model | status | input | max rel. error | latency steps (T=8) | reason |",
-             "|---|---|---|---|---|---|"]
+    """The coverage table with the summary above it."""
+    lines = summary(rows, total) + [
+        "| model | status | input | params (M) | populations | max rel. error | "
+        "latency steps (T=8) | s | reason |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         err = r.get("max_rel_error")
         err = "" if err is None or err == "" else f"{float(err):.1e}"
-        lines.append(f"| {r['model']} | {r['status']} | {r.get('input', '')} | {err} | "
-                     f"{r.get('latency_steps', '')} | {r.get('reason', '')} |")
+        secs = f"{float(r['seconds']):.0f}" if r.get("seconds") not in (None, "") else ""
+        lines.append(f"| {r['model']} | {r['status']} | {r.get('input', '')} | "
+                     f"{r.get('params_M', '')} | {r.get('populations', '')} | {err} | "
+                     f"{r.get('latency_steps', '')} | {secs} | {r.get('reason', '')} |")
     return "\n".join(lines) + "\n"
 
 
-DOC_HEAD = """# Coverage: torchvision classifiers
+DOC_HEAD = f"""# Coverage: torchvision classifiers
 
-Produced by `benchmarks/coverage.py` (see its docstring for the method): every classifier of
-`torchvision.models.list_models(module=torchvision.models)` with `num_classes=10`, random
-weights with realistic BatchNorm statistics, float64, the smallest input it accepts. *exact*:
-the Norse SNN's logits equal the quantised ANN's (max relative error <= 1e-9; float64 rounding
-gives ~1e-16). *refused*: `ConversionError` with every blocker; the reason column counts them by
-kind. iLIF neurons represent ReLU-family activations (ReLU, ReLU6, clipped ReLU) exactly;
-SiLU, GELU, Hardswish and sigmoid gates have no exact spiking form, so those models would need
-retraining with ReLU. Latency: steps from the first input step to the readout at T=8 (Norse
-schedule, direct delivery).
+Produced by `benchmarks/coverage.py` (its docstring has the method), command:
+`{COMMAND}`. Every classifier of `torchvision.models.list_models(module=torchvision.models)`
+with `num_classes=10`, random weights with realistic BatchNorm statistics, float64, the
+smallest input it accepts, batch 2. *exact*: the Norse SNN's logits equal the quantised ANN's
+(max relative error <= 1e-9; float64 rounding gives ~1e-16). *refused*: `ConversionError`
+before any weights are built; the reason column lists the distinct blocking ops (count, one
+example node and its source line, why). A stored parameter used by a blocking op is not
+counted as a blocker of its own. iLIF neurons represent ReLU-family activations (ReLU, ReLU6,
+clipped ReLU) exactly; SiLU, GELU, Hardswish and sigmoid gates have no exact spiking form, so
+those models would need retraining with ReLU. Latency: steps from the first input step to the
+readout at T=8 (Norse schedule, direct delivery).
 
 """
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier sweep (none if there is no file)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write(rows: list[dict], out: Path, docs: bool) -> None:
+    """The CSV and markdown table (and docs/coverage.md), in the models' listed order."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    rows = sorted(rows, key=lambda r: names.index(r["model"]) if r["model"] in names else 999)
+    with atomic_path(out / "coverage.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows({k: r.get(k, "") for k in FIELDS} for r in rows)
+    table = markdown(rows, len(names))
+    with atomic_path(out / "coverage.md") as tmp:
+        tmp.write_text(table)
+    if docs:
+        with atomic_path(ROOT / "docs" / "coverage.md") as tmp:
+            tmp.write_text(DOC_HEAD + table)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "out" / "coverage"))
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
+    ap.add_argument("--max-rss-gb", type=float, default=8.0, help="memory guard per model")
+    ap.add_argument("--correction", default="none", help="post-training correction")
     ap.add_argument("--only", nargs="+", help="these models only")
+    ap.add_argument("--redo", nargs="*", default=["error", "timeout", "memory"],
+                    help="statuses of an earlier sweep to redo (default: error timeout memory)")
     ap.add_argument("--docs", action="store_true", help="also write docs/coverage.md")
+    ap.add_argument("--only-docs", action="store_true", help="just rewrite the tables")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(one(args.child)))
+        one(args.child, args.correction)
         return
-    names = args.only or torchvision.models.list_models(module=torchvision.models)
-    total = len(torchvision.models.list_models(module=torchvision.models))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    for name in (bar := tqdm(names, desc="coverage", unit="model")):
+    rows = {r["model"]: r for r in read_rows(out / "coverage.csv")}
+    names = args.only or torchvision.models.list_models(module=torchvision.models)
+    todo = [] if args.only_docs else [
+        n for n in names if args.only or n not in rows or rows[n]["status"] in args.redo]
+    for name in (bar := tqdm(todo, desc="coverage", unit="model")):
         bar.set_postfix_str(name)
-        if name in GIANTS:
-            row = {"model": name, "status": "skipped",
-                   "reason": f"not built: {GIANTS[name]} parameters (giant)"}
-        else:
-            row = _child(name, args.timeout)
-        rows.append(row)
-        tqdm.write(f"{name}: {row['status']} {row.get('max_rel_error', '')} "
-                   f"{row.get('reason', '')}"[:200])
-        with atomic_path(out / "coverage.csv") as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, FIELDS)
-            w.writeheader()
-            w.writerows({k: r.get(k, "") for k in FIELDS} for r in rows)
-        table = markdown(rows, total)
-        with atomic_path(out / "coverage.md") as tmp:
-            tmp.write_text(table)
-        if args.docs:
-            with atomic_path(ROOT / "docs" / "coverage.md") as tmp:
-                tmp.write_text(DOC_HEAD + table)
+        rows[name] = _child(name, args.timeout, args.max_rss_gb, args.correction)
+        r = rows[name]
+        tqdm.write(f"{name}: {r['status']} {r.get('max_rel_error', '')} "
+                   f"{r.get('reason', '')}"[:200])
+        write(list(rows.values()), out, args.docs)
+    write(list(rows.values()), out, args.docs)
 
 
 if __name__ == "__main__":
