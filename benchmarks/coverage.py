@@ -1,7 +1,8 @@
 """Which torchvision classifiers convert: converts / exact / refused-why, latency at T=8.
 
-Sweeps ``torchvision.models.list_models(module=torchvision.models)``, one model per child
-process (so its memory is returned), with a timeout and a resident-memory guard per model:
+Sweeps ``torchvision.models.list_models(module=torchvision.models)``, one model per forked
+child process (the imports done once; the model's memory returned when the child ends), with a
+timeout and a resident-memory guard per model:
 
 1. **check** (no weights needed): the model is built on the ``meta`` device and materialised
    with zeros in float16 (no weight initialisation, a quarter of float64's memory), its
@@ -29,11 +30,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,6 +42,7 @@ import torchvision
 from tqdm import tqdm
 
 from spikeconverter.atomic import atomic_path
+from spikeconverter.converters import ConversionError, capture, convert, resolve_backend
 
 SIZES = (32, 64, 80, 128, 224)
 T = 8
@@ -126,15 +128,9 @@ def _short(why: str) -> str:
     return why.split(";")[0].split(" (")[0][:120]
 
 
-def _emit(row: dict) -> None:
-    print(json.dumps(row), flush=True)
-
-
-def one(name: str, correction: str) -> None:
-    """Everything about one model, printed as JSON rows as it goes (run in a child process)."""
-    from spikeconverter.converters import ConversionError, capture, convert
-
-    torch.set_num_threads(1)  # on a shared machine more threads are much slower, not faster
+def one(name: str, correction: str, emit: Callable[[dict], None]) -> None:
+    """Everything about one model, passed to ``emit`` as rows as it goes (in a child process:
+    the check's row, then the exactness run's)."""
     t0 = time.time()
     row: dict = {"model": name, "status": "checking"}
     model = skeleton(name)
@@ -150,10 +146,10 @@ def one(name: str, correction: str) -> None:
     try:
         capture(model, torch.zeros(1, *shape, dtype=dtype), check=False)
     except ConversionError as e:
-        _emit(row | {"status": "refused", "reason": reason(e), "seconds": time.time() - t0})
+        emit(row | {"status": "refused", "reason": reason(e), "seconds": time.time() - t0})
         return
     del model
-    _emit(row | {"status": "converts", "seconds": time.time() - t0})
+    emit(row | {"status": "converts", "seconds": time.time() - t0})
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, num_classes=10).double().eval()
     model = with_bn_statistics(model, shape)
@@ -167,7 +163,7 @@ def one(name: str, correction: str) -> None:
         out = net(x)
         ref = net.graph.forward(x, quantized=True)[net.graph.output]
     err = float((out - ref).abs().max() / ref.abs().max())
-    _emit(row | {"status": "exact" if err <= 1e-9 else "inexact", "max_rel_error": err,
+    emit(row | {"status": "exact" if err <= 1e-9 else "inexact", "max_rel_error": err,
                  "latency_steps": net.schedule.latency_steps,
                  "populations": len(net.graph.populations), "seconds": time.time() - t0})
 
@@ -181,27 +177,43 @@ def _rss_gb(pid: int) -> float:
         return 0.0
 
 
+def _run_one(name: str, correction: str, path: str) -> None:
+    """The forked child: :func:`one`, its rows appended to ``path`` as JSON lines."""
+    def emit(row: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    try:
+        one(name, correction, emit)
+    except BaseException as exc:  # noqa: BLE001 - reported as the model's error row
+        emit({"model": name, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
 def _child(name: str, timeout: float, max_rss_gb: float, correction: str) -> dict:
-    """Run :func:`one` for ``name`` in a child process; kill it past ``timeout`` seconds or
-    ``max_rss_gb`` resident memory. The last row it printed tells how far it got."""
-    cmd = [sys.executable, __file__, "--child", name, "--correction", correction]
+    """Run :func:`one` for ``name`` in a forked child process (the imports are done once, in the
+    parent; the child's memory is returned when it ends); kill it past ``timeout`` seconds or
+    ``max_rss_gb`` resident memory. The last row it wrote tells how far it got."""
     t0, killed = time.time(), ""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
-                             env=os.environ | {"PYTHONWARNINGS": "ignore"})
-        while p.poll() is None:
-            time.sleep(1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.jsonl")
+        p = multiprocessing.get_context("fork").Process(target=_run_one,
+                                                        args=(name, correction, path))
+        p.start()
+        while p.is_alive():
+            p.join(1.0)
+            if not p.is_alive():
+                break
             if time.time() - t0 > timeout:
                 killed = f"over {timeout:.0f} s"
             elif (rss := _rss_gb(p.pid)) > max_rss_gb:
                 killed = f"over {max_rss_gb:g} GB resident memory ({rss:.1f} GB)"
             if killed:
                 p.kill()
-                p.wait()
-        out.seek(0)
-        err.seek(0)
-        rows = [json.loads(ln) for ln in out.read().splitlines() if ln.startswith("{")]
-        tail = (err.read().strip().splitlines() or ["?"])[-1]
+                p.join()
+        rows = [json.loads(ln) for ln in Path(path).read_text().splitlines()] if os.path.exists(
+            path) else []
+    failed = rows.pop() if rows and rows[-1]["status"] == "failed" else None
     row = rows[-1] if rows else {"model": name}
     row["seconds"] = time.time() - t0
     if row.get("status") in DONE:
@@ -212,7 +224,8 @@ def _child(name: str, timeout: float, max_rss_gb: float, correction: str) -> dic
             "timeout" if "s" == killed[-1] else "memory")
         return row | {"status": status, "reason": f"{stage} killed: {killed} (capture "
                       f"{'passes' if stage == 'the exactness run' else 'not finished'})"}
-    return row | {"status": "error", "reason": f"{stage} failed: {tail[:300]}"}
+    why = failed["reason"] if failed else f"exit code {p.exitcode}"
+    return row | {"status": "error", "reason": f"{stage} failed: {why[:300]}"}
 
 
 def _blocking_ops(r: dict) -> list[str]:
@@ -315,11 +328,9 @@ def main() -> None:
                     help="statuses of an earlier sweep to redo (default: error timeout memory)")
     ap.add_argument("--docs", action="store_true", help="also write docs/coverage.md")
     ap.add_argument("--only-docs", action="store_true", help="just rewrite the tables")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        one(args.child, args.correction)
-        return
+    torch.set_num_threads(1)  # on a shared machine more threads are much slower, not faster
+    resolve_backend("norse")  # imported once here, inherited by every forked child
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = {r["model"]: r for r in read_rows(out / "coverage.csv")}

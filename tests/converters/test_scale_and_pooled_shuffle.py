@@ -129,3 +129,25 @@ def test_constants_and_pooled_shuffles_in_lava_equal_norse(cls):
     ref = norse(x).numpy()
     np.testing.assert_allclose(lava.run(x, progress=False), ref, rtol=1e-6,
                                atol=1e-9 * np.abs(ref).max())
+
+
+def test_stored_parameters_are_no_blockers_of_their_own():
+    class Stored(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3)
+            self.w, self.b = nn.Parameter(torch.ones(3)), nn.Parameter(torch.zeros(3))
+            self.token = nn.Parameter(torch.zeros(1, 2, 1))
+
+        def forward(self, x):
+            y = F.relu(self.c(x)).flatten(2)  # (B, 2, 9)
+            y = torch.cat([self.token.expand(y.shape[0], -1, -1), y], dim=2)[:, :, :3]
+            return F.layer_norm(y, (3,), self.w, self.b).flatten(1)
+
+    with pytest.raises(ConversionError) as e:
+        capture(Stored().double().eval(), data(2, (1, 5, 5)))
+    whys = {b.node: b.why for b in e.value.blockers}
+    # the op using a parameter is the blocker; the parameters (get_attr) are not listed
+    assert set(whys) == {"expand", "layer_norm"}, whys
+    assert "'token' is a tensor stored on the model" in whys["expand"]
+    assert all(b.op != "get_attr" for b in e.value.blockers)
