@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeconverter.devices import add_runtime_arguments
 from spikeconverter.training.cli import add_finetune_parser
 
 __all__ = ["build_parser", "main"]
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="network file to write")
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also report ANN vs SNN top-1 on N images of --data")
+    add_runtime_arguments(p)
 
     p = add("evaluate", "ANN vs iLIF SNN vs rate-coded baselines: table, CSV, JSON, plots",
             _cmd_evaluate)
@@ -162,13 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
                    help="baselines' threshold normalisation (default: percentile 99.99)")
     p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
-                   "(default: out/evaluate)")
+                   "(default: out/evaluate); OUT/progress.json is rewritten after each T and "
+                   "baseline")
+    p.add_argument("--resume", action="store_true", help="keep the T values and baselines "
+                   "OUT/progress.json already holds (same settings) and run the rest")
+    add_runtime_arguments(p)
 
     p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
     _add_data(p, calibration=False, limit=4)
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
+    add_runtime_arguments(p)
 
     p = add("demo", "train a small CNN on scikit-learn digits, convert, compare, plot",
             _cmd_demo)
@@ -232,12 +239,29 @@ def _calibration(args: argparse.Namespace):
     return calibration_batch(_dataset(args, source, split, None), args.calibration_images)
 
 
+def _device(name: str) -> Any:
+    """The device to use, checked before any work: under torchrun with CUDA, ``cuda`` means
+    this process's ``cuda:LOCAL_RANK``."""
+    import os
+
+    from spikeconverter.devices import resolve_device
+
+    dev = resolve_device(name)
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        dev = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
+    return dev
+
+
 def _positive(value: Any, name: str) -> None:
     if value is not None and value < 1:
         raise CommandError(f"{name} must be >= 1, got {value}")
 
 
 def _check_common(args: argparse.Namespace) -> None:
+    if getattr(args, "device", None) is not None:
+        args.device = _device(args.device)
+    if getattr(args, "workers", 0) < 0:
+        raise CommandError(f"--workers must be >= 0, got {args.workers}")
     for name in ("limit", "batch_size", "calibration_images", "baseline_limit", "epochs"):
         _positive(getattr(args, name, None), "--" + name.replace("_", "-"))
     T = getattr(args, "T", None)
@@ -260,7 +284,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
-                  rounding=args.rounding, progress=True)
+                  rounding=args.rounding, progress=True, device=args.device)
     net.save(args.output)
     print(f"wrote {args.output}: T={args.T}, {len(net.graph.populations)} populations, "
           f"latency {net.schedule.latency_steps} steps, a new sample every "
@@ -268,8 +292,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.check:
         ds = _dataset(args, args.data, args.split, min(args.check, args.limit or args.check))
         ok_ann = ok_snn = agree = n = 0
+        model.to(args.device)
         with torch.no_grad():
-            for x, y in make_loader(ds, args.batch_size):
+            for x, y in make_loader(ds, args.batch_size, workers=args.workers):
+                x, y = x.to(args.device), y.to(args.device)
                 a, s = model(x).argmax(1), net(x).argmax(1)
                 ok_ann += int((a == y).sum())
                 ok_snn += int((s == y).sum())
@@ -289,19 +315,34 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for s in args.baseline_steps:
         _positive(s, "--baseline-steps")
     model = _model(args)
-    data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size)
+    data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size,
+                       workers=args.workers)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
-    report = evaluate(model, data, calib, T_values=args.T, baselines=baselines,
-                      baseline_steps=args.baseline_steps, baseline_limit=args.baseline_limit,
-                      calibration_mode=args.calibration_mode, rounding=args.rounding,
-                      threshold_norm=args.threshold_norm, progress=True, log=print)
+    with _distributed(args.device) as rank:
+        report = evaluate(model, data, calib, T_values=args.T, baselines=baselines,
+                          baseline_steps=args.baseline_steps,
+                          baseline_limit=args.baseline_limit,
+                          calibration_mode=args.calibration_mode, rounding=args.rounding,
+                          threshold_norm=args.threshold_norm, progress=True, log=print,
+                          device=args.device, checkpoint=Path(args.output) / "progress.json",
+                          resume=args.resume)
+    if rank != 0:
+        return 0
     files = write_report(report, args.output, title=Path(str(args.model)).name)
     print(f"\nANN top-1 {report.ann['top1']:.2f}% ({report.ann['images']} images, "
           f"{report.ann['macs_per_image']:.3g} MACs per image)")
     print(format_table(report.rows, COLUMNS))
     print("\nwrote " + ", ".join(str(p) for p in files.values()))
     return 0
+
+
+def _distributed(device: Any) -> Any:
+    """A context that joins the torchrun process group (when launched by torchrun) and yields
+    this process's rank (0 when alone)."""
+    from spikeconverter.distributed import process_group
+
+    return process_group(device)
 
 
 def _cmd_run_lava(args: argparse.Namespace) -> int:
@@ -313,13 +354,13 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
     path = Path(args.network)
     if not path.is_file():
         raise FileNotFoundError(f"network file {str(path)!r} does not exist")
-    net = load(path)
+    net = load(path, device=args.device)
     lava_net = _lava_network(net)
     ds = _dataset(args, args.data, args.split, args.limit)
     xs = torch.stack([ds[i][0] for i in range(len(ds))])
     ys = [int(ds[i][1]) for i in range(len(ds))]
     with torch.no_grad():
-        norse_pred = net(xs).argmax(1).tolist()
+        norse_pred = net(xs.to(args.device)).argmax(1).tolist()
     logits = np.asarray(lava_net.run(xs, fixed_point=args.fixed_point))
     pred = logits.argmax(1).tolist()
     kind = "fixed point" if args.fixed_point else "float"

@@ -8,20 +8,25 @@ is read out at every checkpoint on the way.
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from spikeconverter.baselines import DEFAULT_STEPS, RATE_METHODS, RateNetwork, rate_thresholds
+from spikeconverter.devices import resolve_device
+from spikeconverter.reporting import write_json
 
-__all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "write_report"]
+__all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "report_json", "write_report"]
 
 COLUMNS = ("method", "T", "top1", "agreement", "spikes_per_image", "synops_per_image",
            "latency_steps", "images")
@@ -86,37 +91,232 @@ def check_model_input(model: nn.Module, x: torch.Tensor, what: str = "the data")
     return out
 
 
-def _batches(loader: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    out = []
-    for item in loader:
-        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise ValueError("evaluation data must yield (images, labels) batches")
-        x, y = item[0], torch.as_tensor(item[1])
+def _xy(item: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+        raise ValueError("evaluation data must yield (images, labels) batches")
+    return item[0], torch.as_tensor(item[1])
+
+
+def _loader(data: Any, indices: Sequence[int] | None) -> Any:
+    """``data`` itself, or a DataLoader like it over the dataset items ``indices`` (its batch
+    size and workers; the items stay in order)."""
+    if indices is None:
+        return data
+    return DataLoader(Subset(data.dataset, list(indices)), batch_size=data.batch_size or 64,
+                      num_workers=data.num_workers, collate_fn=data.collate_fn)
+
+
+def _stream(data: Any, keep: torch.Tensor | None = None, shard: tuple[int, int] = (0, 1),
+            dev: torch.device | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor,
+                                                                 torch.Tensor]]:
+    """``(images, labels, global indices)`` batches of this rank's part of ``data``, read
+    through its DataLoader one batch at a time (memory stays bounded).
+
+    ``shard = (rank, world)`` takes every ``world``-th item from ``rank`` on: no item twice and
+    none padded in, so counts summed over the ranks are the single-process counts. ``keep``
+    (a bool mask over the global indices) restricts the items; a DataLoader then reads only
+    those.
+    """
+    rank, world = shard
+    if isinstance(data, DataLoader):
+        n = len(data.dataset)
+        ids = torch.arange(rank, n, world)
+        if keep is not None:
+            ids = ids[keep[ids]]
+        pos = 0
+        for item in _loader(data, ids.tolist() if (world > 1 or keep is not None) else None):
+            x, y = _xy(item)
+            yield x.to(dev), y, ids[pos:pos + x.shape[0]]
+            pos += x.shape[0]
+        return
+    if world > 1:
+        raise ValueError("distributed evaluation needs a torch DataLoader over a Dataset "
+                         f"(to shard it), got {type(data).__name__}")
+    pos = 0
+    for item in data:  # any iterable of (images, labels): filtered while read
+        x, y = _xy(item)
+        gid = torch.arange(pos, pos + x.shape[0])
+        pos += x.shape[0]
+        if keep is not None:
+            sel = keep[gid]
+            x, y, gid = x[sel], y[sel], gid[sel]
         if x.shape[0]:
-            out.append((x, y))
-    if not out:
-        raise ValueError("the evaluation data is empty")
-    return out
+            yield x.to(dev), y, gid
 
 
-def _subset(batches: list[tuple[torch.Tensor, ...]], limit: int | None,
-            seed: int = 0) -> list:
-    """A seeded draw of ``limit`` samples from batches of aligned tensors, re-batched alike.
+def _baseline_mask(n: int, limit: int | None, seed: int = 0) -> torch.Tensor | None:
+    """A seeded draw of ``limit`` of the ``n`` images (a bool mask), ``None`` for all.
 
     Drawn rather than taken from the front: ImageFolder data comes sorted by class, and the
     first images would all be of one class.
     """
     if limit is None:
-        return batches
+        return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"baseline_limit must be an integer >= 1, got {limit!r}")
-    columns = [torch.cat(c) for c in zip(*batches, strict=True)]
-    n = columns[0].shape[0]
     if limit >= n:
-        return batches
-    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    size = batches[0][0].shape[0]
-    return [tuple(c[pick[i:i + size]] for c in columns) for i in range(0, limit, size)]
+        return None
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[pick] = True
+    return mask
+
+
+def _reduce(values: Sequence[float]) -> list[float]:
+    """Sums over the ranks (float64 sums of integer counts: exact) or ``values`` alone."""
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def _shard() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _from_rank0(make: Callable[[], Any]) -> Any:
+    """``make()`` on rank 0, sent to every rank (so that all use exactly the same)."""
+    if _shard()[1] == 1:
+        return make()
+    box = [make() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@dataclass
+class _Run:
+    """What one evaluation run shares between its steps."""
+
+    model: nn.Module
+    data: Any
+    calibration: Any
+    report: Evaluation
+    dev: torch.device
+    shard: tuple[int, int]
+    progress: bool
+    say: Callable[..., Any]
+    save: Callable[[], None]
+    ann_pred: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def bar(self, it: Any, desc: str) -> Any:
+        return tqdm(it, disable=not self.progress or self.shard[0] != 0, desc=desc, leave=False)
+
+
+def _ann_pass(run: _Run) -> Any:
+    """ANN predictions of every image (kept by global index: they are small) and top-1."""
+    correct = n = 0
+    first = None
+    for x, y, gid in run.bar(_stream(run.data, shard=run.shard, dev=run.dev), "ANN"):
+        if x.shape[0] == 0:
+            continue
+        first = x if first is None else first
+        pred = check_model_input(run.model, x).argmax(1).cpu()
+        run.ann_pred.update(zip(gid.tolist(), pred, strict=True))
+        correct += int((pred == y).sum())
+        n += x.shape[0]
+    correct, n = (int(v) for v in _reduce([correct, n]))
+    if n == 0:
+        raise ValueError("the evaluation data is empty")
+    return first, correct, n
+
+
+def _ilif_net(run: _Run, T: int, calibration_mode: str, rounding: str) -> Any:
+    """The iLIF conversion at ``T``: converted on rank 0, its calibrated graph sent to all."""
+    from spikeconverter.converters import convert
+    from spikeconverter.converters.api import resolve_backend
+
+    graph = _from_rank0(lambda: convert(
+        run.model, run.calibration, T=T, calibration_mode=calibration_mode, rounding=rounding,
+        progress=False, device=run.dev).graph)
+    return resolve_backend("norse")(graph).to(run.dev)
+
+
+def _ilif_row(run: _Run, T: int, calibration_mode: str, rounding: str) -> None:
+    net = _ilif_net(run, T, calibration_mode, rounding)
+    ok = agree = spikes = synops = 0
+    for x, y, gid in run.bar(_stream(run.data, shard=run.shard, dev=run.dev), f"iLIF T={T}"):
+        pred = net(x).argmax(1).cpu()
+        ann = torch.stack([run.ann_pred[int(i)] for i in gid])
+        ok += int((pred == y).sum())
+        agree += int((pred == ann).sum())
+        spikes += int(net.stats["spikes"])
+        synops += sum(int(p["synaptic_ops"]) for p in net.stats["populations"].values())
+    ok, agree, spikes, synops = _reduce([ok, agree, spikes, synops])
+    n = run.report.ann["images"]
+    run.report.rows.append({
+        "method": ILIF, "T": int(T), "top1": 100.0 * ok / n, "agreement": 100.0 * agree / n,
+        "spikes_per_image": spikes / n, "synops_per_image": synops / n,
+        "latency_steps": int(net.stats["latency_steps"]), "images": n,
+    })
+    run.report.layers[int(T)] = net.stats["populations"]
+    r = run.report.rows[-1]
+    run.say(f"iLIF T={T}: top-1 {r['top1']:.2f}%, agreement {r['agreement']:.2f}%")
+
+
+def _baseline_rows(run: _Run, method: str, graph: Any, lam: dict, steps: list[int],
+                   keep: torch.Tensor | None) -> None:
+    net = RateNetwork(graph, lam, method)
+    counts = {t: [0.0] * 4 for t in steps}  # correct, agreement, spikes, synops
+    for x, y, gid in run.bar(_stream(run.data, keep, run.shard, run.dev), method):
+        ann = torch.stack([run.ann_pred[int(i)] for i in gid])
+        res = net.run(x, steps, progress=False)
+        for t in steps:
+            pred = res.logits[t].argmax(1).cpu()
+            c = counts[t]
+            c[0] += int((pred == y).sum())
+            c[1] += int((pred == ann).sum())
+            c[2] += float(sum(res.spikes[t].values()))
+            c[3] += float(res.synops[t])
+    m = run.report.meta["baseline_images"]
+    for t in steps:
+        ok, agree, spikes, synops = _reduce(counts[t])
+        run.report.rows.append({
+            "method": method, "T": t, "top1": 100.0 * ok / m, "agreement": 100.0 * agree / m,
+            "spikes_per_image": spikes / m, "synops_per_image": synops / m,
+            "latency_steps": None, "images": m,
+        })
+    best = max((r for r in run.report.rows if r["method"] == method), key=lambda r: r["top1"])
+    run.say(f"{method}: top-1 {best['top1']:.2f}% at best (T={best['T']}) on {m} images")
+
+
+#: settings a resumed evaluation must share with the run it continues
+RESUME_KEYS = ("calibration_mode", "rounding", "threshold_norm", "percentile",
+               "baseline_steps", "baseline_limit", "images")
+
+
+def _resumed(report: Evaluation, checkpoint: Path | None, resume: bool) -> set:
+    """``(method, T)`` already done by the run ``checkpoint`` holds (their rows are copied
+    into ``report``); nothing unless ``resume``."""
+    if not resume:
+        return set()
+    if checkpoint is None:
+        raise ValueError("resume needs a checkpoint file (the CLI's --output folder)")
+    if not checkpoint.is_file():
+        return set()
+    old = json.loads(checkpoint.read_text())
+    for key in RESUME_KEYS:
+        if old["meta"].get(key) != report.meta.get(key):
+            raise ValueError(f"cannot resume from {str(checkpoint)!r}: it was run with {key}="
+                             f"{old['meta'].get(key)!r}, this run has {report.meta.get(key)!r}; "
+                             "use the same options or another output folder")
+    if old["ann"].get("top1") != report.ann.get("top1"):
+        raise ValueError(f"cannot resume from {str(checkpoint)!r}: the ANN's accuracy there "
+                         f"({old['ann'].get('top1')}%) differs from this run's "
+                         f"({report.ann.get('top1')}%): another model or data")
+    done = set()
+    for r in old["rows"]:
+        if (r["method"] == ILIF and r["T"] in report.meta["T_values"]) or (
+                r["method"] in report.meta["baselines"]):
+            report.rows.append(r)
+            done.add((r["method"], r["T"] if r["method"] == ILIF else None))
+    report.layers.update({int(k): v for k, v in old.get("ilif_layers", {}).items()})
+    report.meta.update({k: old["meta"][k] for k in ("baseline_images",) if k in old["meta"]})
+    report.ann.update({k: old["ann"][k] for k in ("top1_baseline_images",) if k in old["ann"]})
+    return done
 
 
 def evaluate(
@@ -134,15 +334,22 @@ def evaluate(
     percentile: float = 99.99,
     progress: bool = True,
     log: Any = None,
+    device: torch.device | str | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> Evaluation:
     """Evaluate the ANN, its iLIF conversion at each ``T`` and the rate baselines.
+
+    Under ``torch.distributed`` (e.g. ``torchrun``) every rank evaluates its share of the images
+    (every ``world``-th, none twice) and the counts are summed over the ranks, so the numbers
+    are exactly the single-process ones; thresholds are computed on rank 0 and sent to all.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Trained classifier (put in eval mode here).
-    data : iterable of (images, labels)
-        E.g. a DataLoader; read once into memory.
+        Trained classifier (put in eval mode, moved to ``device``).
+    data : DataLoader or iterable of (images, labels)
+        Read batch by batch, once per T and baseline (a DataLoader under torch.distributed).
     calibration : torch.Tensor or iterable
         Inputs for thresholds (iLIF calibration and the baselines' normalisation).
     T_values : sequence of int
@@ -159,112 +366,106 @@ def evaluate(
         Baselines' threshold normalisation (see
         :func:`~spikeconverter.baselines.rate_thresholds`).
     progress : bool
-        tqdm bars.
+        tqdm bars (rank 0 only).
     log : callable, optional
-        Called with progress lines (e.g. ``print``).
+        Called with progress lines (e.g. ``print``; rank 0 only).
+    device : torch.device or str, optional
+        Where the networks run (default: the CPU); checked first.
+    checkpoint : str or Path, optional
+        JSON file rewritten (by rank 0) after the ANN, each T and each baseline.
+    resume : bool
+        Keep the rows ``checkpoint`` already holds (same settings and ANN accuracy required)
+        and run only the rest.
     """
     from spikeconverter.baselines import ann_macs
-    from spikeconverter.converters import capture, convert
+    from spikeconverter.converters import capture
 
-    say = log or (lambda *_: None)
+    dev = resolve_device(device)
+    shard = _shard()
+    say = (log or (lambda *_: None)) if shard[0] == 0 else (lambda *_: None)
     unknown = [b for b in baselines if b not in RATE_METHODS]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(RATE_METHODS)}")
     if not T_values and not baselines:
         raise ValueError("nothing to evaluate: give some T values or baselines")
-    model = model.eval()
-    batches = _batches(data)
-    n = sum(x.shape[0] for x, _ in batches)
+    path = Path(checkpoint) if checkpoint is not None else None
     report = Evaluation(meta={
         "T_values": list(T_values), "baselines": list(baselines),
-        "baseline_steps": sorted(baseline_steps), "calibration_mode": calibration_mode,
+        "baseline_steps": sorted(set(int(t) for t in baseline_steps)),
+        "baseline_limit": baseline_limit, "calibration_mode": calibration_mode,
         "rounding": rounding, "threshold_norm": threshold_norm, "percentile": percentile,
-        "images": n, "timings_s": {},
+        "timings_s": {}, "processes": shard[1],
     })
+
+    def save() -> None:
+        if path is not None and shard[0] == 0:
+            write_json(path, report_json(report))
+
+    run = _Run(model.eval().to(dev), data, calibration, report, dev, shard, progress, say, save)
     t0 = time.perf_counter()
-    ann_pred, labels = [], []
-    for x, y in batches:
-        ann_pred.append(check_model_input(model, x).argmax(1))
-        labels.append(y)
-    correct = sum(int((p == y).sum()) for p, y in zip(ann_pred, labels, strict=True))
-    graph = capture(model, batches[0][0][:2])
+    first, correct, n = _ann_pass(run)
+    graph = capture(run.model, first[:2])
+    report.meta["images"] = n
     report.ann = {"top1": 100.0 * correct / n, "images": n, "macs_per_image": ann_macs(graph)}
     report.meta["timings_s"]["ann"] = time.perf_counter() - t0
     say(f"ANN: top-1 {report.ann['top1']:.2f}% on {n} images")
-
+    done = _resumed(report, path, resume)
+    save()
     for T in T_values:
+        if (ILIF, int(T)) in done:
+            say(f"iLIF T={T}: done before ({path})")
+            continue
         t0 = time.perf_counter()
-        net = convert(model, calibration, T=T, calibration_mode=calibration_mode,
-                      rounding=rounding, progress=False)
-        ok = agree = 0
-        spikes = synops = 0.0
-        for (x, y), p in tqdm(list(zip(batches, ann_pred, strict=True)), disable=not progress,
-                              desc=f"iLIF T={T}", leave=False):
-            pred = net(x).argmax(1)
-            ok += int((pred == y).sum())
-            agree += int((pred == p).sum())
-            spikes += float(net.stats["spikes"])
-            synops += float(net.stats["synaptic_ops_per_sample"]) * x.shape[0]
-        report.rows.append({
-            "method": ILIF, "T": int(T), "top1": 100.0 * ok / n, "agreement": 100.0 * agree / n,
-            "spikes_per_image": spikes / n, "synops_per_image": synops / n,
-            "latency_steps": int(net.stats["latency_steps"]), "images": n,
-        })
-        report.layers[int(T)] = net.stats["populations"]
+        _ilif_row(run, int(T), calibration_mode, rounding)
         report.meta["timings_s"][f"iLIF_T{T}"] = time.perf_counter() - t0
-        say(f"iLIF T={T}: top-1 {report.rows[-1]['top1']:.2f}%, agreement "
-            f"{report.rows[-1]['agreement']:.2f}%")
-
-    if baselines:
-        steps = sorted(set(int(t) for t in baseline_steps))
-        sub = _subset([(x, y, p) for (x, _), y, p in zip(batches, labels, ann_pred, strict=True)],
-                    baseline_limit)
-        m = sum(x.shape[0] for x, _, _ in sub)
-        report.meta["baseline_images"] = m
-        # the baselines' subset has its own ANN accuracy: compare them against that
-        report.ann["top1_baseline_images"] = 100.0 * sum(
-            int((p == y).sum()) for _, y, p in sub) / m
-        lam = rate_thresholds(graph, calibration, mode=threshold_norm, percentile=percentile)
-        report.meta["baseline_thresholds"] = lam
-        for method in baselines:
-            t0 = time.perf_counter()
-            net = RateNetwork(graph, lam, method)
-            ok = dict.fromkeys(steps, 0)
-            agree = dict.fromkeys(steps, 0)
-            spikes = dict.fromkeys(steps, 0.0)
-            synops = dict.fromkeys(steps, 0.0)
-            for x, y, p in tqdm(sub, disable=not progress, desc=method, leave=False):
-                res = net.run(x, steps, progress=False)
-                for t in steps:
-                    pred = res.logits[t].argmax(1)
-                    ok[t] += int((pred == y).sum())
-                    agree[t] += int((pred == p).sum())
-                    spikes[t] += sum(res.spikes[t].values())
-                    synops[t] += res.synops[t]
-            for t in steps:
-                report.rows.append({
-                    "method": method, "T": t, "top1": 100.0 * ok[t] / m,
-                    "agreement": 100.0 * agree[t] / m, "spikes_per_image": spikes[t] / m,
-                    "synops_per_image": synops[t] / m, "latency_steps": None, "images": m,
-                })
-            report.meta["timings_s"][method] = time.perf_counter() - t0
-            best = max(steps, key=lambda t: ok[t])
-            say(f"{method}: top-1 {100.0 * ok[best] / m:.2f}% at best (T={best}) on {m} images")
+        save()
+    _run_baselines(run, graph, [b for b in baselines if (b, None) not in done],
+                   threshold_norm, percentile, baseline_limit)
+    report.rows.sort(key=lambda r: (r["method"] != ILIF, r["method"], r["T"]))
+    save()
     return report
+
+
+def _run_baselines(run: _Run, graph: Any, methods: list[str], threshold_norm: str,
+                   percentile: float, limit: int | None) -> None:
+    """Each rate baseline on the (drawn) images, its rows saved as soon as it is done."""
+    if not methods:
+        return
+    report = run.report
+    steps = report.meta["baseline_steps"]
+    keep = _baseline_mask(report.ann["images"], limit)
+    m = report.ann["images"] if keep is None else int(keep.sum())
+    report.meta["baseline_images"] = m
+    # the baselines' subset has its own ANN accuracy: compare them against that
+    ok = 0
+    for _, y, gid in _stream(run.data, keep, run.shard):
+        ok += int((torch.stack([run.ann_pred[int(i)] for i in gid]) == y).sum())
+    report.ann["top1_baseline_images"] = 100.0 * _reduce([ok])[0] / m
+    lam = _from_rank0(lambda: rate_thresholds(graph, run.calibration, mode=threshold_norm,
+                                              percentile=percentile, device=run.dev))
+    report.meta["baseline_thresholds"] = lam
+    for method in methods:
+        t0 = time.perf_counter()
+        _baseline_rows(run, method, graph, lam, steps, keep)
+        report.meta["timings_s"][method] = time.perf_counter() - t0
+        run.save()
+
+
+def report_json(report: Evaluation) -> dict[str, Any]:
+    """The plain-data form of ``report`` (``results.json``, the resume checkpoint)."""
+    return {"ann": report.ann, "rows": report.rows, "meta": report.meta,
+            "ilif_layers": report.layers}
 
 
 def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> dict[str, Path]:
     """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``."""
     from spikeconverter.plotting import plot_accuracy, plot_synops
-    from spikeconverter.reporting import write_csv, write_json
+    from spikeconverter.reporting import write_csv
 
     out = Path(out_dir)
     files = {
         "csv": write_csv(out / "results.csv", report.rows, COLUMNS),
-        "json": write_json(out / "results.json", {
-            "ann": report.ann, "rows": report.rows, "meta": report.meta,
-            "ilif_layers": report.layers,
-        }),
+        "json": write_json(out / "results.json", report_json(report)),
     }
     suffix = f" ({title})" if title else ""
     acc = report.curves("top1")

@@ -20,6 +20,7 @@ from spikeconverter.converters.calibrate import calibrate, check_T, iter_batches
 from spikeconverter.converters.capture import capture
 from spikeconverter.converters.norse_backend import MODES
 from spikeconverter.converters.serialize import read
+from spikeconverter.devices import resolve_device
 
 __all__ = ["BACKENDS", "convert", "load", "register_backend", "resolve_backend"]
 
@@ -80,7 +81,8 @@ _backend = resolve_backend
 
 
 def load(path: str | os.PathLike, *, mode: str | None = None,
-         dtype: torch.dtype | None = None, backend: str | None = None) -> Any:
+         dtype: torch.dtype | None = None, backend: str | None = None,
+         device: torch.device | str | None = None) -> Any:
     """Read a network written by a network's ``save`` and build it in a backend.
 
     Parameters
@@ -92,6 +94,8 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
     backend : {"norse", "lava"}, optional
         Backend of the network returned; default: the one it was saved from. A network saved
         from one backend loads into the other (its schedule is recomputed for it).
+    device : torch.device or str, optional
+        Move a torch network (Norse) there (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
 
     Raises
     ------
@@ -99,13 +103,25 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         The file is missing, corrupt, not a spikeconverter network, or of a newer version; or
         an unknown backend.
     """
+    dev = resolve_device(device) if device is not None else None
     data = read(path)
     name = backend or data.backend
     resolve_backend(name)
     if name not in _LOADERS:
         raise ValueError(f"backend {name!r} cannot load network files (registered without a "
                          "loader)")
-    return _LOADERS[name](data, mode=mode, dtype=dtype)
+    return _to_device(_LOADERS[name](data, mode=mode, dtype=dtype), dev)
+
+
+def _to_device(net: Any, device: torch.device | None) -> Any:
+    """A torch network moved to ``device``; other backends' networks cannot move."""
+    if device is None:
+        return net
+    if isinstance(net, nn.Module):
+        return net.to(device)
+    if device.type != "cpu":
+        raise ValueError(f"a {type(net).__name__} runs on the CPU only; drop device={device}")
+    return net
 
 
 def convert(
@@ -126,6 +142,7 @@ def convert(
     progress: bool = True,
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
+    device: torch.device | str | None = None,
 ) -> Any:
     """Convert a trained model into a spiking network of iLIF neurons.
 
@@ -163,6 +180,9 @@ def convert(
         Per-sample input shape, when it should not be taken from the calibration data.
     batch_size : int
         Calibration batch size when ``calibration`` is one tensor.
+    device : torch.device or str, optional
+        Where calibration runs and the network lives (``"cpu"``, ``"cuda"``, ``"cuda:N"``;
+        default: the CPU). Checked first.
 
     Returns
     -------
@@ -177,6 +197,7 @@ def convert(
         Unsupported operation or untraceable model (names the node).
     """
     T = check_T(T)
+    dev = resolve_device(device)
     coding.validate_code_params(k=k, rounding=rounding)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -192,7 +213,8 @@ def convert(
     graph.rounding, graph.k = rounding, float(k)
     calibrate(graph, batches, T, mode=calibration_mode, percentile=percentile,
               headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
-              batch_size=batch_size, progress=progress,
+              batch_size=batch_size, progress=progress, device=dev,
               dtype=torch.float64 if dtype == torch.float64 else torch.float32)
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
-    return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
+    net = build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
+    return _to_device(net, dev if device is not None else None)

@@ -167,6 +167,7 @@ def calibrate(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> Graph:
     """Fill in ``theta`` and ``T`` of every population of ``graph`` (in place; returns it).
 
@@ -197,6 +198,8 @@ def calibrate(
         Values kept per population for ``"percentile"``/``"optimal"``.
     dtype : torch.dtype
         Precision of the calibration pass.
+    device : torch.device or str, optional
+        Where the calibration pass runs (default: where the data is).
     progress : bool
         Show a tqdm progress bar.
 
@@ -231,7 +234,7 @@ def calibrate(
     seen = 0
     with torch.no_grad():
         for x in tqdm(batches, total=n, desc="calibrating", disable=not progress, leave=False):
-            values = graph.forward(x.to(dtype), quantized=False)
+            values = graph.forward(x.to(device=device, dtype=dtype), quantized=False)
             for name, s in stats.items():
                 s.update(values[name])
             seen += x.shape[0]
