@@ -1,4 +1,5 @@
-# spikeconverter: `make demo` runs the main job, `make test` the test suite.
+# spikeconverter: `make demo` runs the main job, `make test` the test suite, `make docs`
+# the documentation site (into site/).
 # Both create .venv with Python 3.10 when it is missing (lava-nc 0.10.0 installs only on 3.10).
 # Choose the interpreter with `make PYTHON=/path/to/python3.10 ...`.
 
@@ -17,7 +18,7 @@ for c in "$(PYTHON)" python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/
 done; exit 1
 endef
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench docs venv clean
 
 venv: $(STAMP)
 
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml
 	  "$$py" -m venv $(VENV); \
 	fi
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,docs]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,6 +41,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=true DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
@@ -47,4 +51,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site .cache src/*.egg-info .pytest_cache

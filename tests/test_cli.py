@@ -123,7 +123,8 @@ def test_evaluate_writes_table_json_and_plots(tiny, tmp_path, capsys):
     for r in rows:
         assert 0 <= float(r["top1"]) <= 100 and 0 <= float(r["agreement"]) <= 100
         assert float(r["synops_per_image"]) > 0
-    assert rows[0]["latency_steps"] and not rows[2]["latency_steps"]
+    # iLIF: the schedule's latency (more than 2T per layer); rate coding: its T steps
+    assert int(rows[0]["latency_steps"]) > 4 and rows[2]["latency_steps"] == rows[2]["T"]
     # more steps, more spikes
     assert float(rows[3]["spikes_per_image"]) > float(rows[2]["spikes_per_image"])
     js = json.loads((out_dir / "results.json").read_text())
@@ -197,6 +198,22 @@ def test_bad_invocations_exit_2_with_one_message(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["convert", "small_cnn"])  # argparse: required options missing
     assert e.value.code == 2
+
+
+def test_warnings_are_one_line(monkeypatch, capsys):
+    import warnings
+
+    import spikeconverter.cli as cli
+
+    def noisy(args):
+        warnings.warn("about 339 cores,\n more than one chip", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_demo", noisy)
+    code, out, err = run(capsys, "demo")
+    assert code == 0
+    assert err.startswith("spikeconverter: warning: about 339 cores, more than one chip (")
+    assert err.count("\n") == 1 and "warnings.warn" not in err  # no source echo
 
 
 def test_console_script_entry_point_runs(tmp_path):

@@ -405,9 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from spikeconverter.reporting import one_line_warnings
+
     try:
         _check_common(args)
-        return int(args.func(args) or 0)
+        with one_line_warnings(PROG):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover
     torch = None
 
 ROUNDING_MODES = ("floor", "nearest")
+"""The code's rounding: ``"floor"`` (the paper's) or ``"nearest"`` (adds half an LSB)."""
 
 __all__ = [
     "ROUNDING_MODES",

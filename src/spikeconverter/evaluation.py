@@ -1,9 +1,10 @@
 """ANN vs iLIF SNN vs rate-coded baselines on one dataset: the numbers behind the CLI's report.
 
 One row per (method, T): top-1 accuracy, agreement with the ANN's prediction, spikes and
-synaptic operations per image, and for iLIF the end-to-end latency in steps. The iLIF network is
-converted once per T (thresholds depend on T); each baseline runs once up to its largest T and
-is read out at every checkpoint on the way.
+synaptic operations per image, and the end-to-end latency in steps (for iLIF the schedule's
+``latency_steps`` at that T, about ``depth * T``; for a rate-coded baseline T itself, the steps
+it ran before its logits were read). The iLIF network is converted once per T (thresholds depend
+on T); each baseline runs once up to its largest T and is read out at every checkpoint on the way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["COLUMNS", "Evaluation", "check_model_input", "evaluate", "report_jso
 
 COLUMNS = ("method", "T", "top1", "agreement", "spikes_per_image", "synops_per_image",
            "latency_steps", "images")
+"""Columns of the result rows and of ``results.csv`` (accuracies in %, latency in steps)."""
 ILIF = "iLIF"
 LABELS = {ILIF: "iLIF (SpikeConverter)", "hard_reset": "IF hard reset (Sengupta)",
           "soft_reset": "IF soft reset (RMP-SNN)",
@@ -58,8 +60,12 @@ class Evaluation:
     layers: dict[int, Any] = field(default_factory=dict)
 
     def curves(self, key: str) -> dict[str, dict[int, float]]:
-        """``{label: {T: row[key]}}`` for plotting; rows measured on fewer images than the ANN
-        say so in their label (with the ANN's accuracy on those images)."""
+        """``{label: {T: row[key]}}`` for plotting.
+
+        Rows measured on fewer images than the ANN say so in their label (with the ANN's
+        accuracy on those images). ``curves("latency_steps")`` is the latency of every point,
+        the ``latency`` argument of :func:`~spikeconverter.plotting.plot_accuracy`.
+        """
         out: dict[str, dict[int, float]] = {}
         for r in self.rows:
             if r.get(key) is None:
@@ -261,9 +267,13 @@ def _baseline_rows(run: _Run, method: str, graph: Any, lam: dict, steps: list[in
                    keep: torch.Tensor | None) -> None:
     net = RateNetwork(graph, lam, method)
     counts = {t: [0.0] * 4 for t in steps}  # correct, agreement, spikes, synops
-    for x, y, gid in run.bar(_stream(run.data, keep, run.shard, run.dev), method):
+    m = run.report.meta["baseline_images"]
+    # a batch of a deep network takes minutes over thousands of steps: the inner bar counts
+    # steps, the outer one batches
+    for x, y, gid in run.bar(_stream(run.data, keep, run.shard, run.dev),
+                             f"{method} ({m} images)"):
         ann = torch.stack([run.ann_pred[int(i)] for i in gid])
-        res = net.run(x, steps, progress=False)
+        res = net.run(x, steps, progress=run.progress and run.shard[0] == 0)
         for t in steps:
             pred = res.logits[t].argmax(1).cpu()
             c = counts[t]
@@ -271,13 +281,13 @@ def _baseline_rows(run: _Run, method: str, graph: Any, lam: dict, steps: list[in
             c[1] += int((pred == ann).sum())
             c[2] += float(sum(res.spikes[t].values()))
             c[3] += float(res.synops[t])
-    m = run.report.meta["baseline_images"]
     for t in steps:
         ok, agree, spikes, synops = _reduce(counts[t])
         run.report.rows.append({
             "method": method, "T": t, "top1": 100.0 * ok / m, "agreement": 100.0 * agree / m,
+            # a rate-coded network reads its logits after t steps: t is its latency
             "spikes_per_image": spikes / m, "synops_per_image": synops / m,
-            "latency_steps": None, "images": m,
+            "latency_steps": t, "images": m,
         })
     best = max((r for r in run.report.rows if r["method"] == method), key=lambda r: r["top1"])
     run.say(f"{method}: top-1 {best['top1']:.2f}% at best (T={best['T']}) on {m} images")
@@ -399,7 +409,7 @@ def evaluate(
 
     def save() -> None:
         if path is not None and shard[0] == 0:
-            write_json(path, report_json(report))
+            write_json(path, report_json(report), digits=None)  # exact: resume compares it
 
     run = _Run(model.eval().to(dev), data, calibration, report, dev, shard, progress, say, save)
     t0 = time.perf_counter()
@@ -458,7 +468,13 @@ def report_json(report: Evaluation) -> dict[str, Any]:
 
 
 def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``."""
+    """``results.csv``, ``results.json``, ``accuracy.png``, ``synops.png`` in ``out_dir``.
+
+    Numbers in the CSV and JSON files are rounded to
+    :data:`~spikeconverter.reporting.SIGNIFICANT_DIGITS` significant digits; the plots show
+    every method against ``T`` and against its end-to-end latency in steps, with the number of
+    test images in the title.
+    """
     from spikeconverter.plotting import plot_accuracy, plot_synops
     from spikeconverter.reporting import write_csv
 
@@ -467,15 +483,18 @@ def write_report(report: Evaluation, out_dir: str | Path, title: str = "") -> di
         "csv": write_csv(out / "results.csv", report.rows, COLUMNS),
         "json": write_json(out / "results.json", report_json(report)),
     }
-    suffix = f" ({title})" if title else ""
+    name = f" ({title})" if title else ""
+    images = report.ann.get("images")
+    latency = report.curves("latency_steps")
     acc = report.curves("top1")
     if acc:
-        files["accuracy_plot"] = plot_accuracy(acc, out / "accuracy.png", ann=report.ann["top1"],
-                                               title=f"Accuracy vs time steps{suffix}")
+        files["accuracy_plot"] = plot_accuracy(
+            acc, out / "accuracy.png", ann=report.ann["top1"], title=f"Accuracy{name}",
+            latency=latency, images=images)
     ops = {k: v for k, v in report.curves("synops_per_image").items()
            if any(math.isfinite(x) for x in v.values())}
     if ops:
-        files["synops_plot"] = plot_synops(ops, out / "synops.png",
-                                           ann_macs=report.ann.get("macs_per_image"),
-                                           title=f"Synaptic operations vs time steps{suffix}")
+        files["synops_plot"] = plot_synops(
+            ops, out / "synops.png", ann_macs=report.ann.get("macs_per_image"),
+            title=f"Synaptic operations{name}", latency=latency, images=images)
     return files

@@ -1,32 +1,104 @@
 """Figures in the style of the SpikeConverter paper, written as PNG files.
 
-* :func:`plot_accuracy` -- top-1 accuracy against time steps, log x (paper Fig. 6);
-* :func:`plot_synops` -- synaptic operations per image against time steps (paper Fig. 7);
+* :func:`plot_accuracy` -- top-1 accuracy against the code length ``T`` and against the
+  end-to-end latency in steps, log x (paper Fig. 6);
+* :func:`plot_synops` -- synaptic operations per image against ``T`` and latency (paper Fig. 7);
 * :func:`plot_conversion_error` -- expected conversion error over ``theta / U_max`` and ``k``
   for uniform inputs (paper Fig. 5, Eq. 13);
-* :func:`plot_raster` -- spikes of one layer over time with the pipeline's windows marked.
+* :func:`plot_raster` -- spikes of one layer over time with the pipeline's windows marked;
+* :func:`plot_schedule` -- every population's accumulate and generate windows (a Gantt chart),
+  for one sample or several pipelined ones.
 
+The curve plots are built in two steps so that what they show can be checked without looking at
+pixels: :func:`accuracy_figure` and :func:`synops_figure` return a :class:`FigureSpec` (titles,
+axis labels, the series' x and y values), :func:`draw` turns a spec into a matplotlib figure.
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot state, no display
 needed) and written atomically.
+
+Why two x axes: for iLIF, ``T`` is the length of each layer's code, and a sample needs about
+``depth * T`` steps from its first input step to its logits (each layer accumulates for ``T``
+steps while the one before it generates; the schedule's ``latency_steps``: 77 for ResNet-20 at
+T = 4); for rate coding, ``T`` *is* the number of steps. Plotting both methods over ``T`` alone
+flatters iLIF, so every curve plot has a second panel over the end-to-end latency.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation
 
 from spikeconverter import coding
 from spikeconverter.atomic import atomic_path
 
-__all__ = ["plot_accuracy", "plot_conversion_error", "plot_raster", "plot_synops"]
+__all__ = [
+    "FigureSpec",
+    "Panel",
+    "Series",
+    "accuracy_figure",
+    "draw",
+    "plot_accuracy",
+    "plot_conversion_error",
+    "plot_raster",
+    "plot_schedule",
+    "plot_synops",
+    "schedule_bars",
+    "synops_figure",
+]
 
 _MARKERS = "os^Dv<>p*h"
+T_LABEL = "code length T (iLIF: spikes per layer; rate coding: time steps)"
+LATENCY_LABEL = "end-to-end latency (time steps from first input to logits)"
+
+Curves = Mapping[str, Mapping[int, float]]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One curve: ``label`` and its points ``(x[i], y[i])``, sorted by x."""
+
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes of a figure: its series, labels, scales and horizontal reference lines.
+
+    Attributes
+    ----------
+    xscale, yscale : str
+        ``"linear"``, ``"log"`` (base 10) or ``"log2"`` (ticks at the data's x values).
+    ylim : tuple of (float or None)
+        Bottom and top of the y axis (None: matplotlib chooses).
+    references : tuple of (float, str)
+        Horizontal dashed lines ``(y, label)``, e.g. the ANN's accuracy.
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: tuple[Series, ...]
+    xscale: str = "linear"
+    yscale: str = "linear"
+    ylim: tuple[float | None, float | None] = (None, None)
+    references: tuple[tuple[float, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """What a curve figure shows: a title over one or more panels side by side."""
+
+    title: str
+    panels: tuple[Panel, ...] = field(default_factory=tuple)
 
 
 def _figure(width: float = 6.4, height: float = 4.2, ncols: int = 1) -> tuple[Figure, Any]:
@@ -45,7 +117,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
-def _curves(curves: Mapping[str, Mapping[int, float]], what: str) -> None:
+def _check_curves(curves: Curves, what: str) -> None:
     if not curves:
         raise ValueError(f"{what}: no curves to plot")
     for label, pts in curves.items():
@@ -55,69 +127,159 @@ def _curves(curves: Mapping[str, Mapping[int, float]], what: str) -> None:
             raise ValueError(f"{what}: curve {label!r} has time steps < 1: {sorted(pts)}")
 
 
-def _log2_steps(ax: Any, curves: Mapping[str, Mapping[int, float]]) -> None:
-    steps = sorted({int(t) for pts in curves.values() for t in pts})
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(steps)
-    ax.set_xticklabels([str(t) for t in steps], fontsize=8)
-    ax.minorticks_off()
-    ax.set_xlabel("time steps T")
-    ax.grid(True, which="major", alpha=0.3)
+def _series(curves: Curves, latency: Curves | None = None) -> tuple[Series, ...]:
+    """Curves as series over T, or over each point's latency when ``latency`` is given."""
+    out = []
+    for label, pts in curves.items():
+        ts = sorted(pts)
+        if latency is None:
+            xs = [float(t) for t in ts]
+        else:
+            lat = latency.get(label, {})
+            missing = [t for t in ts if lat.get(t) is None]
+            if missing:
+                raise ValueError(f"curve {label!r} has no latency for T = {missing}")
+            xs = [float(lat[t]) for t in ts]
+        out.append(Series(label, tuple(xs), tuple(float(pts[t]) for t in ts)))
+    return tuple(out)
 
 
-def plot_accuracy(
-    curves: Mapping[str, Mapping[int, float]],
-    path: str | os.PathLike,
+def _images_note(images: int | None) -> str:
+    return f", {images:,} test images" if images else ""
+
+
+def _curve_figure(
+    curves: Curves, latency: Curves | None, title: str, ylabel: str, **panel: Any
+) -> FigureSpec:
+    panels = [Panel(title="against T", xlabel=T_LABEL, ylabel=ylabel,
+                    series=_series(curves), **panel)]
+    if latency is not None:
+        panels.append(Panel(title="against end-to-end latency", xlabel=LATENCY_LABEL,
+                            ylabel=ylabel, series=_series(curves, latency), **panel))
+    return FigureSpec(title, tuple(panels))
+
+
+def accuracy_figure(
+    curves: Curves,
+    *,
+    latency: Curves | None = None,
     ann: float | None = None,
-    title: str = "Accuracy vs time steps",
+    images: int | None = None,
+    title: str = "Accuracy",
     ylabel: str = "top-1 accuracy (%)",
-) -> Path:
-    """Accuracy of each method against its time steps (log x), the ANN as a dashed line.
+) -> FigureSpec:
+    """The data of the accuracy plot: one panel over ``T``, one over latency.
 
     Parameters
     ----------
-    curves : mapping of label to (mapping of T to accuracy)
+    curves : mapping of label to (mapping of T to accuracy in %)
         E.g. ``{"iLIF (ours)": {4: 88.0, 8: 91.5}, "soft reset": {32: 60.1, ...}}``.
-    path : str or path
-        Output ``.png``.
+    latency : mapping of label to (mapping of T to steps), optional
+        End-to-end latency of each point: for iLIF the schedule's ``latency_steps`` at that
+        ``T``, for rate coding ``T`` itself. Without it the latency panel is left out.
     ann : float, optional
-        The ANN's accuracy, drawn as a horizontal reference.
+        The ANN's accuracy, drawn as a dashed reference line.
+    images : int, optional
+        Number of test images, shown in the title.
     """
-    _curves(curves, "plot_accuracy")
-    fig, ax = _figure()
-    for i, (label, pts) in enumerate(curves.items()):
-        ts = sorted(pts)
-        ax.plot(ts, [pts[t] for t in ts], marker=_MARKERS[i % len(_MARKERS)], label=label)
-    if ann is not None:
-        ax.axhline(ann, color="k", ls="--", lw=1, label=f"ANN ({ann:.2f})")
-    _log2_steps(ax, curves)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    _check_curves(curves, "accuracy_figure")
+    refs = ((float(ann), f"ANN ({ann:.2f} %)"),) if ann is not None else ()
+    # accuracies are percentages: the axis stops at 100 (points on it are drawn unclipped)
+    return _curve_figure(curves, latency, title + _images_note(images), ylabel,
+                         xscale="log2", ylim=(None, 100.0), references=refs)
+
+
+def synops_figure(
+    curves: Curves,
+    *,
+    latency: Curves | None = None,
+    ann_macs: float | None = None,
+    images: int | None = None,
+    title: str = "Synaptic operations",
+) -> FigureSpec:
+    """The data of the synaptic-operations plot (log-log), panels as :func:`accuracy_figure`."""
+    _check_curves(curves, "synops_figure")
+    # a point with no operations at all cannot sit on a log axis: draw it at the bottom
+    floored = {label: {t: max(v, 1e-9) for t, v in pts.items()} for label, pts in curves.items()}
+    refs = ((float(ann_macs), f"ANN MACs ({ann_macs:.3g})"),) if ann_macs is not None else ()
+    return _curve_figure(floored, latency, title + _images_note(images),
+                         "synaptic operations per image", xscale="log2", yscale="log",
+                         references=refs)
+
+
+def _log2_ticks(ax: Any, panel: Panel) -> None:
+    steps = sorted({int(round(x)) for s in panel.series for x in s.x})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(steps)
+    ax.set_xticklabels([str(t) for t in steps], fontsize=8, rotation=45 if len(steps) > 8 else 0)
+    ax.minorticks_off()
+
+
+def _draw_panel(ax: Any, panel: Panel) -> None:
+    for i, s in enumerate(panel.series):
+        ax.plot(s.x, s.y, marker=_MARKERS[i % len(_MARKERS)], label=s.label, clip_on=False)
+    for y, label in panel.references:
+        ax.axhline(y, color="k", ls="--", lw=1, label=label)
+    if panel.xscale == "log2":
+        _log2_ticks(ax, panel)
+    elif panel.xscale != "linear":
+        ax.set_xscale(panel.xscale)
+    if panel.yscale != "linear":
+        ax.set_yscale(panel.yscale)
+        if panel.yscale == "log":  # label some minor ticks: data often spans 1-2 decades
+            ax.yaxis.set_minor_formatter(LogFormatterSciNotation(minor_thresholds=(2, 0.5)))
+    bottom, top = panel.ylim
+    if top is not None:
+        ax.set_ylim(top=top)
+    if bottom is not None:
+        ax.set_ylim(bottom=bottom)
+    ax.set_xlabel(panel.xlabel, fontsize=9)
+    ax.set_ylabel(panel.ylabel)
+    ax.set_title(panel.title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def draw(spec: FigureSpec) -> Figure:
+    """A matplotlib figure (Agg canvas) showing ``spec``: its panels side by side."""
+    n = len(spec.panels)
+    if n == 0:
+        raise ValueError("a figure needs at least one panel")
+    fig, axes = _figure(5.6 * n, 4.4, ncols=n)
+    for ax, panel in zip(np.atleast_1d(axes), spec.panels, strict=True):
+        _draw_panel(ax, panel)
+    fig.suptitle(spec.title)
+    return fig
+
+
+def plot_accuracy(
+    curves: Curves,
+    path: str | os.PathLike,
+    ann: float | None = None,
+    title: str = "Accuracy",
+    ylabel: str = "top-1 accuracy (%)",
+    *,
+    latency: Curves | None = None,
+    images: int | None = None,
+) -> Path:
+    """Draw :func:`accuracy_figure` (same arguments) into the PNG file ``path``."""
+    spec = accuracy_figure(curves, latency=latency, ann=ann, images=images, title=title,
+                           ylabel=ylabel)
+    return _save(draw(spec), path)
 
 
 def plot_synops(
-    curves: Mapping[str, Mapping[int, float]],
+    curves: Curves,
     path: str | os.PathLike,
     ann_macs: float | None = None,
-    title: str = "Synaptic operations vs time steps",
+    title: str = "Synaptic operations",
+    *,
+    latency: Curves | None = None,
+    images: int | None = None,
 ) -> Path:
-    """Synaptic operations per image against time steps (log-log), ANN MACs as a reference."""
-    _curves(curves, "plot_synops")
-    fig, ax = _figure()
-    for i, (label, pts) in enumerate(curves.items()):
-        ts = sorted(pts)
-        ax.plot(ts, [max(pts[t], 1e-9) for t in ts], marker=_MARKERS[i % len(_MARKERS)],
-                label=label)
-    if ann_macs is not None:
-        ax.axhline(ann_macs, color="k", ls="--", lw=1, label=f"ANN MACs ({ann_macs:.3g})")
-    _log2_steps(ax, curves)
-    ax.set_yscale("log")
-    ax.set_ylabel("synaptic operations per image")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    """Draw :func:`synops_figure` (same arguments) into the PNG file ``path``."""
+    spec = synops_figure(curves, latency=latency, ann_macs=ann_macs, images=images, title=title)
+    return _save(draw(spec), path)
 
 
 def conversion_error_grid(
@@ -151,8 +313,9 @@ def plot_conversion_error(
     Returns
     -------
     dict
-        ``"path"``, ``"ratios"``, ``"k"``, ``"error"`` (rows per ``k``) and ``"best_ratio"``
-        (``theta / U_max`` minimising the error, per ``k`` of ``k_values``).
+        ``"path"``, ``"ratios"``, ``"k"``, ``"error"`` (rows per ``k``), ``"best_ratio"``
+        (``theta / U_max`` minimising the error, per ``k`` of ``k_values``) and
+        ``"colorbar_label"`` (the heat map's colour bar).
     """
     coding.validate_code_params(T=T, rounding=rounding)
     ratios = np.linspace(0.02, 1.0, 197) if ratios is None else np.asarray(ratios, float)
@@ -179,9 +342,11 @@ def plot_conversion_error(
     hx.set_ylabel("k")
     hx.set_title(f"log10 error over threshold and k (T = {T})")
     hx.legend(fontsize=8, loc="upper right")
-    fig.colorbar(im, ax=hx)
+    bar_label = r"$\log_{10}\,E|U_{in} - U_{out}|\,/\,U_{max}$"
+    fig.colorbar(im, ax=hx, label=bar_label)
     out = _save(fig, path)
     return {"path": out, "ratios": ratios, "k": list(k_values), "error": err,
+            "colorbar_label": bar_label,
             "best_ratio": dict(zip(k_values, best.tolist(), strict=True))}
 
 
@@ -232,3 +397,80 @@ def plot_raster(
     ax.set_ylabel("neuron")
     ax.set_title(title)
     return _save(fig, path)
+
+
+_PHASE_COLORS = {"accumulate": "#4c72b0", "generate": "#dd8452"}
+
+
+def schedule_bars(schedule: Any, samples: int = 1) -> list[dict[str, Any]]:
+    """The windows of every population, one row per (population, sample, phase).
+
+    Parameters
+    ----------
+    schedule : Schedule
+        A converted network's schedule (``net.schedule``): ``offset``, ``t_acc``, ``t_gen``
+        per population and ``steps_per_sample``.
+    samples : int
+        Samples streamed back to back: sample ``s`` enters ``s * steps_per_sample`` steps
+        after sample 0 (inter-sample pipelining).
+
+    Returns
+    -------
+    list of dict
+        Keys ``population``, ``sample``, ``phase`` (``"accumulate"`` or ``"generate"``),
+        ``start`` (first step) and ``length`` (steps); empty phases are left out.
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    rows = []
+    for name, off in schedule.offset.items():
+        acc, gen = int(schedule.t_acc[name]), int(schedule.t_gen[name])
+        for s in range(samples):
+            start = int(off) + s * int(schedule.steps_per_sample)
+            for phase, a, n in (("accumulate", start, acc), ("generate", start + acc, gen)):
+                if n > 0:
+                    rows.append({"population": name, "sample": s, "phase": phase, "start": a,
+                                 "length": n})
+    return rows
+
+
+def plot_schedule(
+    schedule: Any,
+    path: str | os.PathLike,
+    samples: int = 1,
+    title: str = "Schedule",
+) -> dict[str, Any]:
+    """Gantt chart of :func:`schedule_bars`: populations top to bottom, time to the right.
+
+    Accumulate windows are blue, generate windows orange; with ``samples > 1`` each sample's
+    windows carry its number, and the latency of sample 0 is marked.
+
+    Returns
+    -------
+    dict
+        ``"path"``, ``"bars"`` (the rows drawn) and ``"populations"`` (row order, top first).
+    """
+    bars = schedule_bars(schedule, samples)
+    names = list(schedule.offset)
+    fig, ax = _figure(9.0, 1.2 + 0.24 * len(names))
+    row = {n: len(names) - 1 - i for i, n in enumerate(names)}
+    for b in bars:
+        alpha = 1.0 if b["sample"] == 0 else 0.55
+        ax.broken_barh([(b["start"] - 0.5, b["length"])], (row[b["population"]] - 0.4, 0.8),
+                       color=_PHASE_COLORS[b["phase"]], alpha=alpha)
+        if samples > 1 and b["length"] >= 3:
+            ax.text(b["start"] - 0.5 + b["length"] / 2, row[b["population"]], str(b["sample"]),
+                    ha="center", va="center", fontsize=6, color="w")
+    ax.axvline(schedule.latency_steps - 0.5, color="k", ls="--", lw=1,
+               label=f"logits of sample 0 complete ({schedule.latency_steps} steps)")
+    for phase, color in _PHASE_COLORS.items():
+        ax.bar(0, 0, color=color, label=phase)  # legend entries only
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names[::-1], fontsize=7)
+    ax.set_xlabel("time step")
+    ax.set_ylabel("population")
+    ax.set_title(title + (f" ({samples} samples, a new one every "
+                          f"{schedule.steps_per_sample} steps)" if samples > 1 else ""))
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(True, axis="x", alpha=0.3)
+    return {"path": _save(fig, path), "bars": bars, "populations": names}

@@ -54,7 +54,9 @@ RATE_METHODS: dict[str, str] = {
     "soft_reset": "IF, reset by subtraction (RMP-SNN, Han et al. 2020)",
     "threshold_shift": "IF, reset by subtraction, threshold shifted by lambda/2 (Deng & Gu 2021)",
 }
+"""The rate-coded conversions, by name, with what each does."""
 DEFAULT_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
+"""Time steps at which the baselines are read out by default."""
 
 __all__ = ["DEFAULT_STEPS", "RATE_METHODS", "RateNetwork", "RateResult", "simulate_rate"]
 

@@ -30,7 +30,6 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -41,7 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.norse_backend import SpikingNetwork
-from spikeconverter.converters.serialize import save
+from spikeconverter.converters.serialize import write
 from spikeconverter.devices import resolve_device
 from spikeconverter.distributed import is_distributed, rank
 from spikeconverter.training.config import FinetuneConfig
@@ -378,8 +377,7 @@ class _Run:
 def _save_network(trainable: TrainableSpikingNetwork, net: SpikingNetwork, path: Path) -> None:
     """Save ``trainable`` 's current parameters as a network file with ``net`` 's options."""
     graph = trainable.sync_to_graph(copy.deepcopy(trainable.graph))
-    save(SimpleNamespace(graph=graph, schedule=net.schedule, mode=net.mode, dtype=net.dtype),
-         path)
+    write(path, graph, net.schedule, net.save_options)
 
 
 def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim.Optimizer,

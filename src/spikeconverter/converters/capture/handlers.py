@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from spikeconverter.converters.capture.expr import Expr, Pending, append_pending, pop_expr
 from spikeconverter.converters.capture.visitor import Capture, Handler, OpTable
 from spikeconverter.converters.ir import Edge, Op
+from spikeconverter.plugin.kernels import pair
 
 __all__ = ["OPS"]
 
@@ -33,10 +34,6 @@ _MEAN_ARGS = ["input", "dim", "keepdim"]
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy().copy()
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def _input(cap: Capture, node: fx.Node) -> Expr:
@@ -69,9 +66,9 @@ def _maxpool(cap: Capture, node: fx.Node, e: Expr, attrs: dict, out: tuple[int, 
 
 def _avgpool(cap: Capture, x: Expr, node: fx.Node, kernel: Any, stride: Any, padding: Any,
              ceil_mode: bool, count_include_pad: bool, out: tuple[int, ...]) -> Expr:
-    kernel = _pair(kernel)
-    stride = kernel if stride is None or stride == [] else _pair(stride)
-    attrs = {"kernel_size": kernel, "stride": stride, "padding": _pair(padding),
+    kernel = pair(kernel)
+    stride = kernel if stride is None or stride == [] else pair(stride)
+    attrs = {"kernel_size": kernel, "stride": stride, "padding": pair(padding),
              "ceil_mode": bool(ceil_mode), "count_include_pad": bool(count_include_pad)}
     return cap.linear_op(x, Op("avgpool2d", attrs=attrs, origin=node.name), out)
 
@@ -126,8 +123,8 @@ def _conv2d(cap: Capture, node: fx.Node) -> Expr:
     padding = m.padding
     if isinstance(padding, str):
         padding = _string_padding(cap, node, m, padding)
-    attrs = {"stride": _pair(m.stride), "padding": _pair(padding),
-             "dilation": _pair(m.dilation), "groups": int(m.groups)}
+    attrs = {"stride": pair(m.stride), "padding": pair(padding),
+             "dilation": pair(m.dilation), "groups": int(m.groups)}
     op = Op("conv2d", _np(m.weight), _np(m.bias), attrs, node.name)
     return cap.weighted_op(x, op, node, cap.shape(node))
 
@@ -136,7 +133,7 @@ def _string_padding(cap: Capture, node: fx.Node, m: nn.Conv2d, padding: str) -> 
     if padding == "valid":
         return (0, 0)
     pads = []
-    for k, d in zip(_pair(m.kernel_size), _pair(m.dilation), strict=True):
+    for k, d in zip(pair(m.kernel_size), pair(m.dilation), strict=True):
         if (d * (k - 1)) % 2:
             raise cap.error(node, "padding='same' with an even receptive field")
         pads.append(d * (k - 1) // 2)
@@ -172,8 +169,8 @@ def _batchnorm(cap: Capture, node: fx.Node) -> Expr:
 
 def _maxpool_module(cap: Capture, node: fx.Node) -> Expr:
     x, m = _input(cap, node), cap.module(node)
-    attrs = {"kernel_size": _pair(m.kernel_size), "stride": _pair(m.stride),
-             "padding": _pair(m.padding), "dilation": _pair(m.dilation),
+    attrs = {"kernel_size": pair(m.kernel_size), "stride": pair(m.stride),
+             "padding": pair(m.padding), "dilation": pair(m.dilation),
              "ceil_mode": bool(m.ceil_mode), "return_indices": m.return_indices}
     return _maxpool(cap, node, x, attrs, cap.shape(node))
 
@@ -240,8 +237,8 @@ def _max_pool2d(cap: Capture, node: fx.Node) -> Expr:
     x = _input(cap, node)
     call = cap.bind(node, _MAX_POOL_ARGS)
     stride = call.get("stride") or call["kernel_size"]
-    attrs = {"kernel_size": _pair(call["kernel_size"]), "stride": _pair(stride),
-             "padding": _pair(call.get("padding", 0)), "dilation": _pair(call.get("dilation", 1)),
+    attrs = {"kernel_size": pair(call["kernel_size"]), "stride": pair(stride),
+             "padding": pair(call.get("padding", 0)), "dilation": pair(call.get("dilation", 1)),
              "ceil_mode": bool(call.get("ceil_mode", False)),
              "return_indices": call.get("return_indices", False)}
     return _maxpool(cap, node, x, attrs, cap.shape(node))
