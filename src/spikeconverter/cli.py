@@ -356,9 +356,13 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"network file {str(path)!r} does not exist")
     net = load(path, device=args.device)
     lava_net = _lava_network(net)
-    ds = _dataset(args, args.data, args.split, args.limit)
-    xs = torch.stack([ds[i][0] for i in range(len(ds))])
-    ys = [int(ds[i][1]) for i in range(len(ds))]
+    from spikeconverter.data import make_loader
+
+    # Lava takes all --limit images at once; they are read through the DataLoader
+    batches = list(make_loader(_dataset(args, args.data, args.split, args.limit),
+                               args.batch_size, workers=args.workers))
+    xs = torch.cat([x for x, _ in batches])
+    ys = torch.cat([torch.as_tensor(y) for _, y in batches]).tolist()
     with torch.no_grad():
         norse_pred = net(xs.to(args.device)).argmax(1).tolist()
     logits = np.asarray(lava_net.run(xs, fixed_point=args.fixed_point))
