@@ -127,7 +127,9 @@ class SpikeTrain:
         if self.code is None:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
-        return popcount(self.code.abs() if signed else self.code).sum(0, dtype=torch.float64)
+        # codes are below 2**T: one table lookup for T <= 16
+        return popcount(self.code.abs() if signed else self.code, self.T).sum(
+            0, dtype=torch.float64)
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
