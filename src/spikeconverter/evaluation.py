@@ -431,7 +431,8 @@ def evaluate(
         save()
     _run_baselines(run, graph, [b for b in baselines if (b, None) not in done],
                    threshold_norm, percentile, baseline_limit)
-    report.rows.sort(key=lambda r: (r["method"] != ILIF, r["method"], r["T"]))
+    order = [ILIF, *baselines]  # resumed rows back in the order asked for
+    report.rows.sort(key=lambda r: (order.index(r["method"]), r["T"]))
     save()
     return report
 

@@ -64,7 +64,7 @@ def popcount(x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
     (no data-dependent branch, so nothing is read back to the host on a GPU).
     """
     if bits is not None and bits <= 16:
-        return _popcount_table(x.device)[x.to(torch.int32)]
+        return _popcount_table(x.device)[x.to(torch.int64)]  # int64: indexing's own type
     n = x.to(torch.int64)
     table = _popcount_table(n.device)
     total = table[n & 0xFFFF]
@@ -128,8 +128,9 @@ class SpikeTrain:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
         # codes are below 2**T: one table lookup for T <= 16
+        # summed in int32 (exact: at most T * B), widened once the batch is summed
         return popcount(self.code.abs() if signed else self.code, self.T).sum(
-            0, dtype=torch.float64)
+            0, dtype=torch.int32 if self.T <= 16 else torch.int64).to(torch.float64)
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
