@@ -4,17 +4,17 @@ Sweeps ``torchvision.models.list_models(module=torchvision.models)``, one model 
 child process (the imports done once; the model's memory returned when the child ends), with a
 timeout and a resident-memory guard per model:
 
-1. **check** (no weights needed): the model is built on the ``meta`` device and materialised
-   with zeros in float16 (no weight initialisation, a quarter of float64's memory), its
-   smallest accepted input of 32, 64, 80, 128, 224 pixels is found with batch 1, and it is
-   captured without the self-check. A refused model is recorded with its blockers grouped
-   (:func:`reason`);
-2. **exactness** (capturable models only): random weights (seed 0), realistic BatchNorm
-   statistics (random affine parameters, running statistics from two train-mode passes over 4
-   random inputs), float64, ``convert(T=8)`` calibrated on 4 random inputs (``max``
-   thresholds, no post-training correction unless ``--correction``), and the Norse SNN against
-   the quantised ANN on 2 random inputs: the max relative error ``max|snn - qann| /
-   max|qann|`` and the schedule's latency in steps.
+1. **check** (every model first; no weights needed): the model is built on the ``meta``
+   device and materialised with zeros in float16 (no weight initialisation, a quarter of
+   float64's memory), its smallest accepted input of 32, 64, 80, 128, 224 pixels is found
+   with batch 1, and it is captured without the self-check. A refused model is recorded with
+   its blockers grouped (:func:`reason`);
+2. **exactness** (then the models that pass the check, smallest first): random weights
+   (seed 0), realistic BatchNorm statistics (random affine parameters, running statistics
+   from two train-mode passes over 4 random inputs), float64, ``convert(T=8)`` calibrated on
+   4 random inputs (``max`` thresholds, no post-training correction unless
+   ``--correction``), and the Norse SNN against the quantised ANN on 2 random inputs: the
+   max relative error ``max|snn - qann| / max|qann|`` and the schedule's latency in steps.
 
 Results are appended as each model finishes: ``OUT/coverage.csv`` (one row per model) and
 ``OUT/coverage.md``; a rerun skips the models already there except those whose status is named
@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters import ConversionError, capture, convert, resolve_backend
+from spikeconverter.interrupts import raise_on_signals
 
 SIZES = (32, 64, 80, 128, 224)
 T = 8
@@ -128,9 +129,8 @@ def _short(why: str) -> str:
     return why.split(";")[0].split(" (")[0][:120]
 
 
-def one(name: str, correction: str, emit: Callable[[dict], None]) -> None:
-    """Everything about one model, passed to ``emit`` as rows as it goes (in a child process:
-    the check's row, then the exactness run's)."""
+def check(name: str, emit: Callable[[dict], None]) -> None:
+    """The check of one model (no weights): its row, ``refused`` or ``converts``."""
     t0 = time.time()
     row: dict = {"model": name, "status": "checking"}
     model = skeleton(name)
@@ -141,17 +141,24 @@ def one(name: str, correction: str, emit: Callable[[dict], None]) -> None:
     except ValueError:  # some ops have no float16 kernel on the CPU
         model, dtype = model.float(), torch.float32
         size = input_size(model, dtype)
-    shape = (3, size, size)
     row["input"] = f"{size}x{size}"
     try:
-        capture(model, torch.zeros(1, *shape, dtype=dtype), check=False)
+        capture(model, torch.zeros(1, 3, size, size, dtype=dtype), check=False)
     except ConversionError as e:
         emit(row | {"status": "refused", "reason": reason(e), "seconds": time.time() - t0})
         return
-    del model
     emit(row | {"status": "converts", "seconds": time.time() - t0})
+
+
+def exactness(row: dict, correction: str, emit: Callable[[dict], None]) -> None:
+    """The exactness run of a model that passed the check (``row``): its row, ``exact`` or
+    ``inexact``, with the max relative error and the latency."""
+    t0 = time.time()
+    size = int(row["input"].split("x")[0])
+    shape = (3, size, size)
+    emit(row | {"status": "converts"})
     torch.manual_seed(0)
-    model = torchvision.models.get_model(name, num_classes=10).double().eval()
+    model = torchvision.models.get_model(row["model"], num_classes=10).double().eval()
     model = with_bn_statistics(model, shape)
     g = torch.Generator().manual_seed(2)
     calib = torch.randn(4, *shape, dtype=torch.float64, generator=g)
@@ -164,8 +171,8 @@ def one(name: str, correction: str, emit: Callable[[dict], None]) -> None:
         ref = net.graph.forward(x, quantized=True)[net.graph.output]
     err = float((out - ref).abs().max() / ref.abs().max())
     emit(row | {"status": "exact" if err <= 1e-9 else "inexact", "max_rel_error": err,
-                 "latency_steps": net.schedule.latency_steps,
-                 "populations": len(net.graph.populations), "seconds": time.time() - t0})
+                "latency_steps": net.schedule.latency_steps, "reason": "",
+                "populations": len(net.graph.populations), "seconds": time.time() - t0})
 
 
 def _rss_gb(pid: int) -> float:
@@ -177,47 +184,58 @@ def _rss_gb(pid: int) -> float:
         return 0.0
 
 
-def _run_one(name: str, correction: str, path: str) -> None:
-    """The forked child: :func:`one`, its rows appended to ``path`` as JSON lines."""
+def _run_one(row: dict, correction: str, path: str) -> None:
+    """The forked child: :func:`check` (``row`` has only the model's name) or
+    :func:`exactness`, its rows appended to ``path`` as JSON lines."""
     def emit(row: dict) -> None:
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
     try:
-        one(name, correction, emit)
+        if row.get("status") == "converts":
+            exactness(row, correction, emit)
+        else:
+            check(row["model"], emit)
     except BaseException as exc:  # noqa: BLE001 - reported as the model's error row
-        emit({"model": name, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        emit({"model": row["model"], "status": "failed",
+              "reason": f"{type(exc).__name__}: {exc}"})
         raise
 
 
-def _child(name: str, timeout: float, max_rss_gb: float, correction: str) -> dict:
-    """Run :func:`one` for ``name`` in a forked child process (the imports are done once, in the
-    parent; the child's memory is returned when it ends); kill it past ``timeout`` seconds or
-    ``max_rss_gb`` resident memory. The last row it wrote tells how far it got."""
-    t0, killed = time.time(), ""
+def _child(row: dict, timeout: float, max_rss_gb: float, correction: str) -> dict:
+    """Run :func:`check` or :func:`exactness` for ``row`` in a forked child process (the
+    imports are done once, in the parent; the child's memory is returned when it ends); kill it
+    past ``timeout`` seconds or ``max_rss_gb`` resident memory. The last row it wrote tells how
+    far it got."""
+    t0, killed, name = time.time(), "", row["model"]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rows.jsonl")
         p = multiprocessing.get_context("fork").Process(target=_run_one,
-                                                        args=(name, correction, path))
+                                                        args=(row, correction, path))
         p.start()
-        while p.is_alive():
-            p.join(1.0)
-            if not p.is_alive():
-                break
-            if time.time() - t0 > timeout:
-                killed = f"over {timeout:.0f} s"
-            elif (rss := _rss_gb(p.pid)) > max_rss_gb:
-                killed = f"over {max_rss_gb:g} GB resident memory ({rss:.1f} GB)"
-            if killed:
+        try:
+            while p.is_alive():
+                p.join(1.0)
+                if not p.is_alive():
+                    break
+                if time.time() - t0 > timeout:
+                    killed = f"over {timeout:.0f} s"
+                elif (rss := _rss_gb(p.pid)) > max_rss_gb:
+                    killed = f"over {max_rss_gb:g} GB resident memory ({rss:.1f} GB)"
+                if killed:
+                    break
+        finally:  # also when the sweep itself is stopped: no child left behind
+            if p.is_alive():
                 p.kill()
                 p.join()
         rows = [json.loads(ln) for ln in Path(path).read_text().splitlines()] if os.path.exists(
             path) else []
     failed = rows.pop() if rows and rows[-1]["status"] == "failed" else None
     row = rows[-1] if rows else {"model": name}
-    row["seconds"] = time.time() - t0
-    if row.get("status") in DONE:
-        return row
+    row["seconds"] = time.time() - t0 + (float(row.get("seconds") or 0)
+                                         if row.get("status") == "converts" else 0)
+    if row.get("status") in DONE or (p.exitcode == 0 and not failed):
+        return row  # done, or a check that passed (its exactness run comes later)
     stage = "the exactness run" if row.get("status") == "converts" else "the check"
     if killed:
         status = "too big" if "memory" in killed and stage == "the exactness run" else (
@@ -254,11 +272,18 @@ def summary(rows: list[dict], total: int) -> list[str]:
             ops.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
         lines.append("")
     others = [r for r in rows if r["status"] not in ("exact", "refused")]
-    lines += [f"- {r['model']}: {r['status']} ({r.get('reason', '')})" for r in others]
+    lines += [f"- {r['model']}: {r['status']} ({_cell(r.get('reason', ''))})" for r in others]
     secs = sum(float(r.get("seconds") or 0) for r in rows)
     lines += ["" if others else "", f"Sum of the per-model wall times: {secs / 60:.0f} min "
               "(each model in its own process; the machine shared with other jobs).", ""]
     return lines
+
+
+def _cell(text: str) -> str:
+    """``text`` for a markdown table cell (node names hold underscores; no pipes)."""
+    for ch in "\\_*|<>`":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 def markdown(rows: list[dict], total: int) -> str:
@@ -272,7 +297,7 @@ def markdown(rows: list[dict], total: int) -> str:
         secs = f"{float(r['seconds']):.0f}" if r.get("seconds") not in (None, "") else ""
         lines.append(f"| {r['model']} | {r['status']} | {r.get('input', '')} | "
                      f"{r.get('params_M', '')} | {r.get('populations', '')} | {err} | "
-                     f"{r.get('latency_steps', '')} | {secs} | {r.get('reason', '')} |")
+                     f"{r.get('latency_steps', '')} | {secs} | {_cell(r.get('reason', ''))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -329,22 +354,38 @@ def main() -> None:
     ap.add_argument("--docs", action="store_true", help="also write docs/coverage.md")
     ap.add_argument("--only-docs", action="store_true", help="just rewrite the tables")
     args = ap.parse_args()
+    with raise_on_signals():  # SIGTERM stops the sweep and its child cleanly
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The sweep (:func:`main` without the argument parsing)."""
     torch.set_num_threads(1)  # on a shared machine more threads are much slower, not faster
     resolve_backend("norse")  # imported once here, inherited by every forked child
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = {r["model"]: r for r in read_rows(out / "coverage.csv")}
     names = args.only or torchvision.models.list_models(module=torchvision.models)
-    todo = [] if args.only_docs else [
-        n for n in names if args.only or n not in rows or rows[n]["status"] in args.redo]
-    for name in (bar := tqdm(todo, desc="coverage", unit="model")):
+    if not args.only_docs:
+        # the checks first (cheap), then the exactness runs, smallest models first
+        todo = [n for n in names if args.only or n not in rows or rows[n]["status"]
+                in args.redo]
+        sweep(rows, [{"model": n} for n in todo], "check", args)
+        todo = [rows[n] for n in names if rows.get(n, {}).get("status") == "converts"]
+        sweep(rows, sorted(todo, key=lambda r: float(r.get("params_M") or 0)), "exactness",
+              args)
+    write(list(rows.values()), out, args.docs)
+
+
+def sweep(rows: dict[str, dict], todo: list[dict], what: str, args: argparse.Namespace) -> None:
+    """One child per row of ``todo``; ``rows`` and the tables updated as each ends."""
+    for row in (bar := tqdm(todo, desc=what, unit="model")):
+        name = row["model"]
         bar.set_postfix_str(name)
-        rows[name] = _child(name, args.timeout, args.max_rss_gb, args.correction)
-        r = rows[name]
+        rows[name] = r = _child(row, args.timeout, args.max_rss_gb, args.correction)
         tqdm.write(f"{name}: {r['status']} {r.get('max_rel_error', '')} "
                    f"{r.get('reason', '')}"[:200])
-        write(list(rows.values()), out, args.docs)
-    write(list(rows.values()), out, args.docs)
+        write(list(rows.values()), Path(args.out), args.docs)
 
 
 if __name__ == "__main__":
