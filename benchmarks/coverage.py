@@ -72,10 +72,15 @@ def with_bn_statistics(model: torch.nn.Module, shape: tuple[int, ...], seed: int
 
 def skeleton(name: str, dtype: torch.dtype = torch.float16) -> torch.nn.Module:
     """``name`` without weight initialisation: built on the meta device, then zeros on the CPU
-    (BatchNorm variances ones). Enough for the capture, which needs the graph, not values."""
-    with torch.device("meta"):
+    (BatchNorm variances ones). Enough for the capture, which needs the graph, not values.
+    A model whose constructor cannot run on the meta device is built on the CPU."""
+    try:
+        with torch.device("meta"):
+            model = torchvision.models.get_model(name, num_classes=10)
+        model = model.to_empty(device="cpu")
+    except NotImplementedError:  # the constructor computes with tensors (RegNet's widths)
         model = torchvision.models.get_model(name, num_classes=10)
-    model = model.to_empty(device="cpu").to(dtype).eval()
+    model = model.to(dtype).eval()
     with torch.no_grad():
         for pname, t in list(model.named_parameters()) + list(model.named_buffers()):
             t.fill_(1 if pname.endswith("running_var") else 0)
