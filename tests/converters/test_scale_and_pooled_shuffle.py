@@ -61,12 +61,27 @@ class PooledShuffle(nn.Module):
         return self.fc(y.flatten(1))
 
 
+class SumNet(nn.Module):
+    """``sum`` of three branches (it starts by adding 0), ``add`` with ``alpha``."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.ModuleList(nn.Conv2d(1, 2, 3, padding=1) for _ in range(3))
+        self.fc = nn.Linear(2 * 8 * 8, 3)
+
+    def forward(self, x):
+        a, b, c = (F.relu(conv(x)) for conv in self.c)
+        y = F.relu(sum([a, b, c]))
+        y = F.relu(torch.add(y, a, alpha=-0.5)) + y.add(b, alpha=2)
+        return self.fc(y.flatten(1))
+
+
 def _model(cls, shape=(1, 8, 8)):
     torch.manual_seed(0)
     return with_bn_statistics(cls(), shape)
 
 
-@pytest.mark.parametrize("cls", [ScaleNet, PooledShuffle])
+@pytest.mark.parametrize("cls", [ScaleNet, PooledShuffle, SumNet])
 def test_constants_and_pooled_shuffles_are_exact_in_norse(cls):
     model, x = _model(cls), data(4, (1, 8, 8))
     g = capture(model, x)

@@ -402,9 +402,23 @@ def _flatten_module(cap: Capture, node: fx.Node) -> Expr:
 
 
 def _add_function(cap: Capture, node: fx.Node) -> Expr:
-    if node.kwargs.get("alpha", 1) != 1 or len(node.args) != 2:
-        raise cap.error(node, "add with alpha or a constant")
-    return cap.add(node, node.args[0], node.args[1])
+    """``a + alpha * b``; adding the constant 0 is the identity (``sum([a, b, c])`` starts
+    with it)."""
+    a, b = node.args[:2] if len(node.args) >= 2 else (node.args[0], node.kwargs.get("other"))
+    alpha = _number(cap, node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else 1))
+    ca, cb = _number(cap, a), _number(cap, b)
+    if ca == 0 or cb == 0:
+        return cap.expr(node, b if ca == 0 else a)
+    if ca is not None or cb is not None or alpha is None:
+        raise cap.error(node, "adding a constant (a bias with no layer of its own; only the "
+                        "sum of computed tensors is supported)")
+    if alpha == 1:
+        return cap.add(node, a, b)
+    ea, eb = cap.expr(node, a), cap.expr(node, b)
+    try:
+        return ex.summed(ea, ex.scaled(eb, alpha, node.name), node.name)
+    except ex.ExprError as exc:
+        raise cap.error(node, str(exc)) from None
 
 
 def _getitem(cap: Capture, node: fx.Node) -> Expr:
@@ -475,12 +489,6 @@ def _mean_function(cap: Capture, node: fx.Node) -> Expr:
 # -- tensor methods -----------------------------------------------------------------------------
 
 
-def _add_method(cap: Capture, node: fx.Node) -> Expr:
-    if node.kwargs.get("alpha", 1) != 1:
-        raise cap.error(node, "add with alpha")
-    return cap.add(node, node.args[0], node.args[1])
-
-
 def _flatten_method(cap: Capture, node: fx.Node) -> Expr:
     return _flatten(cap, node, _input(cap, node), cap.shape(node))
 
@@ -534,7 +542,7 @@ OPS = OpTable(
         **_table(_sub, operator.sub, operator.isub, torch.sub, torch.subtract),
     },
     methods={
-        **_table(_add_method, "add", "add_", "__add__", "__iadd__"),
+        **_table(_add_function, "add", "add_", "__add__", "__iadd__", "__radd__"),
         **_table(_flatten_method, "flatten"),
         **_table(_layout, "view", "reshape", "transpose", "permute", "chunk", "split",
                  "tensor_split", "unbind", "squeeze", "unsqueeze", "narrow", "movedim",
