@@ -270,6 +270,13 @@ def summary(rows: list[dict], total: int) -> list[str]:
         if r["status"] == "refused":
             for op in _blocking_ops(r):
                 ops.setdefault(op, []).append(r["model"])
+    refused = [r for r in rows if r["status"] == "refused"]
+    if refused:
+        act = [r["model"] for r in refused if "no exact spiking form" in r.get("reason", "")]
+        rest = sorted({r["model"] for r in refused} - set(act))
+        lines += [f"{len(act)} of the {len(refused)} refused models use an activation with no "
+                  "exact spiking form (not ReLU-family)"
+                  + (f"; the others: {', '.join(rest)}." if rest else "."), ""]
     if ops:
         lines.append("Refused models by blocking op (a model counts under each of its ops):")
         lines.append("")
