@@ -55,15 +55,19 @@ COMMAND = "nice -n 15 python benchmarks/coverage.py --docs"
 
 
 def with_bn_statistics(model: torch.nn.Module, shape: tuple[int, ...], seed: int = 0):
-    """Random BatchNorm affine parameters and running statistics from random batches."""
+    """Random BatchNorm affine parameters and running statistics from random batches.
+
+    Only the BatchNorm layers are put in training mode: the rest of the model runs as in eval
+    (no dropout, no auxiliary heads, which may not fit a small input: Inception-v3's)."""
     g = torch.Generator().manual_seed(seed)
+    model.eval()
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = None
+            m.train()
             with torch.no_grad():
                 m.weight.uniform_(0.5, 1.5, generator=g)
                 m.bias.uniform_(-0.2, 0.2, generator=g)
-    model.train()
     with torch.no_grad():
         for _ in range(2):
             model(torch.randn(4, *shape, dtype=torch.float64, generator=g))
