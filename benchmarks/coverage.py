@@ -284,7 +284,7 @@ def summary(rows: list[dict], total: int) -> list[str]:
     if ops:
         lines.append("Refused models by blocking op (a model counts under each of its ops):")
         lines.append("")
-        lines += [f"- `{op}`: {len(ms)} models" for op, ms in sorted(
+        lines += [f"- `{op}`: {len(ms)} model{'s' * (len(ms) > 1)}" for op, ms in sorted(
             ops.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
         lines.append("")
     others = [r for r in rows if r["status"] not in ("exact", "refused")]
