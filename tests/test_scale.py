@@ -175,3 +175,17 @@ def test_python_dash_m_runs_the_cli_and_checks_the_device():
                             "-d", "nowhere", "-o", "x.snn", "--device", "cuda"],
                            capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and "CUDA is not available" in r.stderr
+
+
+def test_resume_reruns_ilif_rows_that_lack_the_baselines_images(tmp_path):
+    model, x, y = tiny()
+    data = DataLoader(TensorDataset(x, y), batch_size=4)
+    ckpt = tmp_path / "progress.json"
+    evaluate(model, data, x, T_values=[3], baselines=[], progress=False, checkpoint=ckpt)
+    kw = dict(T_values=[3], baselines=["soft_reset"], baseline_steps=[8], baseline_limit=5,
+              progress=False)
+    lines: list[str] = []
+    resumed = evaluate(model, data, x, checkpoint=ckpt, resume=True, log=lines.append, **kw)
+    assert not any("done before" in s for s in lines)  # its top-1 on the 5 images was missing
+    assert "top1_baseline_images" in resumed.rows[0]
+    assert resumed.rows == evaluate(model, data, x, **kw).rows
