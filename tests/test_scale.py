@@ -181,9 +181,9 @@ def test_resume_reruns_ilif_rows_that_lack_the_baselines_images(tmp_path):
     model, x, y = tiny()
     data = DataLoader(TensorDataset(x, y), batch_size=4)
     ckpt = tmp_path / "progress.json"
-    evaluate(model, data, x, T_values=[3], baselines=[], progress=False, checkpoint=ckpt)
-    kw = dict(T_values=[3], baselines=["soft_reset"], baseline_steps=[8], baseline_limit=5,
-              progress=False)
+    kw = dict(T_values=[3], baseline_steps=[8], baseline_limit=5, progress=False)
+    evaluate(model, data, x, baselines=[], checkpoint=ckpt, **kw)  # e.g. --baselines none
+    kw["baselines"] = ["soft_reset"]
     lines: list[str] = []
     resumed = evaluate(model, data, x, checkpoint=ckpt, resume=True, log=lines.append, **kw)
     assert not any("done before" in s for s in lines)  # its top-1 on the 5 images was missing
