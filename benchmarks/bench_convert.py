@@ -20,6 +20,7 @@ import argparse
 import gc
 import os
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -47,22 +48,6 @@ def model_and_data(batch: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Ten
     return model, x, cal, what
 
 
-def timed_pair(ann, snn, x: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Best-of-``repeats`` wall times of ``ann`` and ``snn``, measured alternately so that load
-    from other processes hits both alike."""
-    best_a = best_s = float("inf")
-    with torch.no_grad():
-        ann(x), snn(x)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            ann(x)
-            t1 = time.perf_counter()
-            snn(x)
-            t2 = time.perf_counter()
-            best_a, best_s = min(best_a, t1 - t0), min(best_s, t2 - t1)
-    return best_a, best_s
-
-
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -84,7 +69,6 @@ def alternated(ann, snn, x: torch.Tensor, repeats: int) -> tuple[list[float], li
 
 def imagenet(args: argparse.Namespace) -> None:
     """fused/ANN ratios of the three ImageNet networks (see the module docstring)."""
-    import statistics
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -138,10 +122,14 @@ def main() -> None:
     for mode in ("fused", "frame"):
         snn = SpikingNetwork(net.graph, net.schedule, mode=mode)
         gc.collect()
-        t_ann, t = timed_pair(model, snn, x, args.repeats)
+        ta, ts = alternated(model, snn, x, args.repeats)
+        t_ann, t = min(ta), min(ts)
+        ratios = [b / a for a, b in zip(ta, ts, strict=True)]
         results[mode] = t / t_ann
         print(f"SNN {mode:6s} {t * 1e3:9.1f} ms vs ANN {t_ann * 1e3:7.1f} ms: ratio "
-              f"{t / t_ann:6.2f}x   peak RSS {peak_rss_mib():8.0f} MiB (process peak so far)")
+              f"{t / t_ann:6.2f}x (min/min; per-pair min {min(ratios):.2f}x median "
+              f"{statistics.median(ratios):.2f}x)   peak RSS {peak_rss_mib():8.0f} MiB "
+              f"(process peak so far)  load {os.getloadavg()[0]:.1f}")
     sched = net.schedule
     print(f"latency {sched.latency_steps} steps, {sched.steps_per_sample} steps/sample"
           f", synaptic ops/sample {snn.stats['synaptic_ops_per_sample']:.3g} vs ANN MACs/sample "
