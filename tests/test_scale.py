@@ -119,6 +119,8 @@ def _evaluate_worker(rank: int, world: int, store: str, out: str) -> None:
     _init(rank, world, store)
     try:
         model, x, y = tiny()
+        if rank:  # e.g. random weights drawn per process: evaluate takes rank 0's
+            torch.nn.init.normal_(next(model.parameters()))
         data = DataLoader(TensorDataset(x, y), batch_size=3)
         rep = evaluate(model, data, x, T_values=[3, 5], baselines=["hard_reset"],
                        baseline_steps=[8], baseline_limit=7, progress=False)

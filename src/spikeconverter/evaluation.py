@@ -30,7 +30,7 @@ from spikeconverter.baselines import (
     spike_norm_thresholds,
 )
 from spikeconverter.devices import resolve_device
-from spikeconverter.distributed import all_sum, from_rank0, shard_of
+from spikeconverter.distributed import all_sum, broadcast_module, from_rank0, shard_of
 from spikeconverter.reporting import write_json
 
 __all__ = ["COLUMNS", "REPORT_FILES", "Evaluation", "check_model_input", "evaluate",
@@ -489,7 +489,8 @@ def evaluate(
         "spike_norm_steps": spike_norm_steps, "spike_norm_images": spike_norm_images,
         "timings_s": {}, "processes": shard[1],
     })
-    run = _Run(model.eval().to(dev), data, calibration, report, dev, shard, progress, say,
+    model = broadcast_module(model.eval().to(dev))  # every rank: rank 0's weights
+    run = _Run(model, data, calibration, report, dev, shard, progress, say,
                Path(checkpoint) if checkpoint is not None else None, on_row)
     t0 = time.perf_counter()
     first, correct, n = _ann_pass(run)
