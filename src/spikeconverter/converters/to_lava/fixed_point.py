@@ -160,26 +160,43 @@ def _accumulate_peaks(graph: Graph, schedule: Schedule, pop: Population, codes, 
     longest = max(codes[e.source][0].shape[0] for e in pop.edges)
     # after the longest train the sum only doubles: its peak is at the last step
     steps = sorted(set(range(min(longest, t_acc))) | {t_acc - 1})
-    peak, total = 0.0, None
-    for t in steps:
-        total = None
-        for e in pop.edges:
-            s, th = codes[e.source]
-            n = min(t + 1, s.shape[0])
-            # the first n spikes decoded (codes are kept as int8; decoded in ``dtype``)
-            prefix = SpikeTrain(th, n, 0, k=k, frames=s[:n].to(dtype)).value()
-            y = graph.edge_value(e, prefix, with_bias=False)
-            total = y if total is None else total + y
-        v = total * k ** (t - t_acc + 1)
-        if t == t_acc - 1:
-            if pop.kind == "readout":
-                v = v + bias[pop.name]
-            else:
-                v = start_generate(v, bias[pop.name], theta_tensor(pop, dtype), int(pop.T), k,
-                                   graph.rounding, pop.kind == "signed")
-        peak = max(peak, float(v.max()), -float(v.min()))
+    total = None
+    for e in pop.edges:
+        s, th = codes[e.source]
+        # every step's prefix in one edge call (a batch of len(steps) * B): the first n spikes
+        # decoded, as running sums; the full train decoded as the simulation decodes it
+        prefixes = _prefixes(s, th, k, dtype, [min(t + 1, s.shape[0]) for t in steps])
+        y = graph.edge_value(e, prefixes.flatten(0, 1), with_bias=False)
+        y = y.reshape(len(steps), -1, *y.shape[1:])
+        total = y if total is None else total + y
+    scale = torch.tensor([k ** (t - t_acc + 1) for t in steps], dtype=dtype)
+    v = total * scale.reshape(-1, *([1] * (total.dim() - 1)))
+    last = v[-1]
+    if pop.kind == "readout":
+        last = last + bias[pop.name]
+    else:
+        last = start_generate(last, bias[pop.name], theta_tensor(pop, dtype), int(pop.T), k,
+                              graph.rounding, pop.kind == "signed")
+    peak = max(float(last.max()), -float(last.min()))
+    if len(steps) > 1:
+        peak = max(peak, float(v[:-1].max()), -float(v[:-1].min()))
     peaks[pop.name] = max(peaks[pop.name], peak)
-    return total
+    return total[-1]
+
+
+def _prefixes(s: torch.Tensor, theta: torch.Tensor, k: float, dtype: torch.dtype,
+              counts: list[int]) -> torch.Tensor:
+    """The decoded values of the first ``n`` spikes of the train ``s`` ``(T, B, ...)``, for
+    each ``n`` in ``counts`` (increasing): ``(len(counts), B, ...)``. Running sums; the
+    full train (``n = T``) is decoded by :class:`SpikeTrain`, as the simulation decodes it."""
+    frames = s.to(dtype)
+    w = torch.tensor([k ** -j for j in range(frames.shape[0])], dtype=dtype)
+    running = torch.cumsum(frames * w.reshape(-1, *([1] * (frames.dim() - 1))), dim=0) * theta
+    out = running[[n - 1 for n in counts]]
+    full = [i for i, n in enumerate(counts) if n == frames.shape[0]]
+    if full:
+        out[full] = SpikeTrain(theta, frames.shape[0], 0, k=k, frames=frames).value()
+    return out
 
 
 
