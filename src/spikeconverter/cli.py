@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
     p.add_argument("--lava-batch", type=int, default=None,
-                   help="images simulated side by side in one Lava runtime (default: 16)")
+                   help="images simulated side by side in one Lava runtime (default: 32)")
     p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
     add_runtime_arguments(p)
 
