@@ -200,13 +200,17 @@ def _prefixes(s: torch.Tensor, theta: torch.Tensor, k: float, dtype: torch.dtype
     """The decoded values of the first ``n`` spikes of the train ``s`` ``(T, B, ...)``, for
     each ``n`` in ``counts`` (increasing): ``(len(counts), B, ...)``. Running sums; the
     full train (``n = T``) is decoded by :class:`SpikeTrain`, as the simulation decodes it."""
-    frames = s.to(dtype)
+    T = s.shape[0]
+    full = [i for i, n in enumerate(counts) if n == T]
+    value = SpikeTrain(theta, T, 0, k=k, frames=s.to(dtype)).value() if full else None
+    if len(full) == len(counts):
+        return value.expand(len(counts), *value.shape)
+    frames = s[: max(n for n in counts if n < T)].to(dtype)  # only the spikes any prefix uses
     w = torch.tensor([k ** -j for j in range(frames.shape[0])], dtype=dtype)
-    running = torch.cumsum(frames * w.reshape(-1, *([1] * (frames.dim() - 1))), dim=0) * theta
-    out = running[[n - 1 for n in counts]]
-    full = [i for i, n in enumerate(counts) if n == frames.shape[0]]
+    running = torch.cumsum(frames * w.reshape(-1, *([1] * (frames.dim() - 1))), dim=0)
+    out = running[[min(n, frames.shape[0]) - 1 for n in counts]] * theta
     if full:
-        out[full] = SpikeTrain(theta, frames.shape[0], 0, k=k, frames=frames).value()
+        out[full] = value
     return out
 
 
