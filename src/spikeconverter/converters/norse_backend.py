@@ -298,7 +298,9 @@ class SpikingNetwork(nn.Module):
                 f = train.frames()
                 cur = self._frame_current(pop, i, f, accumulate_weights(f.shape[0], k, t_acc,
                                                                         at, f))
-            total = cur if total is None else total + cur
+            # every current is a fresh tensor: the sum can grow in place (not under autograd)
+            total = cur if total is None else (
+                total + cur if total.requires_grad else total.add_(cur))
         return total
 
     def _frame_current(self, pop: Population, i: int, f: torch.Tensor,
@@ -355,8 +357,9 @@ class SpikingNetwork(nn.Module):
         if self.mode == "plugin":
             z, _ = self._plugin_window(pop, trains, t_gen)
             return SpikeTrain(theta, t_gen, start, k=k, frames=z)
-        v = start_generate(self.membrane(pop, trains), self.population_bias(pop.name), theta,
-                           t_gen, k, self.graph.rounding, signed)
+        v = self.membrane(pop, trains)
+        v = start_generate(v, self.population_bias(pop.name), theta, t_gen, k,
+                           self.graph.rounding, signed, inplace=not v.requires_grad)
         if self.mode == "fused" and k == 2.0:
             return SpikeTrain(theta, t_gen, start, code=generate_code(v, theta, t_gen, signed))
         return SpikeTrain(theta, t_gen, start, k=k, frames=generate(v, theta, t_gen, k, signed))
