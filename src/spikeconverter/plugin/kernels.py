@@ -56,13 +56,15 @@ def _popcount_table(device: torch.device) -> torch.Tensor:
     return table
 
 
-def _popcount_rows(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Set bits of the int32 values ``n < 2**16`` as ``dtype``, shape of ``n``."""
+def _popcount_int32(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Set bits of int32 values ``0 <= n < 2**16`` as ``dtype``, shape of ``n``: one
+    ``index_select`` from the table in ``dtype`` (int32 indices, flat: on a CPU about twice as
+    fast as indexing with int64 or ``F.embedding``)."""
     key = (n.device, dtype)
     table = _TABLES.get(key)
     if table is None:
-        table = _TABLES[key] = _POPCOUNT16.to(n.device, dtype).unsqueeze(1)
-    return F.embedding(n, table).squeeze(-1)
+        table = _TABLES[key] = _POPCOUNT16.to(n.device, dtype)
+    return table.index_select(0, n.reshape(-1)).reshape(n.shape)
 
 
 def popcount(x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
@@ -138,9 +140,9 @@ class SpikeTrain:
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
         if self.T <= 16:
             # one gather from a 16-bit table of the code's float type: exact per-neuron sums
-            # (at most T * B), and with int32 indices the fastest lookup torch has on a CPU
+            # (at most T * B)
             n = self.code.to(torch.int32)
-            per = _popcount_rows(n.abs_() if signed else n, self.code.dtype)
+            per = _popcount_int32(n.abs_() if signed else n, self.code.dtype)
             return per.sum(0).to(torch.float64)
         return popcount(self.code.abs() if signed else self.code, self.T).sum(
             0, dtype=torch.int64).to(torch.float64)
