@@ -36,7 +36,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/spikeconverter demo
+	@echo "spikeconverter demo: starting Python (importing torch and Norse takes a few seconds) ..."
+	$(VENV)/bin/spikeconverter demo --overwrite  # a rerun replaces out/demo
 
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)

@@ -1,27 +1,37 @@
-"""Lava simulator speed: the im2col Conv model against Lava's own Conv model, and ResNet-20.
+"""Lava at scale: batched simulation throughput and bounded conversion, on ResNet-20 (T=8).
 
-Run: ``python benchmarks/bench_lava.py [--steps 20] [--images 4] [--fixed]``. Prints ms per step
-of each Conv model on a 32x32x16 input with a 3x3 kernel to 16 channels and the speed-up
-(goal >= 5x); then seconds per image of the shared CIFAR-10 ResNet-20 converted at T=8 and
-streamed through Lava (float, and with ``--fixed`` the Loihi-style fixed point), with its top-1
-agreement with the Norse backend. The ResNet part is skipped with a message when ``../shared``
-(checkpoint and data) is absent.
+Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
+[--calibration 256] [--part all|convert|speed|conv]``.
+
+* ``convert`` (in a fresh subprocess, so its peak RSS is the conversion's own): time and peak
+  RSS of ``sc.convert(resnet20, calibration, T=8, backend="lava")`` plus building the float
+  and fixed-point plans, next to the Norse conversion of the same data (goal: peak < 2 GB).
+* ``speed``: images/s of the converted net in Lava at ``batch_size=1`` against the default
+  batch, float and fixed point, the two alternated ``--rounds`` times in one run (min and
+  median). Images/s is the pipeline's steady rate, ``B / (period * step time)``, with the step
+  time measured on the ``RunSteps`` calls after the first one (which compiles and starts the
+  runtime; its time is printed too). The runtime overhead is fitted from the two step times as
+  ``t(B) = o + a * B``: its share of the step is ``o / t(B)`` (goal: >= 15x more images/s than
+  batch_size 1 in fixed point).
+* ``conv``: the im2col Conv model against Lava's own Conv model (one 32x32x16 layer).
+
+Everything needs ``../shared`` (checkpoint and CIFAR-10); it says so and skips otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
-from lava.magma.core.run_conditions import RunSteps
-from lava.magma.core.run_configs import Loihi2SimCfg
-from lava.proc.conv.process import Conv
-from lava.proc.io.sink import RingBuffer as Sink
-from lava.proc.io.source import RingBuffer as Source
-
-from spikeconverter.processes.fastconv.config import fast_conv_run_config
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 CHECKPOINT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
@@ -29,94 +39,162 @@ CIFAR_TEST = SHARED / "data" / "cifar10" / "test"
 CIFAR_TRAIN = SHARED / "data" / "cifar10" / "train"
 
 
-def ms_per_step(cfg, steps: int, shape=(32, 32, 16), c_out: int = 16, kernel: int = 3) -> float:
-    rng = np.random.default_rng(0)
-    data = (rng.random((*shape, steps)) < 0.2).astype(float)
-    conv = Conv(weight=rng.normal(size=(c_out, kernel, kernel, shape[-1])), input_shape=shape,
-                padding=kernel // 2)
-    src, sink = Source(data=data), Sink(shape=conv.output_shape, buffer=steps)
-    src.s_out.connect(conv.s_in)
-    conv.a_out.connect(sink.a_in)
-    try:
-        sink.run(condition=RunSteps(num_steps=1), run_cfg=cfg)  # compile and start up
-        start = time.perf_counter()
-        sink.run(condition=RunSteps(num_steps=steps - 1), run_cfg=cfg)
-        return (time.perf_counter() - start) / (steps - 1) * 1e3
-    finally:
-        sink.stop()
-
-
-def resnet20_in_lava(images: int, fixed: bool, T: int = 8, calibration: int = 128) -> None:
-    """Convert the shared ResNet-20 and stream ``images`` CIFAR-10 test images through Lava."""
-    missing = [p for p in (CHECKPOINT, CIFAR_TEST, CIFAR_TRAIN) if not p.exists()]
-    if missing:
-        print(f"ResNet-20 in Lava: skipped ({missing[0]} is absent; needs ../shared)")
-        return
-    import warnings
-
+def _load(calibration: int, images: int):
     import torch
 
-    import spikeconverter as sc
-    from spikeconverter.converters.to_lava.fixed_point import format_report
     from spikeconverter.data import calibration_batch, load_dataset, resolve_normalization
     from spikeconverter.modelspec import load_model
 
     norm = resolve_normalization("imagenet")  # what the akamaster checkpoints were trained with
     model = load_model("cifar_resnet20", CHECKPOINT)
-    test = load_dataset(CIFAR_TEST, normalization=norm, limit=images)
-    x = torch.stack([test[i][0] for i in range(images)])
-    y = torch.tensor([int(test[i][1]) for i in range(images)])
+    test = load_dataset(CIFAR_TEST, normalization=norm, limit=max(images, 1))
+    x = torch.stack([test[i][0] for i in range(images)]) if images else None
     calib = calibration_batch(load_dataset(CIFAR_TRAIN, normalization=norm), calibration)
-    norse = sc.convert(model, calib, T=T, progress=False)
-    with torch.no_grad():
-        ref = norse(x).argmax(1).numpy()
+    return model, calib, x
+
+
+def convert_part(calibration: int) -> dict:
+    """Conversion time and peak RSS (this process; run it in a fresh one)."""
+    import spikeconverter as sc
+
+    model, calib, _ = _load(calibration, 0)
     start = time.perf_counter()
-    lnet = sc.convert(model, calib, T=T, progress=False, backend="lava")
-    prep = time.perf_counter() - start
-    s = lnet.schedule
-    print(f"ResNet-20 (CIFAR-10) in Lava, T={T}, {images} test images streamed back to back: "
-          f"latency {s.latency_steps} steps, {s.steps_per_sample} steps/sample, "
-          f"{s.steps_for(images)} steps; conversion + fixed-point calibration {prep:.1f} s")
-    print(f"  Norse backend top-1 {100 * (ref == y.numpy()).mean():.1f}%")
-    for fixed_point in (False, True) if fixed else (False,):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            logits = lnet.run(x, fixed_point=fixed_point)
-        pred = logits.argmax(1)
-        st = lnet.stats
-        kind = "fixed point" if fixed_point else "float      "
-        print(f"  {kind}: {st['seconds_per_sample']:.2f} s/image ({st['seconds']:.1f} s, "
-              f"{1e3 * st['seconds'] / st['steps_simulated']:.0f} ms/step), agreement with Norse "
-              f"{100 * (pred == ref).mean():.1f}%, top-1 {100 * (pred == y.numpy()).mean():.1f}%"
-              + (f", saturations {st['saturations']}" if fixed_point else ""))
-        if fixed_point:
-            print(format_report(lnet.fixed_point_report()))
-            for w in {str(c.message) for c in caught}:
-                print(f"  warning: {w}")
+    sc.convert(model, calib, T=8, progress=False)
+    norse_s = time.perf_counter() - start
+    rss_norse = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lnet = sc.convert(model, calib, T=8, progress=False, backend="lava")
+        convert_s = time.perf_counter() - start
+        lnet.plan(False)
+        lnet.plan(True)
+    total_s = time.perf_counter() - start
+    return {"calibration": calibration, "norse_s": norse_s, "lava_convert_s": convert_s,
+            "lava_total_s": total_s, "peak_rss_mb": resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_after_norse_mb": rss_norse}
+
+
+def print_convert(calibration: int) -> None:
+    cmd = [sys.executable, __file__, "--part", "convert-json", "--calibration", str(calibration)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        print(f"conversion: failed (exit {out.returncode})\n{out.stderr[-2000:]}")
+        return
+    r = json.loads(lines[-1])
+    print(f"ResNet-20 T=8, {r['calibration']} calibration images, load {os.getloadavg()[0]:.1f}")
+    print(f"  Norse conversion                    {r['norse_s']:8.1f} s")
+    print(f"  Lava conversion (+ membrane peaks)  {r['lava_convert_s']:8.1f} s")
+    print(f"  ... + float and fixed-point plans   {r['lava_total_s']:8.1f} s "
+          f"({r['lava_total_s'] / r['norse_s']:.1f}x the Norse conversion)")
+    print(f"  peak RSS (whole process)            {r['peak_rss_mb']:8.0f} MB (goal < 2048 MB)")
+
+
+def _rate(lnet, x, fixed: bool, batch: int) -> tuple[float, float, float]:
+    """(images/s steady, step seconds, first-chunk seconds) of one run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixed-point plan's core-budget warnings
+        lnet.run(x, fixed_point=fixed, batch_size=batch, progress=False)
+    t = lnet.stats["timing"]
+    step = t["stepping_seconds"] / max(t["stepping_steps"], 1)
+    return batch / (lnet.schedule.steps_per_sample * step), step, t["first_chunk_seconds"]
+
+
+def speed_part(rounds: int, images: int, batch: int, calibration: int) -> None:
+    import spikeconverter as sc
+
+    model, calib, x = _load(calibration, max(images, batch))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lnet = sc.convert(model, calib, T=8, progress=False, backend="lava")
+    period = lnet.schedule.steps_per_sample
+    # both runs step well past their first chunk (8 windows) to measure a running runtime
+    n1 = max(images, 1)
+    print(f"ResNet-20 T=8 in Lava: {period} steps/sample, latency "
+          f"{lnet.schedule.latency_steps} steps; batch_size 1 ({n1} images) vs {batch} "
+          f"({batch} images), {rounds} rounds alternated")
+    for fixed in (False, True):
+        res: dict[int, list] = {1: [], batch: []}
+        for _ in range(rounds):
+            for b, n in ((1, n1), (batch, batch)):
+                res[b].append(_rate(lnet, x[:n], fixed, b) + (os.getloadavg()[0],))
+        kind = "fixed point" if fixed else "float"
+        for b in (1, batch):
+            r = [v[0] for v in res[b]]
+            print(f"  {kind:<11} B={b:<3} images/s min {min(r):7.3f} median "
+                  f"{statistics.median(r):7.3f}  ms/step median "
+                  f"{1e3 * statistics.median(v[1] for v in res[b]):8.1f}  first chunk "
+                  f"(compile+start) {statistics.median(v[2] for v in res[b]):6.1f} s  load "
+                  f"{statistics.median(v[3] for v in res[b]):.1f}")
+        ratios = [bb[0] / one[0] for one, bb in zip(res[1], res[batch], strict=True)]
+        t1 = statistics.median(v[1] for v in res[1])
+        tb = statistics.median(v[1] for v in res[batch])
+        a = max((tb - t1) / (batch - 1), 0.0)
+        o = t1 - a
+        goal = " (goal >= 15x)" if fixed else ""
+        print(f"  {kind:<11} speed-up B={batch} / B=1: min {min(ratios):.1f}x median "
+              f"{statistics.median(ratios):.1f}x{goal}")
+        print(f"  {kind:<11} runtime overhead per step (fit t(B) = o + a*B): o = "
+              f"{1e3 * o:.1f} ms, {100 * o / t1:.0f}% of the step at B=1, "
+              f"{100 * o / tb:.0f}% at B={batch}")
+
+
+def conv_part(steps: int = 20) -> None:
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from spikeconverter.processes.fastconv.config import fast_conv_run_config
+
+    def ms_per_step(cfg) -> float:
+        rng = np.random.default_rng(0)
+        data = (rng.random((32, 32, 16, steps)) < 0.2).astype(float)
+        conv = Conv(weight=rng.normal(size=(16, 3, 3, 16)), input_shape=(32, 32, 16), padding=1)
+        src, sink = Source(data=data), Sink(shape=conv.output_shape, buffer=steps)
+        src.s_out.connect(conv.s_in)
+        conv.a_out.connect(sink.a_in)
+        try:
+            sink.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+            start = time.perf_counter()
+            sink.run(condition=RunSteps(num_steps=steps - 1), run_cfg=cfg)
+            return (time.perf_counter() - start) / (steps - 1) * 1e3
+        finally:
+            sink.stop()
+
+    lava_ms = ms_per_step(Loihi2SimCfg(select_tag="floating_pt"))
+    fast_ms = ms_per_step(fast_conv_run_config("floating_pt"))
+    print(f"Conv 32x32x16 -> 16, 3x3: lava {lava_ms:.2f} ms/step, im2col {fast_ms:.2f} ms/step "
+          f"({lava_ms / fast_ms:.1f}x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--images", type=int, default=4,
-                        help="CIFAR-10 test images streamed through ResNet-20 (0: skip)")
-    parser.add_argument("--fixed", action="store_true", help="also run ResNet-20 in fixed point")
+    parser.add_argument("--part", default="all",
+                        choices=["all", "convert", "speed", "conv", "convert-json"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--images", type=int, default=3, help="images of the batch_size=1 runs")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batched run's batch size (default: the library default)")
+    parser.add_argument("--calibration", type=int, default=256)
     args = parser.parse_args()
-    lava_ms = ms_per_step(Loihi2SimCfg(select_tag="floating_pt"), args.steps)
-    fast_ms = ms_per_step(fast_conv_run_config("floating_pt"), args.steps)
-    # the same source -> conv -> sink pipeline doing almost no arithmetic: what every step
-    # costs in Lava's runtime (messages, synchronisation) whatever the model
-    base_ms = ms_per_step(fast_conv_run_config("floating_pt"), args.steps, shape=(1, 1, 1),
-                          c_out=1, kernel=1)
-    print(f"Conv 32x32x16 -> 16, 3x3, padding 1, floating_pt, {args.steps} steps")
-    print(f"  lava PyConvModelFloat   {lava_ms:8.2f} ms/step")
-    print(f"  PyConvModelIm2colFloat  {fast_ms:8.2f} ms/step")
-    print(f"  runtime floor (1x1x1)   {base_ms:8.2f} ms/step")
-    print(f"speed-up, whole step:           {lava_ms / fast_ms:5.1f}x (goal >= 5x)")
-    print(f"speed-up, model time over floor: "
-          f"{(lava_ms - base_ms) / max(fast_ms - base_ms, 1e-3):5.1f}x")
-    if args.images > 0:
-        resnet20_in_lava(args.images, args.fixed)
+    missing = [p for p in (CHECKPOINT, CIFAR_TEST, CIFAR_TRAIN) if not p.exists()]
+    if missing and args.part != "conv":
+        print(f"skipped: {missing[0]} is absent (needs ../shared)")
+        return
+    if args.part == "convert-json":
+        print(json.dumps(convert_part(args.calibration)))
+        return
+    if args.part in ("all", "convert"):
+        print_convert(args.calibration)
+    if args.part in ("all", "speed"):
+        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
+
+        speed_part(args.rounds, args.images, args.batch or DEFAULT_BATCH, 64)
+    if args.part == "conv":
+        conv_part()
 
 
 if __name__ == "__main__":

@@ -258,6 +258,8 @@ CORE = ("converters.ir", "converters.calibrate", "converters.schedule", "convert
 NORSE_BACKEND = ("converters.norse_backend",)
 LAVA_BACKEND = ("converters.lava_backend", "converters.to_lava")
 API = ("converters.api",)
+#: Leaf utilities below every layer (standard library only): atomic writes, the signal policy.
+UTILITIES = ("atomic", "interrupts")
 
 
 def is_core(module: str) -> bool:
@@ -270,10 +272,15 @@ def is_core(module: str) -> bool:
 LAYER_RULES = [
     ("coding imports no other package module",
      lambda m: in_group(m, ("coding",)), lambda t: True),
+    ("the leaf utilities import no other package module",
+     lambda m: in_group(m, UTILITIES), lambda t: True),
+    # both may use the leaf utilities (e.g. the signal policy of every Lava runtime)
     ("plugin imports only coding and plugin",
-     lambda m: in_group(m, ("plugin",)), lambda t: not in_group(t, ("coding", "plugin"))),
+     lambda m: in_group(m, ("plugin",)),
+     lambda t: not in_group(t, ("coding", "plugin") + UTILITIES)),
     ("processes imports only coding and processes",
-     lambda m: in_group(m, ("processes",)), lambda t: not in_group(t, ("coding", "processes"))),
+     lambda m: in_group(m, ("processes",)),
+     lambda t: not in_group(t, ("coding", "processes") + UTILITIES)),
     ("the network core imports no backend and not api",
      is_core, lambda t: in_group(t, NORSE_BACKEND + LAVA_BACKEND + API)),
     ("the Norse backend imports neither the Lava backend nor api",

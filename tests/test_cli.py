@@ -76,7 +76,8 @@ def error_of(capsys, *argv) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", ["convert", "evaluate", "run-lava", "demo", "finetune"])
+@pytest.mark.parametrize("command", ["convert", "evaluate", "run-lava", "export", "demo",
+                                     "finetune"])
 def test_help_has_examples(capsys, command):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
@@ -135,6 +136,38 @@ def test_evaluate_writes_table_json_and_plots(tiny, tmp_path, capsys):
         with Image.open(out_dir / name) as im:
             assert im.format == "PNG"
     assert "ANN top-1" in out and "soft_reset" in out
+
+
+POOL_NET = '''
+import torch.nn as nn
+
+def net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 3))
+'''
+
+
+def test_export_writes_a_nir_file_norse_reads(tiny, tmp_path, capsys):
+    import nir
+
+    (tmp_path / "pool_net.py").write_text(POOL_NET)
+    dst = tmp_path / "net.nir"
+    code, out, err = run(capsys, "export", tmp_path / "pool_net.py:net", "-d", tiny / "data",
+                         "--channels", "1", "-o", dst)
+    assert code == 0, err
+    assert f"wrote {dst}" in out and "1 IF populations" in out
+    graph = nir.read(dst)
+    assert sum(isinstance(n, nir.IF) for n in graph.nodes.values()) == 1
+    assert any(isinstance(n, nir.SumPool2d) for n in graph.nodes.values())
+
+
+def test_export_refuses_ilif_networks_and_max_pooling_in_one_line(tiny, tmp_path, capsys):
+    err = error_of(capsys, "export", tmp_path / "net.snn", "-o", tmp_path / "x.nir")
+    assert "no iLIF primitive" in err
+    assert "needs -d/--data" in error_of(capsys, "export", *TINY, "-o", tmp_path / "x.nir")
+    err = error_of(capsys, "export", *TINY, "-w", tiny / "w.pt", "-d", tiny / "data",
+                   "--channels", "1", "-o", tmp_path / "x.nir")
+    assert "max pooling" in err and not (tmp_path / "x.nir").exists()
 
 
 def test_demo_runs_and_writes_plots(tmp_path, capsys):

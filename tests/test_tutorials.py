@@ -40,3 +40,12 @@ def test_reproduce_resnet20_row(tmp_path, capsys):
     assert row["method"] == "iLIF" and row["T"] == 8 and row["images"] == 32
     assert row["agreement"] >= 90.0
     assert (tmp_path / "results.csv").exists() and (tmp_path / "accuracy.png").exists()
+
+
+@pytest.mark.lava
+def test_lava_process_graph_probe(tmp_path, capsys):
+    pytest.importorskip("lava", reason="tutorial 4 needs lava-nc 0.10.0")
+    res = load("04_lava_process_graph").main(["--smoke", "--out", str(tmp_path)])
+    assert res["logits_equal"] == 1.0  # our own run of lnet.processes() equals lnet.run
+    assert res["peak"] > 0 and (tmp_path / "membrane.png").stat().st_size > 0
+    assert "probing" in capsys.readouterr().out

@@ -1,13 +1,17 @@
-"""The ``spikeconverter`` command: convert, evaluate, run-lava, demo.
+"""The ``spikeconverter`` command: convert, evaluate, check, run-lava, export, demo.
 
 Every subcommand has examples in its ``--help``. Bad input (a missing file, an unknown model, data
-of the wrong shape, an unsupported layer) ends with exit status 2 and one line
-``spikeconverter: error: ...`` on stderr, without a traceback (``--debug`` shows it).
+of the wrong shape, an unsupported layer, an output that exists) ends with exit status 2 and one
+line ``spikeconverter: error: ...`` on stderr, without a traceback (``--debug`` shows it). Output
+paths are checked before any work starts. SIGINT (Ctrl-C) and SIGTERM stop the command cleanly
+-- Lava runtimes and their workers included -- with one line ``spikeconverter: interrupted by
+SIGINT`` and exit status 130 (SIGTERM: 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 from collections.abc import Callable, Sequence
@@ -15,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from spikeconverter.devices import add_runtime_arguments
+from spikeconverter.interrupts import exit_status, raise_on_signals
 from spikeconverter.training.cli import add_finetune_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "check_output_file", "check_output_folder", "main"]
 
 PROG = "spikeconverter"
 EXIT_USAGE = 2
@@ -106,14 +111,32 @@ EXAMPLES = {
 
 writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
 """,
+    "check": """examples:
+  spikeconverter check torchvision:densenet121 --num-classes 10 --input-shape 3 32 32
+  spikeconverter check torchvision:efficientnet_b0      # lists every blocker, exit status 1
+  spikeconverter check nets.py:make_net --input-shape 1 28 28
+
+exit status: 0 convertible, 1 not convertible (every blocker listed), 2 bad input
+""",
     "run-lava": """examples:
   spikeconverter run-lava resnet20_T8.snn -d ../shared/data/cifar10/test --normalize imagenet \\
-      --limit 4
+      --fixed-point -o lava.csv          # the whole folder: accuracy, agreement with Norse
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
+""",
+    "export": """examples:
+  spikeconverter export nets.py:make_net -w ckpt.pt -d ./digits --channels 1 -o net.nir
+  spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \\
+      --threshold-norm max -o net.nir
+
+writes the hard-reset rate-coded IF baseline of the model as a NIR graph (nodes Input, Conv2d,
+Affine/Linear, SumPool2d, Flatten, IF, Output) with thresholds from --calibration (or --data);
+read it with nir.read, run it with norse.torch.from_nir (one unbatched sample per call). NIR has
+no iLIF neuron, so a converted .snn network cannot be exported, and max pooling, layers without a
+ReLU and residual adds are refused with the reason.
 """,
     "demo": """examples:
   spikeconverter demo                      # writes out/demo/*.png and results.csv
-  spikeconverter demo --out /tmp/demo --epochs 10
+  spikeconverter demo --out /tmp/demo --epochs 10   # train the CNN here first
 """,
 }
 
@@ -142,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_conversion(p, 8)
     p.add_argument("-o", "--output", required=True, help="network file to write")
+    _add_overwrite(p)
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also report ANN vs SNN top-1 on N images of --data")
     add_runtime_arguments(p)
@@ -164,27 +188,53 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
                    help="baselines' threshold normalisation (default: percentile 99.99)")
     p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
-                   "(default: out/evaluate); OUT/progress.json is rewritten after each T and "
-                   "baseline")
+                   "(default: out/evaluate); results.csv/json are rewritten after every row, "
+                   "OUT/progress.json (the exact resume checkpoint) after each T and baseline")
+    _add_overwrite(p)
     p.add_argument("--resume", action="store_true", help="keep the T values and baselines "
                    "OUT/progress.json already holds (same settings) and run the rest")
     add_runtime_arguments(p)
 
+    p = add("check", "say whether a model converts, listing every blocker, without converting",
+            _cmd_check)
+    _add_model(p)
+    p.add_argument("--input-shape", type=int, nargs="+", default=[3, 224, 224],
+                   metavar="N", help="per-sample input shape (default: 3 224 224)")
+
     p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
-    _add_data(p, calibration=False, limit=4)
+    _add_data(p, calibration=False)
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
+    p.add_argument("--lava-batch", type=int, default=None,
+                   help="images simulated side by side in one Lava runtime (default: 16)")
+    p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
     add_runtime_arguments(p)
 
-    p = add("demo", "train a small CNN on scikit-learn digits, convert, compare, plot",
+    p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
+            _cmd_export)
+    _add_model(p)
+    _add_data(p, required=False)  # required below, after a .snn file got its own message
+    p.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
+                   help="threshold normalisation (default: percentile 99.99)")
+    p.add_argument("-o", "--output", required=True, help="NIR file to write (e.g. net.nir)")
+
+    p = add("demo", "a pretrained small CNN on scikit-learn digits: convert, compare, plot",
             _cmd_demo)
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train the CNN from scratch for this many epochs instead of loading "
+                   "the pretrained weights shipped with the package (30 made them)")
     p.add_argument("--lava-samples", type=int, default=3,
                    help="test images run in Lava (default: 3; 0 skips Lava)")
+    _add_overwrite(p)
     add_finetune_parser(sub)
     return parser
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: refuse before any work)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +307,59 @@ def _positive(value: Any, name: str) -> None:
         raise CommandError(f"{name} must be >= 1, got {value}")
 
 
+def _writable_folder(path: Path, what: str) -> None:
+    """Raise CommandError unless ``path`` (a folder, maybe not yet there) can be created/written."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise CommandError(f"{what} {str(path)!r} cannot be created: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CommandError(f"{what} {str(path)!r} cannot be written: no write permission in "
+                           f"{str(probe)!r}")
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool, option: str = "-o") -> Path:
+    """Check before any work that ``path`` can be written as a file.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a directory, exists (without ``overwrite``), or its folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a directory; give a file name, e.g. "
+                           f"{str(path / 'net.snn')!r}")
+    if path.exists() and not overwrite:
+        raise CommandError(f"{option} {str(path)!r} already exists; pass --overwrite to replace "
+                           "it, or choose another name")
+    _writable_folder(path.parent, "the folder of " + option)
+    return path
+
+
+def check_output_folder(path: str | os.PathLike, names: Sequence[str], overwrite: bool,
+                        option: str = "-o") -> Path:
+    """Check before any work that the files ``names`` can be written into folder ``path``.
+
+    Raises
+    ------
+    CommandError
+        ``path`` is a file, holds one of ``names`` (without ``overwrite``), or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a file; give a folder for the results")
+    there = [n for n in names if (path / n).exists()]
+    if there and not overwrite:
+        raise CommandError(f"{option} {str(path)!r} already holds {', '.join(there)}; pass "
+                           "--overwrite to replace them, or choose another folder")
+    _writable_folder(path, option)
+    return path
+
+
 def _check_common(args: argparse.Namespace) -> None:
     if getattr(args, "device", None) is not None:
         args.device = _device(args.device)
@@ -280,11 +383,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from spikeconverter.data import make_loader
     from spikeconverter.evaluation import check_model_input
 
+    check_output_file(args.output, args.overwrite)
     model = _model(args)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
                   rounding=args.rounding, progress=True, device=args.device)
+    net.graph.meta.update(_input_meta(args))
+    _lava_calibration(net, calib)
     net.save(args.output)
     print(f"wrote {args.output}: T={args.T}, {len(net.graph.populations)} populations, "
           f"latency {net.schedule.latency_steps} steps, a new sample every "
@@ -306,14 +412,74 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """How the conversion's images were prepared, kept in the network file (graph.meta)."""
+    norm = _normalization(args)
+    return {"input_preprocessing": True,
+            "input_mean": tuple(norm.mean) if norm else (),
+            "input_std": tuple(norm.std) if norm else (),
+            "input_channels": int(args.channels or 0),
+            "input_image_size": int(args.image_size or 0)}
+
+
+def _lava_calibration(net: Any, calib: Any) -> None:
+    """Measure Lava's fixed-point calibration into the graph (saved with it), if Lava is here."""
+    try:
+        lava_net = _lava_network(net)
+    except CommandError:
+        print("note: Lava is not installed: the file holds no fixed-point calibration "
+              "(run-lava --fixed-point will need a conversion with Lava installed)")
+        return
+    lava_net.calibrate_fixed_point(calib, progress=True)
+
+
+def _run_lava_inputs(args: argparse.Namespace, graph: Any) -> tuple[Any, int | None, int | None]:
+    """Normalisation, channels and image size for run-lava: the file's, unless it predates
+    them; an explicit option that disagrees with the file is refused."""
+    from spikeconverter.data import Normalization
+
+    given = _normalization(args)
+    meta = graph.meta
+    if not meta.get("input_preprocessing"):
+        print(f"note: {args.network} does not record its input normalisation (written by an "
+              "older spikeconverter): using the command line's "
+              f"({'none' if given is None else given})")
+        return given, args.channels, args.image_size
+    mean, std = tuple(meta.get("input_mean", ())), tuple(meta.get("input_std", ()))
+    stored = Normalization(mean, std) if mean else None
+    explicit = args.normalize is not None or args.mean is not None or args.std is not None
+    if explicit and given != stored:
+        raise CommandError(f"the normalisation given ({given}) disagrees with the one the network "
+                           f"was converted with ({stored}); leave --normalize/--mean/--std out")
+    out = []
+    for name, value in (("channels", meta.get("input_channels", 0)),
+                        ("image_size", meta.get("input_image_size", 0))):
+        opt = getattr(args, name)
+        if opt is not None and value and opt != value:
+            raise CommandError(f"--{name.replace('_', '-')} {opt} disagrees with the network "
+                               f"file ({value})")
+        out.append(opt if opt is not None else (value or None))
+    return stored, out[0], out[1]
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from spikeconverter.data import make_loader
-    from spikeconverter.evaluation import COLUMNS, check_model_input, evaluate, write_report
+    from spikeconverter.evaluation import (
+        COLUMNS,
+        REPORT_FILES,
+        check_model_input,
+        evaluate,
+        write_partial_report,
+        write_report,
+    )
     from spikeconverter.reporting import format_table
 
     baselines = [] if args.baselines == ["none"] else args.baselines
     for s in args.baseline_steps:
         _positive(s, "--baseline-steps")
+    # --resume continues in the folder it left: its files are expected there
+    out = check_output_folder(args.output, (*REPORT_FILES, "progress.json"),
+                              args.overwrite or args.resume)
     model = _model(args)
     data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size,
                        workers=args.workers)
@@ -325,8 +491,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           baseline_limit=args.baseline_limit,
                           calibration_mode=args.calibration_mode, rounding=args.rounding,
                           threshold_norm=args.threshold_norm, progress=True, log=print,
-                          device=args.device, checkpoint=Path(args.output) / "progress.json",
-                          resume=args.resume)
+                          device=args.device, checkpoint=out / "progress.json",
+                          resume=args.resume, on_row=lambda rep: write_partial_report(rep, out))
     if rank != 0:
         return 0
     files = write_report(report, args.output, title=Path(str(args.model)).name)
@@ -346,32 +512,69 @@ def _distributed(device: Any) -> Any:
 
 
 def _cmd_run_lava(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from spikeconverter.converters import load
+    from spikeconverter.data import load_dataset, make_loader
+    from spikeconverter.lavaeval import run_test_set
 
     path = Path(args.network)
     if not path.is_file():
         raise FileNotFoundError(f"network file {str(path)!r} does not exist")
-    net = load(path, device=args.device)
+    if args.device.type != "cpu":
+        raise CommandError(f"run-lava simulates Lava on the CPU only; drop --device "
+                           f"{args.device} (or pass --device cpu)")
+    _positive(args.lava_batch, "--lava-batch")
+    net = load(path)
     lava_net = _lava_network(net)
-    from spikeconverter.data import make_loader
-
-    # Lava takes all --limit images at once; they are read through the DataLoader
-    batches = list(make_loader(_dataset(args, args.data, args.split, args.limit),
-                               args.batch_size, workers=args.workers))
+    lava_net.use_plan_cache(path.with_name(path.name + ".lavaplan"))  # built once per network
+    norm, channels, size = _run_lava_inputs(args, net.graph)
+    if args.fixed_point:
+        lava_net.plan(fixed_point=True)  # before any data: says what is missing, if anything
+    ds = load_dataset(args.data, split=args.split, normalization=norm, channels=channels,
+                      image_size=size, limit=args.limit)
+    # the images are read through the DataLoader (--workers); Lava takes them all at once
+    batches = list(make_loader(ds, args.batch_size, workers=args.workers))
     xs = torch.cat([x for x, _ in batches])
     ys = torch.cat([torch.as_tensor(y) for _, y in batches]).tolist()
-    with torch.no_grad():
-        norse_pred = net(xs.to(args.device)).argmax(1).tolist()
-    logits = np.asarray(lava_net.run(xs, fixed_point=args.fixed_point))
-    pred = logits.argmax(1).tolist()
     kind = "fixed point" if args.fixed_point else "float"
-    print(f"Lava ({kind}) on {len(ys)} images:")
-    print(f"  labels      {ys}\n  Lava        {pred}\n  Norse iLIF  {norse_pred}")
-    print(f"  Lava correct {sum(p == y for p, y in zip(pred, ys, strict=True))}/{len(ys)}, "
-          f"agrees with Norse on {sum(p == q for p, q in zip(pred, norse_pred, strict=True))}")
+    res = run_test_set(lava_net, net, xs, ys, fixed_point=args.fixed_point,
+                       batch_size=args.lava_batch, csv_path=args.output)
+    sat = "" if res["saturations"] is None else f", saturations {res['saturations']}"
+    print(f"Lava ({kind}) on {res['images']} images: top-1 {res['accuracy']:.2f}% "
+          f"({res['correct']}/{res['images']}), agrees with Norse on {res['agree']} "
+          f"({res['agreement']:.2f}%; Norse top-1 {res['norse_accuracy']:.2f}%){sat}; "
+          f"{res['seconds']:.1f} s, {res['images_per_s']:.2f} images/s at batch "
+          f"{res['batch_size']}" + (f"; wrote {res['csv']}" if res["csv"] else ""))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Capture only: exit 0 if the model converts, 1 with every blocker if not."""
+    import torch
+
+    from spikeconverter.converters import ConversionError, capture
+
+    shape = tuple(args.input_shape)
+    if any(n <= 0 for n in shape):
+        raise CommandError(f"--input-shape must be positive integers, got {list(shape)}")
+    model = _model(args).eval()
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as e:  # noqa: BLE001 - whatever the model raises on a wrong shape
+        raise CommandError(f"{args.model} does not run on inputs of shape {list(shape)} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); pass "
+                           "--input-shape") from None
+    try:
+        graph = capture(model, x)
+    except ConversionError as e:
+        print(f"{args.model}: not convertible\n{e}")
+        return 1
+    kinds = [p.kind for p in graph]
+    print(f"{args.model}: convertible ({len(kinds)} populations: "
+          + ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + ")")
     return 0
 
 
@@ -387,10 +590,36 @@ def _lava_network(net: Any) -> Any:
     return build(net.graph)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from spikeconverter.demo import run_demo
+def _cmd_export(args: argparse.Namespace) -> int:
+    from spikeconverter.baselines import RateNetwork, rate_thresholds
+    from spikeconverter.converters import capture
+    from spikeconverter.evaluation import check_model_input
+    from spikeconverter.export import NO_ILIF_IN_NIR, write_nir
 
+    if str(args.model).endswith(".snn"):
+        raise CommandError(f"{args.model}: {NO_ILIF_IN_NIR}")
+    if args.data is None:
+        raise CommandError("export needs -d/--data: the IF thresholds are normalised on it "
+                           "(or on --calibration)")
+    model = _model(args)
+    calib = _calibration(args)
+    check_model_input(model, calib[:2], "the calibration data")
+    graph = capture(model, calib[:2])
+    net = RateNetwork(graph, rate_thresholds(graph, calib, mode=args.threshold_norm),
+                      "hard_reset")
+    path = write_nir(net, args.output)
+    spiking = sum(p.kind == "relu" for p in graph)
+    print(f"wrote {path}: a hard-reset IF network, {spiking} IF populations, thresholds from "
+          f"{len(calib)} calibration images ({args.threshold_norm})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
     _positive(args.epochs, "--epochs")
+    print("loading the demo (torch, Norse, scikit-learn) ...", flush=True)
+    from spikeconverter.demo import DEMO_FILES, run_demo
+
+    check_output_folder(args.out, DEMO_FILES, args.overwrite, "--out")
     run_demo(args.out, epochs=args.epochs, lava_samples=max(args.lava_samples, 0))
     return 0
 
@@ -406,18 +635,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit status.
+
+    0 ok, 2 bad input, 130 interrupted by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from spikeconverter.reporting import one_line_warnings
 
     try:
-        _check_common(args)
-        with one_line_warnings(PROG):
-            return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        with raise_on_signals():
+            _check_common(args)
+            with one_line_warnings(PROG):
+                return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:
+        print(f"{PROG}: {e or 'interrupted by SIGINT'}", file=sys.stderr)
+        return exit_status(e)
     except _user_errors() as e:
         if args.debug:
             raise

@@ -32,6 +32,7 @@ __all__ = [
     "calibration_batch",
     "iter_input_batches",
     "load_dataset",
+    "load_image",
     "make_loader",
     "resolve_normalization",
     "subset",
@@ -171,12 +172,30 @@ def _image_folder(path: Path, tf: Any) -> Dataset:
         raise ValueError(f"data source {str(path)!r} is a file; give a folder with one sub-folder "
                          "per class")
     try:
-        return ImageFolder(str(path), transform=tf)
+        return ImageFolder(str(path), transform=tf, loader=load_image)
     except FileNotFoundError as e:  # torchvision's message names no fix
         raise ValueError(
             f"{str(path)!r} is not an ImageFolder tree: it needs one sub-folder per class "
             f"holding image files ({e})"
         ) from None
+
+
+def load_image(path: str | os.PathLike) -> Any:
+    """Read an image file as an RGB PIL image (what ``ImageFolder`` does), fully decoded.
+
+    Raises
+    ------
+    ValueError
+        The file is truncated, damaged or not an image; the message names it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")  # decodes everything now: a truncated file fails here
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise ValueError(f"image file {os.fspath(path)!r} cannot be read ({e}): it is "
+                         "truncated, damaged or not an image; replace or remove it") from None
 
 
 def _torchvision_dataset(kind: str, root: str, split: str, tf: Any) -> Dataset:

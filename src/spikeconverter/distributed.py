@@ -9,14 +9,15 @@ Launched without torchrun it does nothing and the command runs in one process.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["is_distributed", "launched_by_torchrun", "process_group", "rank"]
+__all__ = ["all_sum", "from_rank0", "is_distributed", "launched_by_torchrun", "process_group",
+           "rank", "shard_of"]
 
 
 def launched_by_torchrun() -> bool:
@@ -32,6 +33,34 @@ def is_distributed() -> bool:
 def rank() -> int:
     """This process's rank (0 when alone)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def shard_of() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: ``(0, 1)`` when alone."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_sum(values: Sequence[float]) -> list[float]:
+    """``values`` summed over the ranks (as float64: integer counts up to 2**53 stay exact), or
+    ``values`` themselves when alone."""
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":  # nccl reduces CUDA tensors only
+            t = t.cuda()
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def from_rank0(make: Callable[[], Any]) -> Any:
+    """``make()`` run on rank 0 and sent to every rank, so that all use exactly the same value
+    (a picklable one); called alone, just ``make()``."""
+    if shard_of()[1] == 1:
+        return make()
+    box = [make() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 @contextmanager

@@ -30,10 +30,11 @@ def images(n, seed=0):
 
 def test_calibration_forms_give_the_same_thresholds(model):
     x = images(12)
-    a = convert(model, x, T=4, progress=False, batch_size=5)
-    b = convert(model, [x[:5], x[5:]], T=4, progress=False)
-    c = convert(model, [(x[:7], torch.zeros(7)), (x[7:], torch.zeros(5))], T=4, progress=False)
-    d = convert(model, iter([x[:3], x[3:]]), T=4, progress=False)
+    kw = {"progress": False, "threshold_granularity": "layer", "correction": "none"}
+    a = convert(model, x, T=4, batch_size=5, **kw)
+    b = convert(model, [x[:5], x[5:]], T=4, **kw)
+    c = convert(model, [(x[:7], torch.zeros(7)), (x[7:], torch.zeros(5))], T=4, **kw)
+    d = convert(model, iter([x[:3], x[3:]]), T=4, **kw)
     th = [[p.theta for p in n.graph if p.theta is not None] for n in (a, b, c, d)]
     for other in th[1:]:  # batch sizes differ: float32 convolutions may round differently
         assert other == pytest.approx(th[0], rel=1e-5)
@@ -131,7 +132,7 @@ def test_lava_backend_reports_what_is_missing_or_builds(model):
 
 def test_save_load_roundtrip(model, tmp_path):
     net = convert(model, images(8), T=5, progress=False, dtype=torch.float64,
-                  calibration_mode="percentile")
+                  calibration_mode="percentile", threshold_granularity="layer")
     path = tmp_path / "sub" / "net.snn"
     net.save(path)
     assert path.is_file() and not list(path.parent.glob("*.tmp"))

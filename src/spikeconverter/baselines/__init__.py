@@ -12,7 +12,11 @@ Examples
 """
 
 from spikeconverter.baselines.counting import ann_macs, fanout
-from spikeconverter.baselines.normalization import NORMALIZATION_MODES, rate_thresholds
+from spikeconverter.baselines.normalization import (
+    NORMALIZATION_MODES,
+    rate_thresholds,
+    spike_norm_thresholds,
+)
 from spikeconverter.baselines.rate import (
     DEFAULT_STEPS,
     RATE_METHODS,
@@ -31,4 +35,5 @@ __all__ = [
     "fanout",
     "rate_thresholds",
     "simulate_rate",
+    "spike_norm_thresholds",
 ]

@@ -8,6 +8,14 @@ percentile of the positive activations (Rueckauer's "robust normalisation") trad
 clipping of outliers for faster, more precise rates. Scaling the weights by
 ``lambda_{l-1} / lambda_l`` with thresholds 1 is the same network; we keep the ANN's weights and
 put ``lambda`` in the threshold and in the spike's payload, which is easier to read.
+
+:func:`spike_norm_thresholds` is Sengupta et al.'s (2019) own procedure ("spike-norm",
+their Algorithm 1): the thresholds are balanced in the *spiking* network, layer by layer, each
+set to the largest input current its neurons receive in any one step while the layers before it
+already run with their balanced thresholds. A rate-coded IF neuron then never receives more
+than one threshold's worth of charge per step, which is what makes the hard reset work: the ANN
+maximum of ``rate_thresholds`` lets the per-step current exceed the threshold, and a hard reset
+throws that excess away, layer after layer.
 """
 
 from __future__ import annotations
@@ -16,13 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from spikeconverter.baselines.rate import RATE_METHODS, RateNetwork
 from spikeconverter.converters.ir import Graph
 from spikeconverter.data import iter_input_batches
 
 NORMALIZATION_MODES = ("max", "percentile")
 
-__all__ = ["NORMALIZATION_MODES", "rate_thresholds"]
+__all__ = ["NORMALIZATION_MODES", "rate_thresholds", "spike_norm_thresholds"]
 
 
 def rate_thresholds(
@@ -105,3 +115,63 @@ def rate_thresholds(
             lam = min(lam, float(clip))
         out[n] = lam if lam > 0.0 else 1.0
     return out
+
+
+def spike_norm_thresholds(
+    graph: Graph,
+    calibration: Any,
+    steps: int = 256,
+    method: str = "hard_reset",
+    batch_size: int = 64,
+    dtype: torch.dtype = torch.float32,
+    device: Any = "cpu",
+    progress: bool = False,
+) -> dict[str, float]:
+    """Sengupta et al.'s spike-norm: per-layer thresholds balanced in the spiking network.
+
+    For each ``"relu"``/``"signed"`` population in topological order, the network of the
+    populations before it runs for ``steps`` steps on the calibration inputs (the same analog
+    input currents as at inference), with the thresholds found so far, and the population's
+    threshold becomes the largest input current any of its neurons receives in one step.
+
+    Parameters
+    ----------
+    graph : Graph
+        The captured network.
+    calibration : torch.Tensor or iterable
+        Inputs ``(N, C, H, W)`` or an iterable of batches or ``(x, y)`` pairs (a few dozen
+        images suffice: the cost is that of ``steps`` steps times half the depth).
+    steps : int
+        Steps simulated per layer (Sengupta et al. balance over the whole simulation).
+    method : str
+        The neuron of the layers already balanced, one of :data:`RATE_METHODS`.
+    batch_size : int
+        Batch size when ``calibration`` is one tensor.
+    dtype, device
+        Simulation precision and device.
+    progress : bool
+        Print nothing; show a tqdm bar over the layers.
+
+    Returns
+    -------
+    dict of str to float
+        ``lambda`` per population name (1.0 for a layer that never receives positive current).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if method not in RATE_METHODS:
+        raise ValueError(f"method must be one of {sorted(RATE_METHODS)}, got {method!r}")
+    graph.validate()
+    names = [p.name for p in graph if p.kind in ("relu", "signed")]
+    batches = list(iter_input_batches(calibration, batch_size))
+    if not batches or sum(b.shape[0] for b in batches) == 0:
+        raise ValueError("calibration is empty: need at least one input to balance thresholds")
+    lam = dict.fromkeys(names, 1.0)
+    for name in tqdm(names, desc="spike-norm", disable=not progress, leave=False):
+        net = RateNetwork(graph, lam, method, dtype=dtype, device=device)
+        peak = max(net.peak_current(x, name, steps) for x in batches)
+        clip = graph[name].clip
+        lam[name] = min(peak, float(clip)) if clip is not None and peak > 0 else peak
+        if not lam[name] > 0.0:
+            lam[name] = 1.0
+    return lam

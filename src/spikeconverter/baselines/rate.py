@@ -213,7 +213,6 @@ class RateNetwork:
             raise ValueError(f"record must name a spiking population, got {record!r}")
         x = x.to(device=self.device, dtype=self.dtype)
         B = x.shape[0]
-        shift = self.method == "threshold_shift"
         reset = reset_value if self.method == "hard_reset" else reset_subtract
         zero = torch.zeros((), dtype=self.dtype, device=self.device)
         v = {p.name: torch.zeros((B, *p.shape), dtype=self.dtype, device=self.device)
@@ -231,32 +230,8 @@ class RateNetwork:
                       desc=f"{self.method}"):
             for pop in g:
                 name = pop.name
-                if pop.kind == "input":
-                    out[name] = x
+                if not self._step(pop, x, out, v, counts, reset, zero):
                     continue
-                if pop.kind == "maxpool":
-                    out[name] = self._maxpool(pop, out, counts)
-                elif pop.kind == "readout":
-                    v[name] = v[name] + self._current(name, out)
-                    continue
-                else:
-                    lam = self.thresholds[name]
-                    fire = lam / 2 if shift else lam
-                    vm = v[name] + self._current(name, out)
-                    z = (vm >= fire).to(self.dtype)
-                    if pop.kind == "signed":
-                        # norse's resets take z in {0, 1}: a negative spike resets the mirrored
-                        # membrane like a positive one.
-                        neg = (vm <= -fire).to(self.dtype)
-                        vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam),
-                                         reset(z, vm, zero, lam))
-                        z = z - neg
-                    else:
-                        vm = reset(z, vm, zero, lam)
-                    v[name] = vm
-                    out[name] = z * lam
-                    if name in counts:
-                        counts[name] += z
                 if pop.kind == "maxpool" and not g[pop.edges[0].source].spiking:
                     continue  # pooled analog input: values, not spikes
                 fired = (out[name] != 0).to(self.dtype)
@@ -272,6 +247,65 @@ class RateNetwork:
         if raster is not None:
             res.raster = torch.stack(raster)
         return res
+
+    def _step(self, pop, x, out, v, counts, reset, zero) -> bool:
+        """Advance population ``pop`` by one step; False for the input and the readout."""
+        name = pop.name
+        if pop.kind == "input":
+            out[name] = x
+            return False
+        if pop.kind == "readout":
+            v[name] = v[name] + self._current(name, out)
+            return False
+        if pop.kind == "maxpool":
+            out[name] = self._maxpool(pop, out, counts)
+            return True
+        lam = self.thresholds[name]
+        fire = lam / 2 if self.method == "threshold_shift" else lam
+        vm = v[name] + self._current(name, out)
+        z = (vm >= fire).to(self.dtype)
+        if pop.kind == "signed":
+            # norse's resets take z in {0, 1}: a negative spike resets the mirrored membrane
+            # like a positive one.
+            neg = (vm <= -fire).to(self.dtype)
+            vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam), reset(z, vm, zero, lam))
+            z = z - neg
+        else:
+            vm = reset(z, vm, zero, lam)
+        v[name] = vm
+        out[name] = z * lam
+        if name in counts:
+            counts[name] += z
+        return True
+
+    @torch.no_grad()
+    def peak_current(self, x: torch.Tensor, name: str, steps: int) -> float:
+        """Largest input current (``|I|`` for signed) that population ``name`` receives in one
+        step, over ``steps`` steps of the batch ``x``: the quantity spike-norm balances.
+
+        Only the populations before ``name`` are simulated (they need their thresholds in
+        ``thresholds``; ``name`` and those after it do not).
+        """
+        g = self.graph
+        if name not in g.populations or g[name].kind not in ("relu", "signed"):
+            raise ValueError(f"name must be a relu or signed population, got {name!r}")
+        x = x.to(device=self.device, dtype=self.dtype)
+        reset = reset_value if self.method == "hard_reset" else reset_subtract
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        before = list(g.populations)[: list(g.populations).index(name)]
+        v = {n: torch.zeros((x.shape[0], *g[n].shape), dtype=self.dtype, device=self.device)
+             for n in before if g[n].kind in ("relu", "signed")}
+        counts = {p.edges[0].source: torch.zeros_like(v[p.edges[0].source]) for p in g
+                  if p.kind == "maxpool" and p.edges[0].source in v}
+        out: dict[str, torch.Tensor] = {}
+        peak = 0.0
+        for _ in range(int(steps)):
+            for n in before:
+                self._step(g[n], x, out, v, counts, reset, zero)
+            current = self._current(name, out)
+            peak = max(peak, float(current.abs().max() if g[name].kind == "signed"
+                                   else current.max()))
+        return peak
 
     def _maxpool(self, pop, out, counts) -> torch.Tensor:
         a = pop.attrs

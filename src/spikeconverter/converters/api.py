@@ -16,10 +16,17 @@ import torch
 import torch.nn as nn
 
 from spikeconverter import coding
-from spikeconverter.converters.calibrate import calibrate, check_T, iter_batches
+from spikeconverter.converters.calibrate import calibrate, iter_batches
 from spikeconverter.converters.capture import capture
+from spikeconverter.converters.correction import correct, default_settings
 from spikeconverter.converters.norse_backend import MODES
 from spikeconverter.converters.serialize import read
+from spikeconverter.converters.validate import (
+    check_batch_size,
+    check_graph,
+    check_T,
+    check_T_per_layer,
+)
 from spikeconverter.devices import resolve_device
 
 __all__ = ["BACKENDS", "convert", "load", "register_backend", "resolve_backend"]
@@ -104,13 +111,17 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         an unknown backend.
     """
     dev = resolve_device(device) if device is not None else None
-    data = read(path)
+    data = read(path)  # every value checked (validate.check_graph) before a backend builds
     name = backend or data.backend
     resolve_backend(name)
     if name not in _LOADERS:
         raise ValueError(f"backend {name!r} cannot load network files (registered without a "
                          "loader)")
-    return _to_device(_LOADERS[name](data, mode=mode, dtype=dtype), dev)
+    try:
+        net = _LOADERS[name](data, mode=mode, dtype=dtype)
+    except ValueError as exc:  # e.g. a T beyond the dtype's range, a forged schedule
+        raise ValueError(f"{path}: {exc}") from None
+    return _to_device(net, dev)
 
 
 def _to_device(net: Any, device: torch.device | None) -> Any:
@@ -130,7 +141,9 @@ def convert(
     T: int = 16,
     *,
     backend: str = "norse",
-    calibration_mode: str = "max",
+    calibration_mode: str | None = None,
+    threshold_granularity: str | None = None,
+    correction: str | None = None,
     rounding: str = "nearest",
     percentile: float = 99.99,
     headroom: float = 1.0,
@@ -156,8 +169,18 @@ def convert(
         Spike-train length of every layer (its generate window; accumulate windows follow).
     backend : str
         ``"norse"`` (a :class:`SpikingNetwork`, an ``nn.Module``) or ``"lava"`` when installed.
-    calibration_mode : {"max", "percentile", "optimal"}
+    calibration_mode : {"max", "percentile", "optimal"}, optional
         Threshold choice (see :func:`calibrate`).
+    threshold_granularity : {"layer", "channel"}, optional
+        One threshold per population or one per channel.
+    correction : {"both", "bias", "threshold", "none"}, optional
+        Post-training correction against the ANN, layer by layer
+        (:func:`~spikeconverter.converters.correction.correct`).
+        Left out, these three take the best measured setting for ``T``
+        (:func:`~spikeconverter.converters.correction.default_settings`: per-layer ``max``
+        thresholds, with both corrections up to T = 8). The Lava backend's fixed point needs
+        one threshold per population, so with ``backend="lava"`` the granularity is always
+        ``"layer"`` unless given.
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
         is unbiased and holds up at small T.
@@ -192,16 +215,23 @@ def convert(
     Raises
     ------
     ValueError
-        Bad arguments (T < 1, unknown mode), empty calibration data, NaN weights.
+        Bad arguments (T < 1, T beyond the longest train exact in the simulation's dtype --
+        24 in float32, 53 in float64 and Lava --, unknown mode, ``T_per_layer`` naming a
+        population without a train of its own, ``batch_size`` < 1), empty or mixed-shape
+        calibration batches, NaN/inf in a calibration batch (named), NaN weights. The values
+        are checked by :mod:`spikeconverter.converters.validate`, as :func:`load` checks them.
     ConversionError
         Unsupported operation or untraceable model (names the node).
     """
-    T = check_T(T)
     dev = resolve_device(device)
     coding.validate_code_params(k=k, rounding=rounding)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     build = resolve_backend(backend)
+    # the longest exact train depends on the simulation's precision (Lava runs float64)
+    sim_dtype = torch.float64 if backend == "lava" else dtype
+    T = check_T(T, dtype=sim_dtype)
+    check_batch_size(batch_size)
     # read once: a one-shot iterator must not be consumed twice
     first, batches, _ = iter_batches(calibration, batch_size)
     example = first[:2]
@@ -211,10 +241,20 @@ def convert(
                              f"data's per-sample shape {tuple(first.shape[1:])}")
     graph = capture(model, example)
     graph.rounding, graph.k = rounding, float(k)
-    calibrate(graph, batches, T, mode=calibration_mode, percentile=percentile,
-              headroom=headroom, T_per_layer=T_per_layer, input_encoding=input_encoding,
-              batch_size=batch_size, progress=progress, device=dev,
-              dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    graph.populations[graph.input].attrs["encoding"] = input_encoding
+    check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
+    best = default_settings(T)
+    if backend == "lava":
+        best["threshold_granularity"] = "layer"
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
+              granularity=threshold_granularity or best["threshold_granularity"],
+              percentile=percentile, headroom=headroom, T_per_layer=T_per_layer,
+              input_encoding=input_encoding, batch_size=batch_size, progress=progress,
+              dtype=work, device=dev)
+    correct(graph, batches, method=correction or best["correction"], batch_size=batch_size,
+            dtype=work, device=dev)
+    check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     net = build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
     return _to_device(net, dev if device is not None else None)

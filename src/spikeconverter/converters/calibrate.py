@@ -12,14 +12,17 @@ bounded random sample of its values. The threshold then follows the chosen mode:
 * ``"optimal"``: the threshold minimising the expected conversion error (paper Eq. 13) on the
   layer's sampled values, :func:`spikeconverter.coding.optimal_threshold`.
 
-ReLU6 populations keep ``theta <= threshold_for_peak(clip, k)`` (``clip / 2`` for k = 2). Max
-pooling populations share their source's threshold and length. An analog input gets ``T = 1,
-theta = 1`` (it delivers its value in one step); a spike-encoded input is calibrated like a
-signed population.
+With ``granularity="channel"`` every mode is applied to each channel (dim 0 of the population's
+shape) separately and ``theta`` is an array, one threshold per channel; a channel that never
+activates gets 1.0. ReLU6 populations keep ``theta <= threshold_for_peak(clip, k)`` (``clip / 2``
+for k = 2). Max pooling populations share their source's threshold and length. An analog input
+gets ``T = 1, theta = 1`` (it delivers its value in one step); a spike-encoded input is
+calibrated like a signed population.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -29,11 +32,28 @@ from tqdm.auto import tqdm
 
 from spikeconverter import coding
 from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.validate import (
+    check_batch,
+    check_batch_size,
+    check_T,
+    check_T_per_layer,
+)
 
-__all__ = ["CALIBRATION_MODES", "INPUT_ENCODINGS", "calibrate", "iter_batches"]
+__all__ = [
+    "CALIBRATION_MODES",
+    "INPUT_ENCODINGS",
+    "OUTLIER_RATIO",
+    "THRESHOLD_GRANULARITIES",
+    "calibrate",
+    "iter_batches",
+]
 
 CALIBRATION_MODES = ("max", "percentile", "optimal")
+THRESHOLD_GRANULARITIES = ("layer", "channel")
 INPUT_ENCODINGS = ("analog", "spikes")
+#: A population whose largest activation exceeds the median of its per-sample maxima this many
+#: times gets a warning: with ``theta = max / 2`` over 6 bits of its code serve a few samples.
+OUTLIER_RATIO = 64.0
 
 
 def _as_batch(item: Any) -> torch.Tensor:
@@ -75,8 +95,10 @@ def iter_batches(
     Raises
     ------
     ValueError
-        The data holds no samples.
+        The data holds no samples, ``batch_size`` < 1, or the first batch holds NaN/inf
+        (later batches are checked as they are read, by :func:`calibrate`).
     """
+    batch_size = check_batch_size(batch_size)
     if isinstance(calibration, torch.Tensor):
         if calibration.ndim < 2 or calibration.shape[0] == 0:
             raise ValueError(
@@ -84,6 +106,7 @@ def iter_batches(
                 f"{tuple(calibration.shape)}); pass a tensor (N, ...) with N >= 1"
             )
         batches = list(torch.split(calibration, batch_size))
+        check_batch(batches[0], "calibration batch 0")
         return batches[0], batches, len(batches)
     if not isinstance(calibration, Iterable):
         raise TypeError(
@@ -96,8 +119,7 @@ def iter_batches(
         first = _as_batch(next(it))
     except StopIteration:
         raise ValueError("calibration data is empty: need at least one batch") from None
-    if first.ndim < 2 or first.shape[0] == 0:
-        raise ValueError(f"calibration batch has shape {tuple(first.shape)}; need (B, ...)")
+    check_batch(first, "calibration batch 0")
     if iter(calibration) is calibration:  # a one-shot iterator: keep what was read
         all_batches: Iterable[torch.Tensor] = [first] + [_as_batch(b) for b in it]
         n = len(all_batches)
@@ -106,35 +128,54 @@ def iter_batches(
     return first, all_batches, n
 
 
-def check_T(T: Any, what: str = "T") -> int:
-    """``T`` as an int; ValueError naming ``what`` unless it is an integer >= 1."""
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {T!r}")
-    return int(T)
-
-
 class _Stats:
-    """Running max and a bounded uniform sample of one population's values."""
+    """Running max and a bounded uniform sample of one population's values.
 
-    def __init__(self, signed: bool, capacity: int, rng: np.random.Generator):
+    With ``per_channel`` both are kept per channel (dim 1 of a batch): ``max`` is an array and
+    :meth:`values` returns ``(C, n)``.
+    """
+
+    def __init__(self, signed: bool, capacity: int, rng: np.random.Generator,
+                 per_channel: bool = False):
         self.signed, self.capacity, self.rng = signed, capacity, rng
-        self.max = 0.0
+        self.per_channel = per_channel
+        self.max: float | np.ndarray = 0.0  # per channel with per_channel
+        self.top = 0.0  # the largest value over the whole population
+        self.max_batch = 0  # the calibration batch that holds ``top``
+        self.sample_max: list[np.ndarray] = []  # each sample's maximum (for outliers)
         self.samples: list[np.ndarray] = []
         self.count = 0
 
-    def update(self, v: torch.Tensor) -> None:
-        a = v.detach().abs() if self.signed else torch.clamp(v.detach(), min=0)
-        self.max = max(self.max, float(a.max()))
-        flat = v.detach().reshape(-1)
-        take = min(flat.numel(), max(self.capacity // 8, 1))
-        idx = torch.from_numpy(self.rng.choice(flat.numel(), size=take, replace=False))
-        self.samples.append(flat[idx].double().cpu().numpy())
+    def update(self, v: torch.Tensor, batch: int) -> None:
+        v = v.detach()
+        a = v.abs() if self.signed else torch.clamp(v, min=0)
+        per_sample = a.reshape(a.shape[0], -1).amax(1)
+        self.sample_max.append(per_sample.double().cpu().numpy())
+        top = float(per_sample.max())
+        if not np.isfinite(top):
+            raise ValueError(f"calibration batch {batch} gives non-finite values ({top}) in "
+                             "this population: the model overflows on it")
+        if top > self.top:
+            self.top, self.max_batch = top, batch
+        if self.per_channel:
+            v = v.transpose(0, 1).reshape(v.shape[1], -1)  # (C, B * rest)
+            a = a.transpose(0, 1).reshape(a.shape[1], -1)
+            self.max = np.maximum(self.max, a.amax(1).double().cpu().numpy())
+        else:
+            self.max = max(self.max, top)
+        flat = v if self.per_channel else v.reshape(-1)
+        rows = v.shape[0] if self.per_channel else 1
+        take = min(flat.shape[-1], max(self.capacity // (8 * rows), 1))
+        idx = torch.from_numpy(self.rng.choice(flat.shape[-1], size=take, replace=False))
+        self.samples.append(flat[..., idx.to(flat.device)].double().cpu().numpy())
         self.count += take
 
     def values(self) -> np.ndarray:
-        x = np.concatenate(self.samples)
-        if x.size > self.capacity:
-            x = self.rng.choice(x, size=self.capacity, replace=False)
+        x = np.concatenate(self.samples, axis=-1)
+        per_row = self.capacity // (x.shape[0] if self.per_channel else 1)
+        if x.shape[-1] > max(per_row, 1):
+            idx = self.rng.choice(x.shape[-1], size=max(per_row, 1), replace=False)
+            x = x[..., idx]
         return x
 
 
@@ -156,6 +197,7 @@ def calibrate(
     T: int = 16,
     *,
     mode: str = "max",
+    granularity: str = "layer",
     percentile: float = 99.99,
     headroom: float = 1.0,
     T_per_layer: dict[str, int] | None = None,
@@ -181,6 +223,8 @@ def calibrate(
         Spike-train length (generate window) of every population not in ``T_per_layer``.
     mode : {"max", "percentile", "optimal"}
         How thresholds are chosen (see the module docstring).
+    granularity : {"layer", "channel"}
+        One threshold per population, or one per channel (dim 0 of its shape).
     percentile : float
         Percentile (0, 100] for ``mode="percentile"``.
     headroom : float
@@ -208,35 +252,38 @@ def calibrate(
     ValueError
         Empty data, T < 1, unknown mode/encoding/population names, bad percentile/headroom.
     """
-    T = check_T(T)
+    T = check_T(T, dtype=torch.float64)  # backends refuse what their dtype cannot hold
     _check_options(mode, input_encoding, percentile, headroom)
+    if granularity not in THRESHOLD_GRANULARITIES:
+        raise ValueError(f"threshold granularity must be one of {THRESHOLD_GRANULARITIES}, got "
+                         f"{granularity!r}")
     if rounding is not None:
         coding.validate_code_params(rounding=rounding)
         graph.rounding = rounding
     if k is not None:
         coding.validate_code_params(k=k)
         graph.k = float(k)
-    lengths = dict(T_per_layer or {})
-    for name, t in lengths.items():
-        if name not in graph.populations:
-            raise ValueError(f"T_per_layer names {name!r}, which is not a population; "
-                             f"populations: {', '.join(graph.populations)}")
-        check_T(t, f"T_per_layer[{name!r}]")
-
     graph.populations[graph.input].attrs["encoding"] = input_encoding
+    lengths = check_T_per_layer(graph, T_per_layer, torch.float64)
     first, batches, n = iter_batches(calibration, batch_size)
     rng = np.random.default_rng(seed)
     stats = {
-        p.name: _Stats(p.kind == "signed" or p.kind == "input", max_samples, rng)
+        p.name: _Stats(p.kind == "signed" or p.kind == "input", max_samples, rng,
+                       per_channel=granularity == "channel" and p.kind != "input")
         for p in graph
         if p.kind in ("relu", "signed") or (p.kind == "input" and input_encoding == "spikes")
     }
     seen = 0
     with torch.no_grad():
-        for x in tqdm(batches, total=n, desc="calibrating", disable=not progress, leave=False):
+        for i, x in enumerate(tqdm(batches, total=n, desc="calibrating", disable=not progress,
+                                   leave=False)):
+            check_batch(x, f"calibration batch {i}", tuple(first.shape[1:]))
             values = graph.forward(x.to(device=device, dtype=dtype), quantized=False)
             for name, s in stats.items():
-                s.update(values[name])
+                try:
+                    s.update(values[name], i)
+                except ValueError as e:
+                    raise ValueError(f"population {name!r}: {e}") from None
             seen += x.shape[0]
     if seen == 0:
         raise ValueError("calibration data is empty: need at least one sample")
@@ -255,28 +302,54 @@ def calibrate(
             continue
         pop.T = int(lengths.get(pop.name, T))
         pop.theta = _threshold(stats[pop.name], pop, mode, percentile, headroom, graph)
-    graph.meta.update(calibration_mode=mode, calibration_samples=seen,
+    graph.meta.update(calibration_mode=mode, threshold_granularity=granularity,
+                      calibration_samples=seen,
                       input_encoding=input_encoding)
     return graph
 
 
+def _warn_outlier(s: _Stats, name: str) -> None:
+    """Warn when the maximum that sets theta is far above what a typical sample reaches."""
+    typical = float(np.median(np.concatenate(s.sample_max)))
+    if typical > 0 and s.top > OUTLIER_RATIO * typical:
+        warnings.warn(
+            f"calibration: population {name!r} has its maximum {s.top:.3g} (in calibration "
+            f"batch {s.max_batch}) {s.top / typical:.3g} times above a typical sample's "
+            f"{typical:.3g}: an outlier sets the threshold and most codes go unused; check "
+            "that batch, or use calibration_mode='percentile'", RuntimeWarning, stacklevel=4)
+
+
 def _threshold(s: _Stats, pop, mode: str, percentile: float, headroom: float,
-               graph: Graph) -> float:
+               graph: Graph) -> float | np.ndarray:
+    if mode == "max":
+        _warn_outlier(s, pop.name)
+    if not s.per_channel:
+        return _one_threshold(s.max, s.values, pop, mode, percentile, headroom, graph)
+    x = s.values() if mode != "max" else None
+    return np.array([
+        _one_threshold(float(m), lambda c=c: x[c], pop, mode, percentile, headroom, graph)
+        for c, m in enumerate(s.max)
+    ])
+
+
+def _one_threshold(peak: float, values, pop, mode: str, percentile: float, headroom: float,
+                   graph: Graph) -> float:
+    """Threshold of one population or channel from its peak and its sampled ``values()``."""
     signed = pop.kind in ("signed", "input")
     k = graph.k
-    if s.max <= 0.0:
+    if peak <= 0.0:
         theta = 1.0  # never active on the calibration data: any threshold is lossless
     elif mode == "max":
-        theta = coding.threshold_for_peak(headroom * s.max, k)
+        theta = coding.threshold_for_peak(headroom * peak, k)
     elif mode == "percentile":
-        x = s.values()
+        x = values()
         x = np.abs(x) if signed else x[x > 0]
-        peak = headroom * float(np.percentile(x, percentile)) if x.size else s.max
-        theta = coding.threshold_for_peak(peak, k)
+        top = headroom * float(np.percentile(x, percentile)) if x.size else peak
+        theta = coding.threshold_for_peak(top, k)
     else:
-        theta = coding.optimal_threshold(s.values(), pop.T, k, graph.rounding, signed)
+        theta = coding.optimal_threshold(values(), pop.T, k, graph.rounding, signed)
     if pop.clip is not None:
         theta = min(theta, coding.threshold_for_peak(pop.clip, k))
     if not theta > 0:
-        theta = coding.threshold_for_peak(s.max, k)
+        theta = coding.threshold_for_peak(peak, k)
     return float(theta)

@@ -30,10 +30,12 @@ import torch.nn.functional as F
 from spikeconverter import coding
 
 POPULATION_KINDS = ("input", "relu", "signed", "maxpool", "readout")
-OP_KINDS = ("conv2d", "linear", "avgpool2d", "flatten", "slice", "pad")
+OP_KINDS = ("conv2d", "linear", "avgpool2d", "flatten", "slice", "pad", "gather")
+#: Ops that only move values (or insert zeros): composable into one ``"gather"``.
+LAYOUT_KINDS = ("flatten", "slice", "pad", "gather")
 
-__all__ = ["Edge", "Graph", "Op", "OP_KINDS", "POPULATION_KINDS", "Population", "apply_op",
-           "theta_tensor"]
+__all__ = ["Edge", "Graph", "LAYOUT_KINDS", "Op", "OP_KINDS", "POPULATION_KINDS", "Population",
+           "apply_op", "theta_tensor"]
 
 
 @dataclass
@@ -53,7 +55,11 @@ class Op:
         * ``"flatten"``: per-sample flatten to one dimension;
         * ``"slice"``: attrs ``index``, a tuple of per-sample-dim ``(start, stop, step)``
           (``x[:, s0:e0:st0, s1:e1:st1, ...]``; ``None`` entries as in Python slices);
-        * ``"pad"``: attrs ``pad`` as in ``F.pad`` (last dim first), constant 0.
+        * ``"pad"``: attrs ``pad`` as in ``F.pad`` (last dim first), constant 0;
+        * ``"gather"``: attrs ``shape`` (the per-sample output shape) and ``index`` (one int per
+          output value, in C order: the position of its source value in the flattened
+          per-sample input, or -1 for a zero). Any op that only moves values -- reshape,
+          transpose/permute, chunk/split, concatenation's placement, channel shuffle -- is one.
     weight, bias : numpy.ndarray or None
         Parameters (float64 or float32), ``None`` where the op has none.
     attrs : dict
@@ -326,4 +332,18 @@ def apply_op(op: Op, x: torch.Tensor, with_bias: bool = True,
         return x[(slice(None),) + tuple(slice(*t) for t in a["index"])]
     if op.kind == "pad":
         return F.pad(x, tuple(a["pad"]))
+    if op.kind == "gather":
+        flat = x.reshape(x.shape[0], -1)
+        # index -1 picks the zero appended at the end
+        flat = torch.cat([flat, flat.new_zeros((x.shape[0], 1))], dim=1)
+        return flat[:, _gather_index(op, x.device)].reshape(x.shape[0], *a["shape"])
     raise ValueError(f"unknown op kind {op.kind!r}")
+
+
+def _gather_index(op: Op, device: Any) -> torch.Tensor:
+    """A gather op's index as a tensor, cached on the op (backends apply it every step)."""
+    cached = op.__dict__.get("_index_tensor")
+    if cached is None or cached.device != torch.device(device):
+        cached = torch.as_tensor(op.attrs["index"], dtype=torch.long, device=device)
+        op.__dict__["_index_tensor"] = cached
+    return cached

@@ -15,6 +15,7 @@ from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.serialize import NetworkFile
 from spikeconverter.converters.to_lava.network import LavaNetwork
 from spikeconverter.converters.to_lava.timing import lava_schedule
+from spikeconverter.converters.validate import check_schedule
 
 __all__ = ["LavaNetwork", "build", "from_file", "lava_schedule"]
 
@@ -33,6 +34,8 @@ def build(graph: Graph, *, calibration: Any = None, progress: bool = True,
 def from_file(data: NetworkFile, **_: Any) -> LavaNetwork:
     """A :class:`LavaNetwork` from a read network file (a file saved by another backend gets
     the Lava schedule; a Lava file keeps its fixed-point calibration)."""
+    if data.backend == "lava":  # a schedule follows from the graph: a different one is forged
+        check_schedule(data.schedule, lava_schedule(data.graph))
     return LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
                        membrane_peaks=data.state.get("membrane_peaks"),
                        margin=float(data.options.get("margin", 0.5)))

@@ -48,6 +48,7 @@ from spikeconverter.converters import counting
 from spikeconverter.converters.ir import Graph, Population, apply_op, theta_tensor
 from spikeconverter.converters.schedule import Schedule, compute_schedule
 from spikeconverter.converters.serialize import NetworkFile, write
+from spikeconverter.converters.validate import check_batch, check_graph, check_schedule
 from spikeconverter.plugin import ILIF, ILIFParameters, ILIFState
 from spikeconverter.plugin.kernels import (
     SpikeTrain,
@@ -94,7 +95,9 @@ class SpikingNetwork(nn.Module):
         population ``spikes`` (whole batch), ``firing_rate`` (spikes per neuron per generate
         step), ``synaptic_ops`` (paper Eq. 14: each spike times its neuron's fan-out, whole
         batch), ``ann_macs`` (per sample, of the layer's incoming synapses),
-        ``T``, ``t_acc``, ``offset``; and totals ``synaptic_ops_per_sample``,
+        ``T``, ``t_acc``, ``offset``, ``saturations`` (neuron-samples whose input lay beyond
+        the calibration range, clipped to the top code; whole batch); and totals
+        ``saturations``, ``synaptic_ops_per_sample``,
         ``ann_macs_per_sample``, ``analog_input_macs_per_sample`` (the first layer's MACs on an
         analog input), ``latency_steps`` (from the schedule), ``steps_simulated`` (counted by
         the readout neurons' clocks), ``steps_per_sample``, ``batch_size``.
@@ -109,17 +112,18 @@ class SpikingNetwork(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
                                  "run calibrate() first")
+        check_graph(graph, dtype)  # every value, before any buffer is allocated
         self.graph = graph
         self.schedule = schedule if schedule is not None else compute_schedule(graph, 0)
         self.mode = mode
         self.record = False
         self.spikes: dict[str, torch.Tensor] = {}
         self.stats: dict[str, Any] | None = None
+        self._saturations: dict[str, int] = {}
         self.init_tensors(dtype)
         fan_out = counting.fan_outs(graph)
         self._fanout = {name: f.float() for name, f in fan_out.items()}
@@ -195,17 +199,13 @@ class SpikingNetwork(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)`` of a batch of inputs ``(B, *input_shape)`` (no gradients)."""
         g = self.graph
-        in_shape = tuple(g[g.input].shape)
-        if not isinstance(images, torch.Tensor) or tuple(images.shape[1:]) != in_shape:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images)
-            raise ValueError(f"input must be a tensor (B, {', '.join(map(str, in_shape))}), "
-                             f"got {got}")
-        x = images.to(self.dtype)
+        x = check_batch(images, "the input", tuple(g[g.input].shape)).to(self.dtype)
         batch = x.shape[0]
         trains: dict[str, SpikeTrain] = {}
         remaining = dict(self._consumer_count)
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
+        self._saturations = {}
         logits, steps = None, 0
         with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
             for pop in g:
@@ -256,7 +256,8 @@ class SpikingNetwork(nn.Module):
         p = ILIFParameters(k=float(self.graph.k), v_th=theta, t_acc=1, t_gen=int(pop.T),
                            rounding=self.graph.rounding, signed=True)
         current = torch.cat([x.unsqueeze(0), x.new_zeros((int(pop.T), *x.shape))])
-        z, _ = ILIF(p)(current)
+        z, state = ILIF(p)(current)
+        self._count_saturated(pop, state.v, theta, True, int(pop.T), int(pop.T))
         return SpikeTrain(theta, int(pop.T), start, k=float(self.graph.k), frames=z[1:])
 
     def _arrivals(self, pop: Population, trains: dict) -> list[tuple[int, SpikeTrain, int]]:
@@ -357,16 +358,38 @@ class SpikingNetwork(nn.Module):
         signed = pop.kind == "signed"
         k = float(self.graph.k)
         if self.mode == "plugin":
-            z, _ = self._plugin_window(pop, trains, t_gen)
+            z, state = self._plugin_window(pop, trains, t_gen)
+            self._count_saturated(pop, state.v, theta, signed, t_gen, t_gen)
             return SpikeTrain(theta, t_gen, start, k=k, frames=z)
         v = self.membrane(pop, trains)
         v = start_generate(v, self.population_bias(pop.name), theta, t_gen, k,
                            self.graph.rounding, signed, inplace=not v.requires_grad)
+        self._count_saturated(pop, v, theta, signed, t_gen, 0)
         if self.mode == "fused" and k == 2.0:
             return SpikeTrain(theta, t_gen, start, code=generate_code(v, theta, t_gen, signed))
         return SpikeTrain(theta, t_gen, start, k=k, frames=generate(v, theta, t_gen, k, signed))
 
     # -- statistics ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _count_saturated(self, pop: Population, v: torch.Tensor, theta: torch.Tensor,
+                         signed: bool, t_gen: int, steps: int) -> None:
+        """Count the neuron-samples whose input lay beyond the calibration range: when
+        generation started (after the rounding offset), more than half an LSB above
+        :func:`coding.code_range` (``2 theta`` for k = 2: the calibration maximum with
+        ``"max"`` thresholds), so that their train is clipped to the top code with an error
+        beyond the code's resolution (the margin also keeps float rounding at the calibration
+        maximum itself from counting).
+
+        ``v`` is the membrane ``steps`` generate steps later (0: at the start; ``t_gen``: the
+        residual after the window). Above the range the excess ``V - range`` grows by ``k``
+        per step, below it the membrane stays below, so the test carries over exactly.
+        """
+        k = float(self.graph.k)
+        excess = (v.abs() if signed else v) - coding.code_range(theta, k)
+        margin = coding.rounding_offset(theta, t_gen, k, self.graph.rounding) \
+            + coding.lsb(theta, t_gen, k) / 2
+        self._saturations[pop.name] = int((excess > k ** steps * margin).sum())
 
     @torch.no_grad()
     def _pop_stats(self, pop: Population, train: SpikeTrain | None,
@@ -378,6 +401,7 @@ class SpikingNetwork(nn.Module):
             "ann_macs": self._macs[pop.name],
         }
         analog = pop.kind == "input" and pop.attrs.get("encoding", "analog") == "analog"
+        st["saturations"] = self._saturations.get(pop.name, 0)
         if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
@@ -443,6 +467,7 @@ class SpikingNetwork(nn.Module):
         self.stats = {
             "populations": per_pop,
             "spikes": sum(v["spikes"] for v in per_pop.values()),
+            "saturations": sum(v["saturations"] for v in per_pop.values()),
             "synaptic_ops_per_sample": sum(v["synaptic_ops"] for v in per_pop.values()) / batch,
             "ann_macs_per_sample": sum(self._macs.values()),
             "analog_input_macs_per_sample": first_macs,
@@ -478,7 +503,10 @@ def from_file(data: NetworkFile, *, mode: str | None = None, dtype: torch.dtype 
               **_: Any) -> SpikingNetwork:
     """A :class:`SpikingNetwork` from a read network file; a file saved by another backend gets
     the Norse schedule. ``mode``/``dtype`` override the saved ones."""
-    schedule = data.schedule if data.backend == "norse" else compute_schedule(data.graph, 0)
+    schedule = compute_schedule(data.graph, 0)
+    if data.backend == "norse":  # a schedule follows from the graph: a different one is forged
+        check_schedule(data.schedule, schedule)
+        schedule = data.schedule
     dt = dtype or getattr(torch, data.options.get("dtype", "float32"))
     return SpikingNetwork(data.graph, schedule, mode=mode or data.options.get("mode", "fused"),
                           dtype=dt)

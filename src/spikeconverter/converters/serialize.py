@@ -21,6 +21,7 @@ import torch
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.ir import Edge, Graph, Op, Population
 from spikeconverter.converters.schedule import Schedule
+from spikeconverter.converters.validate import check_graph, check_options
 
 __all__ = ["FORMAT", "VERSION", "NetworkFile", "graph_from_dict", "graph_to_dict", "read", "save",
            "write"]
@@ -155,10 +156,27 @@ def read(path: str | os.PathLike) -> NetworkFile:
         raise ValueError(f"{path}: file format version {version!r} is not supported by this "
                          f"spikeconverter (reads versions 1..{VERSION}); upgrade spikeconverter")
     try:
-        graph = graph_from_dict(blob["graph"])
+        options = check_options(blob.get("options", {}))
+        # every value, before a backend allocates anything the file claims; the widest exact
+        # range here, the backend checks its own dtype's
+        graph = check_graph(graph_from_dict(blob["graph"]), torch.float64)
         schedule = Schedule.from_dict(blob["schedule"])
-        graph.validate()
-        return NetworkFile(graph, schedule, dict(blob.get("options", {})),
-                           dict(blob.get("backend_state") or {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from exc
+        return NetworkFile(graph, schedule, options, _state(blob.get("backend_state")))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from None
+
+
+def _state(state: Any) -> dict[str, Any]:
+    """A backend's saved plain data, checked where its values size anything (membrane peaks:
+    names to finite numbers >= 0)."""
+    if state is None:
+        return {}
+    if not isinstance(state, dict):
+        raise ValueError(f"backend_state must be a dict, got {type(state).__name__}")
+    peaks = state.get("membrane_peaks")
+    if peaks is not None and not (isinstance(peaks, dict) and all(
+            isinstance(k, str) and isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
+            for k, v in peaks.items())):
+        raise ValueError("backend_state['membrane_peaks'] must map names to finite numbers "
+                         ">= 0")
+    return dict(state)

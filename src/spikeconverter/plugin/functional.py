@@ -15,7 +15,7 @@ train, spike for spike.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import norse.torch.utils.pytree as pytree
 import torch
@@ -23,7 +23,14 @@ from norse.torch.functional.threshold import threshold
 
 from spikeconverter.coding import rounding_offset, validate_code_params
 
-__all__ = ["ILIFParameters", "ILIFState", "ilif_step", "ilif_initial_state", "validate_parameters"]
+__all__ = [
+    "ILIFParameters",
+    "ILIFState",
+    "detach_state",
+    "ilif_initial_state",
+    "ilif_step",
+    "validate_parameters",
+]
 
 
 class ILIFParameters(pytree.StateTuple, metaclass=pytree.MultipleInheritanceNamedTupleMeta):
@@ -103,6 +110,41 @@ def ilif_initial_state(input_tensor: torch.Tensor) -> ILIFState:
         v=torch.zeros_like(input_tensor),
         n=torch.zeros((), dtype=torch.long, device=input_tensor.device),
     )
+
+
+def detach_state(state: Any) -> Any:
+    """Cut the autograd history of a state, keeping its phase clock: truncated BPTT.
+
+    Every floating-point tensor (the membrane ``v``) is detached; integer tensors (the clock
+    ``n``) pass unchanged, so the next call continues the same window where it left off and
+    emits the same spikes as an unbroken run. Works on an :class:`ILIFState` and on any nesting
+    of tuples, lists and dicts of states (e.g. the list a
+    :class:`norse.torch.SequentialState` returns); ``None`` entries stay ``None``.
+
+    Parameters
+    ----------
+    state : ILIFState or nested tuples/lists/dicts of states
+        What a module or :func:`ilif_step` returned.
+
+    Returns
+    -------
+    Same structure as ``state``
+        With floating-point tensors detached.
+
+    Examples
+    --------
+    Gradients stop at step 50, the clock does not:
+
+    >>> z, state = layer(x[:50], state)         # doctest: +SKIP
+    >>> loss(z).backward()                        # doctest: +SKIP
+    >>> state = detach_state(state)              # doctest: +SKIP
+    >>> z, state = layer(x[50:], state)          # doctest: +SKIP
+    """
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        return t.detach() if t.is_floating_point() or t.is_complex() else t
+
+    return pytree.tree_map_only(torch.Tensor, cut, state)
 
 
 def _spike(x: torch.Tensor, p: ILIFParameters) -> torch.Tensor:

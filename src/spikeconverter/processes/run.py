@@ -1,7 +1,18 @@
-"""Run a Lava process graph and always stop its runtime."""
+"""Run a Lava process graph and always stop its runtime, also on SIGINT and SIGTERM.
+
+Every Lava runtime of this package is started by :func:`lava_runtime` (directly, or through
+:func:`simulation`), which applies the signal policy of :mod:`spikeconverter.interrupts`: the
+worker processes are forked with SIGINT and SIGTERM blocked (a terminal's Ctrl-C reaches the
+whole process group; workers that die of it print tracebacks and leave the parent waiting for
+ever), the parent turns either signal into :class:`~spikeconverter.interrupts.Interrupted`, and
+the runtime -- workers, shared-memory manager, shared memory -- is stopped with both signals held
+until it is down.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,7 +22,12 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg, RunConfig
 
-__all__ = ["SELECT_TAGS", "check_fixed_point", "run_config", "simulation"]
+from spikeconverter.interrupts import SignalGate, deferred_signals
+
+__all__ = ["SELECT_TAGS", "check_fixed_point", "lava_runtime", "run_config", "simulation"]
+
+#: Seconds a worker gets to exit after the runtime stopped, before it is killed.
+WORKER_EXIT_SECONDS = 10.0
 
 #: Tags of the CPU models: float64, or Loihi-style integers.
 SELECT_TAGS = ("floating_pt", "fixed_pt")
@@ -108,8 +124,66 @@ def simulation(
     cfg = run_cfg if run_cfg is not None else run_config(select_tag, **kwargs)
     if getattr(cfg, "select_tag", select_tag) == "fixed_pt":
         check_fixed_point(process)
-    try:
-        process.run(condition=RunSteps(num_steps=num_steps), run_cfg=cfg)
+    with lava_runtime(process, cfg):
+        process.run(condition=RunSteps(num_steps=num_steps))
         yield process
+
+
+@contextmanager
+def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[SignalGate]:
+    """Compile and start the runtime of ``process``'s graph; always stop it on exit.
+
+    Inside the block run it with ``process.run(condition=...)`` (no ``run_cfg``) as often as
+    needed and read its Vars. SIGINT and SIGTERM are held inside the block (an exception
+    raised inside Lava's channel code can leave the runtime unable to stop) and raised as
+    :class:`~spikeconverter.interrupts.Interrupted` by the yielded gate's ``check()`` -- call it
+    between chunks of a long run -- or at the end of the block; the workers never see them
+    (they start with both blocked). On exit -- normal, error or signal -- the runtime is
+    stopped with both signals held, and worker processes still alive
+    :data:`WORKER_EXIT_SECONDS` later are killed, so nothing outlives the call.
+
+    Parameters
+    ----------
+    process : AbstractProcess
+        Any Process of the graph.
+    run_cfg : RunConfig
+        The run configuration (see :func:`run_config`).
+
+    Raises
+    ------
+    spikeconverter.interrupts.Interrupted
+        SIGINT or SIGTERM arrived (after the runtime was stopped).
+    """
+    before = set(multiprocessing.active_children())
+    try:
+        with deferred_signals(block=True):
+            process.create_runtime(run_cfg=run_cfg)
+        with deferred_signals() as gate:
+            yield gate
     finally:
-        process.stop()
+        with deferred_signals():
+            try:
+                _stop(process)
+            finally:
+                _reap(set(multiprocessing.active_children()) - before)
+
+
+def _stop(process: AbstractProcess) -> None:
+    runtime = process.runtime
+    if runtime is None:
+        return
+    # Lava stops only a runtime that ran at least once (``_is_started``); a runtime that was
+    # built but never run would otherwise leave its workers waiting for a command for ever.
+    if getattr(runtime, "_is_initialized", False) and not getattr(runtime, "_is_started", True):
+        runtime._is_started = True
+    process.stop()
+
+
+def _reap(children: set) -> None:
+    """Kill the worker processes that did not exit after the runtime stopped."""
+    deadline = time.monotonic() + WORKER_EXIT_SECONDS
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()  # SIGTERM is blocked in Lava's workers
+            child.join(1.0)

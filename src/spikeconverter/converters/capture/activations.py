@@ -13,11 +13,43 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["relu_clip"]
+__all__ = ["non_relu_activation", "non_relu_reason", "relu_clip"]
 
 _RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu6, F.hardtanh, torch.clamp,
                    torch.clip, torch.clamp_min}
 _RELU_METHODS = {"relu", "relu_", "clamp", "clamp_", "clamp_min", "clamp_min_", "clip"}
+
+
+_NON_RELU_MODULES = (nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+                     nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.LeakyReLU, nn.PReLU, nn.Softplus,
+                     nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.RReLU, nn.GLU, nn.Hardtanh)
+_NON_RELU_FUNCTIONS = {F.silu: "silu", F.gelu: "gelu", F.hardswish: "hardswish",
+                       F.hardsigmoid: "hardsigmoid", torch.sigmoid: "sigmoid",
+                       F.sigmoid: "sigmoid", torch.tanh: "tanh", F.tanh: "tanh", F.elu: "elu",
+                       F.selu: "selu", F.celu: "celu", F.mish: "mish", F.leaky_relu: "leaky_relu",
+                       F.softplus: "softplus", F.logsigmoid: "logsigmoid", F.glu: "glu",
+                       F.hardtanh: "hardtanh", torch.clamp: "clamp", torch.clip: "clip"}
+_NON_RELU_METHODS = {"sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip"}
+
+
+def non_relu_activation(node: fx.Node, gm: fx.GraphModule) -> str | None:
+    """The name of the activation ``node`` computes if it is one iLIF cannot represent (called
+    after :func:`relu_clip` said it is no ReLU-like one), else None."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        return type(m).__name__ if isinstance(m, _NON_RELU_MODULES) else None
+    if node.op == "call_function":
+        return _NON_RELU_FUNCTIONS.get(node.target)
+    if node.op == "call_method" and node.target in _NON_RELU_METHODS:
+        return node.target.rstrip("_")
+    return None
+
+
+def non_relu_reason(name: str) -> str:
+    """Why a non-ReLU activation blocks conversion, and what to do instead."""
+    return (f"{name} is not a ReLU-family activation: iLIF neurons represent ReLU-family "
+            f"activations (ReLU, ReLU6, clipped ReLU) exactly, and {name} has no exact spiking "
+            f"form; retrain the model with ReLU (or ReLU6) in place of {name}, then convert it")
 
 
 def relu_clip(node: fx.Node, gm: fx.GraphModule,

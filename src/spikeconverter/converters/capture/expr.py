@@ -12,15 +12,16 @@ names the node.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from spikeconverter.converters.ir import Edge, Op, Population, apply_op
+from spikeconverter.converters.ir import LAYOUT_KINDS, Edge, Op, Population, apply_op
 
-__all__ = ["Expr", "ExprError", "Pending", "Term", "append_op", "append_pending", "edges",
-           "fold_pending", "pop_expr", "summed", "weighted"]
+__all__ = ["Expr", "ExprError", "Pending", "Term", "append_op", "append_pending", "concatenated",
+           "edges", "fold_pending", "layout_gathers", "pop_expr", "summed", "weighted"]
 
 WEIGHTED_KINDS = ("conv2d", "linear")
 
@@ -78,9 +79,101 @@ def pop_expr(pop: Population) -> Expr:
 
 
 def append_op(e: Expr, op: Op, out_shape: tuple[int, ...]) -> Expr:
-    """``e`` through a weight-free op (pooling, reshaping), appended to every term."""
-    terms = [Term(t.source, t.ops + [op]) for t in e.terms]
+    """``e`` through a weight-free op (pooling, reshaping), appended to every term.
+
+    A layout op after a gather is composed into it (chains of reshapes, shuffles and slices stay
+    one op); a term that the composed gather leaves without any value (a chunk of channels that
+    all came from other terms) is dropped.
+    """
+    terms = []
+    for t in e.terms:
+        ops = _then(t.ops, op)
+        if ops is not None:
+            terms.append(Term(t.source, ops))
+    if not terms:  # everything selected is zero: keep one (all-zero) term so the shape stays
+        terms = [Term(e.terms[0].source, e.terms[0].ops + [op])]
     return Expr(terms, out_shape, op.origin)
+
+
+def _then(ops: list, op: Op) -> list | None:
+    """``ops + [op]``, with ``op`` composed into a trailing gather; None if nothing is left."""
+    last = ops[-1] if ops else None
+    if not (isinstance(last, Op) and last.kind == "gather" and op.kind in LAYOUT_KINDS):
+        return ops + [op]
+    # where each output of ``op`` comes from in ``last`` 's output (+1: 0 is a zero)
+    n = math.prod(last.attrs["shape"])
+    probe = torch.arange(1, n + 1, dtype=torch.float64).reshape(1, *last.attrs["shape"])
+    with torch.no_grad():
+        moved = apply_op(op, probe, with_bias=False)
+    j = moved.reshape(-1).long() - 1
+    prev = torch.as_tensor(last.attrs["index"], dtype=torch.long)
+    index = torch.where(j >= 0, prev[j.clamp(min=0)], -1)
+    if bool((index < 0).all()):
+        return None
+    gather = Op("gather", attrs={"shape": tuple(moved.shape[1:]), "index": tuple(index.tolist())},
+                origin=f"{last.origin}+{op.origin}")
+    return ops[:-1] + [gather]
+
+
+def layout_gathers(fn: Callable[[torch.Tensor], object], in_shape: tuple[int, ...], batch: int,
+                   origin: str) -> list[Op | None]:
+    """The gather ops of a function that only moves values of its per-sample input.
+
+    ``fn`` is run on a batch of distinct numbers; each tensor it returns (one, or a tuple as
+    from ``chunk``) must hold, per sample, values of that sample only. ``None`` stands for an
+    output that is the input itself (``contiguous``).
+
+    Raises
+    ------
+    ExprError
+        ``fn`` mixes samples, computes new values, or returns no tensors.
+    """
+    n = math.prod(in_shape)
+    probe = torch.arange(batch * n, dtype=torch.float64).reshape(batch, *in_shape)
+    with torch.no_grad():
+        out = fn(probe)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    ops: list[Op | None] = []
+    for o in outs:
+        if not isinstance(o, torch.Tensor) or o.ndim < 1 or o.shape[0] != batch:
+            raise ExprError("it does not keep the batch dimension first and whole")
+        idx = o.reshape(batch, -1) - (torch.arange(batch, dtype=torch.float64) * n)[:, None]
+        if not (bool((idx == idx[:1]).all()) and bool((idx >= 0).all()) and bool((idx < n).all())
+                and bool((idx == idx.round()).all())):
+            raise ExprError("it mixes samples of the batch or computes new values (only ops that "
+                            "move values within a sample are layout ops)")
+        index = idx[0].long()
+        if tuple(o.shape[1:]) == tuple(in_shape) and bool(
+                (index == torch.arange(n)).all()):
+            ops.append(None)
+        else:
+            ops.append(Op("gather", attrs={"shape": tuple(o.shape[1:]),
+                                           "index": tuple(index.tolist())}, origin=origin))
+    return ops
+
+
+def concatenated(parts: list[Expr], dim: int, name: str) -> Expr:
+    """``cat(parts, dim)`` (``dim`` per sample): each part zero-padded into its slice, summed.
+
+    ``W cat(a, b) = W_a a + W_b b``: every term reaches the consumer through its own synapses.
+    """
+    nd = len(parts[0].shape)
+    for p in parts:
+        if len(p.shape) != nd or any(p.shape[i] != parts[0].shape[i]
+                                     for i in range(nd) if i != dim):
+            raise ExprError(f"concatenation of shapes {[q.shape for q in parts]} along dim "
+                            f"{dim + 1}")
+    total = sum(p.shape[dim] for p in parts)
+    out_shape = tuple(total if i == dim else s for i, s in enumerate(parts[0].shape))
+    terms, start = [], 0
+    for p in parts:
+        before, after = start, total - start - p.shape[dim]
+        start += p.shape[dim]
+        pad = [0, 0] * (nd - dim)
+        pad[-2:] = [before, after]
+        placed = append_op(p, Op("pad", attrs={"pad": tuple(pad)}, origin=name), out_shape)
+        terms += placed.terms
+    return Expr(terms, out_shape, name)
 
 
 def append_pending(e: Expr, pending: Pending, out_shape: tuple[int, ...]) -> Expr:

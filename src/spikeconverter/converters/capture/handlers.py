@@ -17,8 +17,10 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.ops import StochasticDepth, stochastic_depth
 
-from spikeconverter.converters.capture.expr import Expr, Pending, append_pending, pop_expr
+from spikeconverter.converters.capture import expr as ex
+from spikeconverter.converters.capture.expr import Expr, Pending, Term, append_pending, pop_expr
 from spikeconverter.converters.capture.visitor import Capture, Handler, OpTable
 from spikeconverter.converters.ir import Edge, Op
 from spikeconverter.plugin.kernels import pair
@@ -47,6 +49,8 @@ def _maxpool(cap: Capture, node: fx.Node, e: Expr, attrs: dict, out: tuple[int, 
     if attrs.get("return_indices"):
         raise cap.error(node, "max pooling with return_indices is not supported")
     attrs = {k: attrs[k] for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")}
+    if e.pop is None and _channel_layout_of_codes(cap, e):
+        return _maxpool_parts(cap, node, e, attrs, out)
     if e.pop is None:
         users = list(node.users)
         if len(users) == 1 and cap.relu_clip(users[0]) is not False:
@@ -62,6 +66,38 @@ def _maxpool(cap: Capture, node: fx.Node, e: Expr, attrs: dict, out: tuple[int, 
                         "(spike-based max pooling needs non-negative MSB-first trains)")
     pop = cap.new_pop(node.name, "maxpool", out, [Edge(src.name, [])], node.name, attrs=attrs)
     return pop_expr(pop)
+
+
+def _channel_only(op: Any, nd: int) -> bool:
+    """Whether a layout op only places or selects whole channels of a (C, H, W) value."""
+    if not isinstance(op, Op) or nd != 3:
+        return False
+    if op.kind == "pad":
+        return len(op.attrs["pad"]) == 6 and not any(op.attrs["pad"][:4])
+    if op.kind == "slice":
+        return all(tuple(s) == (None, None, None) for s in op.attrs["index"][1:])
+    return False
+
+
+def _channel_layout_of_codes(cap: Capture, e: Expr) -> bool:
+    """Whether ``e`` is a concatenation (channel placement/selection only) of non-negative
+    populations: max pooling acts per channel, so it may pool each part on its own."""
+    return all(cap.pops[t.source].kind in ("relu", "maxpool") and len(cap.pops[t.source].shape)
+               == 3 and all(_channel_only(o, 3) for o in t.ops) for t in e.terms)
+
+
+def _maxpool_parts(cap: Capture, node: fx.Node, e: Expr, attrs: dict,
+                   out: tuple[int, ...]) -> Expr:
+    """``maxpool(cat(a, b)) = cat(maxpool(a), maxpool(b))``: one max pooling population per
+    part (a zero channel pools to zero, so the placement commutes with the pooling)."""
+    terms = []
+    for t in e.terms:
+        src = cap.pops[t.source]
+        shape = (src.shape[0], *out[1:])
+        pop = cap.new_pop(f"{node.name}_{src.name}", "maxpool", shape, [Edge(src.name, [])],
+                          node.name, attrs=attrs)
+        terms.append(Term(pop.name, list(t.ops)))
+    return Expr(terms, out, node.name)
 
 
 def _avgpool(cap: Capture, x: Expr, node: fx.Node, kernel: Any, stride: Any, padding: Any,
@@ -91,8 +127,7 @@ def _flatten(cap: Capture, node: fx.Node, x: Expr, out: tuple[int, ...]) -> Expr
     if len(out) != 1:
         if out == x.shape:
             return x
-        raise cap.error(node, f"reshaping {x.shape} to {out} per sample (only flattening to "
-                        "(batch, features) is supported)")
+        return _layout(cap, node)
     if len(x.shape) == 1:
         return x
     return cap.linear_op(x, Op("flatten", origin=node.name), out)
@@ -107,6 +142,89 @@ def _mean(cap: Capture, node: fx.Node, x: Expr, call: dict, out: tuple[int, ...]
     _, h, w = x.shape
     pooled = _avgpool(cap, x, node, (h, w), (h, w), 0, False, True, (x.shape[0], 1, 1))
     return _flatten(cap, node, pooled, out) if not call.get("keepdim") else pooled
+
+
+def _call(cap: Capture, node: fx.Node) -> Any:
+    """``node`` 's computation as a function of its first argument (the others concrete)."""
+    args = [cap.arg(a) for a in node.args[1:]]
+    kwargs = {k: cap.arg(v) for k, v in node.kwargs.items()}
+    if _has_node((args, kwargs)):
+        raise cap.error(node, "a layout op with tensor-valued arguments (e.g. index tensors)")
+    if node.op == "call_method":
+        return lambda t: getattr(t, node.target)(*args, **kwargs)
+    if node.op == "call_module":
+        m = cap.module(node)
+        return lambda t: m(t)
+    return lambda t: node.target(t, *args, **kwargs)
+
+
+def _has_node(a: Any) -> bool:
+    found = []
+    fx.node.map_arg(a, found.append)
+    return bool(found)
+
+
+def _layout(cap: Capture, node: fx.Node) -> Expr | tuple[Expr, ...]:
+    """An op that only moves values within each sample (reshape, transpose, chunk, channel
+    shuffle, integer indexing, ...): a gather op on every term, found by running the op on
+    distinct numbers; a tuple of expressions for ops that return several tensors."""
+    x = _input(cap, node)
+    batch = cap.meta[node.args[0].name][1][0]
+    try:
+        ops = ex.layout_gathers(_call(cap, node), x.shape, batch, node.name)
+    except ex.ExprError as exc:
+        raise cap.error(node, f"not a layout op: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the op raises on the probe
+        raise cap.error(node, f"could not be run as a layout op ({type(exc).__name__}: {exc})"
+                        ) from None
+    parts = []
+    for op in ops:
+        if op is None:
+            parts.append(x)
+        elif len(op.attrs["shape"]) == 1 and op.attrs["index"] == tuple(range(
+                op.attrs["shape"][0])):
+            parts.append(cap.linear_op(x, Op("flatten", origin=node.name), op.attrs["shape"]))
+        else:
+            parts.append(cap.linear_op(x, op, op.attrs["shape"]))
+    many = cap.meta[node.name][0] == "value"
+    return tuple(parts) if many else parts[0]
+
+
+def _cat(cap: Capture, node: fx.Node) -> Expr:
+    """``torch.cat``: each part placed in its slice along ``dim`` and summed."""
+    call = dict(zip(["tensors", "dim"], node.args, strict=False))
+    call.update(node.kwargs)
+    parts = [cap.expr(node, a) for a in call["tensors"]]
+    dim = int(cap.arg(call.get("dim", 0)))
+    nd = len(parts[0].shape) + 1
+    if dim % nd == 0:
+        raise cap.error(node, "concatenation along the batch dimension")
+    try:
+        return ex.concatenated(parts, dim % nd - 1, node.name)
+    except ex.ExprError as exc:
+        raise cap.error(node, str(exc)) from None
+
+
+def _stochastic_depth(cap: Capture, node: fx.Node) -> Expr:
+    """torchvision's stochastic depth: the identity unless called in training mode."""
+    call = cap.bind(node, ["input", "p", "mode", "training"])
+    if call.get("training", True) and call.get("p", 0.0) > 0:
+        raise cap.error(node, "stochastic_depth with training=True drops rows even in eval "
+                        "mode; pass training=self.training")
+    return _input(cap, node)
+
+
+def _dropout_function(cap: Capture, node: fx.Node) -> Expr:
+    """Functional dropout: the identity when not training (``F.dropout`` defaults to training)."""
+    names = ["input", "p", "train" if node.target is torch.dropout else "training", "inplace"]
+    call = cap.bind(node, names)
+    default = node.target not in (F.alpha_dropout, F.feature_alpha_dropout)
+    training = call.get("training", call.get("train", default))
+    if training and call.get("p", 0.5) > 0:
+        raise cap.error(node, f"{getattr(node.target, '__name__', node.target)} with "
+                        "training=True drops values even in eval mode; pass "
+                        "training=self.training")
+    return _input(cap, node)
 
 
 # -- modules ------------------------------------------------------------------------------------
@@ -201,12 +319,14 @@ def _add_function(cap: Capture, node: fx.Node) -> Expr:
 
 
 def _getitem(cap: Capture, node: fx.Node) -> Expr:
+    src = node.args[0]
+    if isinstance(src, fx.Node) and isinstance(cap.values.get(src.name), tuple):
+        return cap.values[src.name][cap.arg(node.args[1])]  # one part of chunk/split
     x = _input(cap, node)
     index = cap.arg(node.args[1])
     index = index if isinstance(index, tuple) else (index,)
     if not all(isinstance(i, slice) for i in index) or not index or index[0] != slice(None):
-        raise cap.error(node, f"indexing with {index!r} (only slices that keep the batch "
-                        "dimension whole)")
+        return _layout(cap, node)  # integer indices, None, Ellipsis: a gather
     per_sample = [(s.start, s.stop, s.step) for s in index[1:]]
     if len(per_sample) > len(x.shape):
         raise cap.error(node, "too many indices")
@@ -272,7 +392,7 @@ def _add_method(cap: Capture, node: fx.Node) -> Expr:
     return cap.add(node, node.args[0], node.args[1])
 
 
-def _reshape_method(cap: Capture, node: fx.Node) -> Expr:
+def _flatten_method(cap: Capture, node: fx.Node) -> Expr:
     return _flatten(cap, node, _input(cap, node), cap.shape(node))
 
 
@@ -289,8 +409,9 @@ def _table(handler: Handler, *keys: Any) -> dict[Any, Handler]:
 
 OPS = OpTable(
     modules={
-        **_table(_identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity,
-                 nn.AlphaDropout),
+        **_table(_identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
+                 nn.AlphaDropout, nn.FeatureAlphaDropout, StochasticDepth),
+        **_table(_layout, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle),
         nn.Conv2d: _conv2d,
         nn.Linear: _linear,
         **_table(_batchnorm, nn.BatchNorm1d, nn.BatchNorm2d),
@@ -301,7 +422,15 @@ OPS = OpTable(
     },
     functions={
         **_table(_add_function, operator.add, operator.iadd, torch.add),
-        **_table(_identity, F.dropout, F.dropout1d, F.dropout2d, torch.dropout),
+        **_table(_dropout_function, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+                 F.alpha_dropout, F.feature_alpha_dropout, torch.dropout),
+        stochastic_depth: _stochastic_depth,
+        **_table(_cat, torch.cat, torch.concat, torch.concatenate),
+        **_table(_layout, torch.reshape, torch.transpose, torch.permute, torch.chunk,
+                 torch.split, torch.tensor_split, torch.unbind, torch.squeeze, torch.unsqueeze,
+                 torch.narrow, torch.movedim, torch.moveaxis, torch.swapaxes, torch.swapdims,
+                 torch.select, torch.unflatten, F.pixel_shuffle, F.pixel_unshuffle,
+                 torch.channel_shuffle, F.channel_shuffle),
         torch.flatten: _flatten_function,
         operator.getitem: _getitem,
         F.pad: _pad,
@@ -312,7 +441,11 @@ OPS = OpTable(
     },
     methods={
         **_table(_add_method, "add", "add_", "__add__", "__iadd__"),
-        **_table(_reshape_method, "view", "reshape", "flatten"),
+        **_table(_flatten_method, "flatten"),
+        **_table(_layout, "view", "reshape", "transpose", "permute", "chunk", "split",
+                 "tensor_split", "unbind", "squeeze", "unsqueeze", "narrow", "movedim",
+                 "moveaxis", "swapaxes", "swapdims", "select", "unflatten", "t", "expand",
+                 "repeat"),
         **_table(_identity, "contiguous", "clone", "detach"),
         "mean": _mean_method,
     },

@@ -15,9 +15,13 @@ __all__ = ["Recorder", "fold_batchnorm", "trace"]
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
-    """``torch.fx.symbolic_trace`` of ``model``, failing with a :class:`ConversionError`."""
+    """``torch.fx.symbolic_trace`` of ``model`` (recording each node's source location for
+    error messages), failing with a :class:`ConversionError`."""
     try:
-        return fx.symbolic_trace(model)
+        tracer = fx.Tracer()
+        tracer.record_stack_traces = True
+        graph = tracer.trace(model)
+        return fx.GraphModule(tracer.root, graph, type(model).__name__)
     except Exception as exc:  # noqa: BLE001 - fx raises many kinds (TraceError, TypeError, ...)
         raise ConversionError(
             f"{type(model).__name__} could not be traced by torch.fx ({type(exc).__name__}: "

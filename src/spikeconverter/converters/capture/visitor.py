@@ -8,6 +8,7 @@ handler in that table.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,16 +18,28 @@ import torch.fx as fx
 import torch.nn as nn
 
 from spikeconverter.converters.capture import expr as ex
-from spikeconverter.converters.capture.activations import relu_clip
-from spikeconverter.converters.capture.errors import SUPPORTED_OPERATIONS, ConversionError
+from spikeconverter.converters.capture.activations import (
+    non_relu_activation,
+    non_relu_reason,
+    relu_clip,
+)
+from spikeconverter.converters.capture.errors import Blocker, ConversionError, blocked
 from spikeconverter.converters.capture.expr import Expr, pop_expr
 from spikeconverter.converters.capture.tracing import Recorder
-from spikeconverter.converters.ir import Edge, Graph, Op, Population
+from spikeconverter.converters.ir import LAYOUT_KINDS, Edge, Graph, Op, Population
 
 __all__ = ["Capture", "Handler", "OpTable"]
 
-Handler = Callable[["Capture", fx.Node], Expr]
-"""Turns one fx node into the expression of its value (raising ``cap.error(node, why)``)."""
+Handler = Callable[["Capture", fx.Node], Any]
+"""Turns one fx node into the expression of its value (raising ``cap.error(node, why)``); a
+node whose value is a tuple of tensors (``chunk``) gives a tuple of expressions."""
+
+
+class _Blocked(Exception):
+    """A node's input could not be captured (its blocker is reported already)."""
+
+
+_BLOCKED = object()  # the value of a node that is, or depends on, a blocker
 
 
 @dataclass(frozen=True)
@@ -66,15 +79,13 @@ class Capture:
     # -- node facts -----------------------------------------------------------------------------
 
     def error(self, node: fx.Node, why: str) -> ConversionError:
-        """The error to raise for ``node``: names it, its op and target, and lists what works."""
+        """The error to raise for ``node``: names it, its op, target and source location."""
         target = node.target if isinstance(node.target, str) else getattr(
             node.target, "__qualname__", repr(node.target))
         if node.op == "call_module":
             target = f"{node.target} ({type(self.gm.get_submodule(node.target)).__name__})"
-        return ConversionError(
-            f"cannot convert node {node.name!r} (op {node.op}, target {target}): {why}. "
-            f"Supported: {SUPPORTED_OPERATIONS}."
-        )
+        b = Blocker(node.name, node.op, str(target), _location(node), why)
+        return ConversionError(str(b), (b,))
 
     def shape(self, node: fx.Node) -> tuple[int, ...]:
         """Per-sample shape of a tensor node."""
@@ -89,6 +100,8 @@ class Capture:
 
     def expr(self, node: fx.Node, a: Any) -> Expr:
         """The expression of argument ``a`` of ``node`` (it must be a tensor from the input)."""
+        if isinstance(a, fx.Node) and self.values.get(a.name) is _BLOCKED:
+            raise _Blocked
         if not isinstance(a, fx.Node) or not isinstance(self.values.get(a.name), Expr):
             raise self.error(node, f"argument {a!r} is not a tensor computed from the input")
         return self.values[a.name]
@@ -164,29 +177,68 @@ class Capture:
             if src.kind in ("relu", "maxpool") and (clip is None or (src_clip is not None
                                                                       and src_clip <= clip)):
                 return e  # already non-negative and within the clip
+        if e.pop is None and self.codes_within(e, clip):
+            return e  # a concatenation/reshaping of such populations
         pop = self.new_pop(node.name, "relu", e.shape, self.edges_of(e, node), node.name,
                            clip=clip)
         return pop_expr(pop)
 
+    def codes_within(self, e: Expr, clip: float | None) -> bool:
+        """Whether every term of ``e`` is a ReLU/max-pooling population (clipped at or below
+        ``clip``) through layout ops only: then ``e`` is non-negative and within the clip."""
+        for t in e.terms:
+            src = self.pops[t.source]
+            if src.kind == "maxpool":
+                src = self.pops[src.edges[0].source]
+            if src.kind != "relu" or not all(isinstance(o, Op) and o.kind in LAYOUT_KINDS
+                                             for o in t.ops):
+                return False
+            if clip is not None and (src.clip is None or src.clip > clip):
+                return False
+        return True
+
     # -- the walk ---------------------------------------------------------------------------------
 
     def run(self) -> Graph:
-        """Visit every node in order; the graph of populations."""
+        """Visit every node in order; the graph of populations.
+
+        Raises
+        ------
+        ConversionError
+            Listing every node that cannot be represented (nodes that only depend on one are
+            not listed again).
+        """
+        self.blockers: list[Blocker] = []
         for node in self.gm.graph.nodes:
-            if node.op == "placeholder":
-                self.placeholder(node)
-            elif node.op == "output":
-                self.output_node(node)
-            elif self.meta[node.name][0] == "value":
-                self.values[node.name] = None  # shapes, sizes: used through self.arg
-            elif node.op == "get_attr":
-                raise self.error(node, "tensors stored on the model (get_attr) are not supported")
-            else:
-                e = self.visit(node)
-                if e.pop is None and e.weighted and len(node.users) > 1:
-                    e = self.materialize(e, node)
-                self.values[node.name] = e
+            try:
+                self.step(node)
+            except _Blocked:
+                self.values[node.name] = _BLOCKED
+            except ConversionError as exc:
+                if not exc.blockers:
+                    raise
+                self.blockers.extend(exc.blockers)
+                self.values[node.name] = _BLOCKED
+        if self.blockers:
+            raise blocked(type(self.gm).__name__, self.blockers)
         return Graph(self.pops, self.input, self.readout)
+
+    def step(self, node: fx.Node) -> None:
+        """Capture one node."""
+        if node.op == "placeholder":
+            self.placeholder(node)
+        elif node.op == "output":
+            self.output_node(node)
+        elif node.op == "get_attr":
+            raise self.error(node, "tensors stored on the model (get_attr, e.g. a learned "
+                             "constant or class token) are not supported")
+        elif self.meta[node.name][0] == "value" and not _tensors(self.meta[node.name][1]):
+            self.values[node.name] = None  # shapes, sizes: used through self.arg
+        else:
+            e = self.visit(node)
+            if isinstance(e, Expr) and e.pop is None and e.weighted and len(node.users) > 1:
+                e = self.materialize(e, node)
+            self.values[node.name] = e
 
     def placeholder(self, node: fx.Node) -> None:
         """The model's input: an ``"input"`` population."""
@@ -200,23 +252,31 @@ class Capture:
     def output_node(self, node: fx.Node) -> None:
         """The model's output: a ``"readout"`` population."""
         out = node.args[0]
+        if isinstance(out, fx.Node) and self.values.get(out.name) is _BLOCKED:
+            raise _Blocked
         if not isinstance(out, fx.Node) or not isinstance(self.values.get(out.name), Expr):
             raise self.error(node, "the model must return one tensor (the logits)")
         e = self.values[out.name]
         pop = self.new_pop(e.node, "readout", e.shape, self.edges_of(e, node), e.node)
         self.readout = pop.name
 
-    def visit(self, node: fx.Node) -> Expr:
+    def visit(self, node: fx.Node) -> Any:
         """The expression of a call node's value: an activation, or the handler of its target."""
         clip = self.relu_clip(node)
         if clip is not False:
             return self.relu(node, self.expr(node, node.args[0]), clip)
         handler, what = self.handler(node)
-        if handler is None:
-            # a bad input is named before the unknown target
-            self.expr(node, node.args[0])
-            raise self.error(node, f"unsupported {what}")
-        return handler(self, node)
+        if handler is not None:
+            return handler(self, node)
+        activation = non_relu_activation(node, self.gm)
+        if activation is not None:
+            raise self.error(node, non_relu_reason(activation))
+        try:  # a bad input is named before the unknown target
+            if node.args:
+                self.expr(node, node.args[0])
+        except _Blocked:
+            pass  # the target is unsupported whatever its input
+        raise self.error(node, f"unsupported {what}{_hint(node)}")
 
     def handler(self, node: fx.Node) -> tuple[Handler | None, str]:
         """The handler of ``node`` 's target (None if unsupported) and what kind it is."""
@@ -230,3 +290,34 @@ class Capture:
         if node.op == "call_method":
             return self.ops.methods.get(node.target), "tensor method"
         raise self.error(node, "unexpected fx node kind")
+
+
+def _tensors(v: Any) -> bool:
+    """Whether a recorded value is a non-empty tuple/list of tensors (``chunk``, ``split``)."""
+    return isinstance(v, (tuple, list)) and bool(v) and all(
+        isinstance(t, torch.Tensor) for t in v)
+
+
+def _location(node: fx.Node) -> str:
+    """``file:line in function`` of the model code that made ``node`` (fx's stack trace)."""
+    trace = node.meta.get("stack_trace") or ""
+    frames = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")
+              and not any(f"{sep}torch{sep}{pkg}" in ln for sep in "/\\"
+                          for pkg in ("fx", "nn"))]
+    if not frames:
+        return ""
+    # 'File "/x/y.py", line 12, in forward'
+    parts = frames[-1].split(", ")
+    path = parts[0].removeprefix("File ").strip('"')
+    line = parts[1].removeprefix("line ") if len(parts) > 1 else "?"
+    func = parts[2].removeprefix("in ") if len(parts) > 2 else "?"
+    return f"{path}:{line} in {func}"
+
+
+def _hint(node: fx.Node) -> str:
+    """What an unsupported target usually is, when the reason is known."""
+    if node.op == "call_function" and node.target in (operator.mul, torch.mul) or (
+            node.op == "call_method" and node.target in ("mul", "mul_", "__mul__")):
+        return (" (a product; of two computed tensors, as in a squeeze-and-excitation gate, it "
+                "is not linear, and no synapse can compute it)")
+    return ""

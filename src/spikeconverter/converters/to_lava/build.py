@@ -22,7 +22,7 @@ from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan
 from spikeconverter.converters.to_lava.runtime import import_lava_runtime
 
-__all__ = ["Built", "build", "input_data", "run_config"]
+__all__ = ["Built", "ProcessGraph", "build", "input_data", "run_config"]
 
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
 GRADED_BITS = 24
@@ -35,6 +35,64 @@ class Built:
     source: Any
     sink: Any
     neurons: dict[str, Any] = field(default_factory=dict)
+    synapses: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class ProcessGraph:
+    """A converted network's Lava Processes for a given input, ready to run (not yet run).
+
+    Attributes
+    ----------
+    source : Process
+        ``lava.proc.io.source.RingBuffer`` (unbatched graph) or
+        :class:`~spikeconverter.processes.BatchFeed` (batched), holding all the input.
+    sink : Process
+        ``lava.proc.io.sink.RingBuffer`` recording the readout's ``v_out`` every step, or a
+        :class:`~spikeconverter.processes.WindowCollector` (batched).
+    neurons : dict of str to Process
+        Population name (as in ``lnet.graph``) -> ILIF / SpikingMaxPool / Readout (batched:
+        BatchILIF / BatchMaxPool / Readout of shape ``(B, ...)``). Lava layout ``(W, H, C)``.
+    synapses : list of Process
+        One synapse Process per edge, named ``syn_<target>_<edge>``.
+    num_steps : int
+        Steps to run for every sample's logits.
+    run_cfg : RunConfig
+        The run configuration that
+        :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.run` uses (it selects the
+        fast models).
+    samples, batch : int
+    plan, schedule
+        What the graph was built from.
+    """
+
+    plan: LavaPlan
+    schedule: Any
+    samples: int
+    batch: int
+    source: Any
+    sink: Any
+    neurons: dict[str, Any]
+    synapses: list[Any]
+    num_steps: int
+    run_cfg: Any
+
+    def read_steps(self) -> list[int]:
+        """Step (counted from 0) at which window ``w``'s logits leave the readout."""
+        s, out = self.schedule, self.plan.output
+        windows = -(-self.samples // self.batch)
+        return [s.offset[out] + w * s.steps_per_sample + s.t_acc[out] - 1
+                for w in range(windows)]
+
+    def logits(self) -> np.ndarray:
+        """The logits ``(samples, classes)``; call after running ``num_steps`` steps, before
+        the runtime stops."""
+        if self.batch == 1 and hasattr(self.sink, "data"):
+            v = np.asarray(self.sink.data.get(), dtype=np.float64)
+            return v[..., self.read_steps()].reshape(-1, self.samples).T / self.plan.output_gain
+        rows = [np.asarray(self.sink.receive(), dtype=np.float64).reshape(self.batch, -1)
+                for _ in self.read_steps()]
+        return np.concatenate(rows)[: self.samples] / self.plan.output_gain
 
 
 def input_data(plan: LavaPlan, images: np.ndarray, num_steps: int) -> np.ndarray:
@@ -74,7 +132,7 @@ def build(plan: LavaPlan, data: np.ndarray) -> Built:
         if spec.kind != "input":
             _add_population(plan, spec, built, ins, outs, data.shape[-1])
     for syn in plan.synapses:
-        _add_synapse(syn, outs[syn.source], ins[syn.target])
+        built.synapses.append(_add_synapse(syn, outs[syn.source], ins[syn.target]))
     return built
 
 
@@ -108,7 +166,7 @@ def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any]
         outs[_pool_source(plan, spec.name)].connect(p.s_in)
 
 
-def _add_synapse(syn: Any, port: Any, target_in: Any) -> None:
+def _add_synapse(syn: Any, port: Any, target_in: Any) -> Any:
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.sparse.process import Sparse
@@ -139,6 +197,7 @@ def _add_synapse(syn: Any, port: Any, target_in: Any) -> None:
         (port.flatten() if len(syn.in_shape) > 1 else port).connect(proc.s_in)
         out = proc.a_out.reshape(syn.out_shape) if len(syn.out_shape) > 1 else proc.a_out
     out.connect(target_in)
+    return proc
 
 
 def _pool_source(plan: LavaPlan, name: str) -> str:

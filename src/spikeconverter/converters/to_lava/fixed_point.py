@@ -110,7 +110,13 @@ def membrane_peaks(graph: Graph, schedule: Schedule, batches: Iterable[torch.Ten
 
 def _peaks_batch(graph: Graph, schedule: Schedule, x: torch.Tensor, k: float,
                  bias: dict[str, torch.Tensor], peaks: dict[str, float]) -> None:
-    codes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # spikes (T, B, ...), theta
+    # spikes (T, B, ...) as int8 (codes are -1/0/1), theta; a population's code is dropped as
+    # soon as its last consumer has used it, so memory follows the widest cut of the graph
+    codes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    users = {p.name: 0 for p in graph}
+    for pop in graph:
+        for e in pop.edges:
+            users[e.source] += 1
     peaks[INPUT_KEY] = max(peaks[INPUT_KEY], float(x.abs().max()))
     for pop in graph:
         if pop.kind == "input":
@@ -118,28 +124,38 @@ def _peaks_batch(graph: Graph, schedule: Schedule, x: torch.Tensor, k: float,
                 codes[pop.name] = (x.unsqueeze(0), torch.ones((), dtype=x.dtype))
             else:
                 th = theta_tensor(pop, x.dtype)
-                codes[pop.name] = (coding.encode(x, th, int(pop.T), k, graph.rounding, True), th)
+                codes[pop.name] = (_spikes(coding.encode(x, th, int(pop.T), k, graph.rounding,
+                                                         True)), th)
             continue
         if pop.kind == "maxpool":
             s, th = codes[pop.edges[0].source]
             a = pop.attrs
-            codes[pop.name] = (spike_max_pool2d(s, a["kernel_size"], a["stride"], a["padding"],
-                                                a.get("dilation", 1), a.get("ceil_mode", False)),
-                               th)
-            continue
-        peak, total = _accumulate_peak(graph, schedule, pop, codes, k, bias[pop.name])
-        peaks[pop.name] = max(peaks[pop.name], peak)
-        if pop.kind != "readout":
-            u = total + bias[pop.name]
-            th = theta_tensor(pop, x.dtype)
-            codes[pop.name] = (coding.encode(u, th, int(pop.T), k, graph.rounding,
-                                             pop.kind == "signed"), th)
+            pooled = spike_max_pool2d(s.to(x.dtype), a["kernel_size"], a["stride"],
+                                      a["padding"], a.get("dilation", 1),
+                                      a.get("ceil_mode", False))
+            codes[pop.name] = (_spikes(pooled) if s.dtype == torch.int8 else pooled, th)
+        else:
+            total = _accumulate_peaks(graph, schedule, pop, codes, x.dtype, k, bias, peaks)
+            if pop.kind != "readout":
+                u = total + bias[pop.name]
+                th = theta_tensor(pop, x.dtype)
+                codes[pop.name] = (_spikes(coding.encode(u, th, int(pop.T), k, graph.rounding,
+                                                         pop.kind == "signed")), th)
+        for e in pop.edges:
+            users[e.source] -= 1
+            if users[e.source] == 0:
+                codes.pop(e.source, None)
 
 
-def _accumulate_peak(graph: Graph, schedule: Schedule, pop: Population,
-                     codes: dict[str, tuple[torch.Tensor, torch.Tensor]], k: float,
-                     bias: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Largest ``|V|`` of ``pop``'s accumulate phase, and its sum of edge values (no bias)."""
+def _spikes(s: torch.Tensor) -> torch.Tensor:
+    """A spike train (values -1/0/1) stored in 1 byte per spike."""
+    return s.to(torch.int8)
+
+
+def _accumulate_peaks(graph: Graph, schedule: Schedule, pop: Population, codes, dtype,
+                      k: float,
+                      bias: dict[str, torch.Tensor], peaks: dict[str, float]) -> torch.Tensor:
+    """Update ``peaks[pop]`` over its accumulate steps; return the summed input (no bias)."""
     t_acc = schedule.t_acc[pop.name]
     longest = max(codes[e.source][0].shape[0] for e in pop.edges)
     # after the longest train the sum only doubles: its peak is at the last step
@@ -150,18 +166,21 @@ def _accumulate_peak(graph: Graph, schedule: Schedule, pop: Population,
         for e in pop.edges:
             s, th = codes[e.source]
             n = min(t + 1, s.shape[0])
-            prefix = SpikeTrain(th, n, 0, k=k, frames=s[:n]).value()  # first n spikes decoded
+            # the first n spikes decoded (codes are kept as int8; decoded in ``dtype``)
+            prefix = SpikeTrain(th, n, 0, k=k, frames=s[:n].to(dtype)).value()
             y = graph.edge_value(e, prefix, with_bias=False)
             total = y if total is None else total + y
         v = total * k ** (t - t_acc + 1)
         if t == t_acc - 1:
             if pop.kind == "readout":
-                v = v + bias
+                v = v + bias[pop.name]
             else:
-                v = start_generate(v, bias, theta_tensor(pop, v.dtype), int(pop.T), k,
+                v = start_generate(v, bias[pop.name], theta_tensor(pop, dtype), int(pop.T), k,
                                    graph.rounding, pop.kind == "signed")
-        peak = max(peak, float(v.abs().max()))
-    return peak, total
+        peak = max(peak, float(v.max()), -float(v.min()))
+    peaks[pop.name] = max(peaks[pop.name], peak)
+    return total
+
 
 
 # -- the integer plan -----------------------------------------------------------------------------
@@ -177,15 +196,21 @@ def _exp_for(absmax: float, limit: float) -> int:
 
 
 def _round_weights(w: Any, factor: float, exp: int) -> tuple[Any, float]:
-    """``round(w * factor / 2**exp)`` clipped to 8 bits, and its relative RMS error."""
-    dense = w.toarray() if sp.issparse(w) else np.asarray(w)
-    target = dense * factor / 2.0 ** exp
+    """``round(w * factor / 2**exp)`` clipped to 8 bits, and its relative RMS error.
+
+    A sparse matrix stays sparse (only its stored entries are rounded; entries that round to
+    zero are dropped), so memory follows the synapses, never ``n_out * n_in``.
+    """
+    values = w.data if sp.issparse(w) else np.asarray(w)
+    target = values * factor / 2.0 ** exp
     m = np.clip(np.rint(target), -W_MAX - 1, W_MAX)
     nz = target != 0
     err = float(np.sqrt(np.mean((m - target)[nz] ** 2) / np.mean(target[nz] ** 2))) \
         if nz.any() else 0.0
     if sp.issparse(w):
-        return sp.csr_matrix(m), err
+        out = sp.csr_matrix((m, w.indices.copy(), w.indptr.copy()), shape=w.shape)
+        out.eliminate_zeros()
+        return out, err
     return m.astype(np.int32), err
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,16 +19,26 @@ from spikeconverter.converters.calibrate import iter_batches
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.serialize import write
-from spikeconverter.converters.to_lava.build import build, input_data, run_config
+from spikeconverter.converters.to_lava.batched import (
+    DEFAULT_BATCH,
+    DEFAULT_CHUNK_WINDOWS,
+    iter_batched,
+    prepared_batched,
+)
+from spikeconverter.converters.to_lava.build import ProcessGraph, build, input_data, run_config
 from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan, membrane_peaks
 from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
+from spikeconverter.converters.to_lava.plancache import load_plans, plan_key, save_plans
+from spikeconverter.converters.to_lava.stored import graph_fingerprint, store_peaks, stored_peaks
 from spikeconverter.converters.to_lava.timing import lava_schedule
+from spikeconverter.converters.validate import check_graph
 
 __all__ = ["LavaNetwork"]
 
 
 class LavaNetwork:
-    """A calibrated graph, scheduled for Lava; built into Lava processes at every :meth:`run`.
+    """A calibrated graph, scheduled for Lava; built into Lava processes at every :meth:`run`
+    (:meth:`processes` hands the graph to a Lava user instead).
 
     Parameters
     ----------
@@ -49,48 +63,85 @@ class LavaNetwork:
         ``steps_simulated`` (steps actually run), ``samples``, ``seconds``,
         ``seconds_per_sample``, ``fixed_point`` and per population ``populations[name]``:
         ``kind``, ``neurons``, ``T``, ``t_acc``, ``offset`` and, in fixed point, ``saturations``
-        (data-losing clamps of the 24-bit membrane, counted by the neurons).
+        (data-losing clamps of the 24-bit membrane, counted by the neurons); ``batch_size``
+        (1 for ``graph="lava"``) and, for the batched graph, ``timing``: the first
+        ``RunSteps`` call (compiles and starts the runtime) and the later ones
+        (``first_chunk_steps``/``_seconds``, ``stepping_steps``/``_seconds``).
     """
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  membrane_peaks: dict[str, float] | None = None, margin: float = 0.5):
-        graph.validate()
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
                                  "run calibrate() first")
+        check_graph(graph, torch.float64)  # every value, before anything is built
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
         self.graph = graph
         self.schedule = schedule if schedule is not None else lava_schedule(graph)
-        self.membrane_peaks = dict(membrane_peaks) if membrane_peaks is not None else None
         self.margin = float(margin)
+        self._no_peaks_reason = ""
+        if membrane_peaks is not None:
+            self.membrane_peaks: dict[str, float] | None = dict(membrane_peaks)
+            store_peaks(graph, self.membrane_peaks, self.margin)
+        else:  # a loaded network's file may hold them (see .stored)
+            self.membrane_peaks, self._no_peaks_reason = stored_peaks(graph)
         self.stats: dict[str, Any] | None = None
         self._plans: dict[bool, LavaPlan] = {}
+        self._plan_cache: Path | None = None
         self._fixed_report: dict[str, Any] | None = None
 
     # -- plans --------------------------------------------------------------------------------
 
+    def use_plan_cache(self, path: str | os.PathLike) -> None:
+        """Keep the plans in the file ``path`` (e.g. beside the network file): read from it
+        when it holds plans of this very network (same fingerprint, membrane peaks, margin and
+        planner version, see :mod:`spikeconverter.converters.to_lava.plancache`), written
+        whenever a plan is built."""
+        self._plan_cache = Path(path)
+
     def plan(self, fixed_point: bool = False) -> LavaPlan:
-        """The float or fixed-point :class:`LavaPlan` (computed once, then cached)."""
+        """The float or fixed-point :class:`LavaPlan` (computed once, then cached in memory
+        and, after :meth:`use_plan_cache`, in a file)."""
+        if fixed_point not in self._plans and self._plan_cache is not None:
+            key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+            cached = load_plans(self._plan_cache, key)
+            if cached is not None and fixed_point in cached[0]:
+                self._plans.update(cached[0])
+                self._fixed_report = cached[1] if True in cached[0] else self._fixed_report
+        if fixed_point not in self._plans:
+            self._build_plan(fixed_point)
+            if self._plan_cache is not None:
+                key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+                try:
+                    save_plans(self._plan_cache, key, self._plans, self._fixed_report)
+                except OSError as err:  # a read-only folder: run without the cache
+                    warnings.warn(f"could not write the plan cache {self._plan_cache} ({err})",
+                                  stacklevel=2)
+        return self._plans[fixed_point]
+
+    def _build_plan(self, fixed_point: bool) -> None:
         if fixed_point not in self._plans:
             base = self._plans.get(False) or float_plan(self.graph, self.schedule)
             self._plans[False] = base
             if fixed_point:
                 if self.membrane_peaks is None:
+                    why = f" ({self._no_peaks_reason})" if self._no_peaks_reason else ""
                     raise ValueError(
-                        "fixed point needs the membrane peaks of calibration data: convert with "
-                        "backend='lava' (it measures them) or call "
-                        "lnet.calibrate_fixed_point(calibration) first")
+                        f"fixed point needs the membrane peaks of calibration data{why}: "
+                        "convert with backend='lava' or with 'spikeconverter convert' (both "
+                        "measure them) or call lnet.calibrate_fixed_point(calibration) first")
                 self._plans[True], self._fixed_report = fixed_point_plan(
                     base, self.graph, self.schedule, self.membrane_peaks, self.margin)
-        return self._plans[fixed_point]
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
-        """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches)."""
+        """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches) and
+        keep them in ``graph.meta`` (so every file saved from this graph carries them)."""
         _, batches, _ = iter_batches(calibration)
         self.membrane_peaks = membrane_peaks(self.graph, self.schedule, batches,
                                              progress=progress)
+        store_peaks(self.graph, self.membrane_peaks, self.margin)  # saved with the graph
         self._plans.pop(True, None)
 
     def fixed_point_report(self) -> dict[str, Any]:
@@ -102,12 +153,25 @@ class LavaNetwork:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self, images: Any, fixed_point: bool = False, *, progress: bool = True,
+    def run(self, images: Any, fixed_point: bool = False, *, batch_size: int | None = None,
+            graph: str = "batched", progress: bool = True,
             chunk_steps: int | None = None) -> np.ndarray:
-        """Stream ``images`` back to back through the network in Lava; return the logits.
+        """Stream ``images`` through the network in Lava; return the logits.
 
-        Sample ``i`` enters at step ``i * steps_per_sample``; the run takes exactly
-        ``latency_steps + (N - 1) * steps_per_sample`` steps. The runtime is always stopped.
+        Two process graphs run the same plan (see :mod:`spikeconverter.converters.to_lava.batched`):
+
+        * ``graph="batched"`` (default): ``batch_size`` samples side by side in one runtime,
+          every Process with a leading batch axis (the project's vectorised models). Window
+          ``w`` carries samples ``w*B .. w*B + B - 1``; the run takes
+          ``latency_steps + (ceil(N / B) - 1) * steps_per_sample`` steps. Logits are
+          bit-identical per sample for every ``batch_size``. Input is fed a few windows at a
+          time (memory does not grow with ``N``).
+        * ``graph="lava"``: the unbatched graph of Lava's own ``Dense``/``Sparse``/``Conv``
+          synapses, one sample after the other (``latency_steps + (N - 1) *
+          steps_per_sample`` steps): what a Loihi mapping looks like. Its fixed-point logits
+          equal the batched ones; float ones differ only by summation order (~1e-16).
+
+        The runtime is always stopped.
 
         Parameters
         ----------
@@ -115,57 +179,154 @@ class LavaNetwork:
             ``(N, *input_shape)``.
         fixed_point : bool
             Run the Loihi-style integer models (8-bit weights, 24-bit membranes).
+        batch_size : int, optional
+            Samples side by side (``graph="batched"``); default ``min(N, DEFAULT_BATCH)``.
+        graph : {"batched", "lava"}
         progress : bool
-            Show a tqdm bar over the steps.
+            Show a tqdm bar (samples, with rate and ETA).
         chunk_steps : int, optional
-            Steps per ``RunSteps`` call (default: ``steps_per_sample``).
+            Steps per ``RunSteps`` call (default: ``steps_per_sample``; batched: rounded up to
+            whole windows, default 8 windows).
 
         Returns
         -------
         numpy.ndarray
             Logits ``(N, classes)`` (float64).
         """
-        x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) \
-            else np.asarray(images, dtype=np.float64)
-        in_shape = tuple(self.graph[self.graph.input].shape)
-        if x.ndim != len(in_shape) + 1 or tuple(x.shape[1:]) != in_shape or x.shape[0] < 1:
-            raise ValueError(f"images must have shape (N, {', '.join(map(str, in_shape))}) with "
-                             f"N >= 1, got {tuple(x.shape)}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("images contain NaN or inf")
+        n, batch = self._check_run(images, batch_size, graph, chunk_steps)
         plan = self.plan(bool(fixed_point))
-        s = self.schedule
-        n = x.shape[0]
-        steps = s.steps_for(n)
-        chunk = int(chunk_steps or s.steps_per_sample)
-        if chunk < 1:
-            raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
-        net = build(plan, input_data(plan, x, steps))
-        cfg = run_config(plan)
-        out = self.graph.output
-        read = [s.offset[out] + i * s.steps_per_sample + s.t_acc[out] - 1 for i in range(n)]
-        done = 0
-        start = time.perf_counter()
-        try:
-            with tqdm(total=steps, desc="lava " + plan.select_tag, unit="step",
-                      disable=not progress, leave=False) as bar:
-                while done < steps:
-                    now = min(chunk, steps - done)
-                    net.sink.run(condition=RunSteps(num_steps=now), run_cfg=cfg)
-                    done += now
-                    bar.update(now)
-            v = np.asarray(net.sink.data.get(), dtype=np.float64)
-            sat = {name: int(np.sum(p.saturations.get())) for name, p in net.neurons.items()
-                   if plan.select_tag == "fixed_pt" and hasattr(p, "saturations")}
-        finally:
-            net.sink.stop()
-        seconds = time.perf_counter() - start
-        logits = v[..., read].reshape(-1, n).T / plan.output_gain
-        self._finish_stats(n, done, seconds, bool(fixed_point), sat)
+        if graph == "lava":
+            return self._run_lava_graph(images, plan, progress, chunk_steps)
+        logits = np.zeros((n, math.prod(self.graph[self.graph.output].shape)))
+        with tqdm(total=n, desc="lava " + plan.select_tag, unit="img", disable=not progress,
+                  leave=False) as bar:
+            for first, part in self.iter_run(images, fixed_point, batch_size=batch,
+                                             chunk_steps=chunk_steps):
+                logits[first:first + len(part)] = part
+                bar.update(len(part))
         return logits
 
+    def iter_run(self, images: Any, fixed_point: bool = False, *,
+                 batch_size: int | None = None,
+                 chunk_steps: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`run` on the batched graph, yielding ``(first_index, logits)`` per window as
+        the simulation produces it (``logits`` of samples ``first_index ..``), for long runs
+        that report or write results as they go. :attr:`stats` is set once the last window
+        is out. Stopping the iteration early stops the runtime."""
+        n, batch = self._check_run(images, batch_size, "batched", chunk_steps)
+        plan = self.plan(bool(fixed_point))
+        windows = DEFAULT_CHUNK_WINDOWS if chunk_steps is None else \
+            max(1, math.ceil(chunk_steps / self.schedule.steps_per_sample))
+        run_stats: dict[str, Any] = {}
+        start = time.perf_counter()
+        yield from iter_batched(plan, self.schedule, images, batch, windows, stats=run_stats)
+        self._finish_stats(n, run_stats["steps_simulated"], time.perf_counter() - start,
+                           bool(fixed_point), run_stats.get("saturations", {}), batch)
+        self.stats["timing"] = {k: v for k, v in run_stats.items()
+                                if k.startswith(("first_chunk", "stepping"))}
+
+    def _check_run(self, images: Any, batch_size: int | None, graph: str,
+                   chunk_steps: int | None) -> tuple[int, int]:
+        """Validate the arguments of :meth:`run` before any work; ``(N, batch)``."""
+        if graph not in ("batched", "lava"):
+            raise ValueError(f"graph must be 'batched' or 'lava', got {graph!r}")
+        in_shape = tuple(self.graph[self.graph.input].shape)
+        shape = tuple(images.shape) if hasattr(images, "shape") else None
+        if shape is None or len(shape) != len(in_shape) + 1 or shape[1:] != in_shape \
+                or shape[0] < 1:
+            raise ValueError(f"images must have shape (N, {', '.join(map(str, in_shape))}) with "
+                             f"N >= 1, got {shape}")
+        finite = bool(torch.isfinite(images).all()) if isinstance(images, torch.Tensor) \
+            else bool(np.all(np.isfinite(np.asarray(images))))
+        if not finite:
+            raise ValueError("images contain NaN or inf")
+        if chunk_steps is not None and (isinstance(chunk_steps, bool) or chunk_steps < 1):
+            raise ValueError(f"chunk_steps must be an integer >= 1 (or None: one window's "
+                             f"steps), got {chunk_steps!r}")
+        n = int(shape[0])
+        if batch_size is None:
+            return n, min(n, DEFAULT_BATCH)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if graph == "lava" and batch_size != 1:
+            raise ValueError("graph='lava' (Lava's own synapses) runs one sample at a time: "
+                             "batch_size must be 1 or None")
+        return n, min(n, int(batch_size))
+
+    def _run_lava_graph(self, images: Any, plan: LavaPlan, progress: bool,
+                        chunk_steps: int | None) -> np.ndarray:
+        """The unbatched graph of Lava's own synapse Processes (see :meth:`run`)."""
+        pg = self.processes(images, plan.select_tag == "fixed_pt", graph="lava")
+        from spikeconverter.processes.run import check_fixed_point, lava_runtime
+
+        if plan.select_tag == "fixed_pt":
+            check_fixed_point(pg.sink)  # a model raising inside Lava would hang the run
+        chunk = int(chunk_steps or self.schedule.steps_per_sample)
+        done = 0
+        start = time.perf_counter()
+        # one policy for every Lava runtime: always stopped, workers never orphaned by a signal
+        with tqdm(total=pg.num_steps, desc="lava " + plan.select_tag, unit="step",
+                  disable=not progress, leave=False) as bar, \
+                lava_runtime(pg.sink, pg.run_cfg) as signals:
+            while done < pg.num_steps:
+                now = min(chunk, pg.num_steps - done)
+                pg.sink.run(condition=RunSteps(num_steps=now))
+                done += now
+                bar.update(now)
+                signals.check()  # Ctrl-C / SIGTERM stop the run here, between chunks
+            logits = pg.logits()
+            sat = {name: int(np.sum(p.saturations.get())) for name, p in pg.neurons.items()
+                   if plan.select_tag == "fixed_pt" and hasattr(p, "saturations")}
+        self._finish_stats(pg.samples, done, time.perf_counter() - start,
+                           plan.select_tag == "fixed_pt", sat, 1)
+        return logits
+
+    def processes(self, images: Any, fixed_point: bool = False, *, graph: str = "lava",
+                  batch_size: int | None = None) -> ProcessGraph:
+        """The Lava Processes that :meth:`run` would build for ``images``, not yet run.
+
+        For Lava users who want to attach their own Processes: a
+        :class:`lava.proc.monitor.process.Monitor` on a population's Var (``v``, ``s_out``),
+        another sink, or a different run configuration. Run it yourself, e.g. with
+        :func:`spikeconverter.processes.simulation` (always stops the runtime), for
+        ``num_steps`` steps and read the logits with :meth:`ProcessGraph.logits` before the
+        runtime stops. All input is loaded up front, so keep ``images`` small.
+
+        Parameters
+        ----------
+        images : torch.Tensor or numpy.ndarray
+            ``(N, *input_shape)``.
+        fixed_point : bool
+            Integer (Loihi-style) plan and models.
+        graph : {"lava", "batched"}
+            ``"lava"`` (default): Lava's own Dense/Sparse/Conv synapses, populations of the
+            per-sample shape (what a Loihi mapping looks like); ``"batched"``: every Process
+            with a leading batch axis of ``batch_size`` (see :meth:`run`).
+        batch_size : int, optional
+            ``graph="batched"`` only; default ``min(N, DEFAULT_BATCH)``.
+
+        Returns
+        -------
+        ProcessGraph
+            ``source``, ``sink``, ``neurons`` (population name -> Process), ``synapses``,
+            ``num_steps``, ``run_cfg``, :meth:`ProcessGraph.logits`.
+        """
+        n, batch = self._check_run(images, batch_size, graph, None)
+        plan = self.plan(bool(fixed_point))
+        if graph == "lava":
+            x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) \
+                else np.asarray(images, dtype=np.float64)
+            steps = self.schedule.steps_for(n)
+            built = build(plan, input_data(plan, x, steps))
+            return ProcessGraph(plan=plan, schedule=self.schedule, samples=n, batch=1,
+                                source=built.source, sink=built.sink, neurons=built.neurons,
+                                synapses=built.synapses, num_steps=steps,
+                                run_cfg=run_config(plan))
+        return prepared_batched(plan, self.schedule, images, batch)
+
     def _finish_stats(self, n: int, steps: int, seconds: float, fixed: bool,
-                      sat: dict[str, int]) -> None:
+                      sat: dict[str, int], batch: int) -> None:
         s = self.schedule
         pops = {}
         for p in self.graph:
@@ -177,7 +338,7 @@ class LavaNetwork:
         self.stats = {
             "populations": pops, "latency_steps": s.latency_steps,
             "steps_per_sample": s.steps_per_sample, "steps_simulated": steps, "samples": n,
-            "batch_size": n, "seconds": seconds, "seconds_per_sample": seconds / n,
+            "batch_size": batch, "seconds": seconds, "seconds_per_sample": seconds / n,
             "fixed_point": fixed, "T": dict(s.T),
         }
         if fixed:

@@ -159,8 +159,13 @@ def composed_matrix(graph: Graph, edge: Edge, scale: np.ndarray) -> sp.csr_matri
     """The edge's linear map (no bias) times ``scale`` as a sparse matrix in Lava order.
 
     Built by pushing chunks of one-hot source vectors through :meth:`Graph.edge_value`
-    (float64), so it is exactly the map the IR defines, whatever the chain of ops.
+    (float64), so it is exactly the map the IR defines, whatever the chain of ops. An edge of
+    pure selections (identity, slicing, zero padding, flattening: every output copies at most
+    one input) is found from one probe instead, in time and memory linear in the neurons.
     """
+    selection = _selection_matrix(graph, edge, scale)
+    if selection is not None:
+        return selection
     src_shape = tuple(graph[edge.source].shape)
     n_in = math.prod(src_shape)
     scale_flat = np.broadcast_to(np.asarray(scale, dtype=np.float64), src_shape).reshape(-1).copy()
@@ -190,3 +195,35 @@ def composed_matrix(graph: Graph, edge: Edge, scale: np.ndarray) -> sp.csr_matri
             vals.append(y[r, c])
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(n_out, n_in))
+
+
+#: Ops that only move values (each output is one input or zero).
+_SELECTION_OPS = ("flatten", "slice", "pad")
+
+
+def _selection_matrix(graph: Graph, edge: Edge, scale: np.ndarray) -> sp.csr_matrix | None:
+    """The map of an edge of selection ops, from probes numbering the inputs; ``None`` when
+    the edge has other ops or the probes show it is not a pure selection."""
+    if any(op.kind not in _SELECTION_OPS for op in edge.ops):
+        return None
+    src_shape = tuple(graph[edge.source].shape)
+    n_in = math.prod(src_shape)
+    with torch.no_grad():
+        number = torch.arange(1, n_in + 1, dtype=torch.float64).reshape(1, *src_shape)
+        y = graph.edge_value(edge, number, with_bias=False)[0]
+        ones = graph.edge_value(edge, torch.ones_like(number), with_bias=False)[0]
+    out_shape = tuple(y.shape)
+    y, ones = y.reshape(-1).numpy(), ones.reshape(-1).numpy()
+    if not np.array_equal(ones, (y != 0).astype(np.float64)):
+        return None  # e.g. a padding with a nonzero value: not a linear selection
+    rows_t = np.nonzero(y)[0]  # torch flat output index
+    cols_t = y[rows_t].astype(np.int64) - 1  # torch flat input index
+    inv_out = np.empty(len(y), dtype=np.int64)
+    inv_out[flat_perm(out_shape)] = np.arange(len(y))
+    inv_in = np.empty(n_in, dtype=np.int64)
+    inv_in[flat_perm(src_shape)] = np.arange(n_in)
+    scale_flat = np.broadcast_to(np.asarray(scale, dtype=np.float64), src_shape).reshape(-1)
+    vals = scale_flat[cols_t]
+    keep = vals != 0
+    return sp.csr_matrix((vals[keep], (inv_out[rows_t[keep]], inv_in[cols_t[keep]])),
+                         shape=(len(y), n_in))

@@ -1,0 +1,289 @@
+"""Batched Lava simulation: ``B`` samples side by side in one runtime.
+
+The unbatched graph (:mod:`spikeconverter.converters.to_lava.build`) is made of Lava's own
+``Dense``/``Sparse``/``Conv`` synapses, one neuron per model neuron: what a Loihi mapping looks
+like, and the reference.
+Lava's CPU runtime costs a command/handshake round per Process per step whatever the Process
+computes, which dominates a converted network's step time. Here every Process carries a leading
+batch axis instead (:class:`~spikeconverter.processes.BatchConv`,
+:class:`~spikeconverter.processes.BatchDense`, :class:`~spikeconverter.processes.BatchILIF`,
+:class:`~spikeconverter.processes.BatchMaxPool`, Readout and Delay with shape ``(B, ...)``), so
+the per-step cost is paid once for ``B`` samples. Each model computes a sample exactly as it
+would alone (elementwise neurons; one product per sample or order-independent integer sums), so
+logits are bit-identical per sample for every batch size, in float and in fixed point; the
+fixed-point ones also equal the unbatched graph of Lava's own synapses.
+
+Samples stream through the pipeline in windows: window ``w`` carries samples
+``w*B .. w*B + B - 1`` (the last one padded with zeros), entering at step ``w * period``. The
+host feeds windows through a :class:`~spikeconverter.processes.BatchFeed` and reads the logits
+of each window from a :class:`~spikeconverter.processes.WindowCollector`, a few windows at a
+time: memory does not grow with the number of samples.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from lava.magma.core.run_conditions import RunSteps
+
+from spikeconverter import coding
+from spikeconverter.converters.schedule import Schedule
+from spikeconverter.converters.to_lava.build import ProcessGraph
+from spikeconverter.converters.to_lava.layout import to_lava
+from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.runtime import import_lava_runtime
+
+__all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
+           "window_frames"]
+
+#: Default samples per batch: enough to make the per-step runtime cost small per sample.
+DEFAULT_BATCH = 16
+#: Default windows per ``RunSteps`` call (and per pipe fill): bounds the input buffer.
+DEFAULT_CHUNK_WINDOWS = 8
+#: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
+GRADED_BITS = 24
+
+
+@dataclass
+class BatchedGraph:
+    """The Processes of a batched run.
+
+    Attributes
+    ----------
+    source : BatchFeed
+        Sends the input windows.
+    sink : WindowCollector
+        Hands the readout's logits of every window to the host.
+    neurons : dict of str to Process
+        Population name -> ``BatchILIF`` / ``BatchMaxPool`` / ``Readout`` (shape ``(B, ...)``).
+    synapses : list of Process
+        ``BatchConv`` / ``BatchDense``, one per edge of the graph.
+    delays : list of Delay
+    batch : int
+    """
+
+    source: Any
+    sink: Any
+    batch: int
+    neurons: dict[str, Any] = field(default_factory=dict)
+    synapses: list[Any] = field(default_factory=list)
+    delays: list[Any] = field(default_factory=list)
+
+
+def window_frames(plan: LavaPlan, images: np.ndarray, batch: int) -> np.ndarray:
+    """The input frames ``(frames, batch, *lava_shape)`` of one window of ``images``
+    ``(b <= batch, *shape)`` (missing samples are zeros)."""
+    torch_shape = tuple(images.shape[1:])
+    x = np.zeros((batch, *torch_shape), dtype=np.float64)
+    x[: len(images)] = images
+    if plan.input_encoding == "analog":
+        frames = to_lava(x, torch_shape)[None]
+        if plan.select_tag == "fixed_pt":
+            frames = np.rint(frames * 2.0 ** plan.input_shift)
+        return frames
+    theta = np.broadcast_to(np.asarray(plan.input_theta, dtype=np.float64), torch_shape)
+    frames = coding.encode(x, theta, plan.input_T, plan.k, plan.rounding, signed=True)
+    return to_lava(np.asarray(frames), torch_shape)
+
+
+def _frames_count(plan: LavaPlan) -> int:
+    return 1 if plan.input_encoding == "analog" else int(plan.input_T)
+
+
+def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
+                  prefill: np.ndarray, buffer: int) -> BatchedGraph:
+    """Create and connect the batched Processes of ``plan`` for ``windows`` windows."""
+    import_lava_runtime()
+    from spikeconverter.processes import BatchFeed, Delay, WindowCollector
+
+    in_shape = plan.populations[plan.input].shape
+    feed = BatchFeed(shape=in_shape, batch=batch, frames=_frames_count(plan), period=plan.period,
+                     delay=plan.input_delay, windows=windows, prefill=prefill, buffer=buffer,
+                     name="input")
+    out = plan.output
+    sink = WindowCollector(shape=(batch, *plan.populations[out].shape), period=plan.period,
+                           offset=schedule.offset[out] + schedule.t_acc[out] - 1,
+                           windows=windows, buffer=buffer, name="logits")
+    g = BatchedGraph(source=feed, sink=sink, batch=batch)
+    outs: dict[str, Any] = {plan.input: feed.s_out}
+    ins: dict[str, Any] = {}
+    for spec in plan.populations.values():
+        if spec.kind == "input":
+            continue
+        p = _population(plan, spec, batch)
+        if spec.kind == "maxpool":
+            outs[spec.pool["source"]].connect(p.s_in)
+            outs[spec.name] = p.s_out
+        elif spec.kind == "readout":
+            ins[spec.name] = p.a_in
+            p.v_out.connect(sink.a_in)
+        else:
+            ins[spec.name], outs[spec.name] = p.a_in, p.s_out
+        g.neurons[spec.name] = p
+    for syn in plan.synapses:
+        port = outs[syn.source]
+        if syn.delay > 0:
+            d = Delay(shape=(batch, *syn.in_shape), delay=syn.delay,
+                      name=f"delay_{syn.target}_{syn.edge}")
+            port.connect(d.a_in)
+            port = d.s_out
+            g.delays.append(d)
+        proc = _synapse(syn, batch)
+        port.connect(proc.s_in)
+        proc.a_out.connect(ins[syn.target])
+        g.synapses.append(proc)
+    return g
+
+
+def _population(plan: LavaPlan, spec, batch: int):
+    from spikeconverter.processes import BatchILIF, BatchMaxPool, Readout
+
+    shape = (batch, *spec.shape)
+    if spec.kind == "maxpool":
+        src = plan.populations[spec.pool["source"]]
+        return BatchMaxPool(shape=src.shape, batch=batch, t_gen=spec.t_gen, period=plan.period,
+                            offset=spec.offset, kernel_size=spec.pool["kernel_size"],
+                            stride=spec.pool["stride"], padding=spec.pool["padding"],
+                            name=spec.name)
+    if spec.kind == "readout":
+        return Readout(shape=shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
+                       offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
+                       name=spec.name)
+    return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
+                     offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
+                     rounding=plan.rounding, signed=spec.signed, name=spec.name)
+
+
+def _synapse(syn, batch: int):
+    from spikeconverter.processes import BatchConv, BatchDense
+
+    bits = GRADED_BITS if syn.graded else 0
+    name = f"syn_{syn.target}_{syn.edge}"
+    if syn.kind == "conv":
+        c = syn.conv
+        proc = BatchConv(weight=syn.weight, input_shape=c["input_shape"], batch=batch,
+                         padding=c["padding"], stride=c["stride"], dilation=c["dilation"],
+                         groups=c["groups"], weight_exp=syn.weight_exp, num_message_bits=bits,
+                         name=name)
+        if tuple(proc.output_shape) != tuple(syn.out_shape):
+            raise RuntimeError(f"BatchConv for {syn.target!r} gives shape {proc.output_shape}, "
+                               f"the graph expects {syn.out_shape}")
+        return proc
+    return BatchDense(weights=syn.weight, batch=batch, in_shape=syn.in_shape,
+                      out_shape=syn.out_shape, weight_exp=syn.weight_exp, num_message_bits=bits,
+                      name=name)
+
+
+def _as_numpy(images: Any, start: int, stop: int) -> np.ndarray:
+    part = images[start:stop]
+    if isinstance(part, torch.Tensor):
+        return part.detach().cpu().double().numpy()
+    return np.asarray(part, dtype=np.float64)
+
+
+def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
+                 chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
+                 stats: dict[str, Any] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Run ``images`` ``(N, *shape)`` (numpy or torch; converted a window at a time) in
+    batches of ``batch`` side by side; yield ``(first_index, logits)`` per window as it comes.
+
+    The runtime is started and stopped through :func:`spikeconverter.processes.run.lava_runtime`
+    (always stopped, also when the consumer stops early). ``stats``, when given, receives
+    ``steps_simulated``, ``batch_size``, the timing of the first ``RunSteps`` call (which
+    compiles and starts the runtime: ``first_chunk_steps``, ``first_chunk_seconds``) and of
+    the later ones (``stepping_steps``, ``stepping_seconds``: the step time of a running
+    runtime) and, in fixed point, ``saturations`` (per population, data-losing clamps of the
+    24-bit membranes) once the run is complete.
+    """
+    n = len(images)
+    windows = math.ceil(n / batch)
+    steps = schedule.steps_for(windows)
+    period = plan.period
+    chunk = chunk_windows * period
+    fixed = plan.select_tag == "fixed_pt"
+
+    def frames(w: int) -> np.ndarray:
+        return window_frames(plan, _as_numpy(images, w * batch, (w + 1) * batch), batch)
+
+    def needed(upto: int) -> int:  # windows whose first input step is before step `upto`
+        return min(windows, max(0, math.ceil((upto - plan.input_delay) / period)))
+
+    first = min(chunk, steps)
+    sent = needed(first)
+    prefill = np.stack([frames(w) for w in range(sent)]) if sent else None
+    g = build_batched(plan, schedule, batch, windows, prefill, buffer=chunk_windows + 2)
+    from spikeconverter.processes.run import check_fixed_point, lava_runtime, run_config
+
+    read_at = [g.sink.proc_params["offset"] + w * period for w in range(windows)]
+    received = 0
+    started = time.perf_counter()
+    if fixed:
+        check_fixed_point(g.sink)  # a model raising inside Lava would hang the run
+    # the project's one signal policy: SIGINT/SIGTERM are held inside Lava calls and raised
+    # between chunks (signals.check), the runtime and its workers always stopped
+    with lava_runtime(g.sink, run_config(plan.select_tag)) as signals:
+        g.sink.run(condition=RunSteps(num_steps=first))
+        done, stepping = first, 0.0
+        first_seconds = time.perf_counter() - started
+        while True:
+            while received < windows and read_at[received] < done:
+                yield received * batch, _logits(g.sink.receive(), plan, n - received * batch)
+                received += 1
+                signals.check()
+            if done >= steps:
+                break
+            now = min(chunk, steps - done)
+            for w in range(sent, needed(done + now)):
+                g.source.send(frames(w))
+            sent = needed(done + now)
+            tic = time.perf_counter()
+            g.sink.run(condition=RunSteps(num_steps=now))
+            stepping += time.perf_counter() - tic
+            done += now
+            signals.check()
+        if stats is not None:
+            stats.update(steps_simulated=done, batch_size=batch, first_chunk_steps=first,
+                         first_chunk_seconds=first_seconds, stepping_steps=done - first,
+                         stepping_seconds=stepping)
+            if fixed:
+                stats["saturations"] = _saturations(g)
+
+
+def _logits(v: np.ndarray, plan: LavaPlan, left: int) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64).reshape(v.shape[0], -1)[:left]
+    return v / plan.output_gain
+
+
+def _saturations(g: BatchedGraph) -> dict[str, int]:
+    from spikeconverter.processes import BatchILIF, Readout
+
+    out = {}
+    for name, p in g.neurons.items():
+        if isinstance(p, BatchILIF):
+            out[name] = int(np.asarray(p.saturation_count.get()).sum())
+        elif isinstance(p, Readout):
+            out[name] = int(np.asarray(p.saturations.get()).sum())
+    return out
+
+
+def prepared_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int) -> ProcessGraph:
+    """The batched graph for ``images`` with all their windows loaded (no host feeding
+    needed): for :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.processes`.
+    Memory grows with ``len(images)``."""
+    n = len(images)
+    windows = math.ceil(n / batch)
+    prefill = np.stack([window_frames(plan, _as_numpy(images, w * batch, (w + 1) * batch), batch)
+                        for w in range(windows)])
+    g = build_batched(plan, schedule, batch, windows, prefill, buffer=windows + 1)
+    from spikeconverter.processes.run import run_config
+
+    return ProcessGraph(plan=plan, schedule=schedule, samples=n, batch=batch, source=g.source,
+                        sink=g.sink, neurons=g.neurons, synapses=g.synapses + g.delays,
+                        num_steps=schedule.steps_for(windows),
+                        run_cfg=run_config(plan.select_tag))

@@ -1,0 +1,1 @@
+"""The BatchDense Process and its ProcessModels (Lava scans this folder for models)."""

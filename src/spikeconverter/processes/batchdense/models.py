@@ -1,0 +1,99 @@
+"""CPU ProcessModels of :class:`spikeconverter.processes.batchdense.process.BatchDense`."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+from spikeconverter.processes.batchdense.process import BatchDense
+
+__all__ = ["PyBatchDenseModelBitAcc", "PyBatchDenseModelFloat"]
+
+
+class _BatchMatrixModel(PyLoihiProcessModel):
+    """Sends last step's result, then computes this step's ``W @ s_in[b]`` for every ``b``."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self._batch = int(proc_params["batch"])
+        self._n_in = int(np.prod(proc_params["in_shape"]))
+        self._out_shape = (self._batch, *proc_params["out_shape"])
+        self._graded = int(proc_params["num_message_bits"]) > 0
+        w = proc_params["weights"]
+        self._w = self.prepare(w)
+        self._sparse = sp.issparse(self._w)
+        self._wt = None if self._sparse else np.ascontiguousarray(self._w.T, dtype=np.float64)
+        self._buf = np.zeros(self._out_shape, dtype=self._payload)
+        self._zero = np.zeros(self._out_shape, dtype=self._payload)
+
+    def prepare(self, w):
+        return w.astype(np.float64)
+
+    def run_spk(self) -> None:
+        self.a_out.send(self._buf)  # last step's result: one step of latency
+        s = self.s_in.recv().reshape(self._batch, self._n_in)
+        if not s.any():  # silent input (a source in its accumulate phase): nothing to add
+            self._buf = self._zero
+            return
+        x = s.astype(np.float64) if self._graded else (s != 0).astype(np.float64)
+        if self._sparse:
+            # CSR times a (n_in, B) block: each row's nonzeros are summed in their stored order
+            # whatever B, so every sample gets the bits it would get alone
+            y = np.asarray(self._w @ np.ascontiguousarray(x.T)).T
+        else:
+            # one (1, n_in) @ (n_in, n_out) product per sample: the same BLAS call for any B
+            y = (x[:, None, :] @ self._wt)[:, 0, :]
+        self._buf = self.finish(y).reshape(self._out_shape)
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+
+@implements(proc=BatchDense, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyBatchDenseModelFloat(_BatchMatrixModel):
+    """Float64 synapses (Lava's ``PyDenseModelFloat`` per sample)."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    _payload = np.float64
+
+
+@implements(proc=BatchDense, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyBatchDenseModelBitAcc(_BatchMatrixModel):
+    """Integer synapses as Lava's ``PyDenseModelBitAcc``/``PySparseModelBitAcc`` per sample.
+
+    Products are formed in float64: exact while ``|sum|`` stays below ``2**53`` (8-bit weights,
+    24-bit graded inputs and a fan-in below ``2**21``).
+    """
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    _payload = np.int32
+
+    def prepare(self, w):
+        data = w.data if sp.issparse(w) else w
+        mode = determine_sign_mode(data) if data.size else None
+        if mode is not None:
+            data = truncate_weights(clip_weights(np.asarray(data), mode, num_bits=8), mode, 8)
+        if sp.issparse(w):
+            w = w.copy()
+            w.data = np.asarray(data, dtype=np.float64)
+            return w
+        return np.asarray(data, dtype=np.float64)
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        a = np.rint(y).astype(np.int64)
+        exp = int(self.proc_params["weight_exp"])
+        a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
+        return a.astype(np.int32)

@@ -1,0 +1,1 @@
+"""The BatchILIF Process and its ProcessModels (Lava scans this folder for models)."""

@@ -1,0 +1,1 @@
+"""The BatchFeed Process and its ProcessModels (Lava scans this folder for models)."""

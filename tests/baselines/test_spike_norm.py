@@ -1,0 +1,60 @@
+"""Sengupta et al.'s spike-norm threshold balancing for the hard-reset baseline."""
+
+import numpy as np
+import pytest
+import torch
+from graphs import conv_graph, inputs
+
+from spikeconverter.baselines import RateNetwork, spike_norm_thresholds
+from spikeconverter.converters.ir import Edge, Graph, Op, Population
+
+
+def chain(weights) -> Graph:
+    """input (2,) -> relu h1 -> relu h2 -> readout, linear edges without bias."""
+    w1, w2 = (np.asarray(w, dtype=np.float64) for w in weights)
+    pops = {
+        "x": Population("x", "input", (2,)),
+        "h1": Population("h1", "relu", (2,), edges=[Edge("x", [Op("linear", w1)])]),
+        "h2": Population("h2", "relu", (1,), edges=[Edge("h1", [Op("linear", w2)])]),
+        "y": Population("y", "readout", (1,), edges=[Edge("h2", [Op("linear", np.eye(1))])]),
+    }
+    return Graph(pops, "x", "y")
+
+
+def test_thresholds_are_the_largest_current_of_one_step():
+    g = chain([[[1.0, 0.0], [0.0, 0.5]], [[1.0, 1.0]]])
+    x = torch.tensor([[0.8, 0.6], [0.2, 0.4]], dtype=torch.float64)
+    lam = spike_norm_thresholds(g, x, steps=8, dtype=torch.float64)
+    # first layer: a constant current W x, its largest entry
+    assert lam["h1"] == pytest.approx(0.8)
+    # second layer: both h1 neurons spike together at some step (payload lambda_1 = 0.8 each):
+    # h1[0] fires every step (0.8 >= 0.8), h1[1] (0.3 per step) at steps 3, 6: 0.8 + 0.8
+    assert lam["h2"] == pytest.approx(1.6)
+
+
+def test_peak_current_checks_its_population():
+    g = conv_graph()
+    net = RateNetwork(g, dict.fromkeys(["c1", "c2", "c3"], 1.0), "hard_reset")
+    with pytest.raises(ValueError, match="relu or signed"):
+        net.peak_current(inputs(g, 2), "mp", 4)
+    with pytest.raises(ValueError, match="steps"):
+        spike_norm_thresholds(g, inputs(g, 2), steps=0)
+
+
+@pytest.mark.slow
+def test_hard_reset_with_spike_norm_beats_chance_on_digits():
+    pytest.importorskip("sklearn")
+    from spikeconverter.converters import capture
+    from spikeconverter.demo import load_digits_data, train_classifier
+    from spikeconverter.models import get_model
+
+    torch.manual_seed(0)
+    data = load_digits_data(seed=0)
+    model = get_model("small_cnn", in_channels=1, input_size=8, num_classes=10, width=16,
+                      hidden=64)
+    train_classifier(model, data.x_train, data.y_train, epochs=15, seed=0)
+    graph = capture(model, data.x_train[:2])
+    lam = spike_norm_thresholds(graph, data.x_train[:64], steps=256)
+    res = RateNetwork(graph, lam, "hard_reset").run(data.x_test, (256,))
+    acc = float((res.logits[256].argmax(1) == data.y_test).float().mean())
+    assert acc > 0.8  # chance is 0.1
