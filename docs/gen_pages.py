@@ -42,6 +42,7 @@ REFERENCE = [
     ("Baselines", "spikeconverter.baselines"),
     ("Training", "spikeconverter.training"),
     ("Evaluation", "spikeconverter.evaluation"),
+    ("NIR export", "spikeconverter.export"),
     ("Plotting", "spikeconverter.plotting"),
     ("Reporting", "spikeconverter.reporting"),
     ("Data", "spikeconverter.data"),
@@ -255,11 +256,14 @@ def tutorial_page(script: Path) -> tuple[str, str]:
 def nav(tutorials: list[tuple[str, str]], reference: list[tuple[str, str]],
         modules: list[tuple[str, str]]) -> str:
     lines = ["* [Home](index.md)", "* [Getting started](getting-started.md)",
-             "* [Concepts](concepts.md)"]
+             "* [Concepts](concepts.md)", "* [The neuron in Norse code](norse-users.md)"]
     if tutorials:
         lines.append("* Tutorials")
         lines += [f"    * [{t}]({p})" for t, p in tutorials]
     lines += ["* [Command line](cli.md)", "* [Measured results](results.md)"]
+    # written by benchmarks/coverage.py --docs from a sweep (issue 14)
+    if (ROOT / "docs" / "coverage.md").exists():
+        lines.append("* [Coverage: torchvision classifiers](coverage.md)")
     # the architecture page is written with the refactor (issue 10): listed once it exists
     if (ROOT / "docs" / "architecture.md").exists():
         lines.append("* [Architecture](architecture.md)")

@@ -90,6 +90,15 @@ def _is_torch(x: Any) -> bool:
 
 
 def _check_finite(u: Any, name: str) -> None:
+    # a finite sum proves every entry finite (NaN and inf reach the sum) in one reduction;
+    # only a non-finite sum (also an overflow of finite entries) needs the elementwise check
+    if _is_torch(u):
+        if bool(torch.isfinite(u.sum())):
+            return
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if bool(np.isfinite(np.sum(u))):
+                return
     ok = bool(torch.isfinite(u).all()) if _is_torch(u) else bool(np.all(np.isfinite(u)))
     if not ok:
         raise ValueError(f"{name} contains non-finite values (NaN or inf)")
@@ -186,6 +195,9 @@ def binary_code(v: Any, theta: Any, T: int) -> Any:
     lib = torch if _is_torch(v) else np
     scaled = v * float(2 ** (T - 1))  # exact: a power of two
     # negative values give n <= 0 (fmod keeps the dividend's sign): the clip makes them 0
+    if lib is torch:  # the same operations, in place: big layers allocate one tensor, not five
+        rest = torch.fmod(scaled, theta)
+        return scaled.sub_(rest).div_(theta).round_().clamp_(0, 2**T - 1)
     n = lib.round((scaled - lib.fmod(scaled, theta)) / theta)
     return lib.clip(n, 0, 2**T - 1)
 

@@ -30,6 +30,7 @@ __all__ = [
     "generate_code",
     "pair",
     "popcount",
+    "code_max_pool2d",
     "spike_max_pool2d",
     "start_generate",
     "unpack_code",
@@ -44,18 +45,42 @@ def pair(v: Any) -> tuple[int, int]:
 # -- bit-packed trains ------------------------------------------------------------------------
 
 _POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=torch.uint8)
+_TABLES: dict[Any, torch.Tensor] = {}  # per device (uint8), per (device, dtype) (float)
 
 
-def popcount(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of non-negative integer-valued floats (16-bit table lookups), uint8."""
-    if x.numel() == 0 or float(x.max()) < 2**16:
-        return _POPCOUNT16.to(x.device)[x.to(torch.int32)]
+def _popcount_table(device: torch.device) -> torch.Tensor:
+    """The 16-bit popcount table on ``device`` (copied there once, not on every call)."""
+    table = _TABLES.get(device)
+    if table is None:
+        table = _TABLES[device] = _POPCOUNT16.to(device)
+    return table
+
+
+def _popcount_int32(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Set bits of int32 values ``0 <= n < 2**16`` as ``dtype``, shape of ``n``: one
+    ``index_select`` from the table in ``dtype`` (int32 indices, flat: on a CPU about twice as
+    fast as indexing with int64 or ``F.embedding``)."""
+    key = (n.device, dtype)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = _POPCOUNT16.to(n.device, dtype)
+    return table.index_select(0, n.reshape(-1)).reshape(n.shape)
+
+
+def popcount(x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
+    """Set bits of non-negative integer-valued floats, uint8.
+
+    ``bits`` bounds the values (``x < 2**bits``, e.g. a train's length): up to 16 bits one
+    table lookup. Wider or unknown values are counted 16 bits at a time over all 64 bits
+    (no data-dependent branch, so nothing is read back to the host on a GPU).
+    """
+    if bits is not None and bits <= 16:
+        return _popcount_table(x.device)[x.to(torch.int64)]  # int64: indexing's own type
     n = x.to(torch.int64)
-    total = torch.zeros(n.shape, dtype=torch.uint8, device=n.device)
-    table = _POPCOUNT16.to(n.device)
-    while bool((n > 0).any()):
-        total += table[n & 0xFFFF]
-        n = n >> 16
+    table = _popcount_table(n.device)
+    total = table[n & 0xFFFF]
+    for shift in (16, 32, 48):
+        total += table[(n >> shift) & 0xFFFF]
     return total
 
 
@@ -105,16 +130,22 @@ class SpikeTrain:
         if self.code is not None:
             # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
             return self.code * (self.theta * (factor * 2.0 ** (1 - self.T)))
-        w = torch.tensor([factor * self.k ** -j for j in range(self.T)],
-                         dtype=self._frames.dtype, device=self._frames.device)
+        w = _constant(tuple(factor * self.k ** -j for j in range(self.T)), self._frames)
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
     def counts(self, signed: bool) -> torch.Tensor:
-        """Spikes (of either sign) per neuron over the window, summed over the batch."""
+        """Spikes (of either sign) per neuron over the window, summed over the batch, float64."""
         if self.code is None:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
-        return popcount(self.code.abs() if signed else self.code).sum(0, dtype=torch.float64)
+        if self.T <= 16:
+            # one gather from a 16-bit table of the code's float type: exact per-neuron sums
+            # (at most T * B)
+            n = self.code.to(torch.int32)
+            per = _popcount_int32(n.abs_() if signed else n, self.code.dtype)
+            return per.sum(0).to(torch.float64)
+        return popcount(self.code.abs() if signed else self.code, self.T).sum(
+            0, dtype=torch.int64).to(torch.float64)
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
@@ -126,33 +157,73 @@ def accumulate_weights(n: int, k: float, t_acc: int, at: int, like: torch.Tensor
     ``sum_t k**(t_acc - 1 - t) I(t)``; a train landing at window step ``at`` contributes its
     frames with these weights. Dtype and device of ``like``.
     """
-    return torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
-                        dtype=like.dtype, device=like.device)
+    return _constant(tuple(k ** (t_acc - 1 - (at + j)) for j in range(n)), like)
+
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a tensor of ``like``'s dtype and device, made there once and reused: a
+    host-to-device copy on every call would make each layer wait for the GPU."""
+    key = (values, like.dtype, like.device)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        if len(_CONSTANTS) > 4096:  # bounded: windows and offsets come in few combinations
+            _CONSTANTS.clear()
+        out = _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return out
 
 
 def start_generate(v: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, T: int, k: float,
-                   rounding: str, signed: bool) -> torch.Tensor:
+                   rounding: str, signed: bool, *, inplace: bool = False) -> torch.Tensor:
     """The membrane when generation starts: accumulated ``v`` plus the bias, plus
-    :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons)."""
-    v = v + bias
+    :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons).
+
+    ``inplace`` overwrites ``v`` (a fresh membrane nobody else holds): the same values, two
+    fewer tensors of the population's size.
+    """
+    v = v.add_(bias) if inplace else v + bias
     if rounding == "nearest":
         half = coding.rounding_offset(theta, T, k, rounding)
-        v = v + half * torch.sign(v) if signed else v.add_(half)
+        # half * sign(v) is exact (+-half or 0), so the fused add rounds like v + half * sign
+        v = v.addcmul_(half, torch.sign(v)) if signed else v.add_(half)
     return v
 
 
 def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
     """The generate phase of ``k = 2`` neurons as a bit-packed code (signed integers).
 
-    :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``; float32 membranes
-    are widened to float64 for ``T > 24`` so that every code is exact.
+    :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``. Float32 membranes
+    take :func:`_binary_code_wide` for ``T <= 24`` (the same codes, without ``fmod``, the
+    slowest step) and are widened to float64 for ``T > 24`` so that every code is exact.
     """
+    if v.dtype == torch.float32 and T <= 24:
+        return _binary_code_wide(v, theta, T, signed)
     wide = T <= 24 or v.dtype == torch.float64
     work = v if wide else v.double()
     n = coding.binary_code(work.abs() if signed else work, theta.to(work.dtype), T)
     if signed:
         n = n * torch.sign(work)
     return n.to(v.dtype) if wide else n
+
+
+def _binary_code_wide(v: torch.Tensor, theta: torch.Tensor, T: int,
+                      signed: bool) -> torch.Tensor:
+    """:func:`spikeconverter.coding.binary_code` (times ``sign(v)`` when ``signed``) of float32
+    ``v``, ``T <= 24``, by one float64 division: the same codes.
+
+    The code is ``floor(x)``, ``x = v 2**(T-1) / theta``, clipped to ``[0, 2**T - 1]``. With
+    ``v`` and ``theta`` float32, a non-integer ``x >= 1/2`` lies at least ``2**-25`` from
+    every integer (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``),
+    and the correctly rounded float64 quotient is off by at most ``2**(T-53) <= 2**-29``
+    (exact when ``x`` is an integer), so truncating it gives ``floor(x)`` exactly. The signed
+    code ``sign(v) floor(|x|)`` is the truncation of ``x`` clipped symmetrically.
+    """
+    top = float(2**T - 1)
+    # theta * 2**(1-T) is exact in float64 (a power of two), so the quotient is x itself
+    q = v.double().div_(theta.double() * 2.0 ** (1 - T))
+    return q.clamp_(-top if signed else 0.0, top).trunc_().to(torch.float32)
 
 
 def generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
@@ -165,17 +236,14 @@ def generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
     """
     frames = torch.empty((T, *v.shape), dtype=v.dtype, device=v.device)
     u = v.clone()
-    scalar = theta.ndim == 0
     for t in range(T):
         th = theta * k ** -t if k == 2.0 else theta
         z = frames[t]
         z.copy_(u >= th)
         if signed:
             z.sub_((u <= -th).to(u.dtype))
-        if scalar:
-            u.sub_(z, alpha=float(th))
-        else:
-            u.addcmul_(z, th, value=-1.0)
+        # z is 0 or +-1, so z * th is exact: the same as subtracting th (no host read of th)
+        u.addcmul_(z, th, value=-1.0)
         if k != 2.0:
             u.mul_(k)
     return frames
@@ -226,3 +294,26 @@ def spike_max_pool2d(frames: torch.Tensor, kernel_size, stride, padding=(0, 0), 
         any_fired = torch.any(fired, dim=2, out=out[t])
         cand = torch.where(any_fired.unsqueeze(2), fired, cand)
     return out.to(frames.dtype).reshape(T, B, C, h_out, w_out)
+
+
+def code_max_pool2d(code: torch.Tensor, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+                    ceil_mode: bool = False) -> torch.Tensor:
+    """Max pooling of bit-packed non-negative MSB-first trains: one max over their codes.
+
+    :func:`spike_max_pool2d` emits the train of the largest input, and for MSB-first binary
+    trains the largest input has the largest integer code, so pooling the codes gives the same
+    spikes exactly, without unpacking the ``T`` frames.
+
+    Parameters
+    ----------
+    code : torch.Tensor
+        Non-negative integer codes ``(B, C, H, W)`` (a :class:`SpikeTrain`'s ``code``).
+
+    Returns
+    -------
+    torch.Tensor
+        Codes ``(B, C, H_out, W_out)``, same dtype.
+    """
+    out = F.max_pool2d(code, kernel_size, stride, padding, dilation, ceil_mode)
+    # torch pads with -inf; the frame kernel pads with silent inputs (code 0)
+    return out.clamp_min_(0)
