@@ -102,8 +102,8 @@ def test_load_reuses_the_plans_cached_beside_the_file(tmp_path, monkeypatch):
         real_float, real_fixed = network.float_plan, network.fixed_point_plan
         monkeypatch.setattr(network, "float_plan", lambda *a: calls.append("float")
                             or real_float(*a))
-        monkeypatch.setattr(network, "fixed_point_plan", lambda *a: calls.append("fixed")
-                            or real_fixed(*a))
+        monkeypatch.setattr(network, "fixed_point_plan", lambda *a, **kw: calls.append("fixed")
+                            or real_fixed(*a, **kw))
         first = sc.load(path).plan(True)
         assert calls == ["float", "fixed"]
         assert (tmp_path / "net.snn.lavaplan").is_file()
