@@ -5,6 +5,7 @@ from spikeconverter.plugin.functional import (
     ILIFState,
     detach_state,
     ilif_initial_state,
+    ilif_period,
     ilif_step,
 )
 from spikeconverter.plugin.module import ILIF, ILIFCell
@@ -16,5 +17,6 @@ __all__ = [
     "ILIFState",
     "detach_state",
     "ilif_initial_state",
+    "ilif_period",
     "ilif_step",
 ]
