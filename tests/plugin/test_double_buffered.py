@@ -4,7 +4,8 @@ sample exactly the spikes of the single-banked neuron fed every t_acc + t_gen st
 import pytest
 import torch
 
-from spikeconverter.plugin import ILIF, ILIFCell, ILIFParameters, ilif_period
+from spikeconverter.coding import window_period
+from spikeconverter.plugin import ILIF, ILIFCell, ILIFParameters
 
 
 def stream(current: torch.Tensor, offset: int, period: int, total: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ def test_double_buffered_stream_equals_single_banked(rounding, signed, t_acc, t_
               t_gen=t_gen, offset=offset, bias=torch.randn(*shape, dtype=torch.float64) * 0.1,
               rounding=rounding, signed=signed)
     single, double = ILIFParameters(**kw), ILIFParameters(**kw, double_buffered=True)
-    p1, p2 = ilif_period(t_acc, t_gen), ilif_period(t_acc, t_gen, True)
+    p1, p2 = window_period(t_acc, t_gen), window_period(t_acc, t_gen, True)
     assert (p1, p2) == (t_acc + t_gen, max(t_acc, t_gen))
     total1, total2 = offset + n * p1, offset + (n - 1) * p2 + t_acc + t_gen
     z1, _ = ILIF(single)(stream(current, offset, p1, total1))

@@ -5,7 +5,6 @@ from spikeconverter.plugin.functional import (
     ILIFState,
     detach_state,
     ilif_initial_state,
-    ilif_period,
     ilif_step,
 )
 from spikeconverter.plugin.module import ILIF, ILIFCell
@@ -17,6 +16,5 @@ __all__ = [
     "ILIFState",
     "detach_state",
     "ilif_initial_state",
-    "ilif_period",
     "ilif_step",
 ]

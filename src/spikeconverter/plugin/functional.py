@@ -31,14 +31,13 @@ import norse.torch.utils.pytree as pytree
 import torch
 from norse.torch.functional.threshold import threshold
 
-from spikeconverter.coding import rounding_offset, validate_code_params
+from spikeconverter.coding import rounding_offset, validate_code_params, window_period
 
 __all__ = [
     "ILIFParameters",
     "ILIFState",
     "detach_state",
     "ilif_initial_state",
-    "ilif_period",
     "ilif_step",
     "validate_parameters",
 ]
@@ -131,13 +130,6 @@ def ilif_initial_state(input_tensor: torch.Tensor, double_buffered: bool = False
         v=torch.stack([v, v]) if double_buffered else v,
         n=torch.zeros((), dtype=torch.long, device=input_tensor.device),
     )
-
-
-def ilif_period(t_acc: int, t_gen: int, double_buffered: bool = False) -> int:
-    """Steps between the starts of successive windows: ``t_acc + t_gen`` with one membrane
-    bank, ``max(t_acc, t_gen)`` with two (the next window accumulates while this one
-    generates)."""
-    return max(t_acc, t_gen) if double_buffered else t_acc + t_gen
 
 
 def detach_state(state: Any) -> Any:
@@ -236,7 +228,7 @@ def _gates(n: torch.Tensor, p: ILIFParameters, v: torch.Tensor) -> tuple[torch.T
     generating (0/1 in ``v``'s dtype)."""
     rel = n - p.offset
     active = (rel >= 0).to(v.dtype)
-    tau = torch.remainder(rel, p.t_acc + p.t_gen)
+    tau = torch.remainder(rel, window_period(p.t_acc, p.t_gen))
     acc = (tau < p.t_acc).to(v.dtype) * active
     return (acc, acc * (tau == 0).to(v.dtype), acc * (tau == p.t_acc - 1).to(v.dtype),
             active - acc)
@@ -245,7 +237,7 @@ def _gates(n: torch.Tensor, p: ILIFParameters, v: torch.Tensor) -> tuple[torch.T
 def _bank_gates(n: torch.Tensor, p: ILIFParameters, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The gates of :func:`_gates` for two banks, shaped ``(2, 1, ...)`` to broadcast over the
     bank axis of ``v``: bank ``w mod 2`` holds the sample of window ``w``."""
-    period = ilif_period(p.t_acc, p.t_gen, True)
+    period = window_period(p.t_acc, p.t_gen, True)
     banks = torch.arange(2, device=v.device).reshape(2, *([1] * (v.ndim - 1)))
     rel = n - p.offset
     tau = torch.remainder(rel, period)

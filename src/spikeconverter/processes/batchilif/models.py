@@ -36,7 +36,7 @@ class PyBatchILIFModelBitAcc(PyILIFModelBitAcc):
     saturation_count: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _clamp(self, v: np.ndarray) -> None:
-        if 0 <= self._tau() < self._t_acc:
+        if self._accumulating:  # set by the model for the phase this clamp is in
             over = (v > V_MAX) | (v < V_MIN)
             if over.any():
                 self.saturations += over
