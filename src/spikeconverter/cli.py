@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
     _add_data(p, required=False, calibration=False, limit=256)
     p.add_argument("--double-buffered", action="store_true",
-                   help="map two membrane banks per neuron (state x 2)")
+                   help="report double buffering: two membrane banks per neuron (state x 2, "
+                        "a sample every T steps instead of 2T)")
     p.add_argument("-o", "--output", default="out/report",
                    help="folder for hardware.json and hardware.png (default: out/report)")
 
@@ -577,7 +578,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.data is not None:
         ds = _dataset(args, args.data, args.split, args.limit)
         images = torch.stack([ds[i][0] for i in range(len(ds))])
-    report = net.hardware_report(images, double_buffered=args.double_buffered)
+    report = net.hardware_report(images, double_buffered=args.double_buffered or None)
     print(format_hardware_report(report))
     out = Path(args.output)
     files = [write_json(out / "hardware.json", report), plot_hardware(report, out / "hardware.png")]

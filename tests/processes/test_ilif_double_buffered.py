@@ -13,7 +13,7 @@ from lavahelpers import run_chain  # noqa: E402
 
 from spikeconverter.plugin import ILIF as NorseILIF  # noqa: E402
 from spikeconverter.plugin import ILIFParameters  # noqa: E402
-from spikeconverter.processes import BatchILIF, ILIF  # noqa: E402
+from spikeconverter.processes import ILIF, BatchILIF  # noqa: E402
 
 N, OFFSET = 6, 3
 

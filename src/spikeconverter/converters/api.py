@@ -87,7 +87,8 @@ _backend = resolve_backend
 
 
 def load(path: str | os.PathLike, *, mode: str | None = None,
-         dtype: torch.dtype | None = None, backend: str | None = None) -> Any:
+         dtype: torch.dtype | None = None, backend: str | None = None,
+         double_buffered: bool | None = None) -> Any:
     """Read a network written by a network's ``save`` and build it in a backend.
 
     Parameters
@@ -99,6 +100,9 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
     backend : {"norse", "lava"}, optional
         Backend of the network returned; default: the one it was saved from. A network saved
         from one backend loads into the other (its schedule is recomputed for it).
+    double_buffered : bool, optional
+        Override the saved neuron option (one or two membrane banks; the schedule is
+        recomputed).
 
     Raises
     ------
@@ -113,7 +117,8 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         raise ValueError(f"backend {name!r} cannot load network files (registered without a "
                          "loader)")
     try:
-        return _LOADERS[name](data, mode=mode, dtype=dtype)
+        extra = {} if double_buffered is None else {"double_buffered": bool(double_buffered)}
+        return _LOADERS[name](data, mode=mode, dtype=dtype, **extra)
     except ValueError as exc:  # e.g. a T beyond the dtype's range, a forged schedule
         raise ValueError(f"{path}: {exc}") from None
 
@@ -138,6 +143,7 @@ def convert(
     progress: bool = True,
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
+    double_buffered: bool = False,
 ) -> Any:
     """Convert a trained model into a spiking network of iLIF neurons.
 
@@ -185,6 +191,11 @@ def convert(
         Per-sample input shape, when it should not be taken from the calibration data.
     batch_size : int
         Calibration batch size when ``calibration`` is one tensor.
+    double_buffered : bool
+        Neurons with two membrane banks (beyond the paper): each population accumulates the
+        next sample while it generates this one, so a stream takes a sample every ``T`` steps
+        instead of ``2 T``, with the same logits; the neuron state doubles. Saved with the
+        network (its schedule). Norse: :meth:`SpikingNetwork.stream`; Lava: ``lnet.run``.
 
     Returns
     -------
@@ -203,6 +214,8 @@ def convert(
         Unsupported operation or untraceable model (names the node).
     """
     coding.validate_code_params(k=k, rounding=rounding)
+    if not isinstance(double_buffered, bool):
+        raise ValueError(f"double_buffered must be True or False, got {double_buffered!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     build = resolve_backend(backend)
@@ -234,4 +247,6 @@ def convert(
             dtype=work)
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
-    return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
+    # passed only when set: a third-party builder need not know the option
+    extra = {"double_buffered": True} if double_buffered else {}
+    return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress, **extra)

@@ -320,7 +320,7 @@ def measure_activity(graph: Graph, batches: Iterable[torch.Tensor]) -> dict[str,
 # -- the report --------------------------------------------------------------------------------
 
 def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
-                    hw: Loihi2 = LOIHI2, double_buffered: bool = False,
+                    hw: Loihi2 = LOIHI2, double_buffered: bool | None = None,
                     steps_per_sample: int | None = None) -> dict[str, Any]:
     """Core mapping and per-inference cost estimate of a converted network (module docstring).
 
@@ -332,8 +332,9 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         :func:`measure_activity` of some inputs (e.g. the calibration or test images).
     hw : Loihi2
         The hardware figures.
-    double_buffered : bool
-        Two membrane banks per neuron (state x 2).
+    double_buffered : bool, optional
+        Two membrane banks per neuron (state x 2); default and only accepted value: the
+        schedule's (``schedule.double_buffered``, which also sets the steps per sample).
     steps_per_sample : int, optional
         Steps per sample of a stream (default: the schedule's).
 
@@ -347,6 +348,13 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         ``seconds_per_sample_estimate``, ``samples_measured``); ``hardware`` (the figures)
         and ``sources``; ``estimate_note``.
     """
+    if double_buffered is None:
+        double_buffered = schedule.double_buffered
+    if bool(double_buffered) != schedule.double_buffered:
+        raise ValueError(
+            f"double_buffered={double_buffered!r} but the schedule is "
+            f"{'double' if schedule.double_buffered else 'single'}-banked: pass a schedule "
+            "computed with compute_schedule(..., double_buffered=...) (its period differs)")
     mapping = core_mapping(graph, hw, double_buffered)
     period = int(steps_per_sample or schedule.steps_per_sample)
     layers = mapping["layers"]
