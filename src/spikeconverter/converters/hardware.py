@@ -26,7 +26,9 @@ nonzero, sparse otherwise. A layer gets the fewest cores with at most ``neurons_
 neurons each whose state, synapses and routing fit ``core_memory_bytes``.
 
 **The cost model** (per inference of a pipelined stream, i.e. per sample): every neuron of a
-population is updated at each of the ``steps_per_sample`` steps of its sample slot; each spike
+population is updated at each of the ``steps_per_sample`` steps of its sample slot (with double
+buffering both of its banks are, so per sample the updates stay the same while the steps per
+sample halve: the state doubles, the work per step doubles, the work per sample does not); each spike
 costs one synaptic operation per synapse it drives (:func:`counting.edge_fan_out`), with spike
 counts measured on data (the quantised ANN's codes, which the exact spiking network emits spike
 for spike); energy = synops x E_synop + updates x E_update + spikes x E_spike. Time per step is
@@ -358,11 +360,15 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
     mapping = core_mapping(graph, hw, double_buffered)
     period = int(steps_per_sample or schedule.steps_per_sample)
     layers = mapping["layers"]
+    # two banks: both are updated at every step (one accumulates, one generates), so per
+    # sample the bank updates are the same as with one bank over twice the steps
+    banks = 2 if double_buffered else 1
     step_ns = 0.0
     for name, info in layers.items():
         synops = float(activity["synaptic_ops"][name])
         info.update(spikes=float(activity["spikes"].get(name, 0.0)), synaptic_ops=synops,
-                    neuron_updates=info["neurons"] * period, ann_macs=ann_macs(graph, name))
+                    neuron_updates=info["neurons"] * period * banks,
+                    ann_macs=ann_macs(graph, name))
         # Loihi steps are barrier-synchronised: the busiest core sets the step time
         core_ns = (info["neuron_updates"] * hw.time_per_neuron_update_ns
                    + synops * hw.time_per_synop_ns) / info["cores"] / period
