@@ -5,7 +5,7 @@ a file being written) must be stopped by *one* process, in order, when the user 
 (SIGINT, sent to the whole process group by a terminal) or a job manager sends SIGTERM:
 
 * :func:`raise_on_signals` turns both signals into :class:`Interrupted` (a
-  :class:`KeyboardInterrupt`, so every ``finally`` runs and code that already handles Ctrl-C
+  ``KeyboardInterrupt``, so every ``finally`` runs and code that already handles Ctrl-C
   handles SIGTERM too); the command line maps it to exit status ``128 + signum`` (130, 143);
 * :func:`deferred_signals` holds them while something must not be cut short (starting,
   running or stopping a runtime) and raises the first one afterwards, or at a safe point

@@ -83,7 +83,9 @@ def test_norse_refuses_non_finite_and_empty_inputs(model, data):
 
 @pytest.mark.parametrize("mode", ["fused", "frame", "plugin"])
 def test_norse_counts_inputs_beyond_the_calibration_range(model, data, mode):
-    net = convert(model, data, mode=mode)
+    # plain max calibration: theta covers every calibration value (the post-training
+    # correction may trade a rare top value for a finer code, which counts as a saturation)
+    net = convert(model, data, mode=mode, correction="none")
     net(data)
     assert net.stats["saturations"] == 0  # the calibration data itself never saturates
     net(data * 4)

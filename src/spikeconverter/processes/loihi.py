@@ -18,6 +18,7 @@ __all__ = [
     "V_MIN",
     "FixedPointMembrane",
     "WindowClockModel",
+    "candidate_mask_step",
     "fixed_rounding_offset",
     "validate_fixed_point",
 ]
@@ -146,3 +147,30 @@ class FixedPointMembrane:
             self.saturations += over
             v = np.clip(v, V_MIN, V_MAX)
         self.v[:] = v
+
+
+def candidate_mask_step(x: np.ndarray, idx: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """One generate step of spike max pooling on MSB-first trains (the candidate-mask rule).
+
+    An output fires if any of its candidate inputs fired; an output that fired keeps only the
+    candidates that fired, the others keep all theirs. On MSB-first codes this emits the code
+    of the largest input.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input spikes as booleans ``(..., n_in + 1)``; the last entry is the zero padding.
+    idx : numpy.ndarray
+        Input index of every tap of every output, ``(outputs, taps)``.
+    candidates : numpy.ndarray
+        ``(..., outputs, taps)``, nonzero = candidate; updated in place.
+
+    Returns
+    -------
+    numpy.ndarray
+        The output spikes, booleans ``(..., outputs)``.
+    """
+    hit = x[..., idx] & (candidates != 0)
+    out = hit.any(axis=-1)
+    candidates[out] = hit[out]
+    return out

@@ -1,7 +1,8 @@
 """Batched Lava simulation: ``B`` samples side by side in one runtime.
 
-The unbatched graph (:mod:`.build`) is made of Lava's own ``Dense``/``Sparse``/``Conv``
-synapses, one neuron per model neuron: what a Loihi mapping looks like, and the reference.
+The unbatched graph (:mod:`spikeconverter.converters.to_lava.build`) is made of Lava's own
+``Dense``/``Sparse``/``Conv`` synapses, one neuron per model neuron: what a Loihi mapping looks
+like, and the reference.
 Lava's CPU runtime costs a command/handshake round per Process per step whatever the Process
 computes, which dominates a converted network's step time. Here every Process carries a leading
 batch axis instead (:class:`~spikeconverter.processes.BatchConv`,
@@ -274,7 +275,8 @@ def _saturations(g: BatchedGraph) -> dict[str, int]:
 
 def prepared_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int) -> ProcessGraph:
     """The batched graph for ``images`` with all their windows loaded (no host feeding
-    needed): for :meth:`LavaNetwork.processes`. Memory grows with ``len(images)``."""
+    needed): for :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.processes`.
+    Memory grows with ``len(images)``."""
     n = len(images)
     windows = math.ceil(n / batch)
     prefill = np.stack([window_frames(plan, _as_numpy(images, w * batch, (w + 1) * batch), batch)

@@ -58,7 +58,9 @@ class ProcessGraph:
     num_steps : int
         Steps to run for every sample's logits.
     run_cfg : RunConfig
-        The run configuration :meth:`LavaNetwork.run` uses (it selects the fast models).
+        The run configuration that
+        :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.run` uses (it selects the
+        fast models).
     samples, batch : int
     plan, schedule
         What the graph was built from.

@@ -125,7 +125,8 @@ class LavaNetwork:
     def use_plan_cache(self, path: str | os.PathLike) -> None:
         """Keep the plans in the file ``path`` (e.g. beside the network file): read from it
         when it holds plans of this very network (same fingerprint, membrane peaks, margin and
-        planner version, see :mod:`.plancache`), written whenever a plan is built."""
+        planner version, see :mod:`spikeconverter.converters.to_lava.plancache`), written
+        whenever a plan is built."""
         self._plan_cache = Path(path)
 
     def plan(self, fixed_point: bool = False) -> LavaPlan:
@@ -229,7 +230,7 @@ class LavaNetwork:
             chunk_steps: int | None = None) -> np.ndarray:
         """Stream ``images`` through the network in Lava; return the logits.
 
-        Two process graphs run the same plan (see :mod:`.batched`):
+        Two process graphs run the same plan (see :mod:`spikeconverter.converters.to_lava.batched`):
 
         * ``graph="batched"`` (default): ``batch_size`` samples side by side in one runtime,
           every Process with a leading batch axis (the project's vectorised models). Window
@@ -312,7 +313,8 @@ class LavaNetwork:
         if not finite:
             raise ValueError("images contain NaN or inf")
         if chunk_steps is not None and (isinstance(chunk_steps, bool) or chunk_steps < 1):
-            raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
+            raise ValueError(f"chunk_steps must be an integer >= 1 (or None: one window's "
+                             f"steps), got {chunk_steps!r}")
         n = int(shape[0])
         if batch_size is None:
             return n, min(n, DEFAULT_BATCH)

@@ -1,7 +1,8 @@
 """What a network file keeps for Lava: the fixed-point calibration, tied to the graph it fits.
 
-The membrane peaks of the fixed-point calibration (:func:`.fixed_point.membrane_peaks`) and the
-margin are kept in ``graph.meta`` (plain tuples, so every network file carries them, whichever
+The membrane peaks of the fixed-point calibration
+(:func:`~spikeconverter.converters.to_lava.fixed_point.membrane_peaks`) and the margin are
+kept in ``graph.meta`` (plain tuples, so every network file carries them, whichever
 backend wrote it) together with a fingerprint of the graph's values: a graph changed afterwards
 (fine-tuned thresholds or weights) no longer matches and its stale peaks are ignored.
 """

@@ -10,7 +10,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from spikeconverter.processes.batchpool.process import BatchMaxPool
-from spikeconverter.processes.loihi import WindowClockModel
+from spikeconverter.processes.loihi import WindowClockModel, candidate_mask_step
 from spikeconverter.processes.maxpool.process import pool_indices
 
 __all__ = ["PyBatchMaxPoolModelBitAcc", "PyBatchMaxPoolModelFloat"]
@@ -41,10 +41,7 @@ class _BatchCandidateMaskPool(WindowClockModel):
         if tau == 0:
             self._cand[:] = True
         self._x[:, : self._n_in] = s_in.reshape(self._batch, -1) > 0
-        hit = self._x[:, self._idx] & self._cand
-        out = hit.any(axis=2)
-        # outputs that fired keep only the candidates that fired; the others keep all theirs
-        self._cand[out] = hit[out]
+        out = candidate_mask_step(self._x, self._idx, self._cand)
         self.s_out.send(out.reshape(self._out_shape).astype(self._payload))
 
 

@@ -9,7 +9,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes.loihi import WindowClockModel
+from spikeconverter.processes.loihi import WindowClockModel, candidate_mask_step
 from spikeconverter.processes.maxpool.process import SpikingMaxPool, pool_indices
 
 __all__ = ["PySpikingMaxPoolModelFloat", "PySpikingMaxPoolModelBitAcc"]
@@ -40,10 +40,7 @@ class _CandidateMaskPool(WindowClockModel):
         if tau == 0:
             self.candidates[:] = 1
         self._x[: self._n_in] = s_in.reshape(-1) > 0
-        hit = self._x[self._idx] & (self.candidates != 0)
-        out = hit.any(axis=1)
-        # outputs that fired keep only the candidates that fired; the others keep all theirs
-        self.candidates[out] = hit[out]
+        out = candidate_mask_step(self._x, self._idx, self.candidates)
         self.s_out.send(out.reshape(self._out_shape).astype(self._payload))
 
 
