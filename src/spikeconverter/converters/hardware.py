@@ -28,12 +28,12 @@ neurons each whose state, synapses and routing fit ``core_memory_bytes``.
 **The cost model** (per inference of a pipelined stream, i.e. per sample): every neuron of a
 population is updated at each of the ``steps_per_sample`` steps of its sample slot (with double
 buffering both of its banks are, so per sample the updates stay the same while the steps per
-sample halve: the state doubles, the work per step doubles, the work per sample does not);
-each spike costs one synaptic operation per synapse it drives (:func:`counting.edge_fan_out`),
-with spike counts measured on data (the quantised ANN's codes, which the exact spiking network emits spike
-for spike); energy = synops x E_synop + updates x E_update + spikes x E_spike. Time per step is
-that of the busiest core (Loihi steps are barrier-synchronised): its neuron updates times the
-per-update time plus its synaptic operations times the per-synop time.
+sample halve: the state doubles, the work per step doubles, the work per sample does not); each
+spike costs one synaptic operation per synapse it drives (:func:`counting.edge_fan_out`), with
+spike counts measured on data (the quantised ANN's codes, which the exact spiking network emits
+spike for spike); energy = synops x E_synop + updates x E_update + spikes x E_spike. Time per
+step is that of the busiest core (Loihi steps are barrier-synchronised): its neuron updates
+times the per-update time plus its synaptic operations times the per-synop time.
 """
 
 from __future__ import annotations
