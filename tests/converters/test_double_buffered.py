@@ -184,3 +184,10 @@ def test_lava_double_buffered_equals_single_banked(cls):
     # the batched graph (BatchILIF with two banks) too
     (a, sa), (b, sb) = (_run(n, images, batch_size=2) for n in (single, double))
     assert (a == b).all() and (sa["steps_per_sample"], sb["steps_per_sample"]) == (8, 4)
+    # the hardware report follows the network's option; another value is a what-if
+    ra, rb = single.hardware_report(), double.hardware_report()
+    assert rb["double_buffered"] and not ra["double_buffered"]
+    assert (ra["per_inference"]["steps_per_sample"], rb["per_inference"]["steps_per_sample"]) \
+        == (8, 4)
+    what_if = single.hardware_report(double_buffered=True)
+    assert what_if["totals"] == rb["totals"] and what_if["per_inference"] == rb["per_inference"]
