@@ -49,7 +49,7 @@ class _Stream:
 
     def __init__(self, net: Any, images: torch.Tensor, schedule: Schedule):
         self.net, self.g, self.s = net, net.graph, schedule
-        self.x = images.to(net.dtype)
+        self.x = images.to(device=net.device, dtype=net.dtype)
         self.period = schedule.steps_per_sample
         self.k = float(self.g.k)
         depth = max([0, *schedule.delay.values()]) + 1
