@@ -14,6 +14,7 @@ import argparse
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from spikeconverter.converters import load
     from spikeconverter.converters.hardware import format_hardware_report
+    from spikeconverter.converters.to_lava.fixed_point import format_report
     from spikeconverter.plotting import plot_hardware
     from spikeconverter.reporting import write_json
 
@@ -357,6 +359,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         images = torch.stack([ds[i][0] for i in range(len(ds))])
     report = net.hardware_report(images, double_buffered=args.double_buffered or None)
     print(format_hardware_report(report))
+    if net.membrane_peaks is not None:  # the fixed-point plan: formats, errors, violations
+        net.allow_violations = True  # a report lists what breaks a format instead of refusing
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            print(format_report(net.fixed_point_report()))
     out = Path(args.output)
     files = [write_json(out / "hardware.json", report), plot_hardware(report, out / "hardware.png")]
     print("wrote " + ", ".join(str(f) for f in files))

@@ -23,6 +23,9 @@ def assert_in_formats(plan, hw=LOIHI2):
         m = w if s.kind == "conv" else w / 2  # Dense/Sparse hold 2m with weight_exp e - 1
         assert np.array_equal(m, np.rint(m)) and np.abs(m).max() <= 128, s.target
         assert lo <= s.weight_exp <= hi, (s.target, s.weight_exp)
+        if (s.weight_exp if s.kind == "conv" else s.weight_exp + 1) < 0:
+            # a floor-shifted sum only where it buys bits: some mantissa is odd
+            assert np.any(m % 2), s.target
     for p in plan.populations.values():
         if p.kind not in ("relu", "signed", "readout"):
             continue
@@ -31,7 +34,9 @@ def assert_in_formats(plan, hw=LOIHI2):
         assert exp.min() >= 0 and exp.max() <= hw.bias_exp_max, p.name
         assert 0 <= p.bias_shift <= p.t_acc - 1, p.name
         if p.kind != "readout":
-            assert float(p.vth) == int(p.vth) and 1 <= p.vth < 2**hw.vth_bits, p.name
+            vth = np.asarray(p.vth, dtype=np.float64)
+            assert np.array_equal(vth, np.rint(vth)), p.name
+            assert vth.min() >= 1 and vth.max() < 2**hw.vth_bits, p.name
     assert plan_violations(plan) == []
 
 
@@ -51,11 +56,13 @@ def _net(widths, bias_scale, seed):
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(widths=st.lists(st.integers(2, 12), min_size=1, max_size=3),
        bias_scale=st.sampled_from([0.0, 1.0, 30.0, 1000.0]),
-       T=st.integers(2, 10), seed=st.integers(0, 2**16))
-def test_every_value_of_a_plan_lies_in_its_format(widths, bias_scale, T, seed):
+       T=st.integers(2, 10), seed=st.integers(0, 2**16),
+       granularity=st.sampled_from(["layer", "channel"]))
+def test_every_value_of_a_plan_lies_in_its_format(widths, bias_scale, T, seed, granularity):
     model = _net(widths, bias_scale, seed)
     x = torch.rand(24, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    lnet = sc.convert(model, x, T=T, progress=False, backend="lava")
+    lnet = sc.convert(model, x, T=T, progress=False, backend="lava",
+                      threshold_granularity=granularity)
     try:
         plan = lnet.plan(fixed_point=True)
     except ValueError as e:  # a refusal must name the layer and the limit
@@ -128,3 +135,65 @@ def test_resnet20_plan_in_formats(shared_resnet20):
     lnet = sc.convert(shared_resnet20, x, T=8, progress=False, backend="lava")
     assert_in_formats(lnet.plan(fixed_point=True))
     assert lnet.fixed_point_report()["readout_error"] < 0.05
+
+
+class _PoolReadout(nn.Module):
+    """conv-relu, global average pooling over 16 x 16, linear: ResNet's readout in small (the
+    composed pool + linear matrix has 1,024 inputs with weights 1/256 of the linear's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _pool_readout(granularity="layer"):
+    torch.manual_seed(0)
+    model = _PoolReadout().double().eval()
+    x = torch.randn(12, 1, 16, 16, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1))
+    return sc.convert(model, x, T=6, progress=False, backend="lava",
+                      threshold_granularity=granularity), x
+
+
+@pytest.mark.lava
+def test_tiny_readout_weights_take_a_negative_exponent():
+    lnet, x = _pool_readout()
+    plan = lnet.plan(fixed_point=True)
+    assert_in_formats(plan)
+    readout = next(s for s in plan.synapses if s.target == plan.output)
+    assert readout.weight_exp + (0 if readout.kind == "conv" else 1) < 0
+    rep = lnet.fixed_point_report()
+    assert rep["violations"] == [] and rep["readout_error"] < 0.05
+    assert 0 < rep["readout_floor_error"] < 0.05
+    flt = lnet.run(x[:4], progress=False)
+    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    assert lnet.stats["saturations"] == 0
+    assert (flt.argmax(1) == fix.argmax(1)).all()
+    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+
+
+@pytest.mark.lava
+def test_per_channel_thresholds_run_in_fixed_point():
+    lnet, x = _pool_readout("channel")
+    flt_plan, plan = lnet.plan(), lnet.plan(fixed_point=True)
+    assert_in_formats(plan)
+    budget = lnet.margin * 2.0**23
+    for name, spec in plan.populations.items():
+        if spec.kind != "relu":
+            continue
+        theta = np.asarray(flt_plan.populations[name].vth, dtype=np.float64)
+        vth = np.asarray(spec.vth, dtype=np.float64)
+        assert np.unique(theta).size > 1 and np.unique(vth).size > 1  # per channel indeed
+        gain = 64 * vth / theta  # each threshold exact, every gain within the layer's budget
+        assert gain.max() <= budget / max(lnet.membrane_peaks[name], 2 * theta.max())
+        assert np.all((vth * 64) % 2**spec.t_gen == 0)  # nearest's half LSB is exact
+    flt = lnet.run(x[:4], progress=False)
+    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    assert lnet.stats["saturations"] == 0
+    assert (flt.argmax(1) == fix.argmax(1)).all()
+    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))

@@ -184,9 +184,8 @@ def convert(
         (:func:`~spikeconverter.converters.correction.correct`).
         Left out, these three take the best measured setting for ``T``
         (:func:`~spikeconverter.converters.correction.default_settings`: per-layer ``max``
-        thresholds, with both corrections up to T = 8). The Lava backend's fixed point needs
-        one threshold per population, so with ``backend="lava"`` the granularity is always
-        ``"layer"`` unless given.
+        thresholds, with both corrections up to T = 8). Both granularities also run in the
+        Lava backend's fixed point (per-neuron ``vth``).
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
         is unbiased and holds up at small T.
@@ -257,8 +256,6 @@ def convert(
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
     best = default_settings(T)
-    if backend == "lava":
-        best["threshold_granularity"] = "layer"
     work = torch.float64 if dtype == torch.float64 else torch.float32
     calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
               granularity=threshold_granularity or best["threshold_granularity"],

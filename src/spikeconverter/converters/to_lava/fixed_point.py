@@ -11,8 +11,14 @@ mapped to ``margin * 2**23``. Then, in the conventions of the fixed-point
   ``G = 64 vth / theta`` (so the threshold itself is exact);
 * each incoming synapse group (one Conv/Dense/Sparse) with float weights ``W`` gets integer
   weights ``m = round(W G / 64 / 2**e)``, 8-bit signed (``|m| <= 127``), with the smallest
-  exponent ``e >= 0`` that fits (a negative exponent would floor-shift the summed input and lose
-  more than it gains). Dense/Sparse receive ``2 m`` with ``weight_exp = e - 1``: Lava's
+  exponent ``e >= 0`` that fits. Where that loses more than ``NEGATIVE_EXP_ABOVE`` (5 %,
+  relative RMS), and for the readout (whose logits are the result) wherever it loses anything
+  (e.g. its average-pool + linear matrix: 4,096 tiny weights), ``e`` is the smallest exponent
+  in the format that fits, negative: the mantissas keep their 8 bits and
+  the synapse floor-shifts its *summed* input, as Lava's bit-accurate Dense does (less than
+  one unit of ``a_in`` per step; bounded and reported as ``floor_error``). Mantissas that are
+  all even move to the next exponent, so an exactly representable weight set stays exact.
+  Dense/Sparse receive ``2 m`` with ``weight_exp = e - 1``: Lava's
   bit-accurate models keep only even mixed-sign weights (8 bits including the sign over a 9-bit
   range) and the shift undoes the factor exactly. Conv receives ``m`` with ``weight_exp = e``
   (the im2col fixed model applies it as Dense does);
@@ -21,9 +27,8 @@ mapped to ``margin * 2**23``. Then, in the conventions of the fixed-point
 * an analog input is sent as ``round(x 2**q)`` graded spikes, ``q`` chosen so that the first
   synapses' weights keep their 8 bits.
 
-Rounding happens only in weights, bias and the input; thresholds, leaks, half LSBs and the
-generate phase are exact, so the integer network differs from the float one only through
-quantised synaptic weights.
+Rounding happens only in weights, bias, the input and (negative weight exponents) the summed
+synaptic input; thresholds, leaks, half LSBs and the generate phase are exact.
 
 **Limits by construction.** The planner never emits a value outside its format
 (:func:`plan_violations` checks every one): a bias too large for the 13-bit mantissa and an
@@ -67,6 +72,9 @@ W_MAX = 127
 BIAS_MANT_MAX = 2**12 - 1
 #: Exponent of the shared 8-bit weight mantissa (Loihi's synaptic weight exponent).
 WEIGHT_EXP_RANGE = (-8, 7)
+#: A synapse group whose weights lose more than this (relative RMS) at the smallest exponent
+#: ``>= 0`` takes a negative exponent (full 8-bit mantissas, floor-shifted sums).
+NEGATIVE_EXP_ABOVE = 0.05
 INPUT_KEY = "__input__"
 #: Former names of the hardware figures (now :class:`spikeconverter.converters.hardware.Loihi2`).
 CoreBudget = Loihi2
@@ -185,14 +193,14 @@ def _exp_for(absmax: float, limit: float) -> int:
     return e
 
 
-def _round_weights(w: Any, factor: float, exp: int) -> tuple[Any, float]:
-    """``round(w * factor / 2**exp)`` clipped to 8 bits, and its relative RMS error.
+def _round_weights(w: Any, exp: int) -> tuple[Any, float]:
+    """``round(w / 2**exp)`` clipped to 8 bits, and its relative RMS error.
 
     A sparse matrix stays sparse (only its stored entries are rounded; entries that round to
     zero are dropped), so memory follows the synapses, never ``n_out * n_in``.
     """
     values = w.data if sp.issparse(w) else np.asarray(w)
-    target = values * factor / 2.0 ** exp
+    target = values / 2.0 ** exp
     m = np.clip(np.rint(target), -W_MAX - 1, W_MAX)
     nz = target != 0
     err = float(np.sqrt(np.mean((m - target)[nz] ** 2) / np.mean(target[nz] ** 2))) \
@@ -202,6 +210,44 @@ def _round_weights(w: Any, factor: float, exp: int) -> tuple[Any, float]:
         out.eliminate_zeros()
         return out, err
     return m.astype(np.int32), err
+
+
+def _row_gain(syn: Any, gain: Any) -> np.ndarray:
+    """The gain of each weight row: a scalar, or per output channel (conv: ``(O,)``) or per
+    target neuron (Dense/Sparse rows, Lava flat order) for per-neuron thresholds."""
+    g = np.asarray(gain, dtype=np.float64)
+    if g.ndim == 0 or np.all(g == g.flat[0]):
+        return np.asarray(float(g.flat[0]))
+    if syn.kind != "conv":
+        return g.reshape(-1)
+    per = g.reshape(-1, g.shape[-1])  # Lava (W, H, C): one row per position
+    if not np.all(per == per[0]):
+        raise ValueError(f"layer {syn.target!r}: a convolution needs one gain per channel "
+                         "(per-neuron thresholds must be per channel)")
+    return per[0]
+
+
+def _scaled_weight(syn: Any, factor: Any) -> Any:
+    """``syn.weight`` times each row's ``factor`` (same structure: array, kernel or CSR)."""
+    f, w = _row_gain(syn, factor), syn.weight
+    if f.ndim == 0:
+        return w * float(f)
+    if sp.issparse(w):
+        return sp.csr_matrix(sp.diags(f) @ w)
+    return w * (f[:, None, None, None] if syn.kind == "conv" else f[:, None])
+
+
+def _scaled_abs_max(syn: Any, factor: Any) -> float:
+    """Largest ``|weight * factor|`` of a synapse group (rows scaled by their own factor)."""
+    f = _row_gain(syn, factor)
+    if f.ndim == 0:
+        return syn.abs_max() * float(f)
+    w = syn.weight
+    if sp.issparse(w):
+        rows = abs(w).max(axis=1).toarray().reshape(-1)
+    else:
+        rows = np.abs(np.asarray(w)).reshape(w.shape[0], -1).max(axis=1, initial=0.0)
+    return float(np.max(rows * f, initial=0.0))
 
 
 def _bias_format(b: np.ndarray, t_acc: int, hw: Loihi2) -> tuple[np.ndarray, np.ndarray, int,
@@ -227,36 +273,68 @@ def _bias_format(b: np.ndarray, t_acc: int, hw: Loihi2) -> tuple[np.ndarray, np.
     return mant, exp, shift, err
 
 
-def _weight_exp_limit(kind: str) -> int:
-    """Largest exponent ``e`` of the 8-bit mantissa a synapse kind can take (Dense/Sparse get
-    ``2 m`` with ``weight_exp = e - 1``)."""
-    return WEIGHT_EXP_RANGE[1] + (0 if kind == "conv" else 1)
+def _weight_exp_bounds(kind: str) -> tuple[int, int]:
+    """Range of the exponent ``e`` of the 8-bit mantissa a synapse kind can take (Dense/Sparse
+    get ``2 m`` with ``weight_exp = e - 1``)."""
+    lo, hi = WEIGHT_EXP_RANGE
+    return (lo, hi) if kind == "conv" else (lo + 1, hi + 1)
 
 
-def _synapses_fit(syns: list, gain: float) -> bool:
-    return all(_exp_for(s.abs_max() * gain / 64, W_MAX) <= _weight_exp_limit(s.kind)
+def _synapses_fit(syns: list, gain: Any) -> bool:
+    return all(_exp_for(_scaled_abs_max(s, gain) / 64, W_MAX) <= _weight_exp_bounds(s.kind)[1]
                for s in syns)
 
 
+def _weight_exponent(syn: Any, factor: Any, readout: bool = False) -> tuple[Any, int, float]:
+    """Mantissas, exponent and relative RMS error of ``syn.weight * factor``.
+
+    The smallest exponent ``>= 0`` whose mantissas fit 8 bits; if that loses more than
+    :data:`NEGATIVE_EXP_ABOVE` (relative RMS; for the ``readout``, whose logits are the
+    result, if it loses anything), the smallest one in the format, negative, so the mantissas
+    keep their 8 bits (the synapse then floor-shifts its summed input). Mantissas that are all
+    even move to the next exponent (an exactly representable weight set keeps ``e >= 0`` and
+    stays exact).
+    """
+    scaled = _scaled_weight(syn, factor)
+    lo, _ = _weight_exp_bounds(syn.kind)
+    best = _exp_for(_scaled_abs_max(syn, factor), W_MAX)
+    exp = max(0, best)
+    m, err = _round_weights(scaled, exp)
+    if best < 0 and err > (0.0 if readout else NEGATIVE_EXP_ABOVE):
+        exp = max(lo, best)
+        m, err = _round_weights(scaled, exp)
+    while exp < 0:
+        data = m.data if sp.issparse(m) else m
+        if data.size and np.any(np.asarray(data) % 2):
+            break
+        m, exp = (m / 2 if sp.issparse(m) else m // 2), exp + 1
+    return m, exp, err
+
+
 def _choose_threshold(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
-                      rounding: str, hw: Loihi2) -> tuple[int, float, str | None]:
-    """The largest threshold mantissa (so the finest membrane resolution) whose gain keeps
+                      rounding: str, hw: Loihi2) -> tuple[Any, Any, str | None]:
+    """The largest threshold mantissas (so the finest membrane resolution) whose gains keep
     the membrane, the weight exponents and the bias (with its shift) in their formats; halving
-    it moves the whole layer's scale (per-layer scale choice). Returns ``(vth, gain, why)``;
-    ``why`` names the limit when none fits."""
-    theta = np.unique(np.asarray(spec.vth))
-    if theta.size != 1:
-        raise ValueError(f"population {spec.name!r} has per-channel thresholds; the "
-                         "fixed-point plan needs one threshold per population")
-    theta = float(theta[0])
-    peak = max(peak, 2 * theta)
+    them moves the whole layer's scale (per-layer scale choice). Returns ``(vth, gain, why)``;
+    ``why`` names the limit when none fits.
+
+    With per-neuron (per-channel) thresholds ``theta_i`` each neuron gets its own mantissa
+    ``vth_i = floor(budget theta_i / (64 M))`` (a multiple of the rounding step) and gain
+    ``G_i = 64 vth_i / theta_i``: every threshold stays exact and every ``G_i <= budget / M``,
+    so the layer's peak ``M`` bounds every membrane. A neuron whose threshold is too small for
+    that resolution gets the smallest mantissa (its gain is then larger; a clamp of its
+    membrane would be counted at run time). One threshold per layer gives scalars.
+    """
+    theta = np.asarray(spec.vth, dtype=np.float64)
+    peak = max(peak, 2 * float(theta.max()))
     step = 2 ** max(0, spec.t_gen - 6) if rounding == "nearest" else 1
-    vth = math.floor(budget_v * theta / (64 * peak) / step) * step
-    vth = min(vth, (2 ** hw.vth_bits - 1) // step * step)
+    top = (2 ** hw.vth_bits - 1) // step * step
+    vth = np.minimum(np.floor(budget_v * theta / (64 * peak) / step) * step, top)
     why = (f"no integer threshold fits a {hw.membrane_bits}-bit membrane at T={spec.t_gen} "
-           f"(peak {peak:g}, theta {theta:g})")
+           f"(peak {peak:g}, theta {float(theta.max()):g})")
     b = np.asarray(spec.bias, dtype=np.float64)
-    while vth >= step:
+    while vth.max() >= step:
+        vth = np.maximum(vth, step)
         g = 64.0 * vth / theta
         if not _synapses_fit(syns, g):
             why = f"weight exponent > {WEIGHT_EXP_RANGE[1]}"
@@ -264,9 +342,14 @@ def _choose_threshold(spec: Any, peak: float, budget_v: float, syns: list, t_acc
             why = (f"bias needs an exponent > {hw.bias_exp_max} even entering the "
                    f"maximum t_acc - 1 = {t_acc - 1} steps early")
         else:
-            return vth, g, None
+            return _uniform(vth.astype(np.int64)), _uniform(g), None
         vth = (vth // 2) // step * step
     return 0, 0.0, why
+
+
+def _uniform(a: np.ndarray) -> Any:
+    """A scalar when every entry is the same (one threshold per layer), else the array."""
+    return a.flat[0].item() if a.size and np.all(a == a.flat[0]) else a
 
 
 def _readout_gain(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
@@ -299,22 +382,25 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     allow_violations : bool
         Build the plan even when a limit is broken (marked in the report's ``violations``).
     max_readout_error : float
-        Largest relative RMS quantisation error of the readout's weights.
+        Largest relative RMS quantisation error of the readout's weights, and largest bound
+        of its floor-shift error (negative weight exponents) relative to its membrane peak.
 
     Returns
     -------
     (LavaPlan, dict)
         The fixed-point plan and the report: ``layers`` (per population: ``neurons``,
         ``synapses``, ``max_fan_in``, ``max_fan_out``, ``membrane_bits``, ``gain``, ``vth``,
-        ``weight_exp``, ``weight_error``, ``bias_exp_max``, ``bias_shift``, ``bias_error``,
+        ``weight_exp``, ``weight_error``, ``floor_error`` (bound of the membrane error from
+        floor-shifted sums, in float units), ``bias_exp_max``, ``bias_shift``, ``bias_error``,
         ``cores``, ``limits``, ``saturations`` after a fixed-point run), ``budget``, ``cores``,
-        ``input_shift``, ``readout_error``, ``violations``, ``allow_violations``.
+        ``input_shift``, ``readout_error``, ``readout_floor_error``, ``violations``,
+        ``allow_violations``.
 
     Raises
     ------
     ValueError
-        A value cannot be brought into its format (naming the layer and the limit), per-channel
-        thresholds, or ``k != 2``.
+        A value cannot be brought into its format (naming the layer and the limit), or
+        ``k != 2``.
     """
     if float(graph.k) != 2.0:
         raise ValueError(f"fixed point needs k = 2 (a left shift), the graph has k = {graph.k}")
@@ -337,15 +423,19 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
                                             out.rounding, budget)
             if why is not None:
                 violations.append(f"layer {spec.name!r}: {why}")
-                vth = max(1, math.floor(budget_v * float(np.asarray(spec.vth).flat[0])
-                                        / (64 * max(peak, 1e-300))))
-                g = 64.0 * vth / float(np.asarray(spec.vth).flat[0])
+                theta = np.asarray(spec.vth, dtype=np.float64)
+                vth = _uniform(np.maximum(1, np.floor(budget_v * theta / (64 * max(
+                    peak, 1e-300)))).astype(np.int64))
+                g = _uniform(64.0 * vth / theta)
             spec.vth = vth
-            layers[spec.name] = {"gain": g, "vth": vth}
+            layers[spec.name] = {"gain": float(np.min(g)), "vth": int(np.max(vth))}
+            if np.ndim(g):
+                layers[spec.name].update(gain_max=float(np.max(g)), vth_min=int(np.min(vth)))
         gains[spec.name] = g
         _set_bias(spec, g, budget, layers[spec.name])
-        layers[spec.name].update(membrane_bits=math.log2(peak * g) if peak > 0 else 0.0,
-                                 weight_exp={}, weight_error={})
+        layers[spec.name].update(membrane_bits=math.log2(peak * float(np.max(g)))
+                                 if peak > 0 else 0.0,
+                                 weight_exp={}, weight_error={}, floor_error=0.0)
     _set_input_shift(out, peaks, gains)
     _set_weights(out, gains, layers)
     out.output_gain = gains[out.output]
@@ -354,8 +444,14 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     if readout_error > max_readout_error:
         violations.append(f"layer {out.output!r}: readout weight error {readout_error:.3g} > "
                           f"{max_readout_error:g}")
+    floor_error = layers[out.output]["floor_error"] / max(
+        float(peaks.get(out.output, 0.0)), 1e-300)
+    if floor_error > max_readout_error:
+        violations.append(f"layer {out.output!r}: readout floor-shift error {floor_error:.3g} "
+                          f"of its peak > {max_readout_error:g}")
     violations += plan_violations(out, budget)
     report.update(input_shift=out.input_shift, margin=margin, readout_error=readout_error,
+                  readout_floor_error=floor_error,
                   violations=sorted(set(violations)), allow_violations=bool(allow_violations))
     if report["violations"] and not allow_violations:
         raise ValueError("the fixed-point plan breaks Loihi 2 number formats: "
@@ -385,7 +481,7 @@ def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, fl
     input_edges = [s for s in out.synapses if s.source == out.input]
     if out.input_encoding != "analog" or not input_edges:
         return
-    shift = max(0, min(_exp_for(s.abs_max() * gains[s.target] / 64, W_MAX)
+    shift = max(0, min(_exp_for(_scaled_abs_max(s, gains[s.target]) / 64, W_MAX)
                        for s in input_edges))
     x_max = float(peaks.get(INPUT_KEY, 0.0))
     if x_max > 0:  # the graded input must fit 24 bits
@@ -400,14 +496,17 @@ def _set_weights(out: LavaPlan, gains: dict[str, float],
         factor = gains[syn.target] / 64
         if analog and syn.source == out.input:
             factor /= 2.0 ** out.input_shift  # that part of the scale sits in the input
-        exp = max(0, _exp_for(syn.abs_max() * factor, W_MAX))
-        m, err = _round_weights(syn.weight, factor, exp)
+        m, exp, err = _weight_exponent(syn, factor, readout=syn.target == out.output)
         if syn.kind == "conv":
             syn.weight, syn.weight_exp = m, exp
         else:
             syn.weight, syn.weight_exp = 2 * m, exp - 1
         layers[syn.target]["weight_exp"][syn.source] = exp
         layers[syn.target]["weight_error"][syn.source] = err
+        if exp < 0:  # the floored sum: < 1 unit of a_in (64 of V) per accumulate step
+            t_acc = out.populations[syn.target].t_acc
+            layers[syn.target]["floor_error"] += (64.0 * (2.0 ** t_acc - 1)
+                                                  / float(np.min(gains[syn.target])))
 
 
 def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
