@@ -14,6 +14,7 @@ from typing import Any
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.serialize import NetworkFile
 from spikeconverter.converters.to_lava.network import LavaNetwork
+from spikeconverter.converters.to_lava.plancache import plan_cache_path
 from spikeconverter.converters.to_lava.timing import lava_schedule
 from spikeconverter.converters.validate import check_schedule
 
@@ -37,14 +38,19 @@ def from_file(data: NetworkFile, *, double_buffered: bool | None = None,
               **_: Any) -> LavaNetwork:
     """A :class:`LavaNetwork` from a read network file (a file saved by another backend gets
     the Lava schedule; a Lava file keeps its fixed-point calibration). ``double_buffered``
-    overrides the saved option (the schedule is then recomputed)."""
+    overrides the saved option (the schedule is then recomputed). Its plans are cached beside
+    the file (:func:`~spikeconverter.converters.to_lava.plancache.plan_cache_path`): reused
+    when they belong to this very network, rebuilt and written otherwise."""
     saved = data.schedule.double_buffered
     double = saved if double_buffered is None else bool(double_buffered)
     keep = data.backend == "lava" and double == saved
     if keep:  # a schedule follows from the graph: a different one is forged
         check_schedule(data.schedule, lava_schedule(data.graph, double))
-    return LavaNetwork(data.graph, data.schedule if keep else None, double_buffered=double,
-                       membrane_peaks=data.state.get("membrane_peaks"),
-                       margin=float(data.options.get("margin", 0.5)),
-                       activity=data.state.get("activity"),
-                       allow_violations=bool(data.options.get("allow_violations", False)))
+    net = LavaNetwork(data.graph, data.schedule if keep else None, double_buffered=double,
+                      membrane_peaks=data.state.get("membrane_peaks"),
+                      margin=float(data.options.get("margin", 0.5)),
+                      activity=data.state.get("activity"),
+                      allow_violations=bool(data.options.get("allow_violations", False)))
+    if data.path is not None:
+        net.use_plan_cache(plan_cache_path(data.path))
+    return net
