@@ -36,8 +36,7 @@ def main(arch: str) -> None:
     net = sc.convert(model, calib, T=8, progress=False)
     activity = measure_activity(net.graph, [x[:64], x[64:]])
     for double in (False, True):
-        rep = hardware_report(net.graph, lava_schedule(net.graph), activity,
-                              double_buffered=double)
+        rep = hardware_report(net.graph, lava_schedule(net.graph, double), activity)
         print(f"{arch}, {'double-buffered' if double else 'single-banked'}")
         print(format_hardware_report(rep), flush=True)
 

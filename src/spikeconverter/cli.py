@@ -358,7 +358,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.data is not None:
         ds = _dataset(args, args.data, args.split, args.limit)
         images = torch.stack([ds[i][0] for i in range(len(ds))])
-    report = net.hardware_report(images, double_buffered=args.double_buffered)
+    report = net.hardware_report(images, double_buffered=args.double_buffered or None)
     print(format_hardware_report(report))
     if net.membrane_peaks is not None:  # the fixed-point plan: formats, errors, violations
         net.allow_violations = True  # a report lists what breaks a format instead of refusing

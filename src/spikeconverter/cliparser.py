@@ -252,9 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
     add_data(p, required=False, calibration=False)
     p.add_argument("--double-buffered", action="store_true",
-                   help="map two membrane banks per neuron (state x 2)")
-    p.add_argument("-o", "--output", default="out/report",
-                   help="folder for hardware.json and hardware.png (default: out/report)")
+                   help="report double buffering: two membrane banks per neuron (state x 2, "
+                        "a sample every T steps instead of 2T)")
+    add_output(p, "folder for hardware.json and hardware.png (default: out/report)",
+               default="out/report")
 
     p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)")
     add_model(p)

@@ -445,7 +445,10 @@ def plot_schedule(
     """Gantt chart of :func:`schedule_bars`: populations top to bottom, time to the right.
 
     Accumulate windows are blue, generate windows orange; with ``samples > 1`` each sample's
-    windows carry its number, and the latency of sample 0 is marked.
+    windows carry its number, and the latency of sample 0 is marked. A double-buffered schedule
+    (``schedule.double_buffered``) draws each iLIF row's two membrane banks as two half rows
+    (sample ``s`` in bank ``s mod 2``), where the next sample's accumulate window runs beside
+    this one's generate window.
 
     Returns
     -------
@@ -456,12 +459,16 @@ def plot_schedule(
     names = list(schedule.offset)
     fig, ax = _figure(9.0, 1.2 + 0.24 * len(names))
     row = {n: len(names) - 1 - i for i, n in enumerate(names)}
+    double = getattr(schedule, "double_buffered", False)
     for b in bars:
         alpha = 1.0 if b["sample"] == 0 else 0.55
-        ax.broken_barh([(b["start"] - 0.5, b["length"])], (row[b["population"]] - 0.4, 0.8),
+        name = b["population"]  # iLIF rows (both phases) have two banks; input/readout one
+        banks = 2 if double and schedule.t_acc[name] and schedule.t_gen[name] else 1
+        y = row[name] - 0.4 + 0.8 / banks * (b["sample"] % banks)
+        ax.broken_barh([(b["start"] - 0.5, b["length"])], (y, 0.8 / banks),
                        color=_PHASE_COLORS[b["phase"]], alpha=alpha)
         if samples > 1 and b["length"] >= 3:
-            ax.text(b["start"] - 0.5 + b["length"] / 2, row[b["population"]], str(b["sample"]),
+            ax.text(b["start"] - 0.5 + b["length"] / 2, y + 0.4 / banks, str(b["sample"]),
                     ha="center", va="center", fontsize=6, color="w")
     ax.axvline(schedule.latency_steps - 0.5, color="k", ls="--", lw=1,
                label=f"logits of sample 0 complete ({schedule.latency_steps} steps)")

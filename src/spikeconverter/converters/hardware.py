@@ -26,12 +26,14 @@ nonzero, sparse otherwise. A layer gets the fewest cores with at most ``neurons_
 neurons each whose state, synapses and routing fit ``core_memory_bytes``.
 
 **The cost model** (per inference of a pipelined stream, i.e. per sample): every neuron of a
-population is updated at each of the ``steps_per_sample`` steps of its sample slot; each spike
-costs one synaptic operation per synapse it drives (:func:`counting.edge_fan_out`), with spike
-counts measured on data (the quantised ANN's codes, which the exact spiking network emits spike
-for spike); energy = synops x E_synop + updates x E_update + spikes x E_spike. Time per step is
-that of the busiest core (Loihi steps are barrier-synchronised): its neuron updates times the
-per-update time plus its synaptic operations times the per-synop time.
+population is updated at each of the ``steps_per_sample`` steps of its sample slot (with double
+buffering both of its banks are, so per sample the updates stay the same while the steps per
+sample halve: the state doubles, the work per step doubles, the work per sample does not); each
+spike costs one synaptic operation per synapse it drives (:func:`counting.edge_fan_out`), with
+spike counts measured on data (the quantised ANN's codes, which the exact spiking network emits
+spike for spike); energy = synops x E_synop + updates x E_update + spikes x E_spike. Time per
+step is that of the busiest core (Loihi steps are barrier-synchronised): its neuron updates
+times the per-update time plus its synaptic operations times the per-synop time.
 """
 
 from __future__ import annotations
@@ -320,7 +322,7 @@ def measure_activity(graph: Graph, batches: Iterable[torch.Tensor]) -> dict[str,
 # -- the report --------------------------------------------------------------------------------
 
 def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
-                    hw: Loihi2 = LOIHI2, double_buffered: bool = False,
+                    hw: Loihi2 = LOIHI2, double_buffered: bool | None = None,
                     steps_per_sample: int | None = None) -> dict[str, Any]:
     """Core mapping and per-inference cost estimate of a converted network (module docstring).
 
@@ -332,8 +334,9 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         :func:`measure_activity` of some inputs (e.g. the calibration or test images).
     hw : Loihi2
         The hardware figures.
-    double_buffered : bool
-        Two membrane banks per neuron (state x 2).
+    double_buffered : bool, optional
+        Two membrane banks per neuron (state x 2); default and only accepted value: the
+        schedule's (``schedule.double_buffered``, which also sets the steps per sample).
     steps_per_sample : int, optional
         Steps per sample of a stream (default: the schedule's).
 
@@ -347,14 +350,25 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         ``seconds_per_sample_estimate``, ``samples_measured``); ``hardware`` (the figures)
         and ``sources``; ``estimate_note``.
     """
+    if double_buffered is None:
+        double_buffered = schedule.double_buffered
+    if bool(double_buffered) != schedule.double_buffered:
+        raise ValueError(
+            f"double_buffered={double_buffered!r} but the schedule is "
+            f"{'double' if schedule.double_buffered else 'single'}-banked: pass a schedule "
+            "computed with compute_schedule(..., double_buffered=...) (its period differs)")
     mapping = core_mapping(graph, hw, double_buffered)
     period = int(steps_per_sample or schedule.steps_per_sample)
     layers = mapping["layers"]
+    # two banks: both are updated at every step (one accumulates, one generates), so per
+    # sample the bank updates are the same as with one bank over twice the steps
+    banks = 2 if double_buffered else 1
     step_ns = 0.0
     for name, info in layers.items():
         synops = float(activity["synaptic_ops"][name])
         info.update(spikes=float(activity["spikes"].get(name, 0.0)), synaptic_ops=synops,
-                    neuron_updates=info["neurons"] * period, ann_macs=ann_macs(graph, name))
+                    neuron_updates=info["neurons"] * period * banks,
+                    ann_macs=ann_macs(graph, name))
         # Loihi steps are barrier-synchronised: the busiest core sets the step time
         core_ns = (info["neuron_updates"] * hw.time_per_neuron_update_ns
                    + synops * hw.time_per_synop_ns) / info["cores"] / period

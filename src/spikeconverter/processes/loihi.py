@@ -61,6 +61,7 @@ def validate_fixed_point(proc: Any) -> None:
         _check_mantissa(kind, proc, "vth", *VTH_RANGE, "effective threshold vth << 6")
     _check_mantissa(kind, proc, "bias_mant", *BIAS_MANT_RANGE, "scaled by 2**bias_exp")
 
+
 #: Integer messages and biases below this magnitude keep the membrane update inside int32.
 INT32_SAFE = 2**24
 

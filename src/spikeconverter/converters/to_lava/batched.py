@@ -168,7 +168,7 @@ def _population(plan: LavaPlan, spec, batch: int):
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
                      offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
                      bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,
-                     name=spec.name)
+                     double_buffered=plan.double_buffered, name=spec.name)
 
 
 def _synapse(syn, batch: int):

@@ -159,7 +159,7 @@ def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any]
         p = ILIF(shape=spec.shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc,
                  t_gen=spec.t_gen, offset=spec.offset, bias_mant=spec.bias,
                  bias_exp=spec.bias_exp, bias_shift=spec.bias_shift, rounding=plan.rounding,
-                 signed=spec.signed,
+                 signed=spec.signed, double_buffered=plan.double_buffered,
                  name=spec.name)
         ins[spec.name], outs[spec.name] = p.a_in, p.s_out
     built.neurons[spec.name] = p

@@ -48,6 +48,9 @@ class LavaNetwork:
     schedule : Schedule, optional
         A Lava schedule (:func:`~spikeconverter.converters.to_lava.timing.lava_schedule`, the
         default): every population cycles with ``period = steps_per_sample``.
+    double_buffered : bool
+        Without ``schedule``: neurons with two membrane banks (a sample every ``T`` steps
+        instead of ``2 T``, the same logits; ``lava_schedule(graph, double_buffered)``).
     membrane_peaks : dict of str to float, optional
         Largest ``|V|`` of each population's accumulate phase on calibration data (float
         units), as :func:`~spikeconverter.converters.to_lava.fixed_point.membrane_peaks`
@@ -79,7 +82,8 @@ class LavaNetwork:
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  membrane_peaks: dict[str, float] | None = None, margin: float = 0.5,
-                 activity: dict[str, Any] | None = None, allow_violations: bool = False):
+                 activity: dict[str, Any] | None = None, allow_violations: bool = False,
+                 double_buffered: bool = False):
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
@@ -88,7 +92,8 @@ class LavaNetwork:
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
         self.graph = graph
-        self.schedule = schedule if schedule is not None else lava_schedule(graph)
+        self.schedule = schedule if schedule is not None else lava_schedule(graph,
+                                                                            double_buffered)
         self.margin = float(margin)
         self.activity = activity
         self._allow_violations = bool(allow_violations)
@@ -128,7 +133,7 @@ class LavaNetwork:
         """The float or fixed-point :class:`LavaPlan` (computed once, then cached in memory
         and, after :meth:`use_plan_cache`, in a file)."""
         if fixed_point not in self._plans and self._plan_cache is not None:
-            key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+            key = self._plan_key()
             cached = load_plans(self._plan_cache, key)
             refused = cached is not None and cached[1] is not None and cached[1].get(
                 "violations") and not self.allow_violations  # built with allow_violations
@@ -138,13 +143,18 @@ class LavaNetwork:
         if fixed_point not in self._plans:
             self._build_plan(fixed_point)
             if self._plan_cache is not None:
-                key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+                key = self._plan_key()
                 try:
                     save_plans(self._plan_cache, key, self._plans, self._fixed_report)
                 except OSError as err:  # a read-only folder: run without the cache
                     warnings.warn(f"could not write the plan cache {self._plan_cache} ({err})",
                                   stacklevel=2)
         return self._plans[fixed_point]
+
+    def _plan_key(self) -> str:
+        # the plans hold the schedule's windows: one bank or two is part of what they depend on
+        banks = "|double_buffered" if self.schedule.double_buffered else ""
+        return plan_key(graph_fingerprint(self.graph) + banks, self.membrane_peaks, self.margin)
 
     def _build_plan(self, fixed_point: bool) -> None:
         if fixed_point not in self._plans:
@@ -172,7 +182,7 @@ class LavaNetwork:
         self._plans.pop(True, None)
 
     def hardware_report(self, images: Any = None, *,
-                        double_buffered: bool = False) -> dict[str, Any]:
+                        double_buffered: bool | None = None) -> dict[str, Any]:
         """Loihi 2 core mapping and per-inference cost estimate
         (:func:`spikeconverter.converters.hardware.hardware_report`).
 
@@ -180,8 +190,10 @@ class LavaNetwork:
         ----------
         images : tensor or iterable of batches, optional
             Inputs to count spikes on; default: the calibration data's counts.
-        double_buffered : bool
-            Map two membrane banks per neuron (state x 2).
+        double_buffered : bool, optional
+            Default: as this network runs (``schedule.double_buffered``). A different value
+            reports what the other option would cost (its own Lava schedule: two banks double
+            the neuron state and halve the steps per sample).
 
         Returns
         -------
@@ -196,8 +208,10 @@ class LavaNetwork:
         else:
             raise ValueError("the hardware report needs measured activity: pass images, or "
                              "convert with backend='lava' and calibration data")
-        report = hardware_report(self.graph, self.schedule, activity,
-                                 double_buffered=double_buffered)
+        schedule = self.schedule
+        if double_buffered is not None and double_buffered != schedule.double_buffered:
+            schedule = lava_schedule(self.graph, double_buffered)
+        report = hardware_report(self.graph, schedule, activity)
         if self._fixed_report is not None:
             report["violations"] = list(self._fixed_report.get("violations", []))
         return report

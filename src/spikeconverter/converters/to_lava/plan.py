@@ -78,6 +78,8 @@ class LavaPlan:
         Fixed point, analog input: the input is sent as ``round(x * 2**input_shift)``.
     output_gain : float
         The readout sends ``output_gain *`` the logits.
+    double_buffered : bool
+        The iLIF populations have two membrane banks (period ``max(t_acc, t_gen)``).
     """
 
     populations: dict[str, PopulationSpec]
@@ -94,6 +96,7 @@ class LavaPlan:
     input_delay: int = 0
     input_shift: int = 0
     output_gain: float = 1.0
+    double_buffered: bool = False
 
 
 def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
@@ -139,4 +142,5 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
         input_encoding=inp.attrs.get("encoding", "analog"),
         input_theta=theta_tensor(inp).numpy() if inp.theta is not None else 1.0,
         input_T=int(inp.T or 1), input_delay=input_landing(graph, schedule),
+        double_buffered=schedule.double_buffered,
     )

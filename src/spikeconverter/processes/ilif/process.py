@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from lava.magma.core.process.ports.ports import OutPort
 from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
+from spikeconverter.coding import window_period
 from spikeconverter.processes.base import (
     AbstractMembrane,
     broadcast_array,
@@ -33,6 +35,15 @@ class ILIF(AbstractMembrane):
       trains);
     * ``tau >= t_acc`` (generate): ``a_in`` is ignored, ``s = [v >= vth]`` (signed: ``-1``
       where ``v <= -vth``) is sent on ``s_out`` in that same step, then ``v <- k*(v - s*vth)``.
+
+    Double buffering (``double_buffered=True``): two membrane banks, the Vars ``v`` (bank 0)
+    and ``v1`` (bank 1). Window ``w`` starts at ``offset + w * P`` with
+    ``P = max(t_acc, t_gen)`` and uses bank ``w mod 2``: the population accumulates sample
+    ``w + 1`` in one bank while it generates sample ``w`` from the other, each bank following the
+    equations above, so a stream of samples fed every ``P`` steps gives, sample for sample, the
+    spikes of the single-banked neuron fed every ``t_acc + t_gen`` steps. A bank that neither
+    accumulates nor generates holds 0. Same as the Norse option of the same name
+    (:mod:`spikeconverter.plugin.functional`).
 
     With ``k = 2`` a window turns the accumulated value into the MSB-first code of
     :func:`spikeconverter.coding.encode`; the models match the Norse
@@ -94,6 +105,9 @@ class ILIF(AbstractMembrane):
         ``"nearest"`` adds half an LSB before generating (unbiased quantisation).
     signed : bool
         Emit ``-1`` spikes for negative membranes (layers without a ReLU after them).
+    double_buffered : bool
+        Two membrane banks (period ``max(t_acc, t_gen)`` instead of ``t_acc + t_gen``); the
+        Var ``v1`` holds the second bank (shape ``(1,)`` and unused when False).
     v : float or array
         Initial membrane (overwritten at the first accumulate step; kept for inspection).
     name : str, optional
@@ -105,7 +119,7 @@ class ILIF(AbstractMembrane):
 
     Attributes
     ----------
-    k, t_acc, t_gen, offset : read-only
+    k, t_acc, t_gen, offset, double_buffered, period : read-only
         The window parameters (``proc_params``); the models read them once when built.
 
     Examples
@@ -130,6 +144,7 @@ class ILIF(AbstractMembrane):
         bias_shift: int = 0,
         rounding: str = "floor",
         signed: bool = False,
+        double_buffered: bool = False,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
@@ -150,13 +165,26 @@ class ILIF(AbstractMembrane):
             t_gen=validate_int(proc, "t_gen", t_gen, 1),
             rounding=validate_rounding(proc, rounding),
             signed=validate_bool(proc, "signed", signed),
+            double_buffered=validate_bool(proc, "double_buffered", double_buffered),
             name=name,
             log_config=log_config,
         )
         self.s_out = OutPort(shape=shape)
         self.vth = Var(shape=shape, init=vth_arr)
+        bank = shape if double_buffered else (1,)
+        self.v1 = Var(shape=bank, init=np.zeros(bank))
 
     @property
     def t_gen(self) -> int:
         """Steps of the generate phase (read-only)."""
         return self.proc_params["t_gen"]
+
+    @property
+    def double_buffered(self) -> bool:
+        """Two membrane banks (read-only)."""
+        return self.proc_params["double_buffered"]
+
+    @property
+    def period(self) -> int:
+        """Steps between window starts: :func:`spikeconverter.coding.window_period`."""
+        return window_period(self.t_acc, self.t_gen, self.double_buffered)
