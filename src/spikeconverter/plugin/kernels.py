@@ -195,7 +195,7 @@ def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) ->
     """The generate phase of ``k = 2`` neurons as a bit-packed code (signed integers).
 
     :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``. Float32 membranes
-    take :func:`_binary_code_wide` for ``T <= 24`` (the same codes, without ``fmod``, the
+    take ``_binary_code_wide`` for ``T <= 24`` (the same codes, without ``fmod``, the
     slowest step) and are widened to float64 for ``T > 24`` so that every code is exact.
     """
     if v.dtype == torch.float32 and T <= 24:
