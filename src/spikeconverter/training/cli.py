@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from spikeconverter.data import NORMALIZATION_PRESETS, Normalization, resolve_normalization
+from spikeconverter.devices import add_runtime_arguments
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.trainable import SURROGATES
 
@@ -72,6 +73,7 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--std", type=float, nargs="+", help="explicit per-channel std")
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runtime_arguments(p)
     p.set_defaults(func=run_finetune)
     return p
 
@@ -108,7 +110,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
         cosine=args.cosine, train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
-        clip_grad_norm=args.clip_grad_norm or None)
+        clip_grad_norm=args.clip_grad_norm or None, device=args.device)
 
 
 def _rgb(image: Any) -> Any:
@@ -126,19 +128,26 @@ def run_finetune(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from spikeconverter.converters.api import load
+    from spikeconverter.distributed import process_group
     from spikeconverter.training.finetune import evaluate, finetune
 
-    net = load(args.network)
+    net = load(args.network, device=args.device)
     shape = tuple(net.graph[net.graph.input].shape)
     norm = _normalization(args)
     train = _folder(args.data, shape, norm, args.augment)
+    # under torchrun finetune() re-reads this dataset through a DistributedSampler
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed))
+                        generator=torch.Generator().manual_seed(args.seed),
+                        num_workers=args.workers)
     val = None
     if args.val:
-        val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size)
-    before = evaluate(net, val) if val is not None else None
-    history = finetune(net, loader, val_data=val, config=_config(args))
+        val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size,
+                         num_workers=args.workers)
+    with process_group(args.device) as rank:
+        before = evaluate(net, val) if val is not None else None
+        history = finetune(net, loader, val_data=val, config=_config(args))
+    if rank != 0:
+        return 0
     net.save(args.output)
     out = sys.stdout
     print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "

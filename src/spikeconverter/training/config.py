@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from spikeconverter.devices import resolve_device
+
 __all__ = ["FinetuneConfig"]
 
 
@@ -73,7 +75,10 @@ class FinetuneConfig:
     loss_fn : callable, optional
         ``loss_fn(logits, labels)``; cross-entropy by default.
     seed : int
-        Seeds shuffling of tensor data.
+        Seeds shuffling of tensor data (and of the DistributedSampler under torch.distributed).
+    device : str or torch.device, optional
+        Where training runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``; default: where the network
+        is).
 
     Raises
     ------
@@ -99,6 +104,7 @@ class FinetuneConfig:
     alpha: float = 1.0
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     seed: int = 0
+    device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self.epochs, "epochs", integer=True, zero=True)
@@ -116,6 +122,8 @@ class FinetuneConfig:
             _check_positive(self.max_steps, "max_steps", integer=True)
         if self.resume and self.checkpoint is None:
             raise ValueError("resume=True needs checkpoint=PATH (the file to resume from)")
+        if self.device is not None:
+            resolve_device(self.device)
         if self.optimizer == "adam" and self.momentum >= 1:
             raise ValueError(f"with optimizer='adam', momentum is beta1 and must be < 1, got "
                              f"{self.momentum!r}")
