@@ -11,7 +11,10 @@ in the CSV are skipped, so an interrupted run resumes.
 Run: ``python benchmarks/low_T.py [--nets resnet20 resnet32] [--T 2 3 4 6 8]
 [--granularity layer channel] [--correction none both] [--calibration-mode max]
 [--draws 0 1 2] [--device cpu|cuda] [--out out/low_T] [--threads N]
-[--cache images.pt] [--models DIR]``
+[--cache images.pt] [--models DIR] [--table]``
+
+``--table`` prints the markdown tables of what ``OUT/low_T.csv`` holds (a cell: correct
+(agreement) on the first draw; with more draws, the min-max of correct over them) and exits.
 
 ``--write-cache images.pt`` stores the test images, labels and calibration draws in one file and
 exits; ``--cache images.pt`` reads them from it instead of the image folders (for a machine that
@@ -105,6 +108,41 @@ def load_images(args) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tenso
     return xs, ys, draws
 
 
+def table(csv_path: Path) -> str:
+    """The measured cells of ``csv_path`` as one markdown table per net.
+
+    A cell is ``correct (agreement)`` on the lowest draw measured, then, when more draws are,
+    the min-max of the correct images over all of them and their count.
+    """
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    configs = sorted({(r["granularity"], r["correction"]) for r in rows},
+                     key=lambda c: (c[0] != "layer", c[1] != "none", c[1]))
+    out = []
+    for net in sorted({r["net"] for r in rows}):
+        mine = [r for r in rows if r["net"] == net]
+        out += [f"{net} (ANN {mine[0]['ann_correct']}/{mine[0]['images']} correct)", "",
+                "| T | " + " | ".join(f"{g} + {c}" if c != "none" else g for g, c in configs)
+                + " |", "|---" * (len(configs) + 1) + "|"]
+        for T in sorted({int(r["T"]) for r in mine}):
+            cells = [_cell([r for r in mine if int(r["T"]) == T
+                            and (r["granularity"], r["correction"]) == c]) for c in configs]
+            out.append(f"| {T} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _cell(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    rows = sorted(rows, key=lambda r: int(r["draw"]))
+    text = f"{rows[0]['correct']} ({rows[0]['agree']})"
+    if len(rows) > 1:
+        ok = [int(r["correct"]) for r in rows]
+        text += f"; {min(ok)}-{max(ok)} over {len(ok)} draws"
+    return text
+
+
 def convert_one(graph0, cal, T, args, granularity, correction, device):
     g = copy.deepcopy(graph0)
     calibrate(g, cal, T, mode=args.calibration_mode, granularity=granularity, progress=False)
@@ -128,7 +166,12 @@ def main() -> None:
     ap.add_argument("--write-cache", action="store_true", help="write --cache and exit")
     ap.add_argument("--models", default=str(MODELS), help="folder of the checkpoints")
     ap.add_argument("--limit", type=int, default=None, help="first N test images (smoke runs)")
+    ap.add_argument("--table", action="store_true",
+                    help="print the markdown tables of OUT/low_T.csv and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table(Path(args.out) / "low_T.csv"))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
