@@ -20,9 +20,17 @@ topological order, each time given the already corrected, quantised populations 
    ``relu(u)``; the error of each channel depends only on its own threshold, so per-channel
    thresholds are found by one search for all channels.
 
-The readout gets the bias correction only. Max pooling populations keep sharing their source's
-threshold. The result is an ordinary calibrated graph: every backend runs it unchanged, and the
-spiking network still equals the (corrected) quantised ANN exactly.
+``method="refit"`` replaces step 1 by a **least-squares refit** of the weights and bias of the
+population's weighted edges (the last ``conv2d``/``linear`` op of each): the pre-activation from
+the quantised inputs is fitted to the ANN's ``u`` over the calibration data, one ridge
+regression per output channel pulled towards the ANN's weights, solved in closed form (the
+layer-wise reconstruction of AdaQuant/BRECQ, exact here since the weights stay real; the
+"weight calibration" of Li et al. 2021 without its training loop); step 2 follows. It needs
+no more than the bias correction's data and is the closer fit to the ANN (higher agreement).
+
+The readout gets the bias correction (or the refit) only. Max pooling populations keep sharing
+their source's threshold. The result is an ordinary calibrated graph: every backend runs it
+unchanged, and the spiking network still equals the (corrected) quantised ANN exactly.
 """
 
 from __future__ import annotations
@@ -73,8 +81,9 @@ def correct(
         Inputs ``(N, ...)``, or an iterable of batches or ``(inputs, labels)`` pairs; the
         first ``max_images`` are used (they are held in memory, with two copies of the
         activations of the populations still needed downstream).
-    method : {"both", "bias", "threshold", "none"}
-        Which corrections to apply (see the module docstring).
+    method : {"both", "refit", "bias", "threshold", "none"}
+        Which corrections to apply (see the module docstring): ``"both"`` is bias correction
+        then threshold search, ``"refit"`` least-squares refit then threshold search.
     batch_size : int
         Batch size when ``calibration`` is one tensor.
     max_images : int
