@@ -124,15 +124,17 @@ def correct(
 def default_settings(T: int) -> dict[str, str]:
     """The best measured conversion settings for trains of length ``T``.
 
-    Measured with ``benchmarks/low_T.py`` on the shared CIFAR-10 ResNet-20 (1,017 test images,
-    256 calibration images, draw 0; ANN 932 correct): at T = 4, layer thresholds give 878
-    correct, per-channel 922, layer + correction 929, per-channel + correction 935 (T = 3:
-    671 / 843 / 904 / 920). The default keeps one threshold per layer with the correction: it
-    is within 0.3 pt of the ANN at T = 4, and every converted network then also runs in the
-    Lava backend's fixed point, which needs one threshold per population; per-channel
-    thresholds (``threshold_granularity="channel"``) gain more at T = 3 but run in Norse and
-    Lava float only. Above ``LOW_T`` the plain per-layer ``max`` calibration is already
-    lossless (T = 16: all 1,017 predictions agree) and stays the default.
+    Measured with ``benchmarks/low_T.py`` (README, "Low T without training": the full table)
+    on the shared CIFAR-10 ResNet-20 / ResNet-32 (1,017 test images, 256 calibration images,
+    draw 0; ANN 932 / 944 correct). Per-layer thresholds with the correction ("both"):
+    T = 3: 904 / 890, T = 4: 929 / 934, T = 6: 930 / 945, T = 8: 934 / 945 (plain per-layer
+    ``max``: 671 / 465, 878 / 890, 937 / 941, 933 / 948). Per-channel thresholds with the
+    correction gain more at small T (T = 3: 920 / 912, T = 4: 935 / 940; over three
+    calibration draws 896-920 / 909-912 and 926-935 / 934-945) but run in Norse and Lava float
+    only: the Lava backend's fixed point needs one threshold per population, and the default
+    keeps every converted file runnable there. Above ``LOW_T`` the plain per-layer ``max``
+    calibration is already lossless (T = 16: all 1,017 predictions agree) and stays the
+    default.
 
     Returns
     -------
