@@ -128,7 +128,8 @@ def default_settings(T: int) -> dict[str, str]:
     on the shared CIFAR-10 ResNet-20 / ResNet-32 (1,017 test images, 256 calibration images,
     draw 0; ANN 932 / 944 correct). Per-layer thresholds with the correction ("both"):
     T = 3: 904 / 890, T = 4: 929 / 934, T = 6: 930 / 945, T = 8: 934 / 945 (plain per-layer
-    ``max``: 671 / 465, 878 / 890, 937 / 941, 933 / 948). Per-channel thresholds with the
+    ``max``: 671 / 465, 878 / 890, 937 / 941, 933 / 948); over three calibration draws
+    T = 3: 892-904 / 888-895, T = 4: 928-930 / 934-939. Per-channel thresholds with the
     correction gain more at small T (T = 3: 920 / 912, T = 4: 935 / 940; over three
     calibration draws 896-920 / 909-912 and 926-935 / 934-945) but run in Norse and Lava float
     only: the Lava backend's fixed point needs one threshold per population, and the default
