@@ -214,10 +214,12 @@ class SpikingNetwork(nn.Module):
                     per_pop[pop.name] = self._pop_stats(pop, None, batch)
                     continue
                 train = self._train(pop, trains, x)
-                for e in pop.edges:  # free trains nobody needs any more
-                    remaining[e.source] -= 1
-                    if remaining[e.source] == 0:
-                        trains.pop(e.source, None)
+                # free trains nobody needs any more (once per source: a population may have
+                # several edges from one, as in ``a + 0.5 * a``)
+                for src in dict.fromkeys(e.source for e in pop.edges):
+                    remaining[src] -= 1
+                    if remaining[src] == 0:
+                        trains.pop(src, None)
                 trains[pop.name] = train
                 if self.record:
                     self.spikes[pop.name] = train.frames()
