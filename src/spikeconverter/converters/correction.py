@@ -315,7 +315,8 @@ def _refit(graph: Graph, pop: Population, quant: dict[str, torch.Tensor],
     fit = [e for e in pop.edges if e.ops and _refittable(e.ops[-1])]
     if not fit:
         return False
-    rest = sum((graph.edge_value(e, quant[e.source]) for e in pop.edges if e not in fit),
+    fixed = [e for e in pop.edges if all(e is not f for f in fit)]  # by identity: edges may
+    rest = sum((graph.edge_value(e, quant[e.source]) for e in fixed),  # compare equal
                torch.zeros_like(u))
     gram, cross = 0.0, 0.0
     for i in range(0, u.shape[0], _CHUNK):  # im2col of a whole batch would be large
