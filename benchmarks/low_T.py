@@ -11,7 +11,10 @@ in the CSV are skipped, so an interrupted run resumes.
 Run: ``python benchmarks/low_T.py [--nets resnet20 resnet32] [--T 2 3 4 6 8]
 [--granularity layer channel] [--correction none both] [--calibration-mode max]
 [--draws 0 1 2] [--device cpu|cuda] [--out out/low_T] [--threads N]
-[--cache images.pt] [--models DIR]``
+[--cache images.pt] [--models DIR] [--table]``
+
+``--table`` prints the markdown tables of what ``OUT/low_T.csv`` holds (a cell: correct
+(agreement) on the first draw; with more draws, the min-max of both over them) and exits.
 
 ``--write-cache images.pt`` stores the test images, labels and calibration draws in one file and
 exits; ``--cache images.pt`` reads them from it instead of the image folders (for a machine that
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import inspect
 import json
 import sys
 import time
@@ -46,7 +50,8 @@ MODELS = SHARED / "models" / "cifar10-resnet-akamaster"
 CKPTS = {"resnet20": "resnet20-12fca82f.th", "resnet32": "resnet32-d509ac18.th"}
 DATA = SHARED / "data" / "cifar10"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-FIELDS = ["net", "draw", "T", "calibration_mode", "granularity", "correction", "correct",
+FIELDS = ["net", "draw", "T", "calibration_mode", "granularity", "correction", "search_images",
+          "correct",
           "agree", "images", "ann_correct", "latency_steps", "seconds", "device"]
 
 
@@ -64,14 +69,27 @@ def predict(fn, xs: torch.Tensor, device: torch.device, batch: int = 256) -> tor
 
 
 def key(row: dict) -> tuple:
-    return tuple(str(row[k]) for k in FIELDS[:6])
+    return tuple(str(row[k]) for k in FIELDS[:7])
 
 
 def done_keys(path: Path) -> set[tuple]:
     if not path.is_file():
         return set()
     with path.open() as f:
-        return {key(r) for r in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    if rows and "search_images" not in rows[0]:  # written before the column: 64 images searched
+        for r in rows:
+            r["search_images"] = 0 if r["correction"] in ("none", "bias") else 64
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+    return {key(r) for r in rows}
+
+
+def searched(correction: str, n: int) -> int:
+    """Images the threshold search used (0: the correction searches none)."""
+    return 0 if correction in ("none", "bias") else n
 
 
 def append(out: Path, row: dict) -> None:
@@ -105,10 +123,46 @@ def load_images(args) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tenso
     return xs, ys, draws
 
 
+def table(csv_path: Path) -> str:
+    """The measured cells of ``csv_path`` as one markdown table per net.
+
+    A cell is ``correct (agreement)`` on the lowest draw measured, then, when more draws are,
+    the min-max of both over all of them and their count.
+    """
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    configs = sorted({(r["granularity"], r["correction"], int(r["search_images"])) for r in rows},
+                     key=lambda c: (c[0] != "layer", c[1] != "none", c[1], c[2]))
+    out = []
+    for net in sorted({r["net"] for r in rows}):
+        mine = [r for r in rows if r["net"] == net]
+        out += [f"{net} (ANN {mine[0]['ann_correct']}/{mine[0]['images']} correct)", "",
+                "| T | " + " | ".join(f"{g} + {c} ({n})" if n else g for g, c, n in configs)
+                + " |", "|---" * (len(configs) + 1) + "|"]
+        for T in sorted({int(r["T"]) for r in mine}):
+            cells = [_cell([r for r in mine if int(r["T"]) == T
+                            and (r["granularity"], r["correction"], int(r["search_images"]))
+                            == c]) for c in configs]
+            out.append(f"| {T} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _cell(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    rows = sorted(rows, key=lambda r: int(r["draw"]))
+    text = f"{rows[0]['correct']} ({rows[0]['agree']})"
+    if len(rows) > 1:
+        ok, agree = ([int(r[k]) for r in rows] for k in ("correct", "agree"))
+        text += f"; {min(ok)}-{max(ok)} ({min(agree)}-{max(agree)}) over {len(ok)} draws"
+    return text
+
+
 def convert_one(graph0, cal, T, args, granularity, correction, device):
     g = copy.deepcopy(graph0)
     calibrate(g, cal, T, mode=args.calibration_mode, granularity=granularity, progress=False)
-    correct(g, cal, method=correction, device=device)
+    correct(g, cal, method=correction, device=device, search_images=args.search_images)
     return SpikingNetwork(g, compute_schedule(g, hop_latency=0), mode="fused").to(device)
 
 
@@ -128,7 +182,15 @@ def main() -> None:
     ap.add_argument("--write-cache", action="store_true", help="write --cache and exit")
     ap.add_argument("--models", default=str(MODELS), help="folder of the checkpoints")
     ap.add_argument("--limit", type=int, default=None, help="first N test images (smoke runs)")
+    ap.add_argument("--search-images", type=int,
+                    default=inspect.signature(correct).parameters["search_images"].default,
+                    help="images the correction's threshold search measures (default: correct's)")
+    ap.add_argument("--table", action="store_true",
+                    help="print the markdown tables of OUT/low_T.csv and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table(Path(args.out) / "low_T.csv"))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -155,7 +217,8 @@ def main() -> None:
         print(f"{name}: ANN {nets[name][2]}/{len(xs)}", flush=True)
     for i, (n, d, T, gr, c) in enumerate(items, 1):
         row = {"net": n, "draw": d, "T": T, "calibration_mode": args.calibration_mode,
-               "granularity": gr, "correction": c}
+               "granularity": gr, "correction": c,
+               "search_images": searched(c, min(args.search_images, args.calibration))}
         if key(row) in done:
             continue
         graph0, ann, ann_ok = nets[n]

@@ -290,6 +290,7 @@ def quantize(
     k: float = 2.0,
     rounding: str = "floor",
     signed: bool = False,
+    check_finite: bool = True,
 ) -> Any:
     """What ``decode(encode(u, ...))`` gives, without simulating spikes when ``k = 2``.
 
@@ -297,10 +298,14 @@ def quantize(
     sign restored when ``signed``); the integer part uses an exact remainder (``fmod``) so that
     it matches the spike-by-spike comparisons bit for bit. Other ``k`` fall back to the greedy
     expansion, which is vectorised over ``u`` and loops over ``T`` only.
+
+    ``check_finite=False`` skips the NaN/inf check of ``u`` (a caller that quantises the same
+    checked tensor many times, e.g. a threshold search, checks it once).
     """
     validate_code_params(k=k, T=T, theta=theta, rounding=rounding)
     u = _as_array(u)
-    _check_finite(u, "u")
+    if check_finite:
+        _check_finite(u, "u")
     th = _like(theta, u)
     v = _start_value(u, th, T, k, rounding, signed)
     if k != 2.0:

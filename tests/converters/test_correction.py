@@ -44,7 +44,7 @@ def test_channel_thresholds_are_per_channel_maxima(model):
 
 
 @pytest.mark.parametrize("mode", ["max", "percentile", "optimal"])
-@pytest.mark.parametrize("method", ["none", "both"])
+@pytest.mark.parametrize("method", ["none", "both", "refit"])
 def test_channel_thresholds_keep_the_snn_exact(model, mode, method):
     x = images(16)
     g = calibrate(capture(model, x[:2]), x, T=3, mode=mode, granularity="channel",
@@ -98,6 +98,19 @@ def test_bias_correction_removes_the_mean_shift_on_its_data():
                                rtol=0, atol=1e-9)
 
 
+def test_refit_fits_the_readout_to_the_ann_on_its_data():
+    graph = calibrate(conv_graph(seed=4), inputs(conv_graph(), 32), T=2, progress=False,
+                      dtype=torch.float64)
+    cal = inputs(graph, 64, seed=7)
+    ann = graph.forward(cal, quantized=False)[graph.output]
+    err = {}
+    for method in ("bias", "refit"):
+        g = correct(copy.deepcopy(graph), cal, method=method, dtype=torch.float64)
+        err[method] = float((g.forward(cal)[g.output] - ann).square().mean())
+    # weights and bias by least squares, then thresholds: closer on its data than the bias shift
+    assert err["refit"] < err["bias"], err
+
+
 def test_bad_arguments_are_named():
     graph = conv_graph()
     with pytest.raises(ValueError, match="not calibrated"):
@@ -109,7 +122,7 @@ def test_bad_arguments_are_named():
         correct(graph, inputs(graph, 4), max_images=0)
     with pytest.raises(ValueError, match="granularity"):
         calibrate(graph, inputs(graph, 4), T=3, granularity="neuron", progress=False)
-    assert set(CORRECTIONS) == {"none", "bias", "threshold", "both"}
+    assert set(CORRECTIONS) == {"none", "bias", "threshold", "both", "refit"}
 
 
 @pytest.mark.slow
