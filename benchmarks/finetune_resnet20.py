@@ -13,7 +13,7 @@ come.
 
 Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 8]
 [--lr 1e-3] [--optimizer adam|sgd] [--cosine] [--batch 64] [--clip 1] [--weight-decay 0]
-[--val-fraction 0.1] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
+[--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
@@ -71,6 +71,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--fixed-thresholds", action="store_true", help="do not train thresholds")
@@ -98,6 +99,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  optimizer=args.optimizer, momentum=args.momentum, cosine=args.cosine,
                  clip_grad_norm=args.clip or None, weight_decay=args.weight_decay,
                  train_thresholds=not args.fixed_thresholds, progress=False, seed=seed,
+                 val_every=args.val_every,
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature)

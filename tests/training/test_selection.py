@@ -155,3 +155,42 @@ def test_resume_with_holdout_and_distillation_equals_uninterrupted(digits, tmp_p
     assert h2["val_accuracy"] == h["val_accuracy"] and h2["best_epoch"] == h["best_epoch"]
     with torch.no_grad():
         torch.testing.assert_close(resumed(x[:50]), straight(x[:50]))
+
+
+def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
+    """``--val-fraction`` holds out unaugmented training images, ``--distill`` loads the ANN
+    from a model file and its weights; the report names the winning epoch."""
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from spikeconverter.training.cli import add_finetune_parser, run_finetune
+
+    model, (x, y) = digits
+    for i in range(50):
+        folder = tmp_path / "train" / str(int(y[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x[i, 0].numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "ann.py").write_text(
+        "from spikeconverter.models import small_cnn\n\n\n"
+        "def ann():\n    return small_cnn(input_size=8, width=8, hidden=32)\n")
+    torch.save(model.state_dict(), tmp_path / "ann.pt")
+    net = convert(model, x[:64], T=2, progress=False)
+    net.save(tmp_path / "net.snn")
+    parser = argparse.ArgumentParser(prog="spikeconverter")
+    add_finetune_parser(parser.add_subparsers(dest="command", required=True))
+    common = ["finetune", str(tmp_path / "net.snn"), "-d", str(tmp_path / "train"), "-o",
+              str(tmp_path / "ft.snn"), "--batch-size", "20", "--no-progress", "--epochs", "2"]
+    args = parser.parse_args(common + [
+        "--val-fraction", "0.2", "--augment", "--distill", f"{tmp_path / 'ann.py'}:ann",
+        "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1"])
+    assert run_finetune(args) == 0
+    text = capsys.readouterr().out
+    assert "4 steps, 2 epochs" in text and "epoch" in text.split("after")[-1]
+    load(tmp_path / "ft.snn").graph.validate()
+    for extra, match in ((["--val-fraction", "1.5"], "val-fraction"),
+                         (["--val-fraction", "0.2", "--val", str(tmp_path)], "pass one"),
+                         (["--distill-checkpoint", "w.pt"], "--distill MODEL")):
+        with pytest.raises(ValueError, match=match):
+            run_finetune(parser.parse_args(common + extra))

@@ -22,13 +22,15 @@ import torch
 
 from spikeconverter.data import NORMALIZATION_PRESETS, Normalization, resolve_normalization
 from spikeconverter.training.config import FinetuneConfig
+from spikeconverter.training.holdout import split_holdout
 from spikeconverter.training.trainable import SURROGATES
 
 __all__ = ["add_finetune_parser", "run_finetune"]
 
 EPILOG = """examples:
-  spikeconverter finetune net.snn -d ../shared/data/cifar10/train \\
-      --val ../shared/data/cifar10/test --normalize imagenet --augment -o net-ft.snn
+  spikeconverter finetune net.snn -d ../shared/data/cifar10/train --val-fraction 0.1 \\
+      --normalize imagenet --augment --optimizer adam --lr 1e-3 --cosine --epochs 8 \\
+      --distill cifar_resnet20 --distill-checkpoint resnet20.th -o net-ft.snn
   spikeconverter finetune net-ft.snn -d ./train -o net-ft.snn --resume --epochs 3
 """
 
@@ -70,7 +72,21 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--normalize", choices=sorted(NORMALIZATION_PRESETS), help="mean/std preset")
     p.add_argument("--mean", type=float, nargs="+", help="explicit per-channel mean")
     p.add_argument("--std", type=float, nargs="+", help="explicit per-channel std")
-    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="shuffling and --val-fraction split seed (default: 0)")
+    p.add_argument("--val-fraction", type=float, metavar="F",
+                   help="hold out this seeded share of --data (unaugmented) as validation "
+                        "data for best-on-validation selection (not with --val)")
+    g = p.add_argument_group("distillation from the ANN")
+    g.add_argument("--distill", metavar="MODEL",
+                   help="the ANN to distil from, as 'spikeconverter convert' names models "
+                        "(zoo name, torchvision:NAME, file.py:factory)")
+    g.add_argument("--distill-checkpoint", metavar="FILE", help="its weights (state_dict or "
+                                                                "checkpoint file)")
+    g.add_argument("--distill-weight", type=float, default=0.9,
+                   help="share of the distillation term, 0..1 (default: 0.9)")
+    g.add_argument("--distill-temperature", type=float, default=4.0,
+                   help="distillation temperature (default: 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_finetune)
     return p
@@ -108,7 +124,25 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
         cosine=args.cosine, train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
-        clip_grad_norm=args.clip_grad_norm or None)
+        clip_grad_norm=args.clip_grad_norm or None, distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature)
+
+
+def _teacher(args: argparse.Namespace) -> torch.nn.Module | None:
+    """The ANN of ``--distill`` (with ``--distill-checkpoint``), or ``None``."""
+    if args.val and args.val_fraction is not None:
+        raise ValueError("--val and --val-fraction both give validation data: pass one")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got "
+                         f"{args.val_fraction}")
+    if args.distill is None:
+        if args.distill_checkpoint is not None:
+            raise ValueError("--distill-checkpoint needs --distill MODEL (the ANN it belongs "
+                             "to)")
+        return None
+    from spikeconverter.modelspec import load_model
+
+    return load_model(args.distill, args.distill_checkpoint)
 
 
 def _rgb(image: Any) -> Any:
@@ -131,14 +165,19 @@ def run_finetune(args: argparse.Namespace) -> int:
     net = load(args.network)
     shape = tuple(net.graph[net.graph.input].shape)
     norm = _normalization(args)
+    config = _config(args)  # settings checked before any image is read
+    teacher = _teacher(args)
     train = _folder(args.data, shape, norm, args.augment)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(args.seed))
     val = None
     if args.val:
         val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size)
+    elif args.val_fraction is not None:
+        loader, val = split_holdout(loader, args.val_fraction, args.seed, args.batch_size,
+                                    val_dataset=_folder(args.data, shape, norm, False))
     before = evaluate(net, val) if val is not None else None
-    history = finetune(net, loader, val_data=val, config=_config(args))
+    history = finetune(net, loader, val_data=val, config=config.updated(teacher=teacher))
     net.save(args.output)
     out = sys.stdout
     print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "
@@ -146,6 +185,6 @@ def run_finetune(args: argparse.Namespace) -> int:
     if before is not None:
         print(f"spiking top-1 on {args.val}: {100 * before:.2f} % before, "
               f"{100 * history['best_accuracy']:.2f} % after (best, step "
-              f"{history['best_step']})", file=out)
+              f"{history['best_step']}, epoch {history['best_epoch']})", file=out)
     print(f"wrote {args.output} (training state: {args.output}.state)", file=out)
     return 0
