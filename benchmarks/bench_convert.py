@@ -6,6 +6,12 @@ ANN first, then fused, then frame).
 Goals (issue 4): fused <= 2x the ANN, frame <= 1.2*T x the ANN.
 
 Run: ``python benchmarks/bench_convert.py [--batch 128] [--T 16] [--repeats 3]``
+
+``--imagenet`` (issue 16): resnet34, mobilenet_v2 and vgg16_bn at 224x224 (random weights,
+BatchNorm statistics from random images, ``benchmarks/imagenet_nets.py``), batch 8, T=16, fused
+mode against the ANN, the two sides alternated in one run; prints the min and median ratio of
+the repeats, the peak memory and the load. Goal: fused/ANN <= 2.5x.
+``python benchmarks/bench_convert.py --imagenet [--batch 8] [--repeats 3] [--nets resnet34]``
 """
 
 from __future__ import annotations
@@ -61,12 +67,63 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def alternated(ann, snn, x: torch.Tensor, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall times of ``ann`` and ``snn`` on ``x``, alternated, after one warm-up of each."""
+    ta, ts = [], []
+    with torch.no_grad():
+        ann(x), snn(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ann(x)
+            t1 = time.perf_counter()
+            snn(x)
+            ts.append(time.perf_counter() - t1)
+            ta.append(t1 - t0)
+    return ta, ts
+
+
+def imagenet(args: argparse.Namespace) -> None:
+    """fused/ANN ratios of the three ImageNet networks (see the module docstring)."""
+    import statistics
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from imagenet_nets import imagenet_model, images
+
+    print(f"ImageNet nets 224x224, batch {args.batch}, T={args.T}, fused mode, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    for name in args.nets:
+        model = imagenet_model(name, batch=args.batch)
+        x, cal = images(args.batch), images(args.batch, seed=2)
+        net = convert(model, cal, T=args.T, progress=False)
+        gc.collect()
+        ta, ts = alternated(model, net, x, args.repeats)
+        ratios = [s / a for a, s in zip(ta, ts, strict=True)]
+        print(f"{name:13s} ANN {min(ta):7.2f} s  fused {min(ts):7.2f} s  ratio min "
+              f"{min(ratios):5.2f}x median {statistics.median(ratios):5.2f}x "
+              f"(min/min {min(ts) / min(ta):5.2f}x)  peak RSS {peak_rss_mib():7.0f} MiB  "
+              f"load {os.getloadavg()[0]:.1f}  [goal <= 2.5x: "
+              f"{'met' if min(ts) / min(ta) <= 2.5 else 'NOT met'}]", flush=True)
+        del model, net
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--T", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--imagenet", action="store_true", help="the three ImageNet networks")
+    ap.add_argument("--nets", nargs="+", default=["resnet34", "mobilenet_v2", "vgg16_bn"])
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.imagenet:
+        args.batch = args.batch or 8
+        imagenet(args)
+        return
+    args.batch = args.batch or 128
     torch.manual_seed(0)
     model, x, cal, what = model_and_data(args.batch)
     print(f"ResNet-20 ({what}), batch {args.batch}, T={args.T}, "

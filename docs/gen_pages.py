@@ -42,6 +42,7 @@ REFERENCE = [
     ("Baselines", "spikeconverter.baselines"),
     ("Training", "spikeconverter.training"),
     ("Evaluation", "spikeconverter.evaluation"),
+    ("NIR export", "spikeconverter.export"),
     ("Plotting", "spikeconverter.plotting"),
     ("Reporting", "spikeconverter.reporting"),
     ("Data", "spikeconverter.data"),
@@ -255,7 +256,7 @@ def tutorial_page(script: Path) -> tuple[str, str]:
 def nav(tutorials: list[tuple[str, str]], reference: list[tuple[str, str]],
         modules: list[tuple[str, str]]) -> str:
     lines = ["* [Home](index.md)", "* [Getting started](getting-started.md)",
-             "* [Concepts](concepts.md)"]
+             "* [Concepts](concepts.md)", "* [The neuron in Norse code](norse-users.md)"]
     if tutorials:
         lines.append("* Tutorials")
         lines += [f"    * [{t}]({p})" for t, p in tutorials]

@@ -10,7 +10,8 @@ from torch import nn
 
 from spikeconverter.baselines import RateNetwork, rate_thresholds
 from spikeconverter.converters import capture, convert
-from spikeconverter.export import to_nir, write_nir
+from spikeconverter.export import norse_to_nir, to_nir, write_nir
+from spikeconverter.plugin import ILIFCell, ILIFParameters
 
 norse_torch = pytest.importorskip("norse.torch")
 
@@ -127,3 +128,21 @@ def test_import_logs_no_divergence_warnings(baseline, caplog):
     with caplog.at_level(logging.WARNING):
         norse_torch.from_nir(to_nir(baseline[0]))
     assert "diverge" not in caplog.text
+
+
+def test_norse_to_nir_refuses_a_model_holding_an_ilif_cell():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), ILIFCell(ILIFParameters(t_acc=2, t_gen=2)))
+    with pytest.raises(TypeError, match="'1' is an iLIF neuron: NIR has no iLIF primitive"):
+        norse_to_nir(model, torch.zeros(4))
+
+
+def test_norse_to_nir_refuses_modules_norse_would_leave_empty():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+    with pytest.raises(ValueError, match=r"no NIR node for \['1'\]"):
+        norse_to_nir(model, torch.zeros(4))
+
+
+def test_norse_to_nir_passes_norse_graphs_through():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), norse_torch.IAFCell())
+    graph = norse_to_nir(model, torch.zeros(4))
+    assert isinstance(graph.nodes["0"], nir.Affine) and isinstance(graph.nodes["1"], nir.IF)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from spikeconverter.devices import add_runtime_arguments
 from spikeconverter.interrupts import exit_status, raise_on_signals
 from spikeconverter.training.cli import add_finetune_parser
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(p)
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also report ANN vs SNN top-1 on N images of --data")
+    add_runtime_arguments(p)
 
     p = add("evaluate", "ANN vs iLIF SNN vs rate-coded baselines: table, CSV, JSON, plots",
             _cmd_evaluate)
@@ -186,8 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
                    help="baselines' threshold normalisation (default: percentile 99.99)")
     p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
-                   "(default: out/evaluate); results.csv/json are rewritten after every row")
+                   "(default: out/evaluate); results.csv/json are rewritten after every row, "
+                   "OUT/progress.json (the exact resume checkpoint) after each T and baseline")
     _add_overwrite(p)
+    p.add_argument("--resume", action="store_true", help="keep the T values and baselines "
+                   "OUT/progress.json already holds (same settings) and run the rest")
+    add_runtime_arguments(p)
 
     p = add("check", "say whether a model converts, listing every blocker, without converting",
             _cmd_check)
@@ -203,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lava-batch", type=int, default=None,
                    help="images simulated side by side in one Lava runtime (default: 16)")
     p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
+    add_runtime_arguments(p)
 
     p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
             _cmd_export)
@@ -282,6 +289,19 @@ def _calibration(args: argparse.Namespace):
     return calibration_batch(_dataset(args, source, split, None), args.calibration_images)
 
 
+def _device(name: str) -> Any:
+    """The device to use, checked before any work: under torchrun with CUDA, ``cuda`` means
+    this process's ``cuda:LOCAL_RANK``."""
+    import os
+
+    from spikeconverter.devices import resolve_device
+
+    dev = resolve_device(name)
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        dev = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
+    return dev
+
+
 def _positive(value: Any, name: str) -> None:
     if value is not None and value < 1:
         raise CommandError(f"{name} must be >= 1, got {value}")
@@ -341,6 +361,10 @@ def check_output_folder(path: str | os.PathLike, names: Sequence[str], overwrite
 
 
 def _check_common(args: argparse.Namespace) -> None:
+    if getattr(args, "device", None) is not None:
+        args.device = _device(args.device)
+    if getattr(args, "workers", 0) < 0:
+        raise CommandError(f"--workers must be >= 0, got {args.workers}")
     for name in ("limit", "batch_size", "calibration_images", "baseline_limit", "epochs"):
         _positive(getattr(args, name, None), "--" + name.replace("_", "-"))
     T = getattr(args, "T", None)
@@ -364,7 +388,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
-                  rounding=args.rounding, progress=True)
+                  rounding=args.rounding, progress=True, device=args.device)
     net.graph.meta.update(_input_meta(args))
     _lava_calibration(net, calib)
     net.save(args.output)
@@ -374,8 +398,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.check:
         ds = _dataset(args, args.data, args.split, min(args.check, args.limit or args.check))
         ok_ann = ok_snn = agree = n = 0
+        model.to(args.device)
         with torch.no_grad():
-            for x, y in make_loader(ds, args.batch_size):
+            for x, y in make_loader(ds, args.batch_size, workers=args.workers):
+                x, y = x.to(args.device), y.to(args.device)
                 a, s = model(x).argmax(1), net(x).argmax(1)
                 ok_ann += int((a == y).sum())
                 ok_snn += int((s == y).sum())
@@ -451,16 +477,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     baselines = [] if args.baselines == ["none"] else args.baselines
     for s in args.baseline_steps:
         _positive(s, "--baseline-steps")
-    out = check_output_folder(args.output, REPORT_FILES, args.overwrite)
+    # --resume continues in the folder it left: its files are expected there
+    out = check_output_folder(args.output, (*REPORT_FILES, "progress.json"),
+                              args.overwrite or args.resume)
     model = _model(args)
-    data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size)
+    data = make_loader(_dataset(args, args.data, args.split, args.limit), args.batch_size,
+                       workers=args.workers)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
-    report = evaluate(model, data, calib, T_values=args.T, baselines=baselines,
-                      baseline_steps=args.baseline_steps, baseline_limit=args.baseline_limit,
-                      calibration_mode=args.calibration_mode, rounding=args.rounding,
-                      threshold_norm=args.threshold_norm, progress=True, log=print,
-                      on_row=lambda rep: write_partial_report(rep, out))
+    with _distributed(args.device) as rank:
+        report = evaluate(model, data, calib, T_values=args.T, baselines=baselines,
+                          baseline_steps=args.baseline_steps,
+                          baseline_limit=args.baseline_limit,
+                          calibration_mode=args.calibration_mode, rounding=args.rounding,
+                          threshold_norm=args.threshold_norm, progress=True, log=print,
+                          device=args.device, checkpoint=out / "progress.json",
+                          resume=args.resume, on_row=lambda rep: write_partial_report(rep, out))
+    if rank != 0:
+        return 0
     files = write_report(report, args.output, title=Path(str(args.model)).name)
     print(f"\nANN top-1 {report.ann['top1']:.2f}% ({report.ann['images']} images, "
           f"{report.ann['macs_per_image']:.3g} MACs per image)")
@@ -469,16 +503,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distributed(device: Any) -> Any:
+    """A context that joins the torchrun process group (when launched by torchrun) and yields
+    this process's rank (0 when alone)."""
+    from spikeconverter.distributed import process_group
+
+    return process_group(device)
+
+
 def _cmd_run_lava(args: argparse.Namespace) -> int:
     import torch
 
     from spikeconverter.converters import load
-    from spikeconverter.data import load_dataset
+    from spikeconverter.data import load_dataset, make_loader
     from spikeconverter.lavaeval import run_test_set
 
     path = Path(args.network)
     if not path.is_file():
         raise FileNotFoundError(f"network file {str(path)!r} does not exist")
+    if args.device.type != "cpu":
+        raise CommandError(f"run-lava simulates Lava on the CPU only; drop --device "
+                           f"{args.device} (or pass --device cpu)")
     _positive(args.lava_batch, "--lava-batch")
     net = load(path)
     lava_net = _lava_network(net)
@@ -488,8 +533,10 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
         lava_net.plan(fixed_point=True)  # before any data: says what is missing, if anything
     ds = load_dataset(args.data, split=args.split, normalization=norm, channels=channels,
                       image_size=size, limit=args.limit)
-    xs = torch.stack([ds[i][0] for i in range(len(ds))])
-    ys = [int(ds[i][1]) for i in range(len(ds))]
+    # the images are read through the DataLoader (--workers); Lava takes them all at once
+    batches = list(make_loader(ds, args.batch_size, workers=args.workers))
+    xs = torch.cat([x for x, _ in batches])
+    ys = torch.cat([torch.as_tensor(y) for _, y in batches]).tolist()
     kind = "fixed point" if args.fixed_point else "float"
     res = run_test_set(lava_net, net, xs, ys, fixed_point=args.fixed_point,
                        batch_size=args.lava_batch, csv_path=args.output)

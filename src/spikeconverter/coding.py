@@ -186,6 +186,9 @@ def binary_code(v: Any, theta: Any, T: int) -> Any:
     lib = torch if _is_torch(v) else np
     scaled = v * float(2 ** (T - 1))  # exact: a power of two
     # negative values give n <= 0 (fmod keeps the dividend's sign): the clip makes them 0
+    if lib is torch:  # the same operations, in place: big layers allocate one tensor, not five
+        rest = torch.fmod(scaled, theta)
+        return scaled.sub_(rest).div_(theta).round_().clamp_(0, 2**T - 1)
     n = lib.round((scaled - lib.fmod(scaled, theta)) / theta)
     return lib.clip(n, 0, 2**T - 1)
 

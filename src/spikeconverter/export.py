@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import nir
+import norse.torch.utils.export_nir as norse_export
 import numpy as np
 import torch
 
@@ -52,8 +53,9 @@ from spikeconverter.atomic import atomic_path
 from spikeconverter.baselines import RateNetwork
 from spikeconverter.converters.ir import Edge, Graph, Op, Population, apply_op
 from spikeconverter.plugin.kernels import pair
+from spikeconverter.plugin.module import ILIF, ILIFCell
 
-__all__ = ["NO_ILIF_IN_NIR", "to_nir", "write_nir"]
+__all__ = ["NO_ILIF_IN_NIR", "norse_to_nir", "to_nir", "write_nir"]
 
 NO_ILIF_IN_NIR = (
     "NIR has no iLIF primitive (a neuron that accumulates for t_acc steps, then generates a "
@@ -62,6 +64,7 @@ NO_ILIF_IN_NIR = (
     "to_nir(RateNetwork(graph, rate_thresholds(graph, data), 'hard_reset')), or on the command "
     "line 'spikeconverter export MODEL -w WEIGHTS -d DATA -o net.nir'"
 )
+"""The message that refuses an iLIF network (or a model holding an iLIF neuron) for NIR."""
 
 _DTYPE = np.float32  # what NIR importers (Norse: .float()) and the baseline simulate in
 
@@ -108,6 +111,52 @@ def write_nir(net: RateNetwork, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         nir.write(tmp, graph)
     return path
+
+
+def norse_to_nir(module: torch.nn.Module, sample_data: torch.Tensor,
+                 **kwargs: Any) -> nir.NIRGraph:
+    """Norse's :func:`norse.torch.to_nir`, refusing what it would silently drop.
+
+    Norse maps the modules it knows (``LIFCell``, ``IAFCell``, ``Conv2d``, ``Linear``, ...) to NIR
+    nodes and writes ``None`` for any other module, so a model holding an
+    :class:`~spikeconverter.plugin.ILIFCell` would export as a graph with a hole where the
+    neurons were. This wrapper refuses such a model before exporting, with
+    :data:`NO_ILIF_IN_NIR`, and checks the finished graph for any other ``None`` node.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A Norse model (its own training code, say).
+    sample_data : torch.Tensor
+        One input, as for :func:`norse.torch.to_nir`.
+    **kwargs
+        Passed to :func:`norse.torch.to_nir` (``model_name``, ``dt``).
+
+    Returns
+    -------
+    nir.NIRGraph
+        Norse's graph, unchanged.
+
+    Raises
+    ------
+    TypeError
+        ``module`` holds an iLIF neuron (``ILIFCell`` or ``ILIF``); the message names it.
+    ValueError
+        Norse had no NIR node for some module; the message names the nodes.
+    """
+    ilif = [name or type(module).__name__ for name, m in module.named_modules()
+            if isinstance(m, (ILIF, ILIFCell))]
+    if ilif:
+        raise TypeError(f"module {ilif[0]!r} is an iLIF neuron: {NO_ILIF_IN_NIR}")
+    graph = norse_export.to_nir(module, sample_data, **kwargs)
+    missing = sorted(name for name, node in graph.nodes.items() if node is None)
+    if missing:
+        raise ValueError(
+            f"Norse's to_nir has no NIR node for {missing}: NIR would get an empty node there; "
+            "use modules Norse can export (LIFCell, LIFBoxCell, LIBoxCell, IAFCell, Conv2d, "
+            "Linear) or map them with nirtorch.extract_nir_graph and your own model_map"
+        )
+    return graph
 
 
 # --------------------------------------------------------------------------------------------

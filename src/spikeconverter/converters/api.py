@@ -27,6 +27,7 @@ from spikeconverter.converters.validate import (
     check_T,
     check_T_per_layer,
 )
+from spikeconverter.devices import resolve_device
 
 __all__ = ["BACKENDS", "convert", "load", "register_backend", "resolve_backend"]
 
@@ -87,7 +88,8 @@ _backend = resolve_backend
 
 
 def load(path: str | os.PathLike, *, mode: str | None = None,
-         dtype: torch.dtype | None = None, backend: str | None = None) -> Any:
+         dtype: torch.dtype | None = None, backend: str | None = None,
+         device: torch.device | str | None = None) -> Any:
     """Read a network written by a network's ``save`` and build it in a backend.
 
     Parameters
@@ -99,6 +101,8 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
     backend : {"norse", "lava"}, optional
         Backend of the network returned; default: the one it was saved from. A network saved
         from one backend loads into the other (its schedule is recomputed for it).
+    device : torch.device or str, optional
+        Move a torch network (Norse) there (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
 
     Raises
     ------
@@ -106,6 +110,7 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         The file is missing, corrupt, not a spikeconverter network, or of a newer version; or
         an unknown backend.
     """
+    dev = resolve_device(device) if device is not None else None
     data = read(path)  # every value checked (validate.check_graph) before a backend builds
     name = backend or data.backend
     resolve_backend(name)
@@ -113,9 +118,21 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         raise ValueError(f"backend {name!r} cannot load network files (registered without a "
                          "loader)")
     try:
-        return _LOADERS[name](data, mode=mode, dtype=dtype)
+        net = _LOADERS[name](data, mode=mode, dtype=dtype)
     except ValueError as exc:  # e.g. a T beyond the dtype's range, a forged schedule
         raise ValueError(f"{path}: {exc}") from None
+    return _to_device(net, dev)
+
+
+def _to_device(net: Any, device: torch.device | None) -> Any:
+    """A torch network moved to ``device``; other backends' networks cannot move."""
+    if device is None:
+        return net
+    if isinstance(net, nn.Module):
+        return net.to(device)
+    if device.type != "cpu":
+        raise ValueError(f"a {type(net).__name__} runs on the CPU only; drop device={device}")
+    return net
 
 
 def convert(
@@ -138,6 +155,7 @@ def convert(
     progress: bool = True,
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
+    device: torch.device | str | None = None,
 ) -> Any:
     """Convert a trained model into a spiking network of iLIF neurons.
 
@@ -185,6 +203,9 @@ def convert(
         Per-sample input shape, when it should not be taken from the calibration data.
     batch_size : int
         Calibration batch size when ``calibration`` is one tensor.
+    device : torch.device or str, optional
+        Where calibration runs and the network lives (``"cpu"``, ``"cuda"``, ``"cuda:N"``;
+        default: the CPU). Checked first.
 
     Returns
     -------
@@ -202,6 +223,7 @@ def convert(
     ConversionError
         Unsupported operation or untraceable model (names the node).
     """
+    dev = resolve_device(device)
     coding.validate_code_params(k=k, rounding=rounding)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -229,9 +251,10 @@ def convert(
               granularity=threshold_granularity or best["threshold_granularity"],
               percentile=percentile, headroom=headroom, T_per_layer=T_per_layer,
               input_encoding=input_encoding, batch_size=batch_size, progress=progress,
-              dtype=work)
+              dtype=work, device=dev)
     correct(graph, batches, method=correction or best["correction"], batch_size=batch_size,
-            dtype=work)
+            dtype=work, device=dev)
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
-    return build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
+    net = build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
+    return _to_device(net, dev if device is not None else None)

@@ -209,6 +209,7 @@ def calibrate(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> Graph:
     """Fill in ``theta`` and ``T`` of every population of ``graph`` (in place; returns it).
 
@@ -241,6 +242,8 @@ def calibrate(
         Values kept per population for ``"percentile"``/``"optimal"``.
     dtype : torch.dtype
         Precision of the calibration pass.
+    device : torch.device or str, optional
+        Where the calibration pass runs (default: where the data is).
     progress : bool
         Show a tqdm progress bar.
 
@@ -275,7 +278,7 @@ def calibrate(
         for i, x in enumerate(tqdm(batches, total=n, desc="calibrating", disable=not progress,
                                    leave=False)):
             check_batch(x, f"calibration batch {i}", tuple(first.shape[1:]))
-            values = graph.forward(x.to(dtype), quantized=False)
+            values = graph.forward(x.to(device=device, dtype=dtype), quantized=False)
             for name, s in stats.items():
                 try:
                     s.update(values[name], i)

@@ -35,6 +35,7 @@ last accumulate step is the logits.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Any
@@ -52,6 +53,7 @@ from spikeconverter.plugin import ILIF, ILIFParameters, ILIFState
 from spikeconverter.plugin.kernels import (
     SpikeTrain,
     accumulate_weights,
+    code_max_pool2d,
     generate,
     generate_code,
     spike_max_pool2d,
@@ -124,6 +126,7 @@ class SpikingNetwork(nn.Module):
         self.init_tensors(dtype)
         fan_out = counting.fan_outs(graph)
         self._fanout = {name: f.float() for name, f in fan_out.items()}
+        self._fanout_cache: dict[tuple, torch.Tensor] = {}
         self._macs = {p.name: counting.ann_macs(graph, p.name) for p in graph}
         self._consumer_count = {p.name: len(graph.consumers(p.name)) for p in graph}
 
@@ -174,6 +177,11 @@ class SpikingNetwork(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(iter(self.buffers())).dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's tensors are (``net.to(device)`` moves them)."""
+        return next(itertools.chain(self.parameters(), self.buffers())).device
 
     def _window_start(self, pop: Population, i: int, src_start: int) -> int:
         """Index in ``pop``'s accumulate window where edge ``i``'s first spike lands."""
@@ -228,10 +236,14 @@ class SpikingNetwork(nn.Module):
         """The train of max pooling population ``pop`` from its source's train
         (:func:`spikeconverter.plugin.kernels.spike_max_pool2d`)."""
         a = pop.attrs
-        frames = spike_max_pool2d(src.frames(), a["kernel_size"], a["stride"], a["padding"],
-                                  a.get("dilation", (1, 1)), a.get("ceil_mode", False))
-        return SpikeTrain(src.theta, int(pop.T), self.schedule.generate_start(pop.name),
-                          k=src.k, frames=frames)
+        args = (a["kernel_size"], a["stride"], a["padding"], a.get("dilation", (1, 1)),
+                a.get("ceil_mode", False))
+        start = self.schedule.generate_start(pop.name)
+        if src.code is not None and self.graph[pop.edges[0].source].kind != "signed":
+            # packed non-negative trains: the max of the codes is the spike max pool, exactly
+            return SpikeTrain(src.theta, int(pop.T), start, code=code_max_pool2d(src.code, *args))
+        return SpikeTrain(src.theta, int(pop.T), start, k=src.k,
+                          frames=spike_max_pool2d(src.frames(), *args))
 
     def _input_train(self, pop: Population, x: torch.Tensor) -> SpikeTrain:
         start = self.schedule.generate_start(pop.name)
@@ -389,16 +401,33 @@ class SpikingNetwork(nn.Module):
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
         per_neuron = train.counts(pop.kind in ("signed", "input"))
-        spikes = float(per_neuron.sum())
-        fan = self._fanout[pop.name].to(per_neuron.dtype).to(per_neuron.device)
-        st.update(
-            spikes=int(spikes),
-            firing_rate=spikes / (batch * st["neurons"] * train.T),
-            synaptic_ops=int(float((per_neuron * fan).sum())),
-        )
+        # totals stay on the device until _finish_stats reads them all back at once
+        st["_counts"] = torch.stack([per_neuron.sum(),
+                                     (per_neuron * self._fan_out(pop.name, per_neuron)).sum()])
+        st["_window"] = batch * st["neurons"] * train.T
         return st
 
+    def _fan_out(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Fan-out of population ``name`` in ``like``'s dtype and device (cached there)."""
+        key = (name, like.dtype, like.device)
+        fan = self._fanout_cache.get(key)
+        if fan is None:
+            fan = self._fanout_cache[key] = self._fanout[name].to(like.device, like.dtype)
+        return fan
+
+    def _read_counts(self, per_pop: dict) -> None:
+        """Spike and synaptic-op totals of every population: one read from the device."""
+        names = [n for n, st in per_pop.items() if "_counts" in st]
+        if not names:
+            return
+        values = torch.stack([per_pop[n].pop("_counts") for n in names]).tolist()
+        for n, (spikes, synops) in zip(names, values, strict=True):
+            st = per_pop[n]
+            st.update(spikes=int(spikes), firing_rate=spikes / st.pop("_window"),
+                      synaptic_ops=int(synops))
+
     def _finish_stats(self, per_pop: dict, batch: int, steps: int) -> None:
+        self._read_counts(per_pop)
         s, g = self.schedule, self.graph
         analog = g[g.input].attrs.get("encoding", "analog") == "analog"
         first_macs = sum(self._macs[p.name] for p in g

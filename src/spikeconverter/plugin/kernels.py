@@ -30,6 +30,7 @@ __all__ = [
     "generate_code",
     "pair",
     "popcount",
+    "code_max_pool2d",
     "spike_max_pool2d",
     "start_generate",
     "unpack_code",
@@ -44,18 +45,31 @@ def pair(v: Any) -> tuple[int, int]:
 # -- bit-packed trains ------------------------------------------------------------------------
 
 _POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=torch.uint8)
+_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
-def popcount(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of non-negative integer-valued floats (16-bit table lookups), uint8."""
-    if x.numel() == 0 or float(x.max()) < 2**16:
-        return _POPCOUNT16.to(x.device)[x.to(torch.int32)]
+def _popcount_table(device: torch.device) -> torch.Tensor:
+    """The 16-bit popcount table on ``device`` (copied there once, not on every call)."""
+    table = _TABLES.get(device)
+    if table is None:
+        table = _TABLES[device] = _POPCOUNT16.to(device)
+    return table
+
+
+def popcount(x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
+    """Set bits of non-negative integer-valued floats, uint8.
+
+    ``bits`` bounds the values (``x < 2**bits``, e.g. a train's length): up to 16 bits one
+    table lookup. Wider or unknown values are counted 16 bits at a time over all 64 bits
+    (no data-dependent branch, so nothing is read back to the host on a GPU).
+    """
+    if bits is not None and bits <= 16:
+        return _popcount_table(x.device)[x.to(torch.int64)]  # int64: indexing's own type
     n = x.to(torch.int64)
-    total = torch.zeros(n.shape, dtype=torch.uint8, device=n.device)
-    table = _POPCOUNT16.to(n.device)
-    while bool((n > 0).any()):
-        total += table[n & 0xFFFF]
-        n = n >> 16
+    table = _popcount_table(n.device)
+    total = table[n & 0xFFFF]
+    for shift in (16, 32, 48):
+        total += table[(n >> shift) & 0xFFFF]
     return total
 
 
@@ -105,8 +119,7 @@ class SpikeTrain:
         if self.code is not None:
             # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
             return self.code * (self.theta * (factor * 2.0 ** (1 - self.T)))
-        w = torch.tensor([factor * self.k ** -j for j in range(self.T)],
-                         dtype=self._frames.dtype, device=self._frames.device)
+        w = _constant(tuple(factor * self.k ** -j for j in range(self.T)), self._frames)
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
     def counts(self, signed: bool) -> torch.Tensor:
@@ -114,7 +127,10 @@ class SpikeTrain:
         if self.code is None:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
-        return popcount(self.code.abs() if signed else self.code).sum(0, dtype=torch.float64)
+        # codes are below 2**T: one table lookup for T <= 16
+        # summed in int32 (exact: at most T * B), widened once the batch is summed
+        return popcount(self.code.abs() if signed else self.code, self.T).sum(
+            0, dtype=torch.int32 if self.T <= 16 else torch.int64).to(torch.float64)
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
@@ -126,8 +142,22 @@ def accumulate_weights(n: int, k: float, t_acc: int, at: int, like: torch.Tensor
     ``sum_t k**(t_acc - 1 - t) I(t)``; a train landing at window step ``at`` contributes its
     frames with these weights. Dtype and device of ``like``.
     """
-    return torch.tensor([k ** (t_acc - 1 - (at + j)) for j in range(n)],
-                        dtype=like.dtype, device=like.device)
+    return _constant(tuple(k ** (t_acc - 1 - (at + j)) for j in range(n)), like)
+
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
+def _constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a tensor of ``like``'s dtype and device, made there once and reused: a
+    host-to-device copy on every call would make each layer wait for the GPU."""
+    key = (values, like.dtype, like.device)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        if len(_CONSTANTS) > 4096:  # bounded: windows and offsets come in few combinations
+            _CONSTANTS.clear()
+        out = _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return out
 
 
 def start_generate(v: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, T: int, k: float,
@@ -165,17 +195,14 @@ def generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
     """
     frames = torch.empty((T, *v.shape), dtype=v.dtype, device=v.device)
     u = v.clone()
-    scalar = theta.ndim == 0
     for t in range(T):
         th = theta * k ** -t if k == 2.0 else theta
         z = frames[t]
         z.copy_(u >= th)
         if signed:
             z.sub_((u <= -th).to(u.dtype))
-        if scalar:
-            u.sub_(z, alpha=float(th))
-        else:
-            u.addcmul_(z, th, value=-1.0)
+        # z is 0 or +-1, so z * th is exact: the same as subtracting th (no host read of th)
+        u.addcmul_(z, th, value=-1.0)
         if k != 2.0:
             u.mul_(k)
     return frames
@@ -226,3 +253,26 @@ def spike_max_pool2d(frames: torch.Tensor, kernel_size, stride, padding=(0, 0), 
         any_fired = torch.any(fired, dim=2, out=out[t])
         cand = torch.where(any_fired.unsqueeze(2), fired, cand)
     return out.to(frames.dtype).reshape(T, B, C, h_out, w_out)
+
+
+def code_max_pool2d(code: torch.Tensor, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+                    ceil_mode: bool = False) -> torch.Tensor:
+    """Max pooling of bit-packed non-negative MSB-first trains: one max over their codes.
+
+    :func:`spike_max_pool2d` emits the train of the largest input, and for MSB-first binary
+    trains the largest input has the largest integer code, so pooling the codes gives the same
+    spikes exactly, without unpacking the ``T`` frames.
+
+    Parameters
+    ----------
+    code : torch.Tensor
+        Non-negative integer codes ``(B, C, H, W)`` (:attr:`SpikeTrain.code`).
+
+    Returns
+    -------
+    torch.Tensor
+        Codes ``(B, C, H_out, W_out)``, same dtype.
+    """
+    out = F.max_pool2d(code, kernel_size, stride, padding, dilation, ceil_mode)
+    # torch pads with -inf; the frame kernel pads with silent inputs (code 0)
+    return out.clamp_min_(0)

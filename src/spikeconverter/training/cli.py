@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from spikeconverter.data import NORMALIZATION_PRESETS, Normalization, resolve_normalization
+from spikeconverter.devices import add_runtime_arguments
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.holdout import split_holdout
 from spikeconverter.training.trainable import SURROGATES
@@ -88,6 +89,7 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--distill-temperature", type=float, default=4.0,
                    help="distillation temperature (default: 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runtime_arguments(p)
     p.set_defaults(func=run_finetune)
     return p
 
@@ -124,7 +126,8 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
         cosine=args.cosine, train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
-        clip_grad_norm=args.clip_grad_norm or None, distill_weight=args.distill_weight,
+        clip_grad_norm=args.clip_grad_norm or None, device=args.device,
+        distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature)
 
 
@@ -160,30 +163,38 @@ def run_finetune(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from spikeconverter.converters.api import load
+    from spikeconverter.distributed import process_group
     from spikeconverter.training.finetune import evaluate, finetune
 
-    net = load(args.network)
+    config = _config(args)  # settings checked before any file is read
+    teacher = _teacher(args)
+    net = load(args.network, device=args.device)
     shape = tuple(net.graph[net.graph.input].shape)
     norm = _normalization(args)
-    config = _config(args)  # settings checked before any image is read
-    teacher = _teacher(args)
     train = _folder(args.data, shape, norm, args.augment)
+    # under torchrun finetune() re-reads this dataset through a DistributedSampler
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(args.seed))
+                        generator=torch.Generator().manual_seed(args.seed),
+                        num_workers=args.workers)
     val = None
     if args.val:
-        val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size)
+        val = DataLoader(_folder(args.val, shape, norm, False), batch_size=args.batch_size,
+                         num_workers=args.workers)
     elif args.val_fraction is not None:
         loader, val = split_holdout(loader, args.val_fraction, args.seed, args.batch_size,
                                     val_dataset=_folder(args.data, shape, norm, False))
-    before = evaluate(net, val) if val is not None else None
-    history = finetune(net, loader, val_data=val, config=config.updated(teacher=teacher))
+    with process_group(args.device) as rank:
+        before = evaluate(net, val) if val is not None else None
+        history = finetune(net, loader, val_data=val, config=config.updated(teacher=teacher))
+    if rank != 0:
+        return 0
     net.save(args.output)
     out = sys.stdout
     print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "
           f"{history['seconds']:.1f} s ({history['cpu_seconds']:.1f} s CPU)", file=out)
     if before is not None:
-        print(f"spiking top-1 on {args.val}: {100 * before:.2f} % before, "
+        where = args.val or f"{args.val_fraction:g} of {args.data} (held out)"
+        print(f"spiking top-1 on {where}: {100 * before:.2f} % before, "
               f"{100 * history['best_accuracy']:.2f} % after (best, step "
               f"{history['best_step']}, epoch {history['best_epoch']})", file=out)
     print(f"wrote {args.output} (training state: {args.output}.state)", file=out)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from spikeconverter.devices import resolve_device
+
 __all__ = ["FinetuneConfig"]
 
 
@@ -75,7 +77,8 @@ class FinetuneConfig:
     loss_fn : callable, optional
         ``loss_fn(logits, labels)``; cross-entropy by default.
     seed : int
-        Seeds shuffling of tensor data and the ``val_fraction`` split.
+        Seeds shuffling of tensor data (and of the DistributedSampler under
+        torch.distributed) and the ``val_fraction`` split.
     val_fraction : float, optional
         Hold out this seeded share of ``train_data`` (tensors, or a DataLoader over a map-style
         dataset) as validation data, for best-on-validation selection without touching the
@@ -88,9 +91,12 @@ class FinetuneConfig:
         Distil from this network (the ANN the network was converted from): the loss becomes
         :func:`~spikeconverter.training.losses.distillation_loss` of the spiking logits and
         the teacher's, with ``loss_fn`` (or cross-entropy) as its hard-label part. It is put
-        in eval mode.
+        in eval mode, on the training device.
     distill_temperature, distill_weight : float
         The distillation temperature (> 0) and the share of the distillation term (0..1).
+    device : str or torch.device, optional
+        Where training runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``; default: where the network
+        is).
 
     Raises
     ------
@@ -120,6 +126,7 @@ class FinetuneConfig:
     teacher: torch.nn.Module | None = None
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
+    device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self.epochs, "epochs", integer=True, zero=True)
@@ -135,6 +142,16 @@ class FinetuneConfig:
             _check_positive(self.val_every, "val_every", integer=True)
         if self.max_steps is not None:
             _check_positive(self.max_steps, "max_steps", integer=True)
+        self._check_selection_and_distillation()
+        if self.resume and self.checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=PATH (the file to resume from)")
+        if self.device is not None:
+            resolve_device(self.device)
+        if self.optimizer == "adam" and self.momentum >= 1:
+            raise ValueError(f"with optimizer='adam', momentum is beta1 and must be < 1, got "
+                             f"{self.momentum!r}")
+
+    def _check_selection_and_distillation(self) -> None:
         if self.val_fraction is not None and not (
                 isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must lie strictly between 0 and 1, got "
@@ -145,11 +162,6 @@ class FinetuneConfig:
         _check_positive(self.distill_temperature, "distill_temperature")
         if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):
             raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight!r}")
-        if self.resume and self.checkpoint is None:
-            raise ValueError("resume=True needs checkpoint=PATH (the file to resume from)")
-        if self.optimizer == "adam" and self.momentum >= 1:
-            raise ValueError(f"with optimizer='adam', momentum is beta1 and must be < 1, got "
-                             f"{self.momentum!r}")
 
     def updated(self, **options: Any) -> FinetuneConfig:
         """A copy with ``options`` (field names) changed.

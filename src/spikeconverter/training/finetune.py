@@ -35,12 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.norse_backend import SpikingNetwork
 from spikeconverter.converters.serialize import write
+from spikeconverter.devices import resolve_device
+from spikeconverter.distributed import is_distributed, rank
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.holdout import split_holdout
 from spikeconverter.training.losses import distillation_loss
@@ -75,6 +79,25 @@ def _loader(data: Any, batch_size: int, shuffle: bool, seed: int, what: str) -> 
     return data
 
 
+def _sharded(loader: Iterable, seed: int) -> Iterable:
+    """Under torch.distributed: ``loader`` 's dataset through a shuffling
+    :class:`~torch.utils.data.DistributedSampler` (each process its share, ``loader`` 's batch
+    size per process); else ``loader`` itself."""
+    if not is_distributed():
+        return loader
+    if not isinstance(loader, DataLoader):
+        raise TypeError("distributed fine-tuning needs a DataLoader over a Dataset (to shard "
+                        f"it with a DistributedSampler), got {type(loader).__name__}")
+    return DataLoader(loader.dataset, batch_size=loader.batch_size,
+                      sampler=DistributedSampler(loader.dataset, shuffle=True, seed=seed),
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                      drop_last=loader.drop_last)
+
+
+def _device_of(net: torch.nn.Module) -> torch.device:
+    return next(itertools.chain(net.parameters(), net.buffers())).device
+
+
 def _xy(batch: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(batch, (tuple, list)) and len(batch) >= 2
             and isinstance(batch[0], torch.Tensor) and isinstance(batch[1], torch.Tensor)):
@@ -90,11 +113,12 @@ def evaluate(net: torch.nn.Module, data: Any, *, batch_size: int = 256,
     from tqdm.auto import tqdm
 
     correct = total = 0
+    dev = _device_of(net)
     with torch.no_grad():
         for batch in tqdm(_loader(data, batch_size, False, 0, "data"), desc="evaluate",
                           disable=not progress, leave=False):
             x, y = _xy(batch, "data")
-            correct += int((net(x).argmax(1) == y).sum())
+            correct += int((net(x.to(dev)).argmax(1) == y.to(dev)).sum())
             total += len(y)
     if total == 0:
         raise ValueError("evaluation data is empty")
@@ -209,21 +233,28 @@ class _Run:
                  cfg: FinetuneConfig):
         self.net, self.val_data, self.cfg = net, val_data, cfg
         self.loss_fn = cfg.loss_fn or F.cross_entropy
+        self.dev = resolve_device(cfg.device) if cfg.device is not None else _device_of(net)
         if cfg.teacher is not None:
-            cfg.teacher.eval()  # its BN statistics must stay as they are
+            cfg.teacher.eval().to(self.dev)  # its BN statistics must stay as they are
         self.trainable = TrainableSpikingNetwork(
             copy.deepcopy(net.graph), net.schedule, surrogate=cfg.surrogate, alpha=cfg.alpha,
-            train_thresholds=cfg.train_thresholds, dtype=net.dtype)
+            train_thresholds=cfg.train_thresholds, dtype=net.dtype).to(self.dev)
+        # under torch.distributed DDP averages the gradients of the processes' batches
+        self.model: torch.nn.Module = self.trainable
+        if is_distributed():
+            self.model = DistributedDataParallel(
+                self.trainable, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.opt = _optimizer(self.trainable, cfg)
         if cfg.val_fraction is not None:
             if val_data is not None:
                 raise ValueError("pass either val_data or val_fraction, not both")
             train_data, self.val_data = split_holdout(train_data, cfg.val_fraction, cfg.seed,
                                                       cfg.batch_size)
-        self.train = _loader(train_data, cfg.batch_size, True, cfg.seed, "train_data")
+        own = _loader(train_data, cfg.batch_size, True, cfg.seed, "train_data")
         # a loader made here is reshuffled from seed + epoch, so a resumed run sees the
         # batches of the uninterrupted one (a caller's loader keeps its own generator)
-        self.own_shuffle = self.train is not train_data or cfg.val_fraction is not None
+        self.own_shuffle = own is not train_data or cfg.val_fraction is not None
+        self.train = _sharded(own, cfg.seed)
         self.total = _total_steps(self.train, cfg)
         self.history: dict[str, Any] = {
             "steps": 0, "epochs": 0, "loss": [], "val_steps": [], "val_accuracy": [],
@@ -233,7 +264,7 @@ class _Run:
         self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
         if cfg.resume:
             self.epoch, self.skip, self.best_state = _load_state(
-                state_path(self.ckpt), self.trainable, self.opt, self.history)
+                state_path(self.ckpt), self.trainable, self.opt, self.history, self.dev)
         self.bar: Any = None
         self.started = time.perf_counter()
 
@@ -242,7 +273,7 @@ class _Run:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=self.total, initial=self.history["steps"], desc="finetune",
-                        disable=not self.cfg.progress)
+                        disable=not self.cfg.progress or rank() != 0)
         try:
             if not self.cfg.resume and self.val_data is not None:
                 self.validate_and_save(0)  # the converted network competes for "best" too
@@ -262,6 +293,9 @@ class _Run:
         gen = getattr(self.train, "generator", None)
         if self.own_shuffle and gen is not None:
             gen.manual_seed(self.cfg.seed + self.epoch)
+        sampler = getattr(self.train, "sampler", None)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(self.epoch)  # a new shuffle each epoch, the same on every rank
         batches = iter(self.train)
         if self.skip:
             batches = itertools.islice(batches, self.skip, None)
@@ -288,7 +322,7 @@ class _Run:
         x, y = _xy(batch, "train_data")
         self.schedule_lr()
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss(x, y)
+        loss = self.loss(x.to(self.dev), y.to(self.dev))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss became {float(loss)} at step {self.history['steps']}; lower lr "
@@ -307,7 +341,7 @@ class _Run:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch: ``loss_fn``, or distillation from the teacher."""
-        logits = self.trainable(x.to(self.net.dtype))
+        logits = self.model(x.to(self.net.dtype))
         teacher = self.cfg.teacher
         if teacher is None:
             return self.loss_fn(logits, y)
@@ -324,15 +358,19 @@ class _Run:
                 g["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * frac))
 
     def validate_and_save(self, batch_in_epoch: int) -> None:
-        """Validate, keep the parameters if they are the best so far, write the checkpoint."""
+        """Validate, keep the parameters if they are the best so far, write the checkpoint
+        (rank 0 writes; every rank validates on all of the validation data, so all agree)."""
         self.trainable.eval()
+        writer = self.ckpt is not None and rank() == 0
         if self.validate():
             self.best_state = {k: v.detach().clone()
                                for k, v in self.trainable.state_dict().items()}
-            if self.ckpt is not None:
+            if writer:
                 _save_network(self.trainable, self.net, self.ckpt)
-        if self.ckpt is not None:
+        if writer:
             self.save_state(batch_in_epoch)
+        if is_distributed():
+            dist.barrier()  # no rank runs ahead of a checkpoint being written
         self.trainable.train()
 
     def validate(self) -> bool:
@@ -394,12 +432,13 @@ def _save_network(trainable: TrainableSpikingNetwork, net: SpikingNetwork, path:
 
 
 def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim.Optimizer,
-                history: dict[str, Any]) -> tuple[int, int, dict[str, torch.Tensor] | None]:
+                history: dict[str, Any], device: torch.device
+                ) -> tuple[int, int, dict[str, torch.Tensor] | None]:
     if not path.is_file():
         raise ValueError(f"resume=True but there is no training state {path} (it is written "
                          "beside the checkpoint during a run with checkpoint=...)")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
         raise ValueError(f"{path}: not a readable training state ({type(exc).__name__}: "
                          f"{exc})") from exc
