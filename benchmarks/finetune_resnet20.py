@@ -118,7 +118,8 @@ def main() -> None:
     args = parse()
     if not CKPT.is_file() or not (DATA / "train").is_dir():
         raise SystemExit(f"needs the shared checkpoint {CKPT} and data {DATA}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout,
+                        force=True)  # an imported library may have configured logging first
     torch.set_num_threads(args.threads)
     sets = datasets()
     test_loader = DataLoader(sets[2], batch_size=256)
