@@ -259,7 +259,7 @@ NORSE_BACKEND = ("converters.norse_backend",)
 LAVA_BACKEND = ("converters.lava_backend", "converters.to_lava")
 API = ("converters.api",)
 #: Leaf utilities below every layer (standard library only): atomic writes, the signal policy.
-UTILITIES = ("atomic", "interrupts")
+UTILITIES = ("atomic", "interrupts", "options")
 
 
 def is_core(module: str) -> bool:

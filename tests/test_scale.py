@@ -119,6 +119,8 @@ def _evaluate_worker(rank: int, world: int, store: str, out: str) -> None:
     _init(rank, world, store)
     try:
         model, x, y = tiny()
+        if rank:  # e.g. random weights drawn per process: evaluate takes rank 0's
+            torch.nn.init.normal_(next(model.parameters()))
         data = DataLoader(TensorDataset(x, y), batch_size=3)
         rep = evaluate(model, data, x, T_values=[3, 5], baselines=["hard_reset"],
                        baseline_steps=[8], baseline_limit=7, progress=False)
@@ -175,3 +177,17 @@ def test_python_dash_m_runs_the_cli_and_checks_the_device():
                             "-d", "nowhere", "-o", "x.snn", "--device", "cuda"],
                            capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 2 and "CUDA is not available" in r.stderr
+
+
+def test_resume_reruns_ilif_rows_that_lack_the_baselines_images(tmp_path):
+    model, x, y = tiny()
+    data = DataLoader(TensorDataset(x, y), batch_size=4)
+    ckpt = tmp_path / "progress.json"
+    kw = dict(T_values=[3], baseline_steps=[8], baseline_limit=5, progress=False)
+    evaluate(model, data, x, baselines=[], checkpoint=ckpt, **kw)  # e.g. --baselines none
+    kw["baselines"] = ["soft_reset"]
+    lines: list[str] = []
+    resumed = evaluate(model, data, x, checkpoint=ckpt, resume=True, log=lines.append, **kw)
+    assert not any("done before" in s for s in lines)  # its top-1 on the 5 images was missing
+    assert "top1_baseline_images" in resumed.rows[0]
+    assert resumed.rows == evaluate(model, data, x, **kw).rows

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-import spikeconverter.converters as sc
+import spikeconverter as sc
 from spikeconverter.data import calibration_batch, load_dataset, resolve_normalization
 from spikeconverter.modelspec import load_model
 

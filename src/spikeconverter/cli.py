@@ -18,223 +18,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeconverter.devices import add_runtime_arguments
+from spikeconverter.cliparser import (
+    PROG,
+    CommandError,
+    build_parser,
+    check_output_file,
+    check_output_folder,
+)
 from spikeconverter.interrupts import exit_status, raise_on_signals
-from spikeconverter.training.cli import add_finetune_parser
 
 __all__ = ["build_parser", "check_output_file", "check_output_folder", "main"]
 
-PROG = "spikeconverter"
 EXIT_USAGE = 2
-
-
-class CommandError(ValueError):
-    """A user-facing error of a subcommand (exit status 2)."""
-
-
-# --------------------------------------------------------------------------------------------
-# shared options
-
-
-def _add_model(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("model", help="torchvision:NAME (e.g. torchvision:vgg16_bn), a zoo name "
-                   "(cifar_resnet20, small_cnn, ...) or path/to/file.py:factory")
-    g.add_argument("-w", "--weights", help="state_dict or checkpoint file (keys like "
-                   "state_dict/model/net and prefixes like module. are handled)")
-    g.add_argument("--num-classes", type=int, help="passed to the model constructor")
-    g.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra constructor argument (repeatable; VALUE parsed as a Python "
-                   "literal when it is one, e.g. input_size=8)")
-    g.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full unpickling of the weights file (runs code: only for files "
-                   "you trust)")
-
-
-def _add_data(p: argparse.ArgumentParser, *, required: bool = True, calibration: bool = True,
-              limit: int | None = None) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("-d", "--data", required=required,
-                   help="ImageFolder directory, or cifar10:ROOT / mnist:ROOT (torchvision "
-                   "files under ROOT, never downloaded)")
-    g.add_argument("--split", choices=("train", "test"), default="test",
-                   help="split of a torchvision dataset (default: test)")
-    if calibration:
-        g.add_argument("--calibration", help="data for thresholds (same forms as --data; "
-                       "default: --data with --split train for torchvision roots, else --data)")
-        g.add_argument("--calibration-images", type=int, default=256,
-                       help="images drawn for calibration (default: 256)")
-    g.add_argument("--limit", type=int, default=limit,
-                   help="use this many images, a seeded draw across classes"
-                   + (f" (default: {limit})" if limit else " (default: all)"))
-    g.add_argument("--normalize", choices=("cifar10", "imagenet", "mnist"),
-                   help="normalisation preset (the shared CIFAR ResNets use imagenet)")
-    g.add_argument("--mean", type=float, nargs="+", help="explicit per-channel mean")
-    g.add_argument("--std", type=float, nargs="+", help="explicit per-channel std")
-    g.add_argument("--channels", type=int, choices=(1, 3),
-                   help="convert images to 1 (grey) or 3 (RGB) channels")
-    g.add_argument("--image-size", type=int, help="resize and centre-crop to this size")
-    g.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-
-
-def _add_conversion(p: argparse.ArgumentParser, T_default: Any) -> None:
-    g = p.add_argument_group("conversion")
-    if isinstance(T_default, int):
-        g.add_argument("-T", "--T", type=int, default=T_default, dest="T",
-                       help=f"spike-train length per layer (default: {T_default})")
-    else:
-        g.add_argument("-T", "--T", type=int, nargs="+", default=list(T_default), dest="T",
-                       help="spike-train lengths to evaluate (default: "
-                       f"{' '.join(map(str, T_default))})")
-    g.add_argument("--calibration-mode", choices=("max", "percentile", "optimal"),
-                   default="max", help="threshold choice (default: max)")
-    g.add_argument("--rounding", choices=("nearest", "floor"), default="nearest",
-                   help="code rounding (default: nearest, unbiased)")
-
-
-EXAMPLES = {
-    "convert": """examples:
-  spikeconverter convert cifar_resnet20 -w resnet20.th -d cifar10:./data --normalize imagenet \\
-      -T 8 -o resnet20_T8.snn
-  spikeconverter convert torchvision:vgg16_bn -w vgg16_bn.pth -d ./imagenet/val \\
-      --normalize imagenet --image-size 224 --calibration-images 64 -T 8 -o vgg.snn
-  spikeconverter convert nets.py:make_net -w ckpt.pt -d ./digits --channels 1 \\
-      --model-arg width=8 -T 4 -o net.snn --check 200
-""",
-    "evaluate": """examples:
-  spikeconverter evaluate cifar_resnet20 -w resnet20.th -d ../shared/data/cifar10/test \\
-      --calibration ../shared/data/cifar10/train --normalize imagenet -T 4 8 16 -o out/r20
-  spikeconverter evaluate small_cnn --model-arg input_size=28 -w mnist_cnn.pt \\
-      -d mnist:./data --normalize mnist --baselines soft_reset --baseline-steps 32 64 128
-  spikeconverter evaluate torchvision:resnet18 -w r18.pth -d ./val --normalize imagenet \\
-      --image-size 224 --limit 200 --baselines none
-
-writes OUT/results.csv, OUT/results.json, OUT/accuracy.png, OUT/synops.png
-""",
-    "check": """examples:
-  spikeconverter check torchvision:densenet121 --num-classes 10 --input-shape 3 32 32
-  spikeconverter check torchvision:efficientnet_b0      # lists every blocker, exit status 1
-  spikeconverter check nets.py:make_net --input-shape 1 28 28
-
-exit status: 0 convertible, 1 not convertible (every blocker listed), 2 bad input
-""",
-    "run-lava": """examples:
-  spikeconverter run-lava resnet20_T8.snn -d ../shared/data/cifar10/test --normalize imagenet \\
-      --fixed-point -o lava.csv          # the whole folder: accuracy, agreement with Norse
-  spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
-""",
-    "export": """examples:
-  spikeconverter export nets.py:make_net -w ckpt.pt -d ./digits --channels 1 -o net.nir
-  spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \\
-      --threshold-norm max -o net.nir
-
-writes the hard-reset rate-coded IF baseline of the model as a NIR graph (nodes Input, Conv2d,
-Affine/Linear, SumPool2d, Flatten, IF, Output) with thresholds from --calibration (or --data);
-read it with nir.read, run it with norse.torch.from_nir (one unbatched sample per call). NIR has
-no iLIF neuron, so a converted .snn network cannot be exported, and max pooling, layers without a
-ReLU and residual adds are refused with the reason.
-""",
-    "demo": """examples:
-  spikeconverter demo                      # writes out/demo/*.png and results.csv
-  spikeconverter demo --out /tmp/demo --epochs 10   # train the CNN here first
-""",
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands convert, evaluate, run-lava, demo, finetune)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="SpikeConverter: convert trained CNNs into iLIF spiking networks (Norse, "
-        "Lava) and compare them with rate-coded conversions.",
-        epilog="examples:\n  spikeconverter demo\n  spikeconverter convert --help\n"
-        "  spikeconverter evaluate --help",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, help_: str, func: Callable) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES[name],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(func=func)
-        return p
-
-    p = add("convert", "convert a trained model into an iLIF network file", _cmd_convert)
-    _add_model(p)
-    _add_data(p)
-    _add_conversion(p, 8)
-    p.add_argument("-o", "--output", required=True, help="network file to write")
-    _add_overwrite(p)
-    p.add_argument("--check", type=int, default=0, metavar="N",
-                   help="also report ANN vs SNN top-1 on N images of --data")
-    add_runtime_arguments(p)
-
-    p = add("evaluate", "ANN vs iLIF SNN vs rate-coded baselines: table, CSV, JSON, plots",
-            _cmd_evaluate)
-    _add_model(p)
-    _add_data(p)
-    _add_conversion(p, (4, 8, 16))
-    g = p.add_argument_group("baselines")
-    g.add_argument("--baselines", nargs="+", default=["hard_reset", "soft_reset",
-                                                       "threshold_shift"],
-                   metavar="NAME", help="rate-coded baselines: hard_reset soft_reset "
-                   "threshold_shift, or none (default: all three)")
-    g.add_argument("--baseline-steps", type=int, nargs="+",
-                   default=[32, 64, 128, 256, 512, 1024, 2048],
-                   help="time steps at which the baselines are read (default: 32 ... 2048)")
-    g.add_argument("--baseline-limit", type=int,
-                   help="run the baselines on this many images only (they are slow)")
-    g.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
-                   help="baselines' threshold normalisation (default: percentile 99.99)")
-    p.add_argument("-o", "--output", default="out/evaluate", help="output folder "
-                   "(default: out/evaluate); results.csv/json are rewritten after every row, "
-                   "OUT/progress.json (the exact resume checkpoint) after each T and baseline")
-    _add_overwrite(p)
-    p.add_argument("--resume", action="store_true", help="keep the T values and baselines "
-                   "OUT/progress.json already holds (same settings) and run the rest")
-    add_runtime_arguments(p)
-
-    p = add("check", "say whether a model converts, listing every blocker, without converting",
-            _cmd_check)
-    _add_model(p)
-    p.add_argument("--input-shape", type=int, nargs="+", default=[3, 224, 224],
-                   metavar="N", help="per-sample input shape (default: 3 224 224)")
-
-    p = add("run-lava", "run a network file on some images in the Lava simulator", _cmd_run_lava)
-    p.add_argument("network", help="network file written by 'spikeconverter convert'")
-    _add_data(p, calibration=False)
-    p.add_argument("--fixed-point", action="store_true",
-                   help="bit-accurate fixed-point models instead of floating point")
-    p.add_argument("--lava-batch", type=int, default=None,
-                   help="images simulated side by side in one Lava runtime (default: 16)")
-    p.add_argument("-o", "--output", help="CSV file of per-image results, written as they come")
-    add_runtime_arguments(p)
-
-    p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)",
-            _cmd_export)
-    _add_model(p)
-    _add_data(p, required=False)  # required below, after a .snn file got its own message
-    p.add_argument("--threshold-norm", choices=("max", "percentile"), default="percentile",
-                   help="threshold normalisation (default: percentile 99.99)")
-    p.add_argument("-o", "--output", required=True, help="NIR file to write (e.g. net.nir)")
-
-    p = add("demo", "a pretrained small CNN on scikit-learn digits: convert, compare, plot",
-            _cmd_demo)
-    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="train the CNN from scratch for this many epochs instead of loading "
-                   "the pretrained weights shipped with the package (30 made them)")
-    p.add_argument("--lava-samples", type=int, default=3,
-                   help="test images run in Lava (default: 3; 0 skips Lava)")
-    _add_overwrite(p)
-    add_finetune_parser(sub)
-    return parser
-
-
-def _add_overwrite(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (default: refuse before any work)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +73,8 @@ def _dataset(args: argparse.Namespace, source: str, split: str, limit: int | Non
 
 
 def _calibration(args: argparse.Namespace):
-    from spikeconverter.data import TORCHVISION_DATASETS, calibration_batch
+    from spikeconverter.data import calibration_batch
+    from spikeconverter.options import TORCHVISION_DATASETS
 
     source, split = args.calibration, args.split
     if source is None:
@@ -286,13 +82,13 @@ def _calibration(args: argparse.Namespace):
         kind = str(source).partition(":")[0].lower()
         if kind in TORCHVISION_DATASETS and not Path(source).exists():
             split = "train"
-    return calibration_batch(_dataset(args, source, split, None), args.calibration_images)
+    return calibration_batch(_dataset(args, source, split, None), args.calibration_images,
+                             workers=getattr(args, "workers", 0))
 
 
 def _device(name: str) -> Any:
     """The device to use, checked before any work: under torchrun with CUDA, ``cuda`` means
     this process's ``cuda:LOCAL_RANK``."""
-    import os
 
     from spikeconverter.devices import resolve_device
 
@@ -305,59 +101,6 @@ def _device(name: str) -> Any:
 def _positive(value: Any, name: str) -> None:
     if value is not None and value < 1:
         raise CommandError(f"{name} must be >= 1, got {value}")
-
-
-def _writable_folder(path: Path, what: str) -> None:
-    """Raise CommandError unless ``path`` (a folder, maybe not yet there) can be created/written."""
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise CommandError(f"{what} {str(path)!r} cannot be created: {str(probe)!r} is a file")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise CommandError(f"{what} {str(path)!r} cannot be written: no write permission in "
-                           f"{str(probe)!r}")
-
-
-def check_output_file(path: str | os.PathLike, overwrite: bool, option: str = "-o") -> Path:
-    """Check before any work that ``path`` can be written as a file.
-
-    Raises
-    ------
-    CommandError
-        ``path`` is a directory, exists (without ``overwrite``), or its folder is not writable.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise CommandError(f"{option} {str(path)!r} is a directory; give a file name, e.g. "
-                           f"{str(path / 'net.snn')!r}")
-    if path.exists() and not overwrite:
-        raise CommandError(f"{option} {str(path)!r} already exists; pass --overwrite to replace "
-                           "it, or choose another name")
-    _writable_folder(path.parent, "the folder of " + option)
-    return path
-
-
-def check_output_folder(path: str | os.PathLike, names: Sequence[str], overwrite: bool,
-                        option: str = "-o") -> Path:
-    """Check before any work that the files ``names`` can be written into folder ``path``.
-
-    Raises
-    ------
-    CommandError
-        ``path`` is a file, holds one of ``names`` (without ``overwrite``), or is not writable.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CommandError(f"{option} {str(path)!r} is a file; give a folder for the results")
-    there = [n for n in names if (path / n).exists()]
-    if there and not overwrite:
-        raise CommandError(f"{option} {str(path)!r} already holds {', '.join(there)}; pass "
-                           "--overwrite to replace them, or choose another folder")
-    _writable_folder(path, option)
-    return path
 
 
 def _check_common(args: argparse.Namespace) -> None:
@@ -524,6 +267,8 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
     if args.device.type != "cpu":
         raise CommandError(f"run-lava simulates Lava on the CPU only; drop --device "
                            f"{args.device} (or pass --device cpu)")
+    if args.output is not None:
+        check_output_file(args.output, args.overwrite)
     _positive(args.lava_batch, "--lava-batch")
     net = load(path)
     lava_net = _lava_network(net)
@@ -601,12 +346,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.data is None:
         raise CommandError("export needs -d/--data: the IF thresholds are normalised on it "
                            "(or on --calibration)")
+    check_output_file(args.output, args.overwrite)
     model = _model(args)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
     graph = capture(model, calib[:2])
-    net = RateNetwork(graph, rate_thresholds(graph, calib, mode=args.threshold_norm),
-                      "hard_reset")
+    lam = rate_thresholds(graph, calib, mode=args.threshold_norm, device=args.device)
+    net = RateNetwork(graph, lam, "hard_reset")
     path = write_nir(net, args.output)
     spiking = sum(p.kind == "relu" for p in graph)
     print(f"wrote {path}: a hard-reset IF network, {spiking} IF populations, thresholds from "
@@ -619,12 +365,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("loading the demo (torch, Norse, scikit-learn) ...", flush=True)
     from spikeconverter.demo import DEMO_FILES, run_demo
 
-    check_output_folder(args.out, DEMO_FILES, args.overwrite, "--out")
-    run_demo(args.out, epochs=args.epochs, lava_samples=max(args.lava_samples, 0))
+    check_output_folder(args.output, DEMO_FILES, args.overwrite)
+    run_demo(args.output, epochs=args.epochs, lava_samples=max(args.lava_samples, 0),
+             device=args.device, limit=args.limit)
     return 0
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from spikeconverter.training.cli import run_finetune
+
+    return run_finetune(args)
+
+
+#: the function of this module each subcommand runs (its heavy imports happen inside it)
+COMMANDS: dict[str, str] = {
+    "convert": "_cmd_convert", "evaluate": "_cmd_evaluate", "check": "_cmd_check",
+    "run-lava": "_cmd_run_lava", "export": "_cmd_export", "demo": "_cmd_demo",
+    "finetune": "_run_finetune",
+}
+
+
+def _command(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    """The function of ``args.command``, looked up when called (so it can be patched); a
+    parser of the caller's own may have set ``func``."""
+    return getattr(args, "func", None) or globals()[COMMANDS[args.command]]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -647,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with raise_on_signals():
             _check_common(args)
             with one_line_warnings(PROG):
-                return int(args.func(args) or 0)
+                return int(_command(args)(args) or 0)
     except KeyboardInterrupt as e:
         print(f"{PROG}: {e or 'interrupted by SIGINT'}", file=sys.stderr)
         return exit_status(e)

@@ -18,13 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-NORMALIZATION_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "mnist": ((0.1307,), (0.3081,)),
-}
-TORCHVISION_DATASETS = ("cifar10", "mnist")
-SPLITS = ("train", "test")
+from spikeconverter.options import NORMALIZATION_PRESETS, SPLITS, TORCHVISION_DATASETS
 
 __all__ = [
     "NORMALIZATION_PRESETS",
@@ -84,7 +78,8 @@ def resolve_normalization(
     return Normalization(m, s)
 
 
-def _transform(norm: Normalization | None, channels: int | None, image_size: int | None):
+def _transform(norm: Normalization | None, channels: int | None, image_size: int | None,
+               augment: bool = False):
     from torchvision import transforms
 
     steps: list[Any] = []
@@ -95,6 +90,8 @@ def _transform(norm: Normalization | None, channels: int | None, image_size: int
         steps.append(transforms.Lambda(_to_rgb))
     if image_size is not None:
         steps += [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
+    if augment:
+        steps += [transforms.Lambda(_random_pad_crop), transforms.RandomHorizontalFlip()]
     steps.append(transforms.ToTensor())
     if norm is not None:
         steps.append(transforms.Normalize(norm.mean, norm.std))
@@ -103,6 +100,13 @@ def _transform(norm: Normalization | None, channels: int | None, image_size: int
 
 def _to_rgb(image: Any) -> Any:
     return image.convert("RGB")
+
+
+def _random_pad_crop(image: Any) -> Any:
+    """A random crop of the image's own size after padding 4 pixels (the CIFAR augmentation)."""
+    from torchvision import transforms
+
+    return transforms.RandomCrop((image.height, image.width), padding=4)(image)
 
 
 def load_dataset(
@@ -114,6 +118,7 @@ def load_dataset(
     image_size: int | None = None,
     limit: int | None = None,
     seed: int = 0,
+    augment: bool = False,
 ) -> Dataset:
     """A dataset of ``(image tensor, label)`` from a folder tree or a torchvision root.
 
@@ -136,6 +141,8 @@ def load_dataset(
         class, so a plain prefix would hold one class only).
     seed : int
         Seed of that draw.
+    augment : bool
+        Random crop (padding 4) and horizontal flip of every image read (for training).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -150,7 +157,7 @@ def load_dataset(
         raise ValueError(
             f"normalisation has {normalization.channels} channels but images have {channels}"
         )
-    tf = _transform(normalization, channels, image_size)
+    tf = _transform(normalization, channels, image_size, augment)
     text = os.fspath(source)
     kind, sep, root = text.partition(":")
     if sep and kind.lower() in TORCHVISION_DATASETS and not Path(text).exists():
@@ -236,14 +243,18 @@ def make_loader(
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers)
 
 
-def calibration_batch(dataset: Dataset, n: int = 256, seed: int = 0) -> torch.Tensor:
-    """``n`` images of ``dataset`` (seeded draw) stacked into one ``(n, C, H, W)`` tensor."""
+def calibration_batch(dataset: Dataset, n: int = 256, seed: int = 0,
+                      workers: int = 0) -> torch.Tensor:
+    """``n`` images of ``dataset`` (seeded draw) stacked into one ``(n, C, H, W)`` tensor,
+    read by ``workers`` DataLoader processes (0: in this one)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of calibration images must be an integer >= 1, got {n!r}")
     if len(dataset) == 0:
         raise ValueError("the calibration dataset is empty")
     part = subset(dataset, n, seed)
-    return torch.stack([part[i][0] for i in range(len(part))])
+    if workers == 0:
+        return torch.stack([part[i][0] for i in range(len(part))])
+    return torch.cat([x for x, *_ in make_loader(part, 64, workers=workers)])
 
 
 def iter_input_batches(data: Any, batch_size: int = 64) -> Iterator[torch.Tensor]:

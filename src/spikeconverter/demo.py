@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,8 @@ def run_demo(
     lava_samples: int = 3,
     seed: int = 0,
     log: Callable[[str], Any] = print,
+    device: torch.device | str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo; returns the numbers it printed and the files it wrote.
 
@@ -222,27 +224,47 @@ def run_demo(
         Seed of the training (with ``epochs``); the data split is always the weights' (seed 0).
     log : callable
         Receives the progress lines and the results.
+    device : torch.device or str, optional
+        Where the ANN and the Norse networks run (default: the CPU; Lava always runs there).
+    limit : int, optional
+        Use only the first ``limit`` test images (of 360; the split is already shuffled).
+
+    Raises
+    ------
+    ValueError
+        A bad ``device`` or ``limit``, checked before any work.
     """
+    from spikeconverter.devices import resolve_device
+
+    dev = resolve_device(device)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
     threads = torch.get_num_threads()
     # The demo's tensors are tiny: a second intra-op thread gains little, and on a busy machine
     # its spin-waiting costs a lot (measured under a load of ~25 on 2 cores: 589 s with torch's
     # default 2 threads, 69 s with 1).
     torch.set_num_threads(1)
     try:
-        return _run_demo(Path(out_dir), epochs, T_values, rate_steps, lava_samples, seed, log)
+        return _run_demo(Path(out_dir), epochs, T_values, rate_steps, lava_samples, seed, log,
+                         dev, limit)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_demo(out: Path, epochs: int | None, T_values: tuple[int, ...],
               rate_steps: tuple[int, ...], lava_samples: int, seed: int,
-              log: Callable[[str], Any]) -> dict[str, Any]:
+              log: Callable[[str], Any], dev: torch.device,
+              limit: int | None) -> dict[str, Any]:
     from spikeconverter.reporting import format_table, write_csv
 
     t_start = time.perf_counter()
     data = load_digits_data(seed=0)
-    log(f"digits: {len(data.y_train)} training and {len(data.y_test)} test images, 8x8 grey")
-    model = _ann(epochs, seed, data, log)
+    log(f"digits: {len(data.y_train)} training and {len(data.y_test)} test images, 8x8 grey"
+        + (f"; the first {limit} test images used" if limit is not None else "")
+        + (f"; on {dev}" if dev.type != "cpu" else ""))
+    model = _ann(epochs, seed, data, log).to(dev)
+    data = replace(data, x_train=data.x_train.to(dev), y_train=data.y_train.to(dev),
+                   x_test=data.x_test[:limit].to(dev), y_test=data.y_test[:limit].to(dev))
     with torch.no_grad():
         ann_pred = model(data.x_test).argmax(1)
     ann_acc = _accuracy(ann_pred, data.y_test)
@@ -296,7 +318,7 @@ def _ilif_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
         f"{', '.join(map(str, T_values))}")
     for T in T_values:
         t0 = time.perf_counter()
-        net = convert(model, calib, T=T, progress=False)
+        net = convert(model, calib, T=T, progress=False, device=calib.device)
         with torch.no_grad():
             pred = net(data.x_test).argmax(1)
         acc[T] = _accuracy(pred, data.y_test)
@@ -324,8 +346,8 @@ def _rate_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
     log(f"rate-coded IF baseline (soft reset): {max(rate_steps)} steps on "
         f"{len(data.y_test)} test images ...")
     graph = capture(model, calib[:2])
-    lam = rate_thresholds(graph, calib, mode="percentile")
-    res = RateNetwork(graph, lam, "soft_reset").run(data.x_test, rate_steps)
+    lam = rate_thresholds(graph, calib, mode="percentile", device=calib.device)
+    res = RateNetwork(graph, lam, "soft_reset", device=calib.device).run(data.x_test, rate_steps)
     rows, acc, ops = [], {}, {}
     for t in res.steps:
         pred = res.logits[t].argmax(1)
@@ -380,7 +402,7 @@ def _raster(net: Any, x: torch.Tensor, path: Path, plot_raster: Callable) -> Pat
         net(x)
     finally:
         net.record = False
-    train = net.spikes[name][:, 0].reshape(net.spikes[name].shape[0], -1)
+    train = net.spikes[name][:, 0].reshape(net.spikes[name].shape[0], -1).cpu()
     off, acc, T = s.offset[name], s.t_acc[name], g[name].T
     gen = s.generate_start(name)
     full = torch.zeros(gen + T + 2, train.shape[1])
@@ -400,12 +422,13 @@ def _lava_part(model: nn.Module, calib: torch.Tensor, data: DigitsData, ann_pred
     t0 = time.perf_counter()
     log(f"\nLava simulator: {n} test images at T=4, float then fixed point (starting the "
         "runtime takes a few seconds) ...")
+    model, calib = model.cpu(), calib.cpu()  # Lava simulates on the CPU
     try:
         lnet = convert(model, calib, T=4, backend="lava", progress=False)
     except NotImplementedError as e:
         log(f"\nLava: not available yet ({e}); the Lava part of the demo is skipped")
         return {"status": "unavailable", "reason": str(e)}
-    x, y = data.x_test[:n], data.y_test[:n]
+    x, y = data.x_test[:n].cpu(), data.y_test[:n]
     out: dict[str, Any] = {"status": "ran", "labels": y.tolist(), "ann": ann_pred[:n].tolist()}
     for fixed in (False, True):
         logits = np.asarray(lnet.run(x, fixed_point=fixed))

@@ -2,7 +2,8 @@
 
 ``device`` is ``None`` (the CPU, as before), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a
 :class:`torch.device`; ``"meta"`` is accepted for shape-only checks. The check happens before
-any expensive work and says what would work instead.
+any expensive work and says what would work instead. The command line's ``--device`` option
+is defined in :mod:`spikeconverter.cliparser`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["add_runtime_arguments", "resolve_device"]
+__all__ = ["resolve_device"]
 
 
 def resolve_device(device: Any = None) -> torch.device:
@@ -41,15 +42,3 @@ def resolve_device(device: Any = None) -> torch.device:
             raise ValueError(f"device {device!r} does not exist: this machine has {count} CUDA "
                              f"device(s), cuda:0 .. cuda:{count - 1}")
     return dev
-
-
-def add_runtime_arguments(parser: Any, *, workers: bool = True) -> None:
-    """``--device`` (and ``--workers``) on a subcommand's parser: one definition for all."""
-    g = parser.add_argument_group("runtime")
-    g.add_argument("--device", default="cpu", metavar="DEVICE",
-                   help="where the networks run: cpu, cuda or cuda:N (default: cpu; under "
-                   "torchrun with CUDA each process takes cuda:LOCAL_RANK)")
-    if workers:
-        g.add_argument("--workers", type=int, default=0, metavar="N",
-                       help="DataLoader worker processes reading the images (default: 0, "
-                       "read in the main process)")

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_sum", "from_rank0", "is_distributed", "launched_by_torchrun", "process_group",
-           "rank", "shard_of"]
+__all__ = ["all_sum", "broadcast_module", "from_rank0", "is_distributed", "launched_by_torchrun",
+           "process_group", "rank", "shard_of"]
 
 
 def launched_by_torchrun() -> bool:
@@ -61,6 +61,17 @@ def from_rank0(make: Callable[[], Any]) -> Any:
     box = [make() if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def broadcast_module(module: torch.nn.Module) -> torch.nn.Module:
+    """Give every rank rank 0's parameters and buffers (in place; as DDP does when it wraps a
+    model), so that all ranks evaluate the same network even when it was built with random
+    weights; does nothing when alone."""
+    if shard_of()[1] > 1:
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+    return module
 
 
 @contextmanager

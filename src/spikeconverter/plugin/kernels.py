@@ -266,7 +266,7 @@ def code_max_pool2d(code: torch.Tensor, kernel_size, stride, padding=(0, 0), dil
     Parameters
     ----------
     code : torch.Tensor
-        Non-negative integer codes ``(B, C, H, W)`` (:attr:`SpikeTrain.code`).
+        Non-negative integer codes ``(B, C, H, W)`` (a :class:`SpikeTrain`'s ``code``).
 
     Returns
     -------

@@ -42,13 +42,12 @@ from spikeconverter import coding
 from spikeconverter.converters.ir import Graph, Population, apply_op, theta_tensor
 from spikeconverter.converters.norse_backend import SpikingNetwork, tensor_key
 from spikeconverter.converters.schedule import Schedule
+from spikeconverter.options import SURROGATES
 from spikeconverter.plugin import ILIF, ILIFParameters
 from spikeconverter.plugin.kernels import SpikeTrain
 
 __all__ = ["SURROGATES", "TrainableSpikingNetwork"]
 
-# norse.torch.functional.threshold methods that have a surrogate gradient
-SURROGATES = ("triangle", "super", "tanh", "circ", "heavi_erfc")
 _TRAINED_THETA = ("relu", "signed")
 
 
