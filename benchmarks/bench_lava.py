@@ -1,7 +1,7 @@
 """Lava at scale: batched simulation throughput and bounded conversion, on ResNet-20 (T=8).
 
 Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
-[--calibration 256] [--part all|convert|speed|conv]``.
+[--calibration 256] [--part all|convert|speed|conv] [--fixed-only]``.
 
 * ``convert`` (in a fresh subprocess, so its peak RSS is the conversion's own): time and peak
   RSS of ``sc.convert(resnet20, calibration, T=8, backend="lava")`` plus building the float
@@ -101,7 +101,8 @@ def _rate(lnet, x, fixed: bool, batch: int) -> tuple[float, float, float]:
     return batch / (lnet.schedule.steps_per_sample * step), step, t["first_chunk_seconds"]
 
 
-def speed_part(rounds: int, images: int, batch: int, calibration: int) -> None:
+def speed_part(rounds: int, images: int, batch: int, calibration: int,
+               modes: tuple[bool, ...] = (False, True)) -> None:
     import spikeconverter as sc
 
     model, calib, x = _load(calibration, max(images, batch))
@@ -114,7 +115,7 @@ def speed_part(rounds: int, images: int, batch: int, calibration: int) -> None:
     print(f"ResNet-20 T=8 in Lava: {period} steps/sample, latency "
           f"{lnet.schedule.latency_steps} steps; batch_size 1 ({n1} images) vs {batch} "
           f"({batch} images), {rounds} rounds alternated")
-    for fixed in (False, True):
+    for fixed in modes:
         res: dict[int, list] = {1: [], batch: []}
         for _ in range(rounds):
             for b, n in ((1, n1), (batch, batch)):
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None,
                         help="batched run's batch size (default: the library default)")
     parser.add_argument("--calibration", type=int, default=256)
+    parser.add_argument("--fixed-only", action="store_true", help="speed: fixed point only")
     args = parser.parse_args()
     missing = [p for p in (CHECKPOINT, CIFAR_TEST, CIFAR_TRAIN) if not p.exists()]
     if missing and args.part != "conv":
@@ -192,7 +194,8 @@ def main() -> None:
     if args.part in ("all", "speed"):
         from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
 
-        speed_part(args.rounds, args.images, args.batch or DEFAULT_BATCH, 64)
+        speed_part(args.rounds, args.images, args.batch or DEFAULT_BATCH, 64,
+                   (True,) if args.fixed_only else (False, True))
     if args.part == "conv":
         conv_part()
 

@@ -14,11 +14,20 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
+from spikeconverter import coding
 from spikeconverter.converters import convert
 from spikeconverter.devices import resolve_device
 from spikeconverter.evaluation import evaluate
 from spikeconverter.models import small_cnn
-from spikeconverter.plugin.kernels import code_max_pool2d, popcount, spike_max_pool2d, unpack_code
+from spikeconverter.plugin.kernels import (
+    SpikeTrain,
+    code_max_pool2d,
+    generate,
+    generate_code,
+    popcount,
+    spike_max_pool2d,
+    unpack_code,
+)
 from spikeconverter.training import finetune
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -86,6 +95,31 @@ def test_popcount_with_and_without_a_bound():
     want = torch.tensor([bin(int(v)).count("1") for v in values], dtype=torch.uint8)
     assert torch.equal(popcount(values), want)
     assert torch.equal(popcount(values[:5], bits=16), want[:5])
+
+
+@pytest.mark.parametrize("T", [1, 4, 16, 24])
+@pytest.mark.parametrize("signed", [False, True])
+def test_float32_codes_are_exact_at_every_boundary(T, signed):
+    """Float32 fused codes (one float64 division) equal the exact code and, for T <= 16, the
+    step-by-step float32 spikes; their counts equal the frames' counts. The membranes sit on,
+    just below and just above every code boundary ``m theta / 2**(T-1)``."""
+    g = torch.Generator().manual_seed(T)
+    theta = torch.rand(5, 1, 1, generator=g) * 3 + 0.01
+    m = torch.randint(0, 2**T + 2, (2, 5, 6, 6), generator=g).float()
+    edge = (m * theta / 2 ** (T - 1)).float()
+    v = torch.cat([edge, torch.nextafter(edge, torch.tensor(-1e9)),
+                   torch.nextafter(edge, torch.tensor(1e9)), torch.randn(edge.shape) * theta])
+    if signed:
+        v = v * torch.randint(0, 2, v.shape, generator=g).mul(2).sub(1)
+    code = generate_code(v, theta, T, signed)
+    want = coding.binary_code(v.double().abs() if signed else v.double(), theta.double(), T)
+    assert code.dtype == torch.float32
+    assert torch.equal(code.double(), want * torch.sign(v.double()) if signed else want)
+    if T <= 16:
+        frames = generate(v, theta, T, 2.0, signed)
+        assert torch.equal(unpack_code(code, T), frames)
+        assert torch.equal(SpikeTrain(theta, T, 0, code=code).counts(signed),
+                           SpikeTrain(theta, T, 0, frames=frames).counts(signed))
 
 
 # -- streamed evaluation and resume ---------------------------------------------------------

@@ -258,6 +258,7 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
     import torch
 
     from spikeconverter.converters import load
+    from spikeconverter.converters.to_lava.plancache import plan_cache_path
     from spikeconverter.data import load_dataset, make_loader
     from spikeconverter.lavaeval import run_test_set
 
@@ -272,7 +273,7 @@ def _cmd_run_lava(args: argparse.Namespace) -> int:
     _positive(args.lava_batch, "--lava-batch")
     net = load(path)
     lava_net = _lava_network(net)
-    lava_net.use_plan_cache(path.with_name(path.name + ".lavaplan"))  # built once per network
+    lava_net.use_plan_cache(plan_cache_path(path))  # built once per network
     norm, channels, size = _run_lava_inputs(args, net.graph)
     if args.fixed_point:
         lava_net.plan(fixed_point=True)  # before any data: says what is missing, if anything

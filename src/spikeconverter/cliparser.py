@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-point", action="store_true",
                    help="bit-accurate fixed-point models instead of floating point")
     p.add_argument("--lava-batch", type=int, default=None,
-                   help="images simulated side by side in one Lava runtime (default: 16)")
+                   help="images simulated side by side in one Lava runtime (default: 32)")
     add_output(p, "CSV file of per-image results, written as they come", required=False)
     add_runtime(p)  # Lava simulates on the CPU: the command refuses any other device
 

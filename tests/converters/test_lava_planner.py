@@ -86,3 +86,27 @@ def test_plan_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
         monkeypatch.setattr(network, "float_plan", lambda *a: calls.append(1) or real(*a))
         changed.plan(True)
         assert calls == [1]
+
+
+def test_load_reuses_the_plans_cached_beside_the_file(tmp_path, monkeypatch):
+    """``sc.load`` of a Lava file: the first fixed-point plan is built and written to
+    ``<file>.lavaplan``; a second load reuses it (the builders are never called)."""
+    from spikeconverter.converters.to_lava import network
+
+    model, x = _model(TinyResNet), _data(8)
+    path = tmp_path / "net.snn"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.convert(model, x, T=4, dtype=torch.float64, progress=False, backend="lava").save(path)
+        calls = []
+        real_float, real_fixed = network.float_plan, network.fixed_point_plan
+        monkeypatch.setattr(network, "float_plan", lambda *a: calls.append("float")
+                            or real_float(*a))
+        monkeypatch.setattr(network, "fixed_point_plan", lambda *a: calls.append("fixed")
+                            or real_fixed(*a))
+        first = sc.load(path).plan(True)
+        assert calls == ["float", "fixed"]
+        assert (tmp_path / "net.snn.lavaplan").is_file()
+        second = sc.load(path).plan(True)
+        assert calls == ["float", "fixed"]  # nothing rebuilt
+        assert [s.weight_exp for s in second.synapses] == [s.weight_exp for s in first.synapses]

@@ -158,6 +158,7 @@ def test_schedule_of_a_residual_block():
 
 
 def test_float32_agrees_with_float64():
+    torch.manual_seed(0)  # the model's random weights: a near tie of the top two would flake
     net, shape = converted("cifar_resnet20", T=6)
     x = data(4, shape)
     a = net(x)

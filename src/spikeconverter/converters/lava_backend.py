@@ -14,6 +14,7 @@ from typing import Any
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.serialize import NetworkFile
 from spikeconverter.converters.to_lava.network import LavaNetwork
+from spikeconverter.converters.to_lava.plancache import plan_cache_path
 from spikeconverter.converters.to_lava.timing import lava_schedule
 from spikeconverter.converters.validate import check_schedule
 
@@ -33,9 +34,14 @@ def build(graph: Graph, *, calibration: Any = None, progress: bool = True,
 
 def from_file(data: NetworkFile, **_: Any) -> LavaNetwork:
     """A :class:`LavaNetwork` from a read network file (a file saved by another backend gets
-    the Lava schedule; a Lava file keeps its fixed-point calibration)."""
+    the Lava schedule; a Lava file keeps its fixed-point calibration). Its plans are cached
+    beside the file (:func:`~spikeconverter.converters.to_lava.plancache.plan_cache_path`):
+    reused when they belong to this very network, rebuilt and written otherwise."""
     if data.backend == "lava":  # a schedule follows from the graph: a different one is forged
         check_schedule(data.schedule, lava_schedule(data.graph))
-    return LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
-                       membrane_peaks=data.state.get("membrane_peaks"),
-                       margin=float(data.options.get("margin", 0.5)))
+    net = LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
+                      membrane_peaks=data.state.get("membrane_peaks"),
+                      margin=float(data.options.get("margin", 0.5)))
+    if data.path is not None:
+        net.use_plan_cache(plan_cache_path(data.path))
+    return net

@@ -91,9 +91,10 @@ class SpikingNetwork(nn.Module):
     ----------
     graph, schedule : Graph, Schedule
     stats : dict or None
-        Filled by every call: per population ``spikes`` (whole batch), ``firing_rate`` (spikes per
-        neuron per generate step), ``synaptic_ops`` (paper Eq. 14: each spike times its neuron's
-        fan-out, whole batch), ``ann_macs`` (per sample, of the layer's incoming synapses),
+        Filled by every call (bit-packed trains are counted when it is first read): per
+        population ``spikes`` (whole batch), ``firing_rate`` (spikes per neuron per generate
+        step), ``synaptic_ops`` (paper Eq. 14: each spike times its neuron's fan-out, whole
+        batch), ``ann_macs`` (per sample, of the layer's incoming synapses),
         ``T``, ``t_acc``, ``offset``, ``saturations`` (neuron-samples whose input lay beyond
         the calibration range, clipped to the top code; whole batch); and totals
         ``saturations``, ``synaptic_ops_per_sample``,
@@ -221,7 +222,8 @@ class SpikingNetwork(nn.Module):
                 if self.record:
                     self.spikes[pop.name] = train.frames()
                 per_pop[pop.name] = self._pop_stats(pop, train, batch)
-        self._finish_stats(per_pop, batch, steps)
+        self.stats = None
+        self._pending = (per_pop, batch, steps)  # finished when read (see stats)
         return logits
 
     def _train(self, pop: Population, trains: dict[str, SpikeTrain],
@@ -299,7 +301,9 @@ class SpikingNetwork(nn.Module):
                 f = train.frames()
                 cur = self._frame_current(pop, i, f, accumulate_weights(f.shape[0], k, t_acc,
                                                                         at, f))
-            total = cur if total is None else total + cur
+            # every current is a fresh tensor: the sum can grow in place (not under autograd)
+            total = cur if total is None else (
+                total + cur if total.requires_grad else total.add_(cur))
         return total
 
     def _frame_current(self, pop: Population, i: int, f: torch.Tensor,
@@ -357,8 +361,9 @@ class SpikingNetwork(nn.Module):
             z, state = self._plugin_window(pop, trains, t_gen)
             self._count_saturated(pop, state.v, theta, signed, t_gen, t_gen)
             return SpikeTrain(theta, t_gen, start, k=k, frames=z)
-        v = start_generate(self.membrane(pop, trains), self.population_bias(pop.name), theta,
-                           t_gen, k, self.graph.rounding, signed)
+        v = self.membrane(pop, trains)
+        v = start_generate(v, self.population_bias(pop.name), theta, t_gen, k,
+                           self.graph.rounding, signed, inplace=not v.requires_grad)
         self._count_saturated(pop, v, theta, signed, t_gen, 0)
         if self.mode == "fused" and k == 2.0:
             return SpikeTrain(theta, t_gen, start, code=generate_code(v, theta, t_gen, signed))
@@ -400,12 +405,22 @@ class SpikingNetwork(nn.Module):
         if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
-        per_neuron = train.counts(pop.kind in ("signed", "input"))
-        # totals stay on the device until _finish_stats reads them all back at once
-        st["_counts"] = torch.stack([per_neuron.sum(),
-                                     (per_neuron * self._fan_out(pop.name, per_neuron)).sum()])
+        signed = pop.kind in ("signed", "input")
+        if train.code is not None:
+            # bit-packed: counted when the stats are first read (the codes are kept, one
+            # number per neuron), so a caller who only wants logits never pays for counting
+            st["_train"] = (train, signed)
+        else:  # frames are T times bigger: counted now
+            st["_counts"] = self._count(pop.name, train, signed)
         st["_window"] = batch * st["neurons"] * train.T
         return st
+
+    def _count(self, name: str, train: SpikeTrain, signed: bool) -> torch.Tensor:
+        """``[spikes, synaptic ops]`` of population ``name``'s train, on its device (read back
+        with all others at once by :meth:`_read_counts`)."""
+        per_neuron = train.counts(signed)
+        fan = self._fan_out(name, per_neuron)
+        return torch.stack([per_neuron.sum(), torch.dot(per_neuron.reshape(-1), fan.reshape(-1))])
 
     def _fan_out(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Fan-out of population ``name`` in ``like``'s dtype and device (cached there)."""
@@ -415,8 +430,12 @@ class SpikingNetwork(nn.Module):
             fan = self._fanout_cache[key] = self._fanout[name].to(like.device, like.dtype)
         return fan
 
+    @torch.no_grad()
     def _read_counts(self, per_pop: dict) -> None:
         """Spike and synaptic-op totals of every population: one read from the device."""
+        for n, st in per_pop.items():
+            if "_train" in st:
+                st["_counts"] = self._count(n, *st.pop("_train"))
         names = [n for n, st in per_pop.items() if "_counts" in st]
         if not names:
             return
@@ -425,6 +444,19 @@ class SpikingNetwork(nn.Module):
             st = per_pop[n]
             st.update(spikes=int(spikes), firing_rate=spikes / st.pop("_window"),
                       synaptic_ops=int(synops))
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        """The last call's statistics (see the class docstring); bit-packed trains are counted
+        on the first read after a call."""
+        if self._pending is not None:
+            self._finish_stats(*self._pending)
+            self._pending = None
+        return self._stats
+
+    @stats.setter
+    def stats(self, value: dict[str, Any] | None) -> None:
+        self._pending, self._stats = None, value
 
     def _finish_stats(self, per_pop: dict, batch: int, steps: int) -> None:
         self._read_counts(per_pop)

@@ -88,12 +88,15 @@ class NetworkFile:
         Simulation options; ``options["backend"]`` names the backend that saved it.
     state : dict
         Backend-specific plain data (e.g. Lava's fixed-point calibration).
+    path : Path or None
+        The file it was read from (a backend may keep derived data beside it).
     """
 
     graph: Graph
     schedule: Schedule
     options: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
 
     @property
     def backend(self) -> str:
@@ -161,7 +164,7 @@ def read(path: str | os.PathLike) -> NetworkFile:
         # range here, the backend checks its own dtype's
         graph = check_graph(graph_from_dict(blob["graph"]), torch.float64)
         schedule = Schedule.from_dict(blob["schedule"])
-        return NetworkFile(graph, schedule, options, _state(blob.get("backend_state")))
+        return NetworkFile(graph, schedule, options, _state(blob.get("backend_state")), path)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ValueError(f"{path}: damaged spikeconverter network file ({exc})") from None
 

@@ -45,7 +45,7 @@ def pair(v: Any) -> tuple[int, int]:
 # -- bit-packed trains ------------------------------------------------------------------------
 
 _POPCOUNT16 = torch.tensor([bin(i).count("1") for i in range(1 << 16)], dtype=torch.uint8)
-_TABLES: dict[torch.device, torch.Tensor] = {}
+_TABLES: dict[Any, torch.Tensor] = {}  # per device (uint8), per (device, dtype) (float)
 
 
 def _popcount_table(device: torch.device) -> torch.Tensor:
@@ -54,6 +54,17 @@ def _popcount_table(device: torch.device) -> torch.Tensor:
     if table is None:
         table = _TABLES[device] = _POPCOUNT16.to(device)
     return table
+
+
+def _popcount_int32(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Set bits of int32 values ``0 <= n < 2**16`` as ``dtype``, shape of ``n``: one
+    ``index_select`` from the table in ``dtype`` (int32 indices, flat: on a CPU about twice as
+    fast as indexing with int64 or ``F.embedding``)."""
+    key = (n.device, dtype)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = _POPCOUNT16.to(n.device, dtype)
+    return table.index_select(0, n.reshape(-1)).reshape(n.shape)
 
 
 def popcount(x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
@@ -123,14 +134,18 @@ class SpikeTrain:
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
     def counts(self, signed: bool) -> torch.Tensor:
-        """Spikes (of either sign) per neuron over the window, summed over the batch."""
+        """Spikes (of either sign) per neuron over the window, summed over the batch, float64."""
         if self.code is None:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
-        # codes are below 2**T: one table lookup for T <= 16
-        # summed in int32 (exact: at most T * B), widened once the batch is summed
+        if self.T <= 16:
+            # one gather from a 16-bit table of the code's float type: exact per-neuron sums
+            # (at most T * B)
+            n = self.code.to(torch.int32)
+            per = _popcount_int32(n.abs_() if signed else n, self.code.dtype)
+            return per.sum(0).to(torch.float64)
         return popcount(self.code.abs() if signed else self.code, self.T).sum(
-            0, dtype=torch.int32 if self.T <= 16 else torch.int64).to(torch.float64)
+            0, dtype=torch.int64).to(torch.float64)
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
@@ -161,28 +176,54 @@ def _constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
 
 
 def start_generate(v: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, T: int, k: float,
-                   rounding: str, signed: bool) -> torch.Tensor:
+                   rounding: str, signed: bool, *, inplace: bool = False) -> torch.Tensor:
     """The membrane when generation starts: accumulated ``v`` plus the bias, plus
-    :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons)."""
-    v = v + bias
+    :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons).
+
+    ``inplace`` overwrites ``v`` (a fresh membrane nobody else holds): the same values, two
+    fewer tensors of the population's size.
+    """
+    v = v.add_(bias) if inplace else v + bias
     if rounding == "nearest":
         half = coding.rounding_offset(theta, T, k, rounding)
-        v = v + half * torch.sign(v) if signed else v.add_(half)
+        # half * sign(v) is exact (+-half or 0), so the fused add rounds like v + half * sign
+        v = v.addcmul_(half, torch.sign(v)) if signed else v.add_(half)
     return v
 
 
 def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
     """The generate phase of ``k = 2`` neurons as a bit-packed code (signed integers).
 
-    :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``; float32 membranes
-    are widened to float64 for ``T > 24`` so that every code is exact.
+    :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``. Float32 membranes
+    take :func:`_binary_code_wide` for ``T <= 24`` (the same codes, without ``fmod``, the
+    slowest step) and are widened to float64 for ``T > 24`` so that every code is exact.
     """
+    if v.dtype == torch.float32 and T <= 24:
+        return _binary_code_wide(v, theta, T, signed)
     wide = T <= 24 or v.dtype == torch.float64
     work = v if wide else v.double()
     n = coding.binary_code(work.abs() if signed else work, theta.to(work.dtype), T)
     if signed:
         n = n * torch.sign(work)
     return n.to(v.dtype) if wide else n
+
+
+def _binary_code_wide(v: torch.Tensor, theta: torch.Tensor, T: int,
+                      signed: bool) -> torch.Tensor:
+    """:func:`spikeconverter.coding.binary_code` (times ``sign(v)`` when ``signed``) of float32
+    ``v``, ``T <= 24``, by one float64 division: the same codes.
+
+    The code is ``floor(x)``, ``x = v 2**(T-1) / theta``, clipped to ``[0, 2**T - 1]``. With
+    ``v`` and ``theta`` float32, a non-integer ``x >= 1/2`` lies at least ``2**-25`` from
+    every integer (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``),
+    and the correctly rounded float64 quotient is off by at most ``2**(T-53) <= 2**-29``
+    (exact when ``x`` is an integer), so truncating it gives ``floor(x)`` exactly. The signed
+    code ``sign(v) floor(|x|)`` is the truncation of ``x`` clipped symmetrically.
+    """
+    top = float(2**T - 1)
+    # theta * 2**(1-T) is exact in float64 (a power of two), so the quotient is x itself
+    q = v.double().div_(theta.double() * 2.0 ** (1 - T))
+    return q.clamp_(-top if signed else 0.0, top).trunc_().to(torch.float32)
 
 
 def generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,

@@ -20,6 +20,7 @@ from spikeconverter.coding import ROUNDING_MODES
 
 __all__ = [
     "AbstractMembrane",
+    "BatchedProcess",
     "ShapedProcess",
     "broadcast_array",
     "broadcast_integers",
@@ -139,6 +140,37 @@ class ShapedProcess(AbstractProcess):
         # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
         if hasattr(self, "_runtime"):
             super().__del__()
+
+
+class BatchedProcess(ShapedProcess):
+    """Base of the batched Processes: ``batch`` samples side by side, each of ``shape``.
+
+    ``shape`` is the per-sample shape (of the input port, without the batch axis), ``batch``
+    the number of samples (>= 1); the ports carry ``(batch, *shape)``. Both go to
+    ``proc_params`` for the models.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Per-sample shape of the input.
+    batch : int
+        Samples side by side, >= 1.
+    name : str, optional
+    log_config : LogConfig, optional
+    **proc_params
+        Further (already validated) parameters.
+    """
+
+    def __init__(self, *, shape: Any, batch: int, name: str | None = None,
+                 log_config: LogConfig | None = None, **proc_params: Any) -> None:
+        batch = validate_int(type(self).__name__, "batch", batch, 1)
+        super().__init__(shape=shape, batch=batch, name=name, log_config=log_config,
+                         **proc_params)
+
+    @property
+    def batch(self) -> int:
+        """Samples side by side."""
+        return self.proc_params["batch"]
 
 
 class AbstractMembrane(ShapedProcess):

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import IdentityTransformer, PyInPort
 
 from spikeconverter.coding import rounding_offset
 
@@ -20,6 +21,7 @@ __all__ = [
     "WindowClockModel",
     "candidate_mask_step",
     "fixed_rounding_offset",
+    "receive",
 ]
 
 #: Range of a 24-bit signed membrane.
@@ -27,6 +29,8 @@ V_MIN = -(2**23)
 V_MAX = 2**23 - 1
 #: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
 SHIFT = 6
+#: Integer messages and biases below this magnitude keep the membrane update inside int32.
+INT32_SAFE = 2**24
 
 
 def fixed_rounding_offset(vth_eff: Any, t_gen: int, rounding: str) -> np.ndarray:
@@ -49,6 +53,24 @@ def fixed_rounding_offset(vth_eff: Any, t_gen: int, rounding: str) -> np.ndarray
     """
     half = rounding_offset(np.asarray(vth_eff, dtype=np.float64), t_gen, 2.0, rounding)
     return np.floor(half).astype(np.int64)
+
+
+def receive(port: PyInPort) -> np.ndarray:
+    """What ``port.recv()`` returns, without its extra passes where they change nothing.
+
+    Lava's dense ``recv`` allocates zeros of the port's dtype and adds every channel's message
+    to them: two more passes over the array each step. With plain channels (no virtual-port
+    transform) the sum of the messages is the same integers or floats (adding to zero is
+    exact), so this adds the messages directly; the result has the channels' dtype (the
+    sender's), e.g. compact ``int8`` spikes.
+    """
+    ports = getattr(port, "csp_ports", None)
+    if not ports or not isinstance(getattr(port, "_transformer", None), IdentityTransformer):
+        return port.recv()
+    out = ports[0].recv()  # a fresh copy of the message
+    for other in ports[1:]:
+        out = out + other.recv()  # not in place: the dtypes may differ
+    return out
 
 
 class WindowClockModel(PyLoihiProcessModel):
@@ -90,21 +112,36 @@ class FixedPointMembrane:
 
     def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
         """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
-        ``bias << bias_exp`` at the last accumulate step; int64, not yet clamped."""
-        v = np.left_shift(a_in.astype(np.int64), SHIFT)
+        ``bias << bias_exp`` at the last accumulate step; not yet clamped.
+
+        In int32 when that is exact: integer input below ``2**24`` in magnitude (a 24-bit
+        message) and a bias below ``2**24`` keep ``|V|`` below ``2**31`` (the stored membrane
+        is 24-bit); otherwise (wider or float input, as Lava's ``recv`` would hand it) int64.
+        """
+        wide = a_in.dtype.kind not in "iub" or (
+            a_in.size > 0 and a_in.dtype.itemsize > 2
+            and (int(a_in.max()) >= INT32_SAFE or int(a_in.min()) <= -INT32_SAFE))
+        bias = self._bias_term() if tau == self._t_acc - 1 else None
+        if bias is not None and bias.size and np.abs(bias).max() >= INT32_SAFE:
+            wide = True
+        dtype = np.int64 if wide else np.int32
+        v = np.left_shift(a_in.astype(dtype), SHIFT)
         if tau > 0:
-            v += np.left_shift(self.v.astype(np.int64), 1)
-        if tau == self._t_acc - 1:
-            exp = self.bias_exp.astype(np.int64)
-            bias = self.bias.astype(np.int64)
-            v += np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
+            v += np.left_shift(self.v.astype(dtype, copy=False), 1)
+        if bias is not None:
+            v += bias.astype(dtype, copy=False)
         return v
 
+    def _bias_term(self) -> np.ndarray:
+        """``bias << bias_exp`` (right shift for negative exponents), int64."""
+        exp = self.bias_exp.astype(np.int64)
+        bias = self.bias.astype(np.int64)
+        return np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
+
     def _clamp(self, v: np.ndarray) -> None:
-        """Store ``v`` (int64) in the 24-bit membrane, counting the clamped entries."""
-        over = (v > V_MAX) | (v < V_MIN)
-        if over.any():
-            self.saturations += over
+        """Store ``v`` (integers) in the 24-bit membrane, counting the clamped entries."""
+        if v.size and (int(v.max()) > V_MAX or int(v.min()) < V_MIN):  # two cheap reductions
+            self.saturations += (v > V_MAX) | (v < V_MIN)
             v = np.clip(v, V_MIN, V_MAX)
         self.v[:] = v
 

@@ -198,8 +198,8 @@ class LavaNetwork:
         if graph == "lava":
             return self._run_lava_graph(images, plan, progress, chunk_steps)
         logits = np.zeros((n, math.prod(self.graph[self.graph.output].shape)))
-        with tqdm(total=n, desc="lava " + plan.select_tag, unit="img", disable=not progress,
-                  leave=False) as bar:
+        with tqdm(total=n, desc="lava " + plan.select_tag, unit="img",
+                  disable=not progress) as bar:  # stays on screen: the run's rate and time
             for first, part in self.iter_run(images, fixed_point, batch_size=batch,
                                              chunk_steps=chunk_steps):
                 logits[first:first + len(part)] = part
@@ -267,7 +267,7 @@ class LavaNetwork:
         start = time.perf_counter()
         # one policy for every Lava runtime: always stopped, workers never orphaned by a signal
         with tqdm(total=pg.num_steps, desc="lava " + plan.select_tag, unit="step",
-                  disable=not progress, leave=False) as bar, \
+                  disable=not progress) as bar, \
                 lava_runtime(pg.sink, pg.run_cfg) as signals:
             while done < pg.num_steps:
                 now = min(chunk, pg.num_steps - done)

@@ -23,11 +23,17 @@ from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.to_lava.plan import LavaPlan, PopulationSpec
 from spikeconverter.converters.to_lava.synapses import SynapseSpec
 
-__all__ = ["PLAN_VERSION", "load_plans", "plan_key", "save_plans"]
+__all__ = ["PLAN_VERSION", "load_plans", "plan_cache_path", "plan_key", "save_plans"]
 
 #: Bump when the planner's output changes for the same network.
 PLAN_VERSION = 1
 _FORMAT = "spikeconverter.lavaplan"
+
+
+def plan_cache_path(network_file: str | os.PathLike) -> Path:
+    """Where the plans of a network file are cached: ``<file>.lavaplan`` beside it."""
+    path = Path(network_file)
+    return path.with_name(path.name + ".lavaplan")
 
 
 def plan_key(fingerprint: str, peaks: dict[str, float] | None, margin: float) -> str:

@@ -1,7 +1,7 @@
 """CPU ProcessModels of :class:`spikeconverter.processes.batchconv.process.BatchConv`.
 
-One matrix product per kernel tap and sample (im2col without building the patch matrix), as
-:mod:`spikeconverter.processes.fastconv.models`, with a leading batch axis.
+im2col into a preallocated patch matrix, then one matrix product per sample (float: the same
+BLAS call whatever the batch size) or for the whole batch (fixed point: exact integers).
 """
 
 from __future__ import annotations
@@ -14,14 +14,17 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv import utils
+from numpy.lib.stride_tricks import sliding_window_view
 
 from spikeconverter.processes.batchconv.process import BatchConv
+from spikeconverter.processes.loihi import receive
 
 __all__ = ["PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
 
 
 class _BatchConvModel(PyLoihiProcessModel):
-    """Per tap: a strided slab of the padded input times the tap's (C_in, C_out) block."""
+    """im2col: the padded input's patches gathered into a preallocated matrix, times the
+    kernel as one ``(kw * kh * C_in, C_out)`` matrix (grouped convolutions: per kernel tap)."""
 
     _dtype = np.float64
 
@@ -32,9 +35,21 @@ class _BatchConvModel(PyLoihiProcessModel):
         self._graded = int(p["num_message_bits"]) > 0
         self._pad = tuple(int(v) for v in p["padding"])
         self._out_shape = (self._batch, *p["output_shape"])
-        self._taps = self._make_taps(np.asarray(p["weight"], dtype=np.float64))
+        weight = np.asarray(p["weight"], dtype=np.float64)
+        self._taps = self._make_taps(weight)
         self._buf = np.zeros(self._out_shape, dtype=self._payload)
         self._zero = np.zeros(self._out_shape, dtype=self._payload)
+        self._im2col = int(p["groups"]) == 1
+        if self._im2col:
+            c_out, kw, kh, c_in = weight.shape
+            flipped = weight[:, ::-1, ::-1, :]  # Lava convolves: correlate with the flipped kernel
+            # rows in the patch order (tap i, tap j, channel), as _patches lays them out
+            self._wmat = np.ascontiguousarray(
+                flipped.transpose(1, 2, 3, 0).reshape(kw * kh * c_in, c_out), dtype=self._dtype)
+            (pw, ph), (w_in, h_in, _) = self._pad, p["input_shape"]
+            self._xp = np.zeros((self._batch, w_in + 2 * pw, h_in + 2 * ph, c_in), self._dtype)
+            _, w_o, h_o, _ = self._out_shape
+            self._cols = np.empty((self._batch, w_o, h_o, kw, kh, c_in), self._dtype)
 
     def _make_taps(self, weight: np.ndarray) -> list:
         p = self.proc_params
@@ -56,33 +71,43 @@ class _BatchConvModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         self.a_out.send(self._buf)  # last step's result: one step of latency, as Lava's Conv
-        s = self.s_in.recv()
+        s = receive(self.s_in)
         if not s.any():  # silent input: the sum is zero
             self._buf = self._zero
             return
-        x = s.astype(self._dtype) if self._graded else (s != 0).astype(self._dtype)
-        self._buf = self.finish(self._conv(x))
+        x = s if self._graded else s != 0
+        self._buf = self.finish(self._conv_im2col(x) if self._im2col else self._conv(x))
+
+    def _conv_im2col(self, x: np.ndarray) -> np.ndarray:
+        p = self.proc_params
+        (pw, ph), (sw, sh), (dw, dh) = self._pad, p["stride"], p["dilation"]
+        _, w_in, h_in, _ = x.shape
+        self._xp[:, pw:pw + w_in, ph:ph + h_in] = x  # the padding stays zero
+        _, w_o, h_o, kw, kh, c_in = self._cols.shape
+        span = (dw * (kw - 1) + 1, dh * (kh - 1) + 1)
+        windows = sliding_window_view(self._xp, span, axis=(1, 2))  # (B, W, H, C, kw', kh')
+        windows = windows[:, : sw * (w_o - 1) + 1: sw, : sh * (h_o - 1) + 1: sh, :, ::dw, ::dh]
+        np.copyto(self._cols, windows.transpose(0, 1, 2, 4, 5, 3))
+        cols = self._cols.reshape(self._batch, w_o * h_o, kw * kh * c_in)
+        return self.product(cols, self._wmat).reshape(self._out_shape)
 
     def _conv(self, x: np.ndarray) -> np.ndarray:
         b = self._batch
         pw, ph = self._pad
-        x = np.pad(x, ((0, 0), (pw, pw), (ph, ph), (0, 0)))
+        x = np.pad(x.astype(self._dtype), ((0, 0), (pw, pw), (ph, ph), (0, 0)))
         _, w_o, h_o, c_out = self._out_shape
         groups = int(self.proc_params["groups"])
         out = np.zeros((b, w_o * h_o, c_out), dtype=self._dtype)
         for index, block in self._taps:
-            slab = x[index].reshape(b, w_o * h_o, -1)  # a copy: the slab is strided
-            if groups == 1:
-                out += self.product(slab, block[0])
-            else:
-                part = np.einsum("bpgc,gco->bpgo", slab.reshape(b, w_o * h_o, groups, -1), block)
-                out += part.reshape(b, w_o * h_o, c_out)
+            slab = x[index].reshape(b, w_o * h_o, groups, -1)  # a copy: the slab is strided
+            part = np.einsum("bpgc,gco->bpgo", slab, block)
+            out += part.reshape(b, w_o * h_o, c_out)
         return out.reshape(self._out_shape)
 
-    def product(self, slab: np.ndarray, block: np.ndarray) -> np.ndarray:
-        # a stack of (W'H', C) @ (C, O) products: one BLAS call per sample, the same call for
+    def product(self, cols: np.ndarray, wmat: np.ndarray) -> np.ndarray:
+        # a stack of (W'H', K) @ (K, O) products: one BLAS call per sample, the same call for
         # every batch size, so float sums come out bit-identical per sample
-        return slab @ block
+        return cols @ wmat
 
     def finish(self, a: np.ndarray) -> np.ndarray:
         return a
@@ -122,9 +147,9 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         self._dtype = np.float32 if not graded and fan_sum < 2**24 else np.float64
         super().__init__(proc_params)
 
-    def product(self, slab: np.ndarray, block: np.ndarray) -> np.ndarray:
-        n = slab.shape[0] * slab.shape[1]
-        return (slab.reshape(n, -1) @ block).reshape(slab.shape[0], slab.shape[1], -1)
+    def product(self, cols: np.ndarray, wmat: np.ndarray) -> np.ndarray:
+        n = cols.shape[0] * cols.shape[1]  # integer sums are exact in any order: one product
+        return (cols.reshape(n, -1) @ wmat).reshape(cols.shape[0], cols.shape[1], -1)
 
     def finish(self, a: np.ndarray) -> np.ndarray:
         exp = int(self.proc_params["weight_exp"])

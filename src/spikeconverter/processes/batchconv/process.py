@@ -6,15 +6,15 @@ from typing import Any
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 from lava.proc.conv import utils
 
-from spikeconverter.processes.base import validate_int, validate_shape
+from spikeconverter.processes.base import BatchedProcess, validate_int, validate_shape
 
 __all__ = ["BatchConv"]
 
 
-class BatchConv(AbstractProcess):
+class BatchConv(BatchedProcess):
     """``B`` copies of one ``lava.proc.conv.process.Conv``, one per sample of the batch.
 
     Per sample ``b`` the semantics are Lava's ``Conv``: a true convolution over ``(W, H, C)``
@@ -64,7 +64,8 @@ class BatchConv(AbstractProcess):
         padding, stride, dilation = (utils.make_tuple(v) for v in (padding, stride, dilation))
         out_shape = tuple(int(v) for v in utils.output_shape(
             input_shape, weight.shape[0], weight.shape[1:3], stride, padding, dilation))
-        super().__init__(weight=weight, input_shape=input_shape, output_shape=out_shape,
+        super().__init__(shape=input_shape, weight=weight, input_shape=input_shape,
+                         output_shape=out_shape,
                          batch=batch, padding=tuple(padding), stride=tuple(stride),
                          dilation=tuple(dilation), groups=groups,
                          weight_exp=validate_int(proc, "weight_exp", weight_exp, -64),
@@ -78,8 +79,3 @@ class BatchConv(AbstractProcess):
     def output_shape(self) -> tuple[int, int, int]:
         """Per-sample output shape ``(W', H', C_out)``."""
         return self.proc_params["output_shape"]
-
-    def __del__(self) -> None:
-        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
-        if hasattr(self, "_runtime"):
-            super().__del__()

@@ -13,8 +13,23 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
 from spikeconverter.processes.batchdense.process import BatchDense
+from spikeconverter.processes.loihi import receive
 
-__all__ = ["PyBatchDenseModelBitAcc", "PyBatchDenseModelFloat"]
+__all__ = ["PyBatchDenseModelBitAcc", "PyBatchDenseModelFloat", "gather_rows"]
+
+
+def gather_rows(w: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(column, weight)`` per row of a CSR matrix with at most one nonzero per row (rows
+    without one read column 0 with weight 0), or ``None`` for any other matrix."""
+    counts = np.diff(w.indptr)
+    if counts.max(initial=0) > 1:
+        return None
+    cols = np.zeros(w.shape[0], dtype=np.intp)
+    weights = np.zeros(w.shape[0], dtype=np.float64)
+    rows = np.flatnonzero(counts)
+    cols[rows] = w.indices[w.indptr[rows]]
+    weights[rows] = w.data[w.indptr[rows]]
+    return cols, weights
 
 
 class _BatchMatrixModel(PyLoihiProcessModel):
@@ -30,6 +45,7 @@ class _BatchMatrixModel(PyLoihiProcessModel):
         self._w = self.prepare(w)
         self._sparse = sp.issparse(self._w)
         self._wt = None if self._sparse else np.ascontiguousarray(self._w.T, dtype=np.float64)
+        self._gather = gather_rows(self._w) if self._sparse else None
         self._buf = np.zeros(self._out_shape, dtype=self._payload)
         self._zero = np.zeros(self._out_shape, dtype=self._payload)
 
@@ -38,9 +54,13 @@ class _BatchMatrixModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         self.a_out.send(self._buf)  # last step's result: one step of latency
-        s = self.s_in.recv().reshape(self._batch, self._n_in)
+        s = receive(self.s_in).reshape(self._batch, self._n_in)
         if not s.any():  # silent input (a source in its accumulate phase): nothing to add
             self._buf = self._zero
+            return
+        if self._gather is not None:
+            # at most one synapse per output (identity and option-A shortcuts, subsampling)
+            self._buf = self.gathered(s).reshape(self._out_shape)
             return
         x = s.astype(np.float64) if self._graded else (s != 0).astype(np.float64)
         if self._sparse:
@@ -51,6 +71,14 @@ class _BatchMatrixModel(PyLoihiProcessModel):
             # one (1, n_in) @ (n_in, n_out) product per sample: the same BLAS call for any B
             y = (x[:, None, :] @ self._wt)[:, 0, :]
         self._buf = self.finish(y).reshape(self._out_shape)
+
+    def gathered(self, s: np.ndarray) -> np.ndarray:
+        # the sum of one product is that product (+ 0.0: the sparse sum starts at +0.0)
+        cols, weights = self._gather
+        y = s[:, cols].astype(np.float64) if self._graded else (s[:, cols] != 0).astype(float)
+        y *= weights
+        y += 0.0
+        return y
 
     def finish(self, y: np.ndarray) -> np.ndarray:
         return y
@@ -81,6 +109,11 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _payload = np.int32
 
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        # 8-bit integer mantissas (prepare truncated them)
+        self._gather_int = None if self._gather is None else self._gather[1].astype(np.int32)
+
     def prepare(self, w):
         data = w.data if sp.issparse(w) else w
         mode = determine_sign_mode(data) if data.size else None
@@ -92,8 +125,21 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
             return w
         return np.asarray(data, dtype=np.float64)
 
+    def gathered(self, s: np.ndarray) -> np.ndarray:
+        # integer products: int32 is exact for binary input (8-bit weights), int64 for graded
+        cols = self._gather[0]
+        if self._graded:
+            a = s[:, cols].astype(np.int64) * self._gather_int.astype(np.int64)
+        else:
+            a = (s[:, cols] != 0) * self._gather_int
+        return self.shift(a)
+
     def finish(self, y: np.ndarray) -> np.ndarray:
-        a = np.rint(y).astype(np.int64)
+        return self.shift(np.rint(y).astype(np.int64))
+
+    def shift(self, a: np.ndarray) -> np.ndarray:
+        """``a << weight_exp`` (arithmetic right shift for a negative exponent), as int32."""
         exp = int(self.proc_params["weight_exp"])
-        a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
-        return a.astype(np.int32)
+        if exp:
+            a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
+        return a.astype(np.int32, copy=False)

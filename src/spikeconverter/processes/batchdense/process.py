@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import validate_int, validate_shape
+from spikeconverter.processes.base import BatchedProcess, validate_int, validate_shape
 
 __all__ = ["BatchDense"]
 
 
-class BatchDense(AbstractProcess):
+class BatchDense(BatchedProcess):
     """``B`` copies of one synapse matrix, each fed by its own sample (a leading batch axis).
 
     Per sample ``b`` this is Lava's ``Dense`` (or ``Sparse`` for a scipy sparse matrix):
@@ -63,13 +63,9 @@ class BatchDense(AbstractProcess):
                              f"out_shape {out_shape}")
         weight_exp = validate_int(proc, "weight_exp", weight_exp, -64)
         bits = validate_int(proc, "num_message_bits", num_message_bits, 0)
-        super().__init__(weights=w, batch=batch, in_shape=in_shape, out_shape=out_shape,
+        super().__init__(shape=in_shape, weights=w, batch=batch, in_shape=in_shape,
+                         out_shape=out_shape,
                          weight_exp=weight_exp, num_message_bits=bits, name=name,
                          log_config=log_config)
         self.s_in = InPort(shape=(batch, *in_shape))
         self.a_out = OutPort(shape=(batch, *out_shape))
-
-    def __del__(self) -> None:
-        # a constructor that raised before AbstractProcess.__init__ leaves no runtime to stop
-        if hasattr(self, "_runtime"):
-            super().__del__()

@@ -10,7 +10,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from spikeconverter.processes.batchpool.process import BatchMaxPool
-from spikeconverter.processes.loihi import WindowClockModel, candidate_mask_step
+from spikeconverter.processes.loihi import WindowClockModel, candidate_mask_step, receive
 from spikeconverter.processes.maxpool.process import pool_indices
 
 __all__ = ["PyBatchMaxPoolModelBitAcc", "PyBatchMaxPoolModelFloat"]
@@ -33,7 +33,7 @@ class _BatchCandidateMaskPool(WindowClockModel):
         self._cand = np.ones((self._batch, *self._idx.shape), dtype=bool)
 
     def run_spk(self) -> None:
-        s_in = self.s_in.recv()
+        s_in = receive(self.s_in)
         tau = self._tau()
         if tau < 0 or tau >= self._t_gen:
             self._send_silence(self.s_out)
@@ -42,26 +42,26 @@ class _BatchCandidateMaskPool(WindowClockModel):
             self._cand[:] = True
         self._x[:, : self._n_in] = s_in.reshape(self._batch, -1) > 0
         out = candidate_mask_step(self._x, self._idx, self._cand)
-        self.s_out.send(out.reshape(self._out_shape).astype(self._payload))
+        self.s_out.send(out.reshape(self._out_shape))  # send casts into the channel
 
 
 @implements(proc=BatchMaxPool, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
 class PyBatchMaxPoolModelFloat(_BatchCandidateMaskPool):
-    """Float 0/1 payloads."""
+    """0/1 spikes in, ``int8`` 0/1 out (exact, and compact in the channel)."""
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    _payload = np.float64
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int8, precision=8)
+    _payload = np.int8
 
 
 @implements(proc=BatchMaxPool, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
 class PyBatchMaxPoolModelBitAcc(_BatchCandidateMaskPool):
-    """Integer 0/1 payloads."""
+    """0/1 spikes in, ``int8`` 0/1 out."""
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    _payload = np.int32
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int8, precision=8)
+    _payload = np.int8

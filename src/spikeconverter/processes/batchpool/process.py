@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import validate_int, validate_shape
+from spikeconverter.processes.base import BatchedProcess, validate_int, validate_shape
 from spikeconverter.processes.maxpool.process import SpikingMaxPool
 
 __all__ = ["BatchMaxPool"]
 
 
-class BatchMaxPool(AbstractProcess):
+class BatchMaxPool(BatchedProcess):
     """:class:`spikeconverter.processes.SpikingMaxPool` for ``B`` samples side by side.
 
     Same rule per sample (candidate masks, no latency); ports ``s_in`` ``(B, W, H, C)`` and
@@ -50,9 +50,5 @@ class BatchMaxPool(AbstractProcess):
     def out_shape(self) -> tuple[int, int, int]:
         """Per-sample output shape ``(W', H', C)``."""
         return self.proc_params["out_shape"]
-
-    def __del__(self) -> None:
-        if hasattr(self, "_runtime"):
-            super().__del__()
 
 

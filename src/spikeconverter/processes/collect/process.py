@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import validate_int, validate_shape
+from spikeconverter.processes.base import ShapedProcess, validate_int
 
 __all__ = ["WindowCollector"]
 
 
-class WindowCollector(AbstractProcess):
+class WindowCollector(ShapedProcess):
     """Forwards its input of step ``offset + w * period`` to the host, for ``w < windows``.
 
     Connect a :class:`~spikeconverter.processes.Readout`'s ``v_out`` with ``offset`` = the
@@ -35,11 +35,11 @@ class WindowCollector(AbstractProcess):
                  buffer: int = 8, name: str | None = None,
                  log_config: LogConfig | None = None) -> None:
         proc = "WindowCollector"
-        shape = validate_shape(proc, shape)
         super().__init__(shape=shape, period=validate_int(proc, "period", period, 1),
                          offset=validate_int(proc, "offset", offset, 0),
                          windows=validate_int(proc, "windows", windows, 1),
                          name=name, log_config=log_config)
+        shape = self.shape
         self.a_in = InPort(shape=shape)
         self.pipe_out = OutPort(shape=shape)
         self.pipe_out.flag_external_pipe(buffer_size=validate_int(proc, "buffer", buffer, 1))
@@ -50,7 +50,3 @@ class WindowCollector(AbstractProcess):
         if port is None:
             raise RuntimeError("WindowCollector.receive needs a running Lava runtime")
         return np.array(port.recv(), copy=True)
-
-    def __del__(self) -> None:
-        if hasattr(self, "_runtime"):
-            super().__del__()

@@ -11,6 +11,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from spikeconverter.processes.delay.process import Delay
+from spikeconverter.processes.loihi import receive
 
 __all__ = ["PyDelayModelFloat", "PyDelayModelBitAcc"]
 
@@ -23,14 +24,13 @@ class _RingBufferDelay(PyLoihiProcessModel):
         self._delay = int(proc_params["delay"])
 
     def run_spk(self) -> None:
-        a_in = self.a_in.recv()
+        a_in = receive(self.a_in)
         if self._delay == 0:
             self.s_out.send(a_in)
             return
         slot = (self.time_step - 1) % self._delay
-        out = self.buffer[..., slot].copy()
-        self.buffer[..., slot] = a_in
-        self.s_out.send(out)
+        self.s_out.send(self.buffer[slot])  # send copies it into the channel
+        self.buffer[slot] = a_in
 
 
 @implements(proc=Delay, protocol=LoihiProtocol)

@@ -24,7 +24,9 @@ class Delay(ShapedProcess):
     ``(n_out * (max_delay + 1), n_in)`` matrix every step (quadratic in the population size,
     linear in the delay) and the bit-accurate ones cap delays at 63 steps, less than two
     windows of 2 x 32 steps. This ring buffer costs ``O(n)`` per step and ``O(n * delay)``
-    memory; put it in front of an ordinary Dense/Sparse/Conv synapse.
+    memory; put it in front of an ordinary Dense/Sparse/Conv synapse. The Var ``buffer``
+    ``(max(delay, 1), *shape)`` holds the pending inputs: slot ``n mod delay`` the one of step
+    ``n - delay``.
 
     Parameters
     ----------
@@ -51,5 +53,6 @@ class Delay(ShapedProcess):
         shape = self.shape
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        # one slot per step of delay (at least one, so that delay = 0 needs no special Var)
-        self.buffer = Var(shape=(*shape, max(delay, 1)), init=np.zeros((*shape, max(delay, 1))))
+        # one slot per step of delay (at least one, so that delay = 0 needs no special Var),
+        # slot first: a slot is one contiguous block, read and written once per step
+        self.buffer = Var(shape=(max(delay, 1), *shape), init=np.zeros((max(delay, 1), *shape)))

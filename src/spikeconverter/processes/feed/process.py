@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import validate_int, validate_shape
+from spikeconverter.processes.base import BatchedProcess, validate_int, validate_shape
 
 __all__ = ["BatchFeed"]
 
 
-class BatchFeed(AbstractProcess):
+class BatchFeed(BatchedProcess):
     """Sends ``frames`` steps of input per window for ``B`` samples side by side.
 
     Window ``w`` (``0 <= w < windows``) starts at step ``delay + w * period`` (steps counted
@@ -72,7 +72,3 @@ class BatchFeed(AbstractProcess):
             raise RuntimeError("BatchFeed.send needs a running Lava runtime: run the graph "
                                "first (its first windows come from prefill)")
         port.send(np.asarray(window, dtype=np.float64))
-
-    def __del__(self) -> None:
-        if hasattr(self, "_runtime"):
-            super().__del__()

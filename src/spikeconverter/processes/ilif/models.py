@@ -18,6 +18,7 @@ from spikeconverter.processes.loihi import (
     FixedPointMembrane,
     WindowClockModel,
     fixed_rounding_offset,
+    receive,
 )
 
 __all__ = ["PyILIFModelFloat", "PyILIFModelBitAcc", "V_MAX", "V_MIN"]
@@ -57,7 +58,7 @@ class PyILIFModelFloat(_ILIFClock):
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def run_spk(self) -> None:
-        a_in = self.a_in.recv()
+        a_in = receive(self.a_in)
         tau = self._tau()
         if tau < 0:
             self._send_silence(self.s_out)
@@ -124,11 +125,12 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
             raise ValueError(
                 f"ILIF: the fixed-point vth mantissa must lie in [1, 2**17 - 1], got {self.vth!r}"
             )
-        self._vth_eff = vth << SHIFT
-        self._half = fixed_rounding_offset(self._vth_eff, self._t_gen, self._rounding)
+        self._vth_eff = (vth << SHIFT).astype(np.int32)  # below 2**23
+        self._half = fixed_rounding_offset(self._vth_eff, self._t_gen, self._rounding).astype(
+            np.int32)
 
     def run_spk(self) -> None:
-        a_in = self.a_in.recv()
+        a_in = receive(self.a_in)
         tau = self._tau()
         if tau < 0:
             self._send_silence(self.s_out)
@@ -144,9 +146,15 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
             return
         if self._vth_eff is None:  # a run that starts in the middle of a generate phase
             self._scale()
-        v = self.v.astype(np.int64)
-        z = (v >= self._vth_eff).astype(np.int64)
+        # int32 is exact: |v| < 2**23 and 0 < vth_eff < 2**23, so 2 * (v - z * vth_eff) < 2**25
+        v = np.array(self.v, dtype=np.int32)
+        up = v >= self._vth_eff
+        np.subtract(v, self._vth_eff, out=v, where=up)
+        z = up.view(np.int8)
         if self._signed:
-            z -= v <= -self._vth_eff
-        self._clamp(np.left_shift(v - z * self._vth_eff, 1))
-        self.s_out.send(z.astype(np.int32))
+            down = v <= -self._vth_eff
+            np.add(v, self._vth_eff, out=v, where=down)
+            z = z - down.view(np.int8)
+        np.left_shift(v, 1, out=v)
+        self._clamp(v)
+        self.s_out.send(z)
