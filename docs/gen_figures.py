@@ -7,8 +7,9 @@ Run by mkdocs-gen-files while the site builds (the PNGs go into the site as
   quantiser every ReLU becomes (:func:`spikeconverter.coding.quantize`, floor and nearest);
 * ``neuron.png`` -- one iLIF neuron stepped with :func:`spikeconverter.plugin.ilif_step`:
   membrane, spikes, the accumulate and generate phases;
-* ``schedule.png``, ``pipeline.png`` -- the windows of CIFAR ResNet-20 converted at T = 4
-  (:func:`spikeconverter.plotting.plot_schedule`), one sample and three pipelined ones;
+* ``schedule.png``, ``pipeline.png``, ``pipeline_double.png`` -- the windows of CIFAR ResNet-20
+  converted at T = 4 (:func:`spikeconverter.plotting.plot_schedule`), one sample, three
+  pipelined ones, and three pipelined through double-buffered neurons;
 * ``exactness.png`` -- a converted network's logits against the quantised ANN's and the ANN's;
 * ``conversion_error.png`` -- Eq. 13 over threshold and ``k``
   (:func:`spikeconverter.plotting.plot_conversion_error`).
@@ -115,6 +116,10 @@ def resnet20_schedule_figures(out: Path) -> None:
                   title="CIFAR ResNet-20, T = 4: every population's windows")
     plot_schedule(net.schedule, out / "pipeline.png", samples=3,
                   title="CIFAR ResNet-20, T = 4, pipelined")
+    double = convert(get_model("cifar_resnet20").eval(), torch.randn(4, 3, 32, 32), T=4,
+                     progress=False, double_buffered=True)
+    plot_schedule(double.schedule, out / "pipeline_double.png", samples=3,
+                  title="CIFAR ResNet-20, T = 4, double-buffered")
 
 
 def exactness_figure(path: Path) -> None:

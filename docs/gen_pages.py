@@ -261,6 +261,9 @@ def nav(tutorials: list[tuple[str, str]], reference: list[tuple[str, str]],
         lines.append("* Tutorials")
         lines += [f"    * [{t}]({p})" for t, p in tutorials]
     lines += ["* [Command line](cli.md)", "* [Measured results](results.md)"]
+    # written by benchmarks/coverage.py --docs from a sweep (issue 14)
+    if (ROOT / "docs" / "coverage.md").exists():
+        lines.append("* [Coverage: torchvision classifiers](coverage.md)")
     # the architecture page is written with the refactor (issue 10): listed once it exists
     if (ROOT / "docs" / "architecture.md").exists():
         lines.append("* [Architecture](architecture.md)")

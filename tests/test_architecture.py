@@ -255,7 +255,7 @@ def in_group(module: str, prefixes: tuple[str, ...]) -> bool:
 
 CORE = ("converters.ir", "converters.calibrate", "converters.schedule", "converters.counting",
         "converters.serialize")
-NORSE_BACKEND = ("converters.norse_backend",)
+NORSE_BACKEND = ("converters.norse_backend", "converters.norse_stream")
 LAVA_BACKEND = ("converters.lava_backend", "converters.to_lava")
 API = ("converters.api",)
 #: Leaf utilities below every layer (standard library only): atomic writes, the signal policy.

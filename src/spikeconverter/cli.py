@@ -14,6 +14,7 @@ import argparse
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,40 @@ def _lava_network(net: Any) -> Any:
     return build(net.graph)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import torch
+
+    from spikeconverter.converters import load
+    from spikeconverter.converters.hardware import format_hardware_report
+    from spikeconverter.converters.to_lava.fixed_point import format_report
+    from spikeconverter.plotting import plot_hardware
+    from spikeconverter.reporting import write_json
+
+    path = Path(args.network)
+    if not path.is_file():
+        raise FileNotFoundError(f"network file {str(path)!r} does not exist")
+    try:
+        net = load(path, backend="lava")
+    except NotImplementedError as e:
+        raise CommandError(f"the Lava backend is not available in this installation ({e})"
+                           ) from None
+    images = None
+    if args.data is not None:
+        ds = _dataset(args, args.data, args.split, args.limit)
+        images = torch.stack([ds[i][0] for i in range(len(ds))])
+    report = net.hardware_report(images, double_buffered=args.double_buffered or None)
+    print(format_hardware_report(report))
+    if net.membrane_peaks is not None:  # the fixed-point plan: formats, errors, violations
+        net.allow_violations = True  # a report lists what breaks a format instead of refusing
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            print(format_report(net.fixed_point_report()))
+    out = Path(args.output)
+    files = [write_json(out / "hardware.json", report), plot_hardware(report, out / "hardware.png")]
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from spikeconverter.baselines import RateNetwork, rate_thresholds
     from spikeconverter.converters import capture
@@ -385,6 +420,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, str] = {
     "convert": "_cmd_convert", "evaluate": "_cmd_evaluate", "check": "_cmd_check",
     "run-lava": "_cmd_run_lava", "export": "_cmd_export", "demo": "_cmd_demo",
+    "report": "_cmd_report",
     "finetune": "_run_finetune",
 }
 

@@ -162,6 +162,11 @@ exit status: 0 convertible, 1 not convertible (every blocker listed), 2 bad inpu
       --fixed-point -o lava.csv          # the whole folder: accuracy, agreement with Norse
   spikeconverter run-lava net.snn -d ./digits --channels 1 --limit 8 --fixed-point
 """,
+    "report": """examples:
+  spikeconverter report resnet20_T8.snn                 # activity of the calibration data
+  spikeconverter report net.snn -d ../shared/data/cifar10/test --normalize imagenet \\
+      --limit 256 -o out/report --double-buffered
+""",
     "export": """examples:
   spikeconverter export nets.py:make_net -w ckpt.pt -d ./digits --channels 1 -o net.nir
   spikeconverter export nets.py:make_net -w ckpt.pt -d mnist:./data --normalize mnist \\
@@ -245,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images simulated side by side in one Lava runtime (default: 32)")
     add_output(p, "CSV file of per-image results, written as they come", required=False)
     add_runtime(p)  # Lava simulates on the CPU: the command refuses any other device
+
+    p = add("report", "Loihi 2 hardware report of a network file: cores, chips, cost estimate")
+    p.add_argument("network", help="network file written by 'spikeconverter convert'")
+    add_data(p, required=False, calibration=False)
+    p.add_argument("--double-buffered", action="store_true",
+                   help="report double buffering: two membrane banks per neuron (state x 2, "
+                        "a sample every T steps instead of 2T)")
+    add_output(p, "folder for hardware.json and hardware.png (default: out/report)",
+               default="out/report")
 
     p = add("export", "write a model's rate-coded IF baseline as a NIR graph (.nir)")
     add_model(p)

@@ -42,6 +42,7 @@ __all__ = [
     "threshold_for_peak",
     "top_code",
     "validate_code_params",
+    "window_period",
 ]
 
 
@@ -148,6 +149,13 @@ def synapse_scale(theta_source: Any, t_acc: int, k: float = 2.0) -> Any:
     MSB-first train by ``k**(t_acc - 1)``; this factor turns that back into ``theta_source``.
     """
     return theta_source / float(k) ** (t_acc - 1)
+
+
+def window_period(t_acc: int, t_gen: int, double_buffered: bool = False) -> int:
+    """Steps between the starts of a neuron's successive windows: ``t_acc + t_gen`` with one
+    membrane bank; ``max(t_acc, t_gen)`` with two (double buffering: the next window
+    accumulates in the other bank while this one generates)."""
+    return max(t_acc, t_gen) if double_buffered else t_acc + t_gen
 
 
 def code_range(theta: Any, k: float = 2.0) -> Any:

@@ -7,7 +7,8 @@
   for uniform inputs (paper Fig. 5, Eq. 13);
 * :func:`plot_raster` -- spikes of one layer over time with the pipeline's windows marked;
 * :func:`plot_schedule` -- every population's accumulate and generate windows (a Gantt chart),
-  for one sample or several pipelined ones.
+  for one sample or several pipelined ones;
+* :func:`plot_hardware` -- neurocores and synaptic operations per layer of a Loihi 2 mapping.
 
 The curve plots are built in two steps so that what they show can be checked without looking at
 pixels: :func:`accuracy_figure` and :func:`synops_figure` return a :class:`FigureSpec` (titles,
@@ -46,6 +47,7 @@ __all__ = [
     "draw",
     "plot_accuracy",
     "plot_conversion_error",
+    "plot_hardware",
     "plot_raster",
     "plot_schedule",
     "plot_synops",
@@ -443,7 +445,10 @@ def plot_schedule(
     """Gantt chart of :func:`schedule_bars`: populations top to bottom, time to the right.
 
     Accumulate windows are blue, generate windows orange; with ``samples > 1`` each sample's
-    windows carry its number, and the latency of sample 0 is marked.
+    windows carry its number, and the latency of sample 0 is marked. A double-buffered schedule
+    (``schedule.double_buffered``) draws each iLIF row's two membrane banks as two half rows
+    (sample ``s`` in bank ``s mod 2``), where the next sample's accumulate window runs beside
+    this one's generate window.
 
     Returns
     -------
@@ -454,12 +459,16 @@ def plot_schedule(
     names = list(schedule.offset)
     fig, ax = _figure(9.0, 1.2 + 0.24 * len(names))
     row = {n: len(names) - 1 - i for i, n in enumerate(names)}
+    double = getattr(schedule, "double_buffered", False)
     for b in bars:
         alpha = 1.0 if b["sample"] == 0 else 0.55
-        ax.broken_barh([(b["start"] - 0.5, b["length"])], (row[b["population"]] - 0.4, 0.8),
+        name = b["population"]  # iLIF rows (both phases) have two banks; input/readout one
+        banks = 2 if double and schedule.t_acc[name] and schedule.t_gen[name] else 1
+        y = row[name] - 0.4 + 0.8 / banks * (b["sample"] % banks)
+        ax.broken_barh([(b["start"] - 0.5, b["length"])], (y, 0.8 / banks),
                        color=_PHASE_COLORS[b["phase"]], alpha=alpha)
         if samples > 1 and b["length"] >= 3:
-            ax.text(b["start"] - 0.5 + b["length"] / 2, row[b["population"]], str(b["sample"]),
+            ax.text(b["start"] - 0.5 + b["length"] / 2, y + 0.4 / banks, str(b["sample"]),
                     ha="center", va="center", fontsize=6, color="w")
     ax.axvline(schedule.latency_steps - 0.5, color="k", ls="--", lw=1,
                label=f"logits of sample 0 complete ({schedule.latency_steps} steps)")
@@ -474,3 +483,34 @@ def plot_schedule(
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(True, axis="x", alpha=0.3)
     return {"path": _save(fig, path), "bars": bars, "populations": names}
+
+
+def plot_hardware(report: Mapping[str, Any], path: str | os.PathLike,
+                  title: str = "Loihi 2 mapping per layer") -> Path:
+    """Neurocores (left) and synaptic operations per inference with the ANN's MACs (right) of
+    every layer of a hardware report (:func:`spikeconverter.converters.hardware
+    .hardware_report`)."""
+    layers = report.get("layers") or {}
+    if not layers:
+        raise ValueError("plot_hardware: the report has no layers")
+    names = list(layers)
+    x = np.arange(len(names))
+    fig, (left, right) = _figure(width=11.0, height=4.2, ncols=2)
+    left.bar(x, [layers[n]["cores"] for n in names], color="tab:blue")
+    t = report["totals"]
+    left.set_title(f"neurocores: {t['cores']} in all, {t['chips']} chip(s)")
+    left.set_ylabel("neurocores")
+    width = 0.4
+    right.bar(x - width / 2, [max(layers[n].get("synaptic_ops", 0.0), 1e-9) for n in names],
+              width, label="synaptic ops (SNN, measured)")
+    right.bar(x + width / 2, [max(layers[n].get("ann_macs", 0), 1e-9) for n in names], width,
+              label="MACs (ANN)")
+    right.set_yscale("log")
+    right.set_ylabel("operations per inference")
+    right.legend(fontsize=8)
+    right.set_title("synaptic operations vs ANN MACs")
+    for ax in (left, right):
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=90, fontsize=7)
+    fig.suptitle(title + (" (double-buffered)" if report.get("double_buffered") else ""))
+    return _save(fig, path)

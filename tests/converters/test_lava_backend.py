@@ -63,14 +63,15 @@ def _data(n=24, seed=1):
     return torch.randn(n, 1, 8, 8, dtype=torch.float64, generator=g)
 
 
-@pytest.mark.parametrize("cls", [TinyCNN, TinyResNet])
-def test_float_logits_equal_norse_streamed(cls):
+@pytest.mark.parametrize("cls,granularity", [(TinyCNN, "layer"), (TinyResNet, "layer"),
+                                              (TinyResNet, "channel")])
+def test_float_logits_equal_norse_streamed(cls, granularity):
     model, x = _model(cls), _data()
-    # the Lava backend calibrates one threshold per layer (its fixed point needs one vth per
-    # population); the same graph in Norse must give the same logits
+    # the same graph (one threshold per layer or per channel) in Norse: the same logits
     norse = sc.convert(model, x, T=5, dtype=torch.float64, progress=False,
-                       threshold_granularity="layer")
-    lnet = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
+                       threshold_granularity=granularity)
+    lnet = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava",
+                      threshold_granularity=granularity)
     assert isinstance(lnet, LavaNetwork)
     images = x[:3]
     logits = lnet.run(images, batch_size=1, progress=False)

@@ -44,8 +44,8 @@ def test_sparse_weights_round_like_dense_and_stay_sparse():
         300, 400, density=0.01, random_state=2, format="csr")
     w = w.tocsr()
     w.data[:3] = 1e-9  # rounds to zero: dropped
-    m, err = fixed_point._round_weights(w, 90.0, 1)
-    dense, err_dense = fixed_point._round_weights(w.toarray(), 90.0, 1)
+    m, err = fixed_point._round_weights(w * 90.0, 1)
+    dense, err_dense = fixed_point._round_weights(w.toarray() * 90.0, 1)
     assert sp.issparse(m) and m.nnz < w.nnz
     np.testing.assert_array_equal(m.toarray(), dense)
     assert err == pytest.approx(err_dense)
@@ -102,8 +102,8 @@ def test_load_reuses_the_plans_cached_beside_the_file(tmp_path, monkeypatch):
         real_float, real_fixed = network.float_plan, network.fixed_point_plan
         monkeypatch.setattr(network, "float_plan", lambda *a: calls.append("float")
                             or real_float(*a))
-        monkeypatch.setattr(network, "fixed_point_plan", lambda *a: calls.append("fixed")
-                            or real_fixed(*a))
+        monkeypatch.setattr(network, "fixed_point_plan", lambda *a, **kw: calls.append("fixed")
+                            or real_fixed(*a, **kw))
         first = sc.load(path).plan(True)
         assert calls == ["float", "fixed"]
         assert (tmp_path / "net.snn.lavaplan").is_file()

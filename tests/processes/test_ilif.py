@@ -50,7 +50,7 @@ def test_float_model_matches_norse_spike_for_spike(rng, rounding, signed):
     vth = rng.uniform(0.5, 1.5, size=N)
     bias = rng.normal(0.0, 0.3, size=N)
     on_threshold(current, vth, bias, 0.125, 1.0)
-    neurons = ILIF(shape=(N,), vth=vth, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, bias=bias,
+    neurons = ILIF(shape=(N,), vth=vth, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, bias_mant=bias,
                    rounding=rounding, signed=signed)
     lava_z, _ = run_chain(current, [neurons], (N,))
     expected = norse_spikes(current, vth, bias, rounding, signed)
@@ -65,7 +65,8 @@ def test_float_model_matches_norse_spike_for_spike(rng, rounding, signed):
 @pytest.mark.lava
 def test_float_model_matches_norse_with_k_below_two(rng):
     current = rng.normal(0.0, 0.6, size=(N, STEPS))
-    neurons = ILIF(shape=(N,), vth=0.7, k=1.6, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, bias=0.1)
+    neurons = ILIF(shape=(N,), vth=0.7, k=1.6, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET,
+                   bias_mant=0.1)
     lava_z, _ = run_chain(current, [neurons], (N,))
     assert np.array_equal(lava_z, norse_spikes(current, 0.7, 0.1, "floor", False, k=1.6))
 
@@ -81,10 +82,10 @@ def test_fixed_point_equals_float_on_integers(rng, rounding, signed):
     common = dict(shape=(N,), vth=vth, t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET,
                   rounding=rounding, signed=signed)
     # fixed point: input and threshold are << 6, the bias is not: give it 64x the float bias
-    fixed = ILIF(**common, bias=64 * bias)
+    fixed = ILIF(**common, bias_mant=64 * bias)
     z_fixed, (v_fixed, sat) = run_chain(current.astype(np.int32), [fixed], (N,), "fixed_pt",
                                         read=[(fixed, "v"), (fixed, "saturations")])
-    floating = ILIF(**common, bias=bias.astype(float))
+    floating = ILIF(**common, bias_mant=bias.astype(float))
     z_float, (v_float,) = run_chain(current.astype(float), [floating], (N,), read=[(floating, "v")])
     assert np.abs(z_float).sum() > 10
     assert z_float[0, OFFSET + T_ACC] == 1
@@ -127,8 +128,8 @@ def test_fixed_point_check_rejects_what_the_bit_accurate_model_cannot_run():
     with pytest.raises(ValueError, match="vth"):
         check_fixed_point(ILIF(shape=(2,), vth=0.5))
     with pytest.raises(ValueError, match="bias"):
-        check_fixed_point(ILIF(shape=(2,), vth=8, bias=0.25))
-    check_fixed_point(ILIF(shape=(2,), vth=[8, 2**17 - 1], bias=-(2**12)))
+        check_fixed_point(ILIF(shape=(2,), vth=8, bias_mant=0.25))
+    check_fixed_point(ILIF(shape=(2,), vth=[8, 2**17 - 1], bias_mant=-(2**12)))
 
 
 @pytest.mark.parametrize(
@@ -144,7 +145,7 @@ def test_fixed_point_check_rejects_what_the_bit_accurate_model_cannot_run():
         (dict(shape=(4,), t_acc=0), "t_acc"),
         (dict(shape=(4,), t_gen=2.0), "t_gen"),
         (dict(shape=(4,), offset=-1), "offset"),
-        (dict(shape=(4,), bias=[1.0, 2.0, 3.0]), "bias"),
+        (dict(shape=(4,), bias_mant=[1.0, 2.0, 3.0]), "bias_mant"),
         (dict(shape=(4,), bias_exp=0.5), "bias_exp"),
         (dict(shape=(4,), rounding="ceil"), "rounding"),
         (dict(shape=(4,), signed="yes"), "signed"),
@@ -156,12 +157,12 @@ def test_constructor_names_the_bad_argument(kwargs, culprit):
 
 
 def test_per_channel_threshold_broadcasts_over_the_shape():
-    neurons = ILIF(shape=(2, 3, 4), vth=np.arange(1, 5), bias=0.5)
+    neurons = ILIF(shape=(2, 3, 4), vth=np.arange(1, 5), bias_mant=0.5)
     vth = neurons.vth.init
     assert vth.shape == (2, 3, 4)
     assert np.array_equal(vth[1, 2], np.arange(1, 5))
     assert neurons.shape == (2, 3, 4)
-    assert not np.shares_memory(neurons.bias.init, np.asarray(0.5))
+    assert not np.shares_memory(neurons.bias_mant.init, np.asarray(0.5))
 
 
 @pytest.mark.parametrize("t_gen", [1, 2, 4, 6, 8, 12, 16, 23, 24, 32])
@@ -178,3 +179,72 @@ def test_fixed_point_half_lsb_is_the_shift_and_the_coding_offset(t_gen, rng):
     assert np.array_equal(half[exact], offset[exact])
     assert np.all(half[~exact] < offset[~exact])
     assert not fixed_rounding_offset(vth_eff, t_gen, "floor").any()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "var"),
+    [(dict(vth=1.5), "vth"), (dict(vth=8, bias_mant=0.25), "bias_mant"),
+     (dict(vth=2**17), "vth")],
+)
+def test_bit_accurate_model_validates_the_process_under_plain_lava(kwargs, var):
+    # no project helper: Lava's own run with a fixed_pt config must refuse, naming the Var
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    neurons = ILIF(shape=(2,), t_acc=2, t_gen=2, **kwargs)
+    try:
+        with pytest.raises(ValueError, match=f"Var '{var}'"):
+            neurons.run(condition=RunSteps(num_steps=1),
+                        run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    finally:
+        neurons.stop()
+
+
+def test_float_model_accepts_fractional_mantissas_under_plain_lava():
+    # 1.5 and 1.5 accumulate to 4.5 = 3 * 1.5: all ones, with the threshold not truncated to 1
+    out, _ = run_chain(np.full((2, 4), 1.5), [ILIF(shape=(2,), vth=1.5, t_acc=2, t_gen=2)], (2,))
+    assert out[:, 2:].tolist() == [[1, 1], [1, 1]]
+
+
+def test_old_bias_name_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="bias_mant"):
+        neurons = ILIF(shape=(3,), bias=0.5)
+    assert np.array_equal(neurons.bias_mant.init, np.full(3, 0.5))
+    with pytest.warns(DeprecationWarning, match="bias_mant"):
+        assert neurons.bias is neurons.bias_mant
+    with pytest.raises(ValueError, match="bias_mant"):
+        ILIF(shape=(3,), bias=0.5, bias_mant=0.5)
+
+
+def test_window_parameters_are_read_only_attributes():
+    neurons = ILIF(shape=(3,), k=1.5, t_acc=5, t_gen=7, offset=2)
+    assert (neurons.k, neurons.t_acc, neurons.t_gen, neurons.offset) == (1.5, 5, 7, 2)
+    with pytest.raises(AttributeError):
+        neurons.t_gen = 3
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_bias_shift_trick_gives_the_same_spikes(shift, rng):
+    # a bias m << (7 + shift) needs an exponent beyond 7; entering `shift` steps early with
+    # exponent 7 lets the accumulate doublings supply the rest, exactly
+    current = rng.integers(-40, 60, size=(N, STEPS))
+    common = dict(shape=(N,), t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, rounding="nearest")
+    mant = rng.integers(-300, 300, N)
+    vth = 2**14
+    direct = ILIF(**common, vth=vth, bias_mant=mant, bias_exp=7 + shift)
+    shifted = ILIF(**common, vth=vth, bias_mant=mant, bias_exp=7, bias_shift=shift)
+    z_direct, (v_direct,) = run_chain(current, [direct], (N,), "fixed_pt", read=[(direct, "v")])
+    z_shift, (v_shift,) = run_chain(current, [shifted], (N,), "fixed_pt", read=[(shifted, "v")])
+    assert z_direct.any() and np.array_equal(z_direct, z_shift)
+    assert np.array_equal(v_direct, v_shift)
+    # the float model: a bias entering `shift` steps early is multiplied by 2**shift
+    fl = dict(common, vth=1.0)
+    zf, _ = run_chain(current / 64.0, [ILIF(**fl, bias_mant=mant * 2.0**shift / 64)], (N,))
+    zs, _ = run_chain(current / 64.0, [ILIF(**fl, bias_mant=mant / 64, bias_shift=shift)], (N,))
+    assert np.array_equal(zf, zs)
+
+
+def test_bias_shift_must_lie_within_the_accumulate_phase():
+    with pytest.raises(ValueError, match="bias_shift"):
+        ILIF(shape=(2,), t_acc=4, bias_shift=4)
+    assert ILIF(shape=(2,), t_acc=4, bias_shift=3).bias_shift == 3

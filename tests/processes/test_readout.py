@@ -38,7 +38,7 @@ def report_steps():
 def test_float_readout_sends_each_windows_logits_once(rng):
     current = rng.normal(size=(N, STEPS))
     bias = rng.normal(size=N)
-    readout = Readout(shape=(N,), t_acc=T_ACC, period=PERIOD, offset=OFFSET, bias=bias)
+    readout = Readout(shape=(N,), t_acc=T_ACC, period=PERIOD, offset=OFFSET, bias_mant=bias)
     out, (v,) = run_chain(current, [readout], (N,), read=[(readout, "v")])
     logits = expected_logits(current, bias)
     steps = report_steps()
@@ -53,7 +53,7 @@ def test_fixed_readout_is_64_times_the_float_one_and_counts_saturation(rng):
     current = rng.integers(-20, 20, size=(N, STEPS))
     current[4] = 2**15  # 2**21 after the shift: 2**21, 3 * 2**21, then 7 * 2**21 > 2**23 - 1
     bias = rng.integers(-3, 4, size=N)
-    fixed = Readout(shape=(N,), t_acc=T_ACC, period=PERIOD, offset=OFFSET, bias=64 * bias)
+    fixed = Readout(shape=(N,), t_acc=T_ACC, period=PERIOD, offset=OFFSET, bias_mant=64 * bias)
     out, (sat,) = run_chain(current.astype(np.int32), [fixed], (N,), "fixed_pt",
                             read=[(fixed, "saturations")])
     logits = expected_logits(current.astype(float), bias.astype(float))
@@ -95,7 +95,7 @@ def test_ilif_dense_readout_pipeline_reads_the_quantised_layer(rng):
         (dict(shape=(3,), t_acc=0), "t_acc"),
         (dict(shape=(3,), t_acc=4, period=3), "period"),
         (dict(shape=(3,), offset=1.5), "offset"),
-        (dict(shape=(3,), bias=[1, 2]), "bias"),
+        (dict(shape=(3,), bias_mant=[1, 2]), "bias_mant"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs, culprit):

@@ -89,7 +89,8 @@ _backend = resolve_backend
 
 def load(path: str | os.PathLike, *, mode: str | None = None,
          dtype: torch.dtype | None = None, backend: str | None = None,
-         device: torch.device | str | None = None) -> Any:
+         device: torch.device | str | None = None,
+         double_buffered: bool | None = None) -> Any:
     """Read a network written by a network's ``save`` and build it in a backend.
 
     Parameters
@@ -103,6 +104,9 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         from one backend loads into the other (its schedule is recomputed for it).
     device : torch.device or str, optional
         Move a torch network (Norse) there (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+    double_buffered : bool, optional
+        Override the saved neuron option (one or two membrane banks; the schedule is
+        recomputed).
 
     Raises
     ------
@@ -118,7 +122,8 @@ def load(path: str | os.PathLike, *, mode: str | None = None,
         raise ValueError(f"backend {name!r} cannot load network files (registered without a "
                          "loader)")
     try:
-        net = _LOADERS[name](data, mode=mode, dtype=dtype)
+        extra = {} if double_buffered is None else {"double_buffered": bool(double_buffered)}
+        net = _LOADERS[name](data, mode=mode, dtype=dtype, **extra)
     except ValueError as exc:  # e.g. a T beyond the dtype's range, a forged schedule
         raise ValueError(f"{path}: {exc}") from None
     return _to_device(net, dev)
@@ -156,6 +161,7 @@ def convert(
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 64,
     device: torch.device | str | None = None,
+    double_buffered: bool = False,
 ) -> Any:
     """Convert a trained model into a spiking network of iLIF neurons.
 
@@ -178,9 +184,8 @@ def convert(
         (:func:`~spikeconverter.converters.correction.correct`).
         Left out, these three take the best measured setting for ``T``
         (:func:`~spikeconverter.converters.correction.default_settings`: per-layer ``max``
-        thresholds, with both corrections up to T = 8). The Lava backend's fixed point needs
-        one threshold per population, so with ``backend="lava"`` the granularity is always
-        ``"layer"`` unless given.
+        thresholds, with both corrections up to T = 8). Both granularities also run in the
+        Lava backend's fixed point (per-neuron ``vth``).
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
         is unbiased and holds up at small T.
@@ -206,6 +211,11 @@ def convert(
     device : torch.device or str, optional
         Where calibration runs and the network lives (``"cpu"``, ``"cuda"``, ``"cuda:N"``;
         default: the CPU). Checked first.
+    double_buffered : bool
+        Neurons with two membrane banks (beyond the paper): each population accumulates the
+        next sample while it generates this one, so a stream takes a sample every ``T`` steps
+        instead of ``2 T``, with the same logits; the neuron state doubles. Saved with the
+        network (its schedule). Norse: :meth:`SpikingNetwork.stream`; Lava: ``lnet.run``.
 
     Returns
     -------
@@ -225,6 +235,8 @@ def convert(
     """
     dev = resolve_device(device)
     coding.validate_code_params(k=k, rounding=rounding)
+    if not isinstance(double_buffered, bool):
+        raise ValueError(f"double_buffered must be True or False, got {double_buffered!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     build = resolve_backend(backend)
@@ -244,8 +256,6 @@ def convert(
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
     best = default_settings(T)
-    if backend == "lava":
-        best["threshold_granularity"] = "layer"
     work = torch.float64 if dtype == torch.float64 else torch.float32
     calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
               granularity=threshold_granularity or best["threshold_granularity"],
@@ -256,5 +266,7 @@ def convert(
             dtype=work, device=dev)
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
-    net = build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress)
+    # passed only when set: a third-party builder need not know the option
+    extra = {"double_buffered": True} if double_buffered else {}
+    net = build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress, **extra)
     return _to_device(net, dev if device is not None else None)

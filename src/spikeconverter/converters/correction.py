@@ -223,11 +223,13 @@ class _Pass:
         return factors[pick, np.arange(factors.shape[1])]
 
     def _release(self, pop: Population) -> None:
-        for e in pop.edges:
-            self.remaining[e.source] -= 1
-            if self.remaining[e.source] == 0:
-                self.ann.pop(e.source, None)
-                self.quant.pop(e.source, None)
+        # once per source: ``remaining`` counts consuming populations, and a population may
+        # have several edges from one source (``a + 0.5 * a``, a concatenation with itself)
+        for src in dict.fromkeys(e.source for e in pop.edges):
+            self.remaining[src] -= 1
+            if self.remaining[src] == 0:
+                self.ann.pop(src, None)
+                self.quant.pop(src, None)
 
 
 def _grid(factors: np.ndarray, hi: float | None) -> np.ndarray:

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from spikeconverter.converters.ir import Edge, Graph, Op, apply_op
 
-__all__ = ["ann_macs", "connection_op", "fan_in", "fan_out", "fan_outs"]
+__all__ = ["ann_macs", "connection_op", "edge_connections", "edge_fan_out", "fan_in", "fan_out",
+           "fan_outs"]
 
 
 def connection_op(op: Op, x: torch.Tensor) -> torch.Tensor:
@@ -37,6 +38,26 @@ def _edge_connections(edge: Edge, x: torch.Tensor) -> torch.Tensor:
     for op in edge.ops:
         x = connection_op(op, x)
     return x
+
+
+def edge_connections(graph: Graph, target: str, i: int) -> int:
+    """Synapses of edge ``i`` of population ``target`` (its one-to-one connections)."""
+    e = graph[target].edges[i]
+    with torch.no_grad():
+        x = torch.ones((1, *graph[e.source].shape), dtype=torch.float64)
+        return int(round(float(_edge_connections(e, x).sum())))
+
+
+@torch.enable_grad()
+def edge_fan_out(graph: Graph, target: str, i: int) -> torch.Tensor:
+    """Synapses that each neuron of the source of edge ``i`` of ``target`` drives through that
+    edge (float64, the source's shape; max pooling targets count once per window)."""
+    pop = graph[target]
+    e = pop.edges[i]
+    x = torch.zeros((1, *graph[e.source].shape), dtype=torch.float64, requires_grad=True)
+    out = _pool_windows(x, pop.attrs) if pop.kind == "maxpool" else _edge_connections(e, x)
+    (grad,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
+    return torch.zeros(x.shape[1:], dtype=torch.float64) if grad is None else grad[0].detach()
 
 
 def fan_in(graph: Graph, name: str) -> torch.Tensor:

@@ -22,26 +22,35 @@ __all__ = ["LavaNetwork", "build", "from_file", "lava_schedule"]
 
 
 def build(graph: Graph, *, calibration: Any = None, progress: bool = True,
-          margin: float = 0.5, **_: Any) -> LavaNetwork:
-    """A :class:`LavaNetwork` of a calibrated graph; with ``calibration`` data it also measures
-    the membrane peaks that fixed point needs. Norse options (``mode``, ``dtype``) are
-    ignored."""
-    net = LavaNetwork(graph, margin=margin)
+          margin: float = 0.5, allow_violations: bool = False, double_buffered: bool = False,
+          **_: Any) -> LavaNetwork:
+    """A :class:`LavaNetwork` of a calibrated graph (``double_buffered``: neurons with two
+    membrane banks); with ``calibration`` data it also measures the membrane peaks that fixed
+    point needs. Norse options (``mode``, ``dtype``) are ignored."""
+    net = LavaNetwork(graph, margin=margin, allow_violations=allow_violations,
+                      double_buffered=double_buffered)
     if calibration is not None:
         net.calibrate_fixed_point(calibration, progress=progress)
     return net
 
 
-def from_file(data: NetworkFile, **_: Any) -> LavaNetwork:
+def from_file(data: NetworkFile, *, double_buffered: bool | None = None,
+              **_: Any) -> LavaNetwork:
     """A :class:`LavaNetwork` from a read network file (a file saved by another backend gets
-    the Lava schedule; a Lava file keeps its fixed-point calibration). Its plans are cached
-    beside the file (:func:`~spikeconverter.converters.to_lava.plancache.plan_cache_path`):
-    reused when they belong to this very network, rebuilt and written otherwise."""
-    if data.backend == "lava":  # a schedule follows from the graph: a different one is forged
-        check_schedule(data.schedule, lava_schedule(data.graph))
-    net = LavaNetwork(data.graph, data.schedule if data.backend == "lava" else None,
+    the Lava schedule; a Lava file keeps its fixed-point calibration). ``double_buffered``
+    overrides the saved option (the schedule is then recomputed). Its plans are cached beside
+    the file (:func:`~spikeconverter.converters.to_lava.plancache.plan_cache_path`): reused
+    when they belong to this very network, rebuilt and written otherwise."""
+    saved = data.schedule.double_buffered
+    double = saved if double_buffered is None else bool(double_buffered)
+    keep = data.backend == "lava" and double == saved
+    if keep:  # a schedule follows from the graph: a different one is forged
+        check_schedule(data.schedule, lava_schedule(data.graph, double))
+    net = LavaNetwork(data.graph, data.schedule if keep else None, double_buffered=double,
                       membrane_peaks=data.state.get("membrane_peaks"),
-                      margin=float(data.options.get("margin", 0.5)))
+                      margin=float(data.options.get("margin", 0.5)),
+                      activity=data.state.get("activity"),
+                      allow_violations=bool(data.options.get("allow_violations", False)))
     if data.path is not None:
         net.use_plan_cache(plan_cache_path(data.path))
     return net

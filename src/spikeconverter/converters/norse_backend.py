@@ -46,6 +46,7 @@ import torch.nn as nn
 from spikeconverter import coding
 from spikeconverter.converters import counting
 from spikeconverter.converters.ir import Graph, Population, apply_op, theta_tensor
+from spikeconverter.converters.norse_stream import stream
 from spikeconverter.converters.schedule import Schedule, compute_schedule
 from spikeconverter.converters.serialize import NetworkFile, write
 from spikeconverter.converters.validate import check_batch, check_graph, check_schedule
@@ -214,10 +215,12 @@ class SpikingNetwork(nn.Module):
                     per_pop[pop.name] = self._pop_stats(pop, None, batch)
                     continue
                 train = self._train(pop, trains, x)
-                for e in pop.edges:  # free trains nobody needs any more
-                    remaining[e.source] -= 1
-                    if remaining[e.source] == 0:
-                        trains.pop(e.source, None)
+                # free trains nobody needs any more (once per source: a population may have
+                # several edges from one, as in ``a + 0.5 * a``)
+                for src in dict.fromkeys(e.source for e in pop.edges):
+                    remaining[src] -= 1
+                    if remaining[src] == 0:
+                        trains.pop(src, None)
                 trains[pop.name] = train
                 if self.record:
                     self.spikes[pop.name] = train.frames()
@@ -369,6 +372,17 @@ class SpikingNetwork(nn.Module):
             return SpikeTrain(theta, t_gen, start, code=generate_code(v, theta, t_gen, signed))
         return SpikeTrain(theta, t_gen, start, k=k, frames=generate(v, theta, t_gen, k, signed))
 
+    def stream(self, images: torch.Tensor, *, progress: bool = False) -> torch.Tensor:
+        """Logits ``(N, classes)`` of ``images`` streamed one after another, step by step on one
+        clock, a sample every ``P`` steps (``P = T`` when ``schedule.double_buffered``, else
+        ``2 T``; :mod:`spikeconverter.converters.norse_stream`). Same logits as ``net(images)``
+        (the same spikes); ``stats`` gets ``latency_steps``, ``steps_per_sample`` and the
+        counted ``steps_simulated`` = ``latency + (N - 1) * P``."""
+        g = self.graph
+        x = check_batch(images, "the input", tuple(g[g.input].shape))
+        logits, self.stats = stream(self, x, progress=progress)
+        return logits
+
     # -- statistics ---------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -493,18 +507,24 @@ class SpikingNetwork(nn.Module):
 
 
 def build(graph: Graph, *, mode: str = "fused", dtype: torch.dtype = torch.float32,
-          **_: Any) -> SpikingNetwork:
+          double_buffered: bool = False, **_: Any) -> SpikingNetwork:
     """The Norse backend's builder: a :class:`SpikingNetwork` with direct delivery
-    (``hop_latency=0``). Options for other backends (e.g. ``calibration``) are ignored."""
-    return SpikingNetwork(graph, compute_schedule(graph, hop_latency=0), mode=mode, dtype=dtype)
+    (``hop_latency=0``; ``double_buffered``: neurons with two membrane banks, for
+    :meth:`SpikingNetwork.stream`). Options for other backends (e.g. ``calibration``) are
+    ignored."""
+    schedule = compute_schedule(graph, hop_latency=0, double_buffered=double_buffered)
+    return SpikingNetwork(graph, schedule, mode=mode, dtype=dtype)
 
 
 def from_file(data: NetworkFile, *, mode: str | None = None, dtype: torch.dtype | None = None,
-              **_: Any) -> SpikingNetwork:
+              double_buffered: bool | None = None, **_: Any) -> SpikingNetwork:
     """A :class:`SpikingNetwork` from a read network file; a file saved by another backend gets
-    the Norse schedule. ``mode``/``dtype`` override the saved ones."""
-    schedule = compute_schedule(data.graph, 0)
-    if data.backend == "norse":  # a schedule follows from the graph: a different one is forged
+    the Norse schedule. ``mode``/``dtype``/``double_buffered`` override the saved ones."""
+    saved = data.schedule.double_buffered
+    double = saved if double_buffered is None else bool(double_buffered)
+    schedule = compute_schedule(data.graph, 0, double_buffered=double)
+    # a schedule follows from the graph: a different one is forged
+    if data.backend == "norse" and double == saved:
         check_schedule(data.schedule, schedule)
         schedule = data.schedule
     dt = dtype or getattr(torch, data.options.get("dtype", "float32"))

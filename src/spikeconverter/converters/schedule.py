@@ -16,6 +16,13 @@ DAG:
 
 ``hop`` is the per-synapse latency: 0 for the Norse backend (direct delivery), 1 for Lava
 Dense/Conv; it may also be a function of (target population, edge).
+
+Streams: a population is busy ``t_acc + t_gen`` steps per sample with one membrane bank; with
+two (``double_buffered``, :mod:`spikeconverter.plugin.functional`) it accumulates the next
+sample while it generates this one and takes a sample every ``max(t_acc, t_gen)`` steps
+(:func:`spikeconverter.coding.window_period`). The period ``P`` of the network is the largest
+over its populations; ``N`` samples fed every ``P`` steps take ``latency + (N - 1) * P``
+steps. Double buffering leaves offsets, delays and latency as they are and about halves ``P``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from spikeconverter.coding import window_period
 from spikeconverter.converters.ir import Edge, Graph, Population
 
 __all__ = ["Schedule", "compute_schedule"]
@@ -47,8 +55,11 @@ class Schedule:
         Steps from the first input step until the logits are complete (one sample): the
         readout's last accumulate step plus one.
     steps_per_sample : int
-        Steps a population is busy per sample (the largest ``t_acc + t_gen``): in a pipelined
-        stream a new sample can enter every ``steps_per_sample`` steps.
+        Steps a population is busy per sample (the largest ``t_acc + t_gen``, or with
+        ``double_buffered`` the largest ``max(t_acc, t_gen)``): in a pipelined stream a new
+        sample can enter every ``steps_per_sample`` steps (the period ``P``).
+    double_buffered : bool
+        The neurons have two membrane banks (see the module docstring).
     """
 
     offset: dict[str, int]
@@ -60,6 +71,7 @@ class Schedule:
     latency_steps: int
     steps_per_sample: int
     T: dict[str, int] = field(default_factory=dict)
+    double_buffered: bool = False
 
     def generate_start(self, name: str) -> int:
         """First step of population ``name``'s emitted train."""
@@ -79,6 +91,7 @@ class Schedule:
             "arrival": [[n, i, a] for (n, i), a in self.arrival.items()],
             "hop_latency": self.hop_latency, "latency_steps": self.latency_steps,
             "steps_per_sample": self.steps_per_sample, "T": dict(self.T),
+            "double_buffered": self.double_buffered,
         }
 
     @classmethod
@@ -89,6 +102,7 @@ class Schedule:
             arrival={(n, int(i)): int(s) for n, i, s in d["arrival"]},
             hop_latency=d["hop_latency"], latency_steps=int(d["latency_steps"]),
             steps_per_sample=int(d["steps_per_sample"]), T=dict(d.get("T", {})),
+            double_buffered=bool(d.get("double_buffered", False)),
         )
 
 
@@ -121,7 +135,7 @@ def _train_lengths(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
 
 def compute_schedule(
     graph: Graph, hop_latency: int | Callable[[Population, Edge], int] = 0, *,
-    lock_step: bool = False,
+    lock_step: bool = False, double_buffered: bool = False,
 ) -> Schedule:
     """Schedule of a calibrated graph (every spiking population has its ``T``).
 
@@ -137,7 +151,12 @@ def compute_schedule(
         with their period and a stream of samples enters every period): a population whose
         own window would be shorter than ``P = max(longest incoming train + T)`` accumulates
         longer, ``t_acc = P - T``; trains still land at the window start. Then sample ``i`` is
-        in every population's window ``i``.
+        in every population's window ``i``. With ``double_buffered`` the period is
+        ``P = max(longest incoming train, T)`` over the populations and each accumulates for
+        ``t_acc = P``.
+    double_buffered : bool
+        Neurons with two membrane banks: a population's period is ``max(t_acc, t_gen)``
+        instead of ``t_acc + t_gen``; offsets and latency are unchanged.
 
     Raises
     ------
@@ -145,9 +164,12 @@ def compute_schedule(
         A population is not calibrated, or a hop latency is negative.
     """
     hop, hop_value = _check_hop(hop_latency)
+    if not isinstance(double_buffered, bool):
+        raise ValueError(f"double_buffered must be True or False, got {double_buffered!r}")
     graph.validate()
     t_gen, longest = _train_lengths(graph)
-    period = max([longest[n] + t_gen[n] for n in longest] + [t_gen[graph.input]])
+    period = max([window_period(longest[n], t_gen[n], double_buffered) for n in longest]
+                 + [t_gen[graph.input]])
     offset: dict[str, int] = {}
     t_acc: dict[str, int] = {}
     delay: dict[tuple[str, int], int] = {}
@@ -168,7 +190,7 @@ def compute_schedule(
         if pop.kind == "maxpool":
             t_acc[name] = 0
         elif lock_step and pop.kind != "readout":
-            t_acc[name] = period - t_gen[name]
+            t_acc[name] = period if double_buffered else period - t_gen[name]
         else:
             t_acc[name] = longest[name]
     out = graph.output
@@ -176,6 +198,8 @@ def compute_schedule(
         offset=offset, t_acc=t_acc, t_gen=t_gen, delay=delay, arrival=arrival,
         hop_latency=hop_value,
         latency_steps=offset[out] + t_acc[out],
-        steps_per_sample=max(t_acc[n] + t_gen[n] for n in offset),
+        steps_per_sample=max(window_period(t_acc[n], t_gen[n], double_buffered)
+                             for n in offset),
         T={p.name: int(p.T) for p in graph if p.T is not None},
+        double_buffered=double_buffered,
     )

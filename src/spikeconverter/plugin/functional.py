@@ -11,6 +11,16 @@ the steps from the initial state and ``tau = (n - offset) mod (t_acc + t_gen)``:
 
 With ``k = 2`` a window turns the accumulated value into :func:`spikeconverter.coding.encode`'s
 train, spike for spike.
+
+Double buffering (``double_buffered=True``, beyond the paper): the population holds two membrane
+banks and alternates them, so it accumulates sample ``i + 1`` in one bank while it generates
+sample ``i`` from the other. Its period is ``P = max(t_acc, t_gen)`` instead of
+``t_acc + t_gen``: with ``r = n - offset``, the bank ``(r // P) mod 2`` accumulates at window
+step ``r mod P < t_acc`` and the bank ``((r - t_acc) // P) mod 2`` generates at window step
+``(r - t_acc) mod P < t_gen``; each bank follows exactly the single-banked equations, so a
+stream of samples fed every ``P`` steps gives, sample for sample, the spikes the single-banked
+neuron gives when fed every ``t_acc + t_gen`` steps. A bank that neither accumulates nor
+generates holds 0. The state's ``v`` then has a leading axis of 2 (the banks).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import norse.torch.utils.pytree as pytree
 import torch
 from norse.torch.functional.threshold import threshold
 
-from spikeconverter.coding import rounding_offset, validate_code_params
+from spikeconverter.coding import rounding_offset, validate_code_params, window_period
 
 __all__ = [
     "ILIFParameters",
@@ -58,6 +68,9 @@ class ILIFParameters(pytree.StateTuple, metaclass=pytree.MultipleInheritanceName
         Norse surrogate-gradient method of the threshold (``"super"``, ``"triangle"``, ...).
     alpha : float
         Parameter of the surrogate gradient.
+    double_buffered : bool
+        Two membrane banks: accumulate the next sample while generating this one (period
+        ``max(t_acc, t_gen)`` instead of ``t_acc + t_gen``; see the module docstring).
     """
 
     k: float = 2.0
@@ -70,6 +83,7 @@ class ILIFParameters(pytree.StateTuple, metaclass=pytree.MultipleInheritanceName
     signed: bool = False
     method: str = "super"
     alpha: float = torch.as_tensor(100.0)
+    double_buffered: bool = False
 
 
 class ILIFState(NamedTuple):
@@ -78,7 +92,8 @@ class ILIFState(NamedTuple):
     Parameters
     ----------
     v : torch.Tensor
-        Membrane potential.
+        Membrane potential; with ``double_buffered`` parameters the two banks stacked on a
+        leading axis of 2.
     n : torch.Tensor
         Integer step counter (0-dim), the phase clock of the windows.
     """
@@ -99,15 +114,20 @@ def validate_parameters(p: ILIFParameters) -> None:
             raise ValueError(f"ILIFParameters.{name} must be an integer >= 1, got {value!r}")
     if isinstance(p.offset, bool) or not isinstance(p.offset, int) or p.offset < 0:
         raise ValueError(f"ILIFParameters.offset must be an integer >= 0, got {p.offset!r}")
+    if not isinstance(p.double_buffered, bool):
+        raise ValueError("ILIFParameters.double_buffered must be True or False, got "
+                         f"{p.double_buffered!r}")
     v_th = torch.as_tensor(p.v_th)
     if not bool(torch.isfinite(v_th).all()) or not bool((v_th > 0).all()):
         raise ValueError(f"ILIFParameters.v_th must be finite and > 0, got {p.v_th!r}")
 
 
-def ilif_initial_state(input_tensor: torch.Tensor) -> ILIFState:
-    """Zero membrane of the input's shape, dtype and device; clock at step 0."""
+def ilif_initial_state(input_tensor: torch.Tensor, double_buffered: bool = False) -> ILIFState:
+    """Zero membrane of the input's shape, dtype and device (two banks, stacked on a leading
+    axis, when ``double_buffered``); clock at step 0."""
+    v = torch.zeros_like(input_tensor)
     return ILIFState(
-        v=torch.zeros_like(input_tensor),
+        v=torch.stack([v, v]) if double_buffered else v,
         n=torch.zeros((), dtype=torch.long, device=input_tensor.device),
     )
 
@@ -181,22 +201,16 @@ def ilif_step(
         Spikes of this step (0/1, or -1/0/1 if signed) and the next state.
     """
     v, n = state
-    period = p.t_acc + p.t_gen
-    rel = n - p.offset
-    active = (rel >= 0).to(v.dtype)
-    tau = torch.remainder(rel, period)
-    accumulating = (tau < p.t_acc).to(v.dtype) * active
-    generating = active - accumulating
-    # One expression for both phases: scalar gates select what each phase keeps, so the step is
-    # free of data-dependent branches (torch.compile) and touches the tensor a few times only.
-    keep = p.k * (active - accumulating * (tau == 0).to(v.dtype))
+    acc, first, last, gen = (_bank_gates if p.double_buffered else _gates)(n, p, v)
+    keep = p.k * (acc - first + gen)  # 0 while idle and at the first accumulate step
     v_th = p.v_th
     z = _spike(v - v_th, p)
     if p.signed:
         z = z - _spike(-v - v_th, p)
-    z = z * generating
-    v_new = keep * (v - z * v_th) + accumulating * input_tensor
-    last = accumulating * (tau == p.t_acc - 1).to(v.dtype)
+    z = z * gen
+    # One expression for all phases (and both banks): the gates select what each phase keeps,
+    # so the step is free of data-dependent branches (torch.compile).
+    v_new = keep * (v - z * v_th) + acc * input_tensor
     if not (isinstance(p.bias, (int, float)) and p.bias == 0):
         v_new = v_new + last * p.bias
     if p.rounding == "nearest":
@@ -204,4 +218,32 @@ def ilif_step(
         if p.signed:
             half = half * torch.sign(v_new)
         v_new = v_new + last * half
+    if p.double_buffered:
+        z = z.sum(0)  # at most one bank generates
     return z, ILIFState(v=v_new, n=n + 1)
+
+
+def _gates(n: torch.Tensor, p: ILIFParameters, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Scalar gates of one bank at step ``n``: accumulating, first and last accumulate step,
+    generating (0/1 in ``v``'s dtype)."""
+    rel = n - p.offset
+    active = (rel >= 0).to(v.dtype)
+    tau = torch.remainder(rel, window_period(p.t_acc, p.t_gen))
+    acc = (tau < p.t_acc).to(v.dtype) * active
+    return (acc, acc * (tau == 0).to(v.dtype), acc * (tau == p.t_acc - 1).to(v.dtype),
+            active - acc)
+
+
+def _bank_gates(n: torch.Tensor, p: ILIFParameters, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gates of :func:`_gates` for two banks, shaped ``(2, 1, ...)`` to broadcast over the
+    bank axis of ``v``: bank ``w mod 2`` holds the sample of window ``w``."""
+    period = window_period(p.t_acc, p.t_gen, True)
+    banks = torch.arange(2, device=v.device).reshape(2, *([1] * (v.ndim - 1)))
+    rel = n - p.offset
+    tau = torch.remainder(rel, period)
+    acc = ((rel >= 0) & (tau < p.t_acc) & (torch.div(rel, period, rounding_mode="floor") % 2
+                                            == banks)).to(v.dtype)
+    rel_gen = rel - p.t_acc
+    gen = ((rel_gen >= 0) & (torch.remainder(rel_gen, period) < p.t_gen)
+           & (torch.div(rel_gen, period, rounding_mode="floor") % 2 == banks)).to(v.dtype)
+    return acc, acc * (tau == 0).to(v.dtype), acc * (tau == p.t_acc - 1).to(v.dtype), gen

@@ -121,7 +121,7 @@ class ILIFCell(_RegisteredParameters, SNNCell):
         super().__init__(activation=ilif_step, state_fallback=self.initial_state, p=p, **kwargs)
 
     def initial_state(self, input_tensor: torch.Tensor) -> ILIFState:
-        return ilif_initial_state(input_tensor)
+        return ilif_initial_state(input_tensor, self.p.double_buffered)
 
 
 class ILIF(_RegisteredParameters, SNN):
@@ -151,4 +151,4 @@ class ILIF(_RegisteredParameters, SNN):
         super().__init__(activation=ilif_step, state_fallback=self.initial_state, p=p, **kwargs)
 
     def initial_state(self, input_tensor: torch.Tensor) -> ILIFState:
-        return ilif_initial_state(input_tensor[0])
+        return ilif_initial_state(input_tensor[0], self.p.double_buffered)

@@ -9,6 +9,7 @@ Lava never scans this folder.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "ShapedProcess",
     "broadcast_array",
     "broadcast_integers",
+    "deprecated_bias",
     "validate_bool",
     "validate_int",
     "validate_k",
@@ -177,8 +179,16 @@ class AbstractMembrane(ShapedProcess):
     """Shared part of the windowed membranes (ILIF, Readout): accumulate, bias, fixed point.
 
     Holds the input port ``a_in`` and the Vars that the models' accumulate step and 24-bit
-    clamp use (``v``, ``bias``, ``bias_exp``, ``saturations``); subclasses add their output
-    port and own Vars. ``k``, ``t_acc`` and ``offset`` go to ``proc_params``.
+    clamp use (``v``, ``bias_mant``, ``bias_exp``, ``saturations``; Lava LIF's names);
+    subclasses add their output port and own Vars. ``k``, ``t_acc`` and ``offset`` go to
+    ``proc_params`` and are readable (not settable) as the attributes of the same names: they
+    fix the window clock, which a model reads once when it is built.
+
+    The chosen ProcessModel validates the Process itself: when Lava's compiler picks a model
+    (any run configuration), a model with a ``validate_process(process)`` classmethod checks
+    this Process's Var values, in the calling process, before anything runs (a model raising
+    inside Lava's runtime would hang the run). The bit-accurate models use it to refuse
+    non-integer ``vth``/``bias_mant`` mantissas, which Lava would otherwise silently truncate.
 
     Parameters
     ----------
@@ -190,10 +200,16 @@ class AbstractMembrane(ShapedProcess):
         Steps of the accumulate phase, >= 1.
     offset : int
         Idle steps before the first window, >= 0.
-    bias : float or array
-        Added once per window at its last accumulate step; broadcastable to ``shape``.
+    bias_mant : float or array
+        Added once per window at its last accumulate step; broadcastable to ``shape``
+        (the fixed-point models: an integer mantissa, scaled by ``2**bias_exp``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point models.
+    bias_shift : int
+        The bias enters ``bias_shift`` steps before the last accumulate step (at
+        ``tau = t_acc - 1 - bias_shift``), so the window's doublings multiply it by
+        ``k**bias_shift`` for free: a bias ``m * 2**(e + j)`` is carried exactly by an exponent
+        ``e`` in range and ``bias_shift = j`` (the bias-shift trick). In ``[0, t_acc - 1]``.
     v : float or array
         Initial membrane.
     name : str, optional
@@ -211,8 +227,9 @@ class AbstractMembrane(ShapedProcess):
         k: float,
         t_acc: int,
         offset: int,
-        bias: Any,
+        bias_mant: Any,
         bias_exp: Any,
+        bias_shift: int = 0,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
@@ -222,8 +239,12 @@ class AbstractMembrane(ShapedProcess):
         shape = validate_shape(proc, shape)
         k = validate_k(proc, k)
         t_acc = validate_int(proc, "t_acc", t_acc, 1)
+        bias_shift = validate_int(proc, "bias_shift", bias_shift, 0)
+        if bias_shift > t_acc - 1:
+            raise ValueError(f"{proc}: bias_shift must be <= t_acc - 1 = {t_acc - 1} (the bias "
+                             f"enters within the accumulate phase), got {bias_shift}")
         offset = validate_int(proc, "offset", offset, 0)
-        bias_arr = broadcast_array(proc, "bias", bias, shape)
+        bias_arr = broadcast_array(proc, "bias_mant", bias_mant, shape)
         exp_arr = broadcast_integers(proc, "bias_exp", bias_exp, shape)
         v_arr = broadcast_array(proc, "v", v, shape)
         super().__init__(
@@ -231,12 +252,72 @@ class AbstractMembrane(ShapedProcess):
             k=k,
             t_acc=t_acc,
             offset=offset,
+            bias_shift=bias_shift,
             name=name,
             log_config=log_config,
             **proc_params,
         )
         self.a_in = InPort(shape=shape)
         self.v = Var(shape=shape, init=v_arr)
-        self.bias = Var(shape=shape, init=bias_arr)
+        self.bias_mant = Var(shape=shape, init=bias_arr)
         self.bias_exp = Var(shape=shape, init=exp_arr)
         self.saturations = Var(shape=shape, init=np.zeros(shape, dtype=np.int64))
+
+    def __getattr__(self, name: str) -> Any:
+        # the deprecated alias ``bias`` of the Var ``bias_mant``; not a property, so that
+        # Lava's scan of the Process's members (``dir``) does not trigger the warning
+        if name == "bias":
+            warnings.warn("the Var 'bias' is now 'bias_mant' (Lava LIF's name); 'bias' will "
+                          "be removed", DeprecationWarning, stacklevel=2)
+            return self.bias_mant
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def k(self) -> float:
+        """Inverse leak (read-only)."""
+        return self.proc_params["k"]
+
+    @property
+    def t_acc(self) -> int:
+        """Steps of the accumulate phase (read-only)."""
+        return self.proc_params["t_acc"]
+
+    @property
+    def bias_shift(self) -> int:
+        """Steps before the last accumulate step at which the bias enters (read-only)."""
+        return self.proc_params["bias_shift"]
+
+    @property
+    def offset(self) -> int:
+        """Idle steps before the first window (read-only)."""
+        return self.proc_params["offset"]
+
+    @property
+    def model_class(self):
+        """The ProcessModel Lava's compiler chose; validated against this Process on access.
+
+        The compiler reads this property (in the calling process) before it builds the
+        models, so a model's ``validate_process`` raises there, under any run configuration.
+        """
+        cls = self._model_class
+        validate = getattr(cls, "validate_process", None)
+        if validate is not None:
+            validate(self)
+        return cls
+
+
+def deprecated_bias(proc: str, bias_mant: Any, bias: Any) -> Any:
+    """``bias_mant``, or the deprecated keyword ``bias`` (with a DeprecationWarning).
+
+    Raises
+    ------
+    ValueError
+        Both were given.
+    """
+    if bias is None:
+        return 0.0 if bias_mant is None else bias_mant
+    if bias_mant is not None:
+        raise ValueError(f"{proc}: give bias_mant only (bias is its deprecated old name)")
+    warnings.warn(f"{proc}: the keyword 'bias' is now 'bias_mant' (Lava LIF's name); 'bias' "
+                  "will be removed", DeprecationWarning, stacklevel=3)
+    return bias

@@ -22,6 +22,7 @@ __all__ = [
     "candidate_mask_step",
     "fixed_rounding_offset",
     "receive",
+    "validate_fixed_point",
 ]
 
 #: Range of a 24-bit signed membrane.
@@ -29,6 +30,38 @@ V_MIN = -(2**23)
 V_MAX = 2**23 - 1
 #: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
 SHIFT = 6
+#: Mantissa ranges of the fixed-point Vars (Lava LIF: 17-bit unsigned vth, 13-bit signed bias).
+VTH_RANGE = (1, 2**17 - 1)
+BIAS_MANT_RANGE = (-(2**12), 2**12 - 1)
+
+
+def _check_mantissa(kind: str, proc: Any, var: str, lo: int, hi: int, what: str) -> None:
+    value = np.asarray(getattr(proc, var).init, dtype=np.float64)
+    bad = (value != np.round(value)) | (value < lo) | (value > hi)
+    if np.any(bad):
+        first = value.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        raise ValueError(
+            f"{kind} {proc.name!r}: the fixed-point Var {var!r} must hold integer mantissas in "
+            f"[{lo}, {hi}] ({what}); it holds {first!r} (Lava would truncate it silently)"
+        )
+
+
+def validate_fixed_point(proc: Any) -> None:
+    """Raise ValueError if ``proc`` (an iLIF or Readout Process) cannot run bit-accurately:
+    ``k`` must be 2, the Vars ``vth`` (if it has one) and ``bias_mant`` integer mantissas in
+    :data:`VTH_RANGE` and :data:`BIAS_MANT_RANGE`. The message names the Process and the Var.
+    """
+    kind = type(proc).__name__
+    if proc.proc_params["k"] != 2.0:
+        raise ValueError(
+            f"{kind} {proc.name!r}: k={proc.proc_params['k']} runs only in the floating_pt "
+            "models; the fixed-point models implement k=2 (a left shift)"
+        )
+    if "vth" in proc.vars.member_names:
+        _check_mantissa(kind, proc, "vth", *VTH_RANGE, "effective threshold vth << 6")
+    _check_mantissa(kind, proc, "bias_mant", *BIAS_MANT_RANGE, "scaled by 2**bias_exp")
+
+
 #: Integer messages and biases below this magnitude keep the membrane update inside int32.
 INT32_SAFE = 2**24
 
@@ -82,6 +115,7 @@ class WindowClockModel(PyLoihiProcessModel):
 
     _offset: int = 0
     _period: int = 1
+    _bias_step: int = 0
     _payload = np.float64
 
     def _tau(self) -> int:
@@ -99,9 +133,16 @@ class WindowClockModel(PyLoihiProcessModel):
 class FixedPointMembrane:
     """Mixin of the bit-accurate models: the integer accumulate step and the 24-bit clamp.
 
-    Expects the Vars ``v``, ``bias``, ``bias_exp``, ``saturations`` and the clock attributes
-    ``_k`` and ``_t_acc`` of a :class:`WindowClockModel`.
+    Expects the Vars ``v``, ``bias_mant``, ``bias_exp``, ``saturations`` and the clock attributes
+    ``_k``, ``_t_acc`` and ``_bias_step`` of a :class:`WindowClockModel`.
     """
+
+    @classmethod
+    def validate_process(cls, proc: Any) -> None:
+        """Called by the Process when Lava's compiler picks this model (see
+        :class:`spikeconverter.processes.base.AbstractMembrane`): :func:`validate_fixed_point`.
+        """
+        validate_fixed_point(proc)
 
     def _require_k2(self, proc: str) -> None:
         if self._k != 2.0:
@@ -112,7 +153,7 @@ class FixedPointMembrane:
 
     def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
         """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
-        ``bias << bias_exp`` at the last accumulate step; not yet clamped.
+        ``bias_mant << bias_exp`` at the bias step ``t_acc - 1 - bias_shift``; not yet clamped.
 
         In int32 when that is exact: integer input below ``2**24`` in magnitude (a 24-bit
         message) and a bias below ``2**24`` keep ``|V|`` below ``2**31`` (the stored membrane
@@ -121,7 +162,7 @@ class FixedPointMembrane:
         wide = a_in.dtype.kind not in "iub" or (
             a_in.size > 0 and a_in.dtype.itemsize > 2
             and (int(a_in.max()) >= INT32_SAFE or int(a_in.min()) <= -INT32_SAFE))
-        bias = self._bias_term() if tau == self._t_acc - 1 else None
+        bias = self._bias_term() if tau == self._bias_step else None
         if bias is not None and bias.size and np.abs(bias).max() >= INT32_SAFE:
             wide = True
         dtype = np.int64 if wide else np.int32
@@ -133,9 +174,9 @@ class FixedPointMembrane:
         return v
 
     def _bias_term(self) -> np.ndarray:
-        """``bias << bias_exp`` (right shift for negative exponents), int64."""
+        """``bias_mant << bias_exp`` (right shift for negative exponents), int64."""
         exp = self.bias_exp.astype(np.int64)
-        bias = self.bias.astype(np.int64)
+        bias = self.bias_mant.astype(np.int64)
         return np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
 
     def _clamp(self, v: np.ndarray) -> None:

@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 from lava.magma.compiler.compiler_graphs import find_processes
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg, RunConfig
 
 from spikeconverter.interrupts import SignalGate, deferred_signals
+from spikeconverter.processes.loihi import validate_fixed_point
 
 __all__ = ["SELECT_TAGS", "check_fixed_point", "lava_runtime", "run_config", "simulation"]
 
@@ -62,27 +62,8 @@ def check_fixed_point(process: AbstractProcess) -> None:
     from spikeconverter.processes.readout.process import Readout
 
     for proc in find_processes(process):
-        if not isinstance(proc, (ILIF, Readout)):
-            continue
-        kind = type(proc).__name__
-        if proc.proc_params["k"] != 2.0:
-            raise ValueError(
-                f"{kind} {proc.name!r}: k={proc.proc_params['k']} runs only in the floating_pt "
-                "models; the fixed-point models implement k=2 (a left shift)"
-            )
-        if isinstance(proc, ILIF):
-            vth = np.asarray(proc.vth.init)
-            if np.any(vth != np.round(vth)) or np.any(vth < 1) or np.any(vth >= 2**17):
-                raise ValueError(
-                    f"ILIF {proc.name!r}: the fixed-point vth must be an integer mantissa in "
-                    f"[1, 2**17 - 1] (effective threshold vth << 6), got {vth!r}"
-                )
-        bias = np.asarray(proc.bias.init)
-        if np.any(bias != np.round(bias)) or np.any(bias < -(2**12)) or np.any(bias >= 2**12):
-            raise ValueError(
-                f"{kind} {proc.name!r}: the fixed-point bias must be an integer mantissa in "
-                f"[-2**12, 2**12 - 1] (scaled by bias_exp), got {bias!r}"
-            )
+        if isinstance(proc, (ILIF, Readout)):
+            validate_fixed_point(proc)
 
 
 @contextmanager

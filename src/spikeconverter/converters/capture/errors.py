@@ -9,7 +9,8 @@ __all__ = ["SUPPORTED_OPERATIONS", "Blocker", "ConversionError", "blocked"]
 SUPPORTED_OPERATIONS = (
     "Conv2d (any stride/padding/dilation/groups), Linear, BatchNorm1d/2d, ReLU, ReLU6, "
     "Hardtanh(0, m), clamp(min=0), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, mean over H,W, "
-    "residual add, torch.cat (any dim but the batch), layout ops that only move values "
+    "residual add and subtraction, multiplication/division by a constant number, "
+    "torch.cat (any dim but the batch), layout ops that only move values "
     "(view/reshape/flatten, transpose/permute, chunk/split, contiguous, indexing and slicing, "
     "channel shuffle), F.pad with constant 0, and eval-mode no-ops (Dropout variants, "
     "stochastic depth, Identity)"

@@ -16,12 +16,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from spikeconverter.converters.ir import LAYOUT_KINDS, Edge, Op, Population, apply_op
 
-__all__ = ["Expr", "ExprError", "Pending", "Term", "append_op", "append_pending", "concatenated",
-           "edges", "fold_pending", "layout_gathers", "pop_expr", "summed", "weighted"]
+__all__ = ["MAX_DIAGONAL", "Expr", "ExprError", "Pending", "Term", "append_op", "append_pending",
+           "channel_map", "concatenated", "edges", "fold_pending", "layout_gathers", "pop_expr",
+           "scaled", "summed", "weighted"]
 
 WEIGHTED_KINDS = ("conv2d", "linear")
 
@@ -42,10 +44,16 @@ class Pending:
 @dataclass
 class Term:
     """One population's value (``source``) through a chain of ops (:class:`Op` or
-    :class:`Pending`)."""
+    :class:`Pending`), times ``scale``.
+
+    ``scale`` is a constant factor (``x * 0.5``, ``x / 2``, ``-x``) not yet folded into a
+    weighted layer: a weighted term folds it into its layer at once (so its scale is 1), any
+    other term carries it to the next weighted layer, or to its edge (:func:`edges`).
+    """
 
     source: str
     ops: list = field(default_factory=list)
+    scale: float = 1.0
 
     @property
     def weighted(self) -> bool:
@@ -89,7 +97,7 @@ def append_op(e: Expr, op: Op, out_shape: tuple[int, ...]) -> Expr:
     for t in e.terms:
         ops = _then(t.ops, op)
         if ops is not None:
-            terms.append(Term(t.source, ops))
+            terms.append(Term(t.source, ops, t.scale))
     if not terms:  # everything selected is zero: keep one (all-zero) term so the shape stays
         terms = [Term(e.terms[0].source, e.terms[0].ops + [op])]
     return Expr(terms, out_shape, op.origin)
@@ -152,6 +160,25 @@ def layout_gathers(fn: Callable[[torch.Tensor], object], in_shape: tuple[int, ..
     return ops
 
 
+def channel_map(ops: list, shape: tuple[int, ...]) -> list[int] | None:
+    """Where each output channel of ``ops`` comes from, if they only place, select or permute
+    whole channels of a ``(C, H, W)`` value (a concatenation's padding, a channel slice, a
+    channel shuffle): the source channel, or -1 for a zero channel. None otherwise."""
+    if len(shape) != 3 or not all(isinstance(o, Op) and o.kind in LAYOUT_KINDS for o in ops):
+        return None
+    c, h, w = shape
+    probe = torch.arange(1, c * h * w + 1, dtype=torch.float64).reshape(1, c, h, w)
+    y = probe
+    with torch.no_grad():
+        for o in ops:
+            y = apply_op(o, y, with_bias=False)
+    if y.ndim != 4 or tuple(y.shape[2:]) != (h, w):
+        return None
+    src = torch.div(y[0, :, 0, 0].long() - 1, h * w, rounding_mode="floor")
+    expected = torch.where(src[:, None, None] >= 0, probe[0][src.clamp(min=0)], 0.0)
+    return src.tolist() if torch.equal(y[0], expected) else None
+
+
 def concatenated(parts: list[Expr], dim: int, name: str) -> Expr:
     """``cat(parts, dim)`` (``dim`` per sample): each part zero-padded into its slice, summed.
 
@@ -178,7 +205,8 @@ def concatenated(parts: list[Expr], dim: int, name: str) -> Expr:
 
 def append_pending(e: Expr, pending: Pending, out_shape: tuple[int, ...]) -> Expr:
     """``e`` through a map that the next Linear layer has to absorb."""
-    return Expr([Term(t.source, t.ops + [pending]) for t in e.terms], out_shape, pending.origin)
+    return Expr([Term(t.source, t.ops + [pending], t.scale) for t in e.terms], out_shape,
+                pending.origin)
 
 
 def summed(a: Expr, b: Expr, name: str) -> Expr:
@@ -188,27 +216,75 @@ def summed(a: Expr, b: Expr, name: str) -> Expr:
     return Expr(a.terms + b.terms, a.shape, name)
 
 
-def edges(e: Expr) -> list[Edge]:
-    """One IR edge per term of ``e`` (every pending map must have been folded by now)."""
+def edges(e: Expr, source_shape: Callable[[str], tuple[int, ...]]) -> list[Edge]:
+    """One IR edge per term of ``e`` (every pending map must have been folded by now).
+
+    A term that still carries a constant factor (no weighted layer to fold it into) gets one
+    of its own at the start of its chain: a depthwise 1x1 conv (``(C, H, W)`` sources) or a
+    diagonal Linear (``(F,)`` sources) of that factor; ``source_shape`` gives a population's
+    per-sample shape.
+    """
     out = []
     for t in e.terms:
         p = t.pending
         if p is not None:
             raise ExprError(f"{p.origin} is not an exact average pooling and no Linear layer "
                             "follows it to fold it into")
-        out.append(Edge(t.source, list(t.ops)))
+        ops = list(t.ops)
+        if t.scale != 1.0:
+            ops.insert(0, _scale_op(t.scale, source_shape(t.source), e.node))
+        out.append(Edge(t.source, ops))
     return out
+
+
+#: the largest (F,) population scaled by a diagonal Linear of its own (F * F weights)
+MAX_DIAGONAL = 4096
+
+
+def _scale_op(c: float, shape: tuple[int, ...], origin: str) -> Op:
+    """The weighted op that multiplies a population's value of ``shape`` by ``c``."""
+    if len(shape) == 3:
+        w = np.full((shape[0], 1, 1, 1), c)
+        return Op("conv2d", w, None, {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1),
+                                      "groups": shape[0]}, origin)
+    if len(shape) == 1 and shape[0] <= MAX_DIAGONAL:
+        return Op("linear", np.diag(np.full(shape[0], c)), None, {}, origin)
+    raise ExprError(f"a constant factor ({c:g}) on a population of per-sample shape {shape} "
+                    "with no conv/linear layer after it to fold it into")
+
+
+def scaled(e: Expr, c: float, name: str) -> Expr:
+    """``c * e`` for a constant ``c``: folded into each term's weighted layer (weight and
+    bias: ``c (W x + b) = (c W) x + c b``; the ops after it are linear and bias-free), or
+    carried by the term to the next one (:class:`Term`)."""
+    if not math.isfinite(c):
+        raise ExprError(f"multiplication by {c} (not a finite number)")
+    terms = []
+    for t in e.terms:
+        i = next((j for j, o in enumerate(t.ops) if isinstance(o, Op)
+                  and o.kind in WEIGHTED_KINDS), None)
+        if i is None:
+            terms.append(Term(t.source, list(t.ops), t.scale * c))
+            continue
+        o = t.ops[i]
+        folded = Op(o.kind, o.weight * c, None if o.bias is None else o.bias * c,
+                    dict(o.attrs), f"{o.origin}*{name}")
+        terms.append(Term(t.source, t.ops[:i] + [folded] + t.ops[i + 1:]))
+    return Expr(terms, e.shape, name)
 
 
 def weighted(e: Expr, op: Op, out_shape: tuple[int, ...], name: str) -> Expr:
     """``e`` through the weighted layer ``op``; ``e`` must hold no weighted layer yet.
 
     The layer is applied to every term (a sum of terms is one synapse group per term); the first
-    term keeps the bias, so that it is added once.
+    term keeps the bias, so that it is added once. A term's constant factor is folded into its
+    copy of the weight (``W (c x) = (c W) x``).
     """
     terms = []
     for i, t in enumerate(e.terms):
-        this = op if i == 0 else Op(op.kind, op.weight, None, dict(op.attrs), op.origin)
+        w = op.weight if t.scale == 1.0 else op.weight * t.scale
+        this = op if i == 0 and t.scale == 1.0 else Op(
+            op.kind, w, op.bias if i == 0 else None, dict(op.attrs), op.origin)
         ops = list(t.ops)
         if t.pending is not None:
             ops = fold_pending(ops, this)

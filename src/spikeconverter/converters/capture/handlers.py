@@ -69,7 +69,8 @@ def _maxpool(cap: Capture, node: fx.Node, e: Expr, attrs: dict, out: tuple[int, 
 
 
 def _channel_only(op: Any, nd: int) -> bool:
-    """Whether a layout op only places or selects whole channels of a (C, H, W) value."""
+    """Whether a layout op only places or selects whole channels of a (C, H, W) value
+    (independent of H and W, so it stays valid after pooling)."""
     if not isinstance(op, Op) or nd != 3:
         return False
     if op.kind == "pad":
@@ -80,24 +81,42 @@ def _channel_only(op: Any, nd: int) -> bool:
 
 
 def _channel_layout_of_codes(cap: Capture, e: Expr) -> bool:
-    """Whether ``e`` is a concatenation (channel placement/selection only) of non-negative
-    populations: max pooling acts per channel, so it may pool each part on its own."""
-    return all(cap.pops[t.source].kind in ("relu", "maxpool") and len(cap.pops[t.source].shape)
-               == 3 and all(_channel_only(o, 3) for o in t.ops) for t in e.terms)
+    """Whether ``e`` is a concatenation, channel selection or channel shuffle (whole channels
+    moved only), times a positive constant, of non-negative populations: max pooling acts per
+    channel and commutes with a positive factor, so it may pool each part on its own."""
+    return all(cap.pops[t.source].kind in ("relu", "maxpool") and t.scale > 0
+               and ex.channel_map(t.ops, cap.pops[t.source].shape) is not None
+               for t in e.terms)
 
 
 def _maxpool_parts(cap: Capture, node: fx.Node, e: Expr, attrs: dict,
                    out: tuple[int, ...]) -> Expr:
-    """``maxpool(cat(a, b)) = cat(maxpool(a), maxpool(b))``: one max pooling population per
-    part (a zero channel pools to zero, so the placement commutes with the pooling)."""
+    """``maxpool(cat(a, b)) = cat(maxpool(a), maxpool(b))``, and likewise for a channel shuffle
+    or selection: one max pooling population per part, then the same channel moves on the
+    pooled values (a zero channel pools to zero, so the placement commutes with the pooling)."""
     terms = []
     for t in e.terms:
         src = cap.pops[t.source]
         shape = (src.shape[0], *out[1:])
         pop = cap.new_pop(f"{node.name}_{src.name}", "maxpool", shape, [Edge(src.name, [])],
                           node.name, attrs=attrs)
-        terms.append(Term(pop.name, list(t.ops)))
+        terms.append(Term(pop.name, _pooled_layout(t.ops, src.shape, out, node.name), t.scale))
     return Expr(terms, out, node.name)
+
+
+def _pooled_layout(ops: list, shape: tuple[int, ...], out: tuple[int, ...],
+                   origin: str) -> list:
+    """The channel moves ``ops`` (of a ``shape`` value) redone on pooled values of
+    per-channel size ``out[1:]``: padding and slicing of channels as they are, anything else
+    (a shuffle) as one gather of whole channels."""
+    if all(_channel_only(o, 3) for o in ops):
+        return list(ops)
+    cmap = ex.channel_map(ops, shape)
+    n = out[1] * out[2]
+    if cmap == list(range(shape[0])):
+        return []
+    index = tuple(k * n + i if k >= 0 else -1 for k in cmap for i in range(n))
+    return [Op("gather", attrs={"shape": (len(cmap), *out[1:]), "index": index}, origin=origin)]
 
 
 def _avgpool(cap: Capture, x: Expr, node: fx.Node, kernel: Any, stride: Any, padding: Any,
@@ -227,6 +246,76 @@ def _dropout_function(cap: Capture, node: fx.Node) -> Expr:
     return _input(cap, node)
 
 
+def _number(cap: Capture, a: Any) -> float | None:
+    """The constant number argument ``a`` stands for (a Python number, a value computed from
+    shapes, or a one-element tensor stored on the model), else None."""
+    if isinstance(a, fx.Node):
+        kind, v = cap.meta[a.name]
+        if kind == "value":
+            a = v
+        elif cap.stored(a):
+            t = _attr(cap.gm, a.target)
+            a = float(t) if isinstance(t, torch.Tensor) and t.numel() == 1 else None
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        return float(a)
+    return None
+
+
+def _attr(root: nn.Module, target: str) -> Any:
+    for part in target.split("."):
+        root = getattr(root, part)
+    return root
+
+
+def _scaled(cap: Capture, node: fx.Node, x: Any, c: float) -> Expr:
+    """``c * x``: folded into the synapses next to it (see :func:`ex.scaled`)."""
+    try:
+        return ex.scaled(cap.expr(node, x), c, node.name)
+    except ex.ExprError as exc:
+        raise cap.error(node, str(exc)) from None
+
+
+def _mul(cap: Capture, node: fx.Node) -> Expr:
+    """``x * c`` or ``c * x`` for a constant number ``c`` (linear: no population of its own)."""
+    a, b = node.args[:2]
+    ca, cb = _number(cap, a), _number(cap, b)
+    if ca is None and cb is None:
+        if cap.stored(a) or cap.stored(b):
+            raise cap.error(node, "multiplication by a tensor stored on the model (e.g. a layer "
+                            "scale); only multiplication by a constant number is supported")
+        raise cap.error(node, "a product of two computed tensors (as in a squeeze-and-"
+                        "excitation gate) is not linear, and no synapse can compute it")
+    return _scaled(cap, node, b, ca) if ca is not None else _scaled(cap, node, a, cb)
+
+
+def _div(cap: Capture, node: fx.Node) -> Expr:
+    """``x / c`` for a constant number ``c`` (true division only)."""
+    a, b = node.args[:2]
+    c = _number(cap, b)
+    mode = cap.arg(node.kwargs.get("rounding_mode", node.args[2] if len(node.args) > 2 and
+                                   node.op != "call_method" else None))
+    if c is None or c == 0 or mode is not None:
+        raise cap.error(node, "division is linear only by a non-zero constant number without "
+                        "rounding (x / c)")
+    return _scaled(cap, node, a, 1.0 / c)
+
+
+def _neg(cap: Capture, node: fx.Node) -> Expr:
+    return _scaled(cap, node, node.args[0], -1.0)
+
+
+def _sub(cap: Capture, node: fx.Node) -> Expr:
+    """``a - alpha * b`` of two computed tensors (a sum of terms, the second negated)."""
+    alpha = _number(cap, node.kwargs.get("alpha", 1))
+    if len(node.args) != 2 or alpha is None or _number(cap, node.args[1]) is not None:
+        raise cap.error(node, "subtraction of a constant (only of two computed tensors)")
+    ea, eb = cap.expr(node, node.args[0]), cap.expr(node, node.args[1])
+    try:
+        return ex.summed(ea, ex.scaled(eb, -alpha, node.name), node.name)
+    except ex.ExprError as exc:
+        raise cap.error(node, str(exc)) from None
+
+
 # -- modules ------------------------------------------------------------------------------------
 
 
@@ -313,9 +402,23 @@ def _flatten_module(cap: Capture, node: fx.Node) -> Expr:
 
 
 def _add_function(cap: Capture, node: fx.Node) -> Expr:
-    if node.kwargs.get("alpha", 1) != 1 or len(node.args) != 2:
-        raise cap.error(node, "add with alpha or a constant")
-    return cap.add(node, node.args[0], node.args[1])
+    """``a + alpha * b``; adding the constant 0 is the identity (``sum([a, b, c])`` starts
+    with it)."""
+    a, b = node.args[:2] if len(node.args) >= 2 else (node.args[0], node.kwargs.get("other"))
+    alpha = _number(cap, node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else 1))
+    ca, cb = _number(cap, a), _number(cap, b)
+    if ca == 0 or cb == 0:
+        return cap.expr(node, b if ca == 0 else a)
+    if ca is not None or cb is not None or alpha is None:
+        raise cap.error(node, "adding a constant (a bias with no layer of its own; only the "
+                        "sum of computed tensors is supported)")
+    if alpha == 1:
+        return cap.add(node, a, b)
+    ea, eb = cap.expr(node, a), cap.expr(node, b)
+    try:
+        return ex.summed(ea, ex.scaled(eb, alpha, node.name), node.name)
+    except ex.ExprError as exc:
+        raise cap.error(node, str(exc)) from None
 
 
 def _getitem(cap: Capture, node: fx.Node) -> Expr:
@@ -386,12 +489,6 @@ def _mean_function(cap: Capture, node: fx.Node) -> Expr:
 # -- tensor methods -----------------------------------------------------------------------------
 
 
-def _add_method(cap: Capture, node: fx.Node) -> Expr:
-    if node.kwargs.get("alpha", 1) != 1:
-        raise cap.error(node, "add with alpha")
-    return cap.add(node, node.args[0], node.args[1])
-
-
 def _flatten_method(cap: Capture, node: fx.Node) -> Expr:
     return _flatten(cap, node, _input(cap, node), cap.shape(node))
 
@@ -438,9 +535,14 @@ OPS = OpTable(
         F.avg_pool2d: _avg_pool2d,
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
         torch.mean: _mean_function,
+        **_table(_mul, operator.mul, operator.imul, torch.mul, torch.multiply),
+        **_table(_div, operator.truediv, operator.itruediv, torch.div, torch.divide,
+                 torch.true_divide),
+        **_table(_neg, operator.neg, torch.neg, torch.negative),
+        **_table(_sub, operator.sub, operator.isub, torch.sub, torch.subtract),
     },
     methods={
-        **_table(_add_method, "add", "add_", "__add__", "__iadd__"),
+        **_table(_add_function, "add", "add_", "__add__", "__iadd__", "__radd__"),
         **_table(_flatten_method, "flatten"),
         **_table(_layout, "view", "reshape", "transpose", "permute", "chunk", "split",
                  "tensor_split", "unbind", "squeeze", "unsqueeze", "narrow", "movedim",
@@ -448,6 +550,10 @@ OPS = OpTable(
                  "repeat"),
         **_table(_identity, "contiguous", "clone", "detach"),
         "mean": _mean_method,
+        **_table(_mul, "mul", "mul_", "multiply", "__mul__", "__rmul__"),
+        **_table(_div, "div", "div_", "divide", "true_divide", "__truediv__"),
+        **_table(_neg, "neg", "neg_", "negative", "__neg__"),
+        **_table(_sub, "sub", "sub_", "subtract", "__sub__"),
     },
 )
 """Every supported fx target and its handler."""

@@ -40,6 +40,9 @@ class _Blocked(Exception):
 
 
 _BLOCKED = object()  # the value of a node that is, or depends on, a blocker
+#: the value of a ``get_attr`` node: a tensor stored on the model. Not a blocker of its own; the
+#: op that uses it is (it is reported with the op's reason, or as an argument it cannot take)
+_STORED = object()
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,18 @@ class Capture:
         """The expression of argument ``a`` of ``node`` (it must be a tensor from the input)."""
         if isinstance(a, fx.Node) and self.values.get(a.name) is _BLOCKED:
             raise _Blocked
+        if isinstance(a, fx.Node) and self.values.get(a.name) is _STORED:
+            raise self.error(node, f"argument {a.name!r} is a tensor stored on the model "
+                             f"({a.target}: a learned constant, class token or positional "
+                             "embedding), not one computed from the input; the spiking network "
+                             "only carries values computed from its input")
         if not isinstance(a, fx.Node) or not isinstance(self.values.get(a.name), Expr):
             raise self.error(node, f"argument {a!r} is not a tensor computed from the input")
         return self.values[a.name]
+
+    def stored(self, a: Any) -> bool:
+        """Whether argument ``a`` is a tensor stored on the model (a ``get_attr`` node)."""
+        return isinstance(a, fx.Node) and self.values.get(a.name) is _STORED
 
     def module(self, node: fx.Node) -> nn.Module:
         """The module a ``call_module`` node calls."""
@@ -136,7 +148,7 @@ class Capture:
     def edges_of(self, e: Expr, node: fx.Node) -> list[Edge]:
         """The edges of a population whose input is ``e``."""
         try:
-            return ex.edges(e)
+            return ex.edges(e, lambda name: self.pops[name].shape)
         except ex.ExprError as exc:
             raise self.error(node, str(exc)) from None
 
@@ -184,16 +196,17 @@ class Capture:
         return pop_expr(pop)
 
     def codes_within(self, e: Expr, clip: float | None) -> bool:
-        """Whether every term of ``e`` is a ReLU/max-pooling population (clipped at or below
-        ``clip``) through layout ops only: then ``e`` is non-negative and within the clip."""
+        """Whether every term of ``e`` is a ReLU/max-pooling population through layout ops only,
+        times a positive constant, within ``clip``: then ``e`` is non-negative and within the
+        clip."""
         for t in e.terms:
             src = self.pops[t.source]
             if src.kind == "maxpool":
                 src = self.pops[src.edges[0].source]
-            if src.kind != "relu" or not all(isinstance(o, Op) and o.kind in LAYOUT_KINDS
-                                             for o in t.ops):
+            if src.kind != "relu" or t.scale <= 0 or not all(
+                    isinstance(o, Op) and o.kind in LAYOUT_KINDS for o in t.ops):
                 return False
-            if clip is not None and (src.clip is None or src.clip > clip):
+            if clip is not None and (src.clip is None or src.clip * t.scale > clip):
                 return False
         return True
 
@@ -230,8 +243,7 @@ class Capture:
         elif node.op == "output":
             self.output_node(node)
         elif node.op == "get_attr":
-            raise self.error(node, "tensors stored on the model (get_attr, e.g. a learned "
-                             "constant or class token) are not supported")
+            self.values[node.name] = _STORED
         elif self.meta[node.name][0] == "value" and not _tensors(self.meta[node.name][1]):
             self.values[node.name] = None  # shapes, sizes: used through self.arg
         else:
@@ -271,8 +283,8 @@ class Capture:
         activation = non_relu_activation(node, self.gm)
         if activation is not None:
             raise self.error(node, non_relu_reason(activation))
-        try:  # a bad input is named before the unknown target
-            if node.args:
+        try:  # a bad input is named before the unknown target (a stored one is no reason)
+            if node.args and not self.stored(node.args[0]):
                 self.expr(node, node.args[0])
         except _Blocked:
             pass  # the target is unsupported whatever its input
@@ -293,9 +305,10 @@ class Capture:
 
 
 def _tensors(v: Any) -> bool:
-    """Whether a recorded value is a non-empty tuple/list of tensors (``chunk``, ``split``)."""
-    return isinstance(v, (tuple, list)) and bool(v) and all(
-        isinstance(t, torch.Tensor) for t in v)
+    """Whether a recorded value is a tuple/list holding tensors (``chunk``, ``split``; or an
+    attention module's ``(output, None)``, which is visited and refused, not taken for a
+    shape)."""
+    return isinstance(v, (tuple, list)) and any(isinstance(t, torch.Tensor) for t in v)
 
 
 def _location(node: fx.Node) -> str:
@@ -303,7 +316,7 @@ def _location(node: fx.Node) -> str:
     trace = node.meta.get("stack_trace") or ""
     frames = [ln.strip() for ln in trace.splitlines() if ln.strip().startswith("File ")
               and not any(f"{sep}torch{sep}{pkg}" in ln for sep in "/\\"
-                          for pkg in ("fx", "nn"))]
+                          for pkg in ("fx", "nn", "overrides.py"))]
     if not frames:
         return ""
     # 'File "/x/y.py", line 12, in forward'

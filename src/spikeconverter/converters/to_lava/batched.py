@@ -163,11 +163,12 @@ def _population(plan: LavaPlan, spec, batch: int):
                             name=spec.name)
     if spec.kind == "readout":
         return Readout(shape=shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
-                       offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
-                       name=spec.name)
+                       offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
+                       bias_shift=spec.bias_shift, name=spec.name)
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
-                     offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
-                     rounding=plan.rounding, signed=spec.signed, name=spec.name)
+                     offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
+                     bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,
+                     double_buffered=plan.double_buffered, name=spec.name)
 
 
 def _synapse(syn, batch: int):

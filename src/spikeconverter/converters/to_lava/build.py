@@ -150,15 +150,16 @@ def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any]
         ins[spec.name], outs[spec.name] = p.s_in, p.s_out
     elif spec.kind == "readout":
         p = Readout(shape=spec.shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
-                    offset=spec.offset, bias=spec.bias, bias_exp=spec.bias_exp,
-                    name=spec.name)
+                    offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
+                    bias_shift=spec.bias_shift, name=spec.name)
         ins[spec.name] = p.a_in
         built.sink = Sink(shape=spec.shape, buffer=num_steps)
         p.v_out.connect(built.sink.a_in)
     else:
         p = ILIF(shape=spec.shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc,
-                 t_gen=spec.t_gen, offset=spec.offset, bias=spec.bias,
-                 bias_exp=spec.bias_exp, rounding=plan.rounding, signed=spec.signed,
+                 t_gen=spec.t_gen, offset=spec.offset, bias_mant=spec.bias,
+                 bias_exp=spec.bias_exp, bias_shift=spec.bias_shift, rounding=plan.rounding,
+                 signed=spec.signed, double_buffered=plan.double_buffered,
                  name=spec.name)
         ins[spec.name], outs[spec.name] = p.a_in, p.s_out
     built.neurons[spec.name] = p

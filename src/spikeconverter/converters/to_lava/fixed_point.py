@@ -11,8 +11,12 @@ mapped to ``margin * 2**23``. Then, in the conventions of the fixed-point
   ``G = 64 vth / theta`` (so the threshold itself is exact);
 * each incoming synapse group (one Conv/Dense/Sparse) with float weights ``W`` gets integer
   weights ``m = round(W G / 64 / 2**e)``, 8-bit signed (``|m| <= 127``), with the smallest
-  exponent ``e >= 0`` that fits (a negative exponent would floor-shift the summed input and lose
-  more than it gains). Dense/Sparse receive ``2 m`` with ``weight_exp = e - 1``: Lava's
+  exponent ``e`` in the format that fits, negative where the weights are small (e.g. the
+  readout's average-pool + linear matrix: 4,096 tiny weights): the mantissas keep their 8 bits
+  and the synapse floor-shifts its *summed* input, as Lava's bit-accurate Dense does (less than
+  one unit of ``a_in`` per step; bounded and reported as ``floor_error``). Mantissas that are
+  all even move to the next exponent, so an exactly representable weight set stays exact.
+  Dense/Sparse receive ``2 m`` with ``weight_exp = e - 1``: Lava's
   bit-accurate models keep only even mixed-sign weights (8 bits including the sign over a 9-bit
   range) and the shift undoes the factor exactly. Conv receives ``m`` with ``weight_exp = e``
   (the im2col fixed model applies it as Dense does);
@@ -21,18 +25,20 @@ mapped to ``margin * 2**23``. Then, in the conventions of the fixed-point
 * an analog input is sent as ``round(x 2**q)`` graded spikes, ``q`` chosen so that the first
   synapses' weights keep their 8 bits.
 
-Rounding happens only in weights, bias and the input; thresholds, leaks, half LSBs and the
-generate phase are exact, so the integer network differs from the float one only through
-quantised synaptic weights.
+Rounding happens only in weights, bias, the input and (negative weight exponents) the summed
+synaptic input; thresholds, leaks, half LSBs and the generate phase are exact.
 
-**A Loihi-2-like core budget** (:data:`LOIHI2_LIKE`). These are approximations from public
-Loihi 2 descriptions (Intel's 2021 Loihi 2 brief and Lava documentation), used only to warn:
-128 neuro-cores per chip; up to 8192 neurons per core; about 128 KiB of synaptic memory per
-core, taken here as 65,536 synapses per core (8-bit weights plus index overhead; convolutional
-and shared-weight encodings can store far more); fan-in and fan-out of one neuron up to 4096
-(the axon tables of a core); 24-bit signed membrane; 8-bit signed weights with a 3-bit-style
-shared exponent; 13-bit bias mantissa with an exponent of at most 7; 17-bit threshold
-mantissa. A layer's core count is ``max(ceil(neurons / 8192), ceil(synapses / 65536))``.
+**Limits by construction.** The planner never emits a value outside its format
+(:func:`plan_violations` checks every one): a bias too large for the 13-bit mantissa and an
+exponent of at most 7 enters ``j`` steps before the window's end (``bias_shift``), where the
+accumulate phase's doublings multiply it by ``2**j`` exactly (the bias-shift trick, same spikes);
+only if ``j`` would exceed ``t_acc - 1``, or a weight exponent 7, is the layer's whole scale
+(threshold mantissa and gain) halved until they fit. Whatever still breaks a format is refused
+with a ValueError naming the layer and the limit; ``allow_violations=True`` simulates it anyway
+and lists it under ``violations`` in every report. The readout's gain is the largest power of
+two that fits, and its weights' quantisation error is reported (``readout_error``) and bounded
+(``max_readout_error``). Core counts, fan-in/out and the chip figures come from
+:mod:`spikeconverter.converters.hardware`, the one home of the Loihi 2 figures.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import copy
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -50,37 +56,24 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter import coding
-from spikeconverter.converters.counting import fan_in, fan_outs
+from spikeconverter.converters.hardware import LOIHI2, Loihi2, core_mapping
 from spikeconverter.converters.ir import Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.plan import LavaPlan
 from spikeconverter.plugin.kernels import SpikeTrain, spike_max_pool2d, start_generate
 
-__all__ = ["LOIHI2_LIKE", "CoreBudget", "fixed_point_plan", "format_report", "membrane_peaks"]
+__all__ = ["LOIHI2_LIKE", "CoreBudget", "WEIGHT_EXP_RANGE", "fixed_point_plan", "format_report",
+           "membrane_peaks", "plan_violations"]
 
 V_BITS = 24
 W_MAX = 127
 BIAS_MANT_MAX = 2**12 - 1
+#: Exponent of the shared 8-bit weight mantissa (Loihi's synaptic weight exponent).
+WEIGHT_EXP_RANGE = (-8, 7)
 INPUT_KEY = "__input__"
-
-
-@dataclass(frozen=True)
-class CoreBudget:
-    """Limits of one neuromorphic core and chip (approximate; see the module docstring)."""
-
-    cores: int = 128
-    neurons_per_core: int = 8192
-    synapses_per_core: int = 65_536
-    max_fan_in: int = 4096
-    max_fan_out: int = 4096
-    membrane_bits: int = 24
-    weight_bits: int = 8
-    bias_mant_bits: int = 13
-    bias_exp_max: int = 7
-    vth_bits: int = 17
-
-
-LOIHI2_LIKE = CoreBudget()
+#: Former names of the hardware figures (now :class:`spikeconverter.converters.hardware.Loihi2`).
+CoreBudget = Loihi2
+LOIHI2_LIKE = LOIHI2
 
 
 # -- calibration: membrane peaks ----------------------------------------------------------------
@@ -227,14 +220,14 @@ def _exp_for(absmax: float, limit: float) -> int:
     return e
 
 
-def _round_weights(w: Any, factor: float, exp: int) -> tuple[Any, float]:
-    """``round(w * factor / 2**exp)`` clipped to 8 bits, and its relative RMS error.
+def _round_weights(w: Any, exp: int) -> tuple[Any, float]:
+    """``round(w / 2**exp)`` clipped to 8 bits, and its relative RMS error.
 
     A sparse matrix stays sparse (only its stored entries are rounded; entries that round to
     zero are dropped), so memory follows the synapses, never ``n_out * n_in``.
     """
     values = w.data if sp.issparse(w) else np.asarray(w)
-    target = values * factor / 2.0 ** exp
+    target = values / 2.0 ** exp
     m = np.clip(np.rint(target), -W_MAX - 1, W_MAX)
     nz = target != 0
     err = float(np.sqrt(np.mean((m - target)[nz] ** 2) / np.mean(target[nz] ** 2))) \
@@ -246,23 +239,186 @@ def _round_weights(w: Any, factor: float, exp: int) -> tuple[Any, float]:
     return m.astype(np.int32), err
 
 
+def _row_gain(syn: Any, gain: Any) -> np.ndarray:
+    """The gain of each weight row: a scalar, or per output channel (conv: ``(O,)``) or per
+    target neuron (Dense/Sparse rows, Lava flat order) for per-neuron thresholds."""
+    g = np.asarray(gain, dtype=np.float64)
+    if g.ndim == 0 or np.all(g == g.flat[0]):
+        return np.asarray(float(g.flat[0]))
+    if syn.kind != "conv":
+        return g.reshape(-1)
+    per = g.reshape(-1, g.shape[-1])  # Lava (W, H, C): one row per position
+    if not np.all(per == per[0]):
+        raise ValueError(f"layer {syn.target!r}: a convolution needs one gain per channel "
+                         "(per-neuron thresholds must be per channel)")
+    return per[0]
+
+
+def _scaled_weight(syn: Any, factor: Any) -> Any:
+    """``syn.weight`` times each row's ``factor`` (same structure: array, kernel or CSR)."""
+    f, w = _row_gain(syn, factor), syn.weight
+    if f.ndim == 0:
+        return w * float(f)
+    if sp.issparse(w):
+        return sp.csr_matrix(sp.diags(f) @ w)
+    return w * (f[:, None, None, None] if syn.kind == "conv" else f[:, None])
+
+
+def _scaled_abs_max(syn: Any, factor: Any) -> float:
+    """Largest ``|weight * factor|`` of a synapse group (rows scaled by their own factor)."""
+    f = _row_gain(syn, factor)
+    if f.ndim == 0:
+        return syn.abs_max() * float(f)
+    w = syn.weight
+    if sp.issparse(w):
+        rows = abs(w).max(axis=1).toarray().reshape(-1)
+    else:
+        rows = np.abs(np.asarray(w)).reshape(w.shape[0], -1).max(axis=1, initial=0.0)
+    return float(np.max(rows * f, initial=0.0))
+
+
+def _bias_format(b: np.ndarray, t_acc: int, hw: Loihi2) -> tuple[np.ndarray, np.ndarray, int,
+                                                                     float] | None:
+    """Integer bias ``b`` (membrane units) as mantissa, exponent in ``[0, bias_exp_max]`` and a
+    bias shift in ``[0, t_acc - 1]`` (the bias-shift trick); with the largest absolute error
+    in membrane units. None when no shift within the window suffices."""
+    b_max = float(np.max(np.abs(b))) if b.size else 0.0
+    need = max(0, _exp_for(b_max, BIAS_MANT_MAX))
+    shift = max(0, need - hw.bias_exp_max)
+    if shift > t_acc - 1:
+        return None
+    scaled = b / 2.0 ** shift
+    exp = np.maximum(0, np.ceil(np.log2(np.maximum(np.abs(scaled), 1e-300) / BIAS_MANT_MAX)))
+    exp = np.where(np.abs(scaled) > BIAS_MANT_MAX, exp, 0).astype(np.int64)
+    mant = np.rint(scaled / 2.0 ** exp)
+    over = np.abs(mant) > BIAS_MANT_MAX  # rounding up to 2**12: one more exponent step
+    exp = np.where(over, exp + 1, exp)
+    mant = np.rint(scaled / 2.0 ** exp)
+    if exp.size and int(exp.max()) > hw.bias_exp_max:
+        return None
+    err = float(np.max(np.abs(mant * 2.0 ** (exp + shift) - b))) if b.size else 0.0
+    return mant, exp, shift, err
+
+
+def _weight_exp_bounds(kind: str) -> tuple[int, int]:
+    """Range of the exponent ``e`` of the 8-bit mantissa a synapse kind can take (Dense/Sparse
+    get ``2 m`` with ``weight_exp = e - 1``)."""
+    lo, hi = WEIGHT_EXP_RANGE
+    return (lo, hi) if kind == "conv" else (lo + 1, hi + 1)
+
+
+def _synapses_fit(syns: list, gain: Any) -> bool:
+    return all(_exp_for(_scaled_abs_max(s, gain) / 64, W_MAX) <= _weight_exp_bounds(s.kind)[1]
+               for s in syns)
+
+
+def _weight_exponent(syn: Any, factor: Any) -> tuple[Any, int, float]:
+    """Mantissas, exponent and relative RMS error of ``syn.weight * factor``: the smallest
+    exponent in the format whose mantissas fit 8 bits, negative where the weights are small
+    (the synapse then floor-shifts its summed input); mantissas that are all even move to the
+    next exponent (an exactly representable weight set keeps ``e >= 0`` and stays exact)."""
+    scaled = _scaled_weight(syn, factor)
+    lo, _ = _weight_exp_bounds(syn.kind)
+    exp = max(lo, _exp_for(_scaled_abs_max(syn, factor), W_MAX))
+    m, err = _round_weights(scaled, exp)
+    while exp < 0:
+        data = m.data if sp.issparse(m) else m
+        if data.size and np.any(np.asarray(data) % 2):
+            break
+        m, exp = (m / 2 if sp.issparse(m) else m // 2), exp + 1
+    return m, exp, err
+
+
+def _choose_threshold(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
+                      rounding: str, hw: Loihi2) -> tuple[Any, Any, str | None]:
+    """The largest threshold mantissas (so the finest membrane resolution) whose gains keep
+    the membrane, the weight exponents and the bias (with its shift) in their formats; halving
+    them moves the whole layer's scale (per-layer scale choice). Returns ``(vth, gain, why)``;
+    ``why`` names the limit when none fits.
+
+    With per-neuron (per-channel) thresholds ``theta_i`` each neuron gets its own mantissa
+    ``vth_i = floor(budget theta_i / (64 M))`` (a multiple of the rounding step) and gain
+    ``G_i = 64 vth_i / theta_i``: every threshold stays exact and every ``G_i <= budget / M``,
+    so the layer's peak ``M`` bounds every membrane. A neuron whose threshold is too small for
+    that resolution gets the smallest mantissa (its gain is then larger; a clamp of its
+    membrane would be counted at run time). One threshold per layer gives scalars.
+    """
+    theta = np.asarray(spec.vth, dtype=np.float64)
+    peak = max(peak, 2 * float(theta.max()))
+    step = 2 ** max(0, spec.t_gen - 6) if rounding == "nearest" else 1
+    top = (2 ** hw.vth_bits - 1) // step * step
+    vth = np.minimum(np.floor(budget_v * theta / (64 * peak) / step) * step, top)
+    why = (f"no integer threshold fits a {hw.membrane_bits}-bit membrane at T={spec.t_gen} "
+           f"(peak {peak:g}, theta {float(theta.max()):g})")
+    b = np.asarray(spec.bias, dtype=np.float64)
+    while vth.max() >= step:
+        vth = np.maximum(vth, step)
+        g = 64.0 * vth / theta
+        if not _synapses_fit(syns, g):
+            why = f"weight exponent > {WEIGHT_EXP_RANGE[1]}"
+        elif _bias_format(b * g, t_acc, hw) is None:
+            why = (f"bias needs an exponent > {hw.bias_exp_max} even entering the "
+                   f"maximum t_acc - 1 = {t_acc - 1} steps early")
+        else:
+            return _uniform(vth.astype(np.int64)), _uniform(g), None
+        vth = (vth // 2) // step * step
+    return 0, 0.0, why
+
+
+def _uniform(a: np.ndarray) -> Any:
+    """A scalar when every entry is the same (one threshold per layer), else the array."""
+    return a.flat[0].item() if a.size and np.all(a == a.flat[0]) else a
+
+
+def _readout_gain(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
+                  hw: Loihi2) -> float:
+    """Largest power-of-two gain that keeps the readout's membrane, weight exponents and bias
+    (with the bias shift) in their formats: the finest logits and the smallest weight error."""
+    limit = budget_v / peak if peak > 0 else 2.0 ** 16
+    g = 2.0 ** math.floor(math.log2(limit))
+    b = np.asarray(spec.bias, dtype=np.float64)
+    while g > 2.0 ** -40 and (not _synapses_fit(syns, g)
+                              or _bias_format(b * g, t_acc, hw) is None):
+        g /= 2
+    return g
+
+
 def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: dict[str, float],
-                     margin: float = 0.5,
-                     budget: CoreBudget = LOIHI2_LIKE) -> tuple[LavaPlan, dict[str, Any]]:
+                     margin: float = 0.5, budget: Loihi2 = LOIHI2, *,
+                     allow_violations: bool = False,
+                     max_readout_error: float = 0.05) -> tuple[LavaPlan, dict[str, Any]]:
     """Turn a float plan into Loihi-style integers (module docstring); also the report.
+
+    Every value of the plan lies in its documented format (:func:`plan_violations`): 8-bit
+    weight mantissas with exponents in ``WEIGHT_EXP_RANGE``, 13-bit bias mantissas with
+    exponents in ``[0, bias_exp_max]`` and a bias shift within the accumulate phase, 17-bit
+    thresholds, membranes sized to ``margin * 2**23``. The method's own freedom is used first
+    (the bias-shift trick, then a smaller per-layer scale); what still cannot be met is refused.
+
+    Parameters
+    ----------
+    allow_violations : bool
+        Build the plan even when a limit is broken (marked in the report's ``violations``).
+    max_readout_error : float
+        Largest relative RMS quantisation error of the readout's weights, and largest bound
+        of its floor-shift error (negative weight exponents) relative to its membrane peak.
 
     Returns
     -------
     (LavaPlan, dict)
         The fixed-point plan and the report: ``layers`` (per population: ``neurons``,
         ``synapses``, ``max_fan_in``, ``max_fan_out``, ``membrane_bits``, ``gain``, ``vth``,
-        ``weight_exp``, ``weight_error``, ``bias_exp_max``, ``cores``, ``limits``,
-        ``saturations`` after a fixed-point run), ``budget``, ``cores``, ``input_shift``.
+        ``weight_exp``, ``weight_error``, ``floor_error`` (bound of the membrane error from
+        floor-shifted sums, in float units), ``bias_exp_max``, ``bias_shift``, ``bias_error``,
+        ``cores``, ``limits``, ``saturations`` after a fixed-point run), ``budget``, ``cores``,
+        ``input_shift``, ``readout_error``, ``readout_floor_error``, ``violations``,
+        ``allow_violations``.
 
     Raises
     ------
     ValueError
-        Per-channel thresholds (one gain per population needs one threshold), or ``k != 2``.
+        A value cannot be brought into its format (naming the layer and the limit), or
+        ``k != 2``.
     """
     if float(graph.k) != 2.0:
         raise ValueError(f"fixed point needs k = 2 (a left shift), the graph has k = {graph.k}")
@@ -271,116 +427,170 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     budget_v = margin * 2.0 ** (V_BITS - 1)
     gains: dict[str, float] = {}
     layers: dict[str, dict[str, Any]] = {}
+    violations: list[str] = []
     for spec in out.populations.values():
         if spec.kind not in ("relu", "signed", "readout"):
             continue
+        syns = [s for s in out.synapses if s.target == spec.name and s.source != out.input]
         peak = float(peaks.get(spec.name, 0.0))
         if spec.kind == "readout":
-            # largest power of two that fits the membrane and, if possible, the bias range
-            limit = budget_v / peak if peak > 0 else 2.0 ** 16
-            b_max = float(np.max(np.abs(spec.bias))) if np.size(spec.bias) else 0.0
-            bias_limit = BIAS_MANT_MAX * 2.0 ** budget.bias_exp_max / b_max if b_max else limit
-            g = 2.0 ** math.floor(math.log2(max(min(limit, bias_limit), limit / 2**8)))
+            g = _readout_gain(spec, peak, budget_v, syns, spec.t_acc, budget)
             layers[spec.name] = {"gain": g}
         else:
-            theta = np.unique(np.asarray(spec.vth))
-            if theta.size != 1:
-                raise ValueError(f"population {spec.name!r} has per-channel thresholds; the "
-                                 "fixed-point plan needs one threshold per population")
-            theta = float(theta[0])
-            peak = max(peak, 2 * theta)
-            step = 2 ** max(0, spec.t_gen - 6) if out.rounding == "nearest" else 1
-            vth = math.floor(budget_v * theta / (64 * peak) / step) * step
-            if vth < 1:
-                raise ValueError(f"population {spec.name!r}: no integer threshold fits a 24-bit "
-                                 f"membrane at T={spec.t_gen} (peak {peak:g}, theta {theta:g})")
-            g = 64.0 * vth / theta
+            vth, g, why = _choose_threshold(spec, peak, budget_v, syns, spec.t_acc,
+                                            out.rounding, budget)
+            if why is not None:
+                violations.append(f"layer {spec.name!r}: {why}")
+                theta = np.asarray(spec.vth, dtype=np.float64)
+                vth = _uniform(np.maximum(1, np.floor(budget_v * theta / (64 * max(
+                    peak, 1e-300)))).astype(np.int64))
+                g = _uniform(64.0 * vth / theta)
             spec.vth = vth
-            layers[spec.name] = {"gain": g, "vth": vth}
+            layers[spec.name] = {"gain": float(np.min(g)), "vth": int(np.max(vth))}
+            if np.ndim(g):
+                layers[spec.name].update(gain_max=float(np.max(g)), vth_min=int(np.min(vth)))
         gains[spec.name] = g
-        b = np.asarray(spec.bias, dtype=np.float64) * g
-        bexp = np.maximum(0, np.ceil(np.log2(np.maximum(np.abs(b), 1e-300) / BIAS_MANT_MAX)))
-        bexp = np.where(np.abs(b) > BIAS_MANT_MAX, bexp, 0).astype(np.int64)
-        spec.bias = np.rint(b / 2.0 ** bexp)
-        spec.bias_exp = bexp
-        layers[spec.name].update(membrane_bits=math.log2(peaks.get(spec.name, 0.0) * g)
-                                 if peaks.get(spec.name, 0.0) > 0 else 0.0,
-                                 bias_exp_max=int(bexp.max()) if bexp.size else 0,
-                                 weight_exp={}, weight_error={})
-    # analog input: one shift for all its synapses, the smallest they want (>= 0)
+        _set_bias(spec, g, budget, layers[spec.name])
+        layers[spec.name].update(membrane_bits=math.log2(peak * float(np.max(g)))
+                                 if peak > 0 else 0.0,
+                                 weight_exp={}, weight_error={}, floor_error=0.0)
+    _set_input_shift(out, peaks, gains)
+    _set_weights(out, gains, layers)
+    out.output_gain = gains[out.output]
+    report = _connectivity_report(graph, layers, budget)
+    readout_error = max(layers[out.output]["weight_error"].values(), default=0.0)
+    if readout_error > max_readout_error:
+        violations.append(f"layer {out.output!r}: readout weight error {readout_error:.3g} > "
+                          f"{max_readout_error:g}")
+    floor_error = layers[out.output]["floor_error"] / max(
+        float(peaks.get(out.output, 0.0)), 1e-300)
+    if floor_error > max_readout_error:
+        violations.append(f"layer {out.output!r}: readout floor-shift error {floor_error:.3g} "
+                          f"of its peak > {max_readout_error:g}")
+    violations += plan_violations(out, budget)
+    report.update(input_shift=out.input_shift, margin=margin, readout_error=readout_error,
+                  readout_floor_error=floor_error,
+                  violations=sorted(set(violations)), allow_violations=bool(allow_violations))
+    if report["violations"] and not allow_violations:
+        raise ValueError("the fixed-point plan breaks Loihi 2 number formats: "
+                         + "; ".join(report["violations"])
+                         + " (pass allow_violations=True to simulate it anyway)")
+    if report["violations"]:
+        warnings.warn("simulating a fixed-point plan that breaks Loihi 2 number formats "
+                      "(allow_violations=True): " + "; ".join(report["violations"]),
+                      stacklevel=2)
+    return out, report
+
+
+def _set_bias(spec: Any, g: float, hw: Loihi2, info: dict[str, Any]) -> None:
+    b = np.asarray(spec.bias, dtype=np.float64) * g
+    fmt = _bias_format(b, spec.t_acc, hw)
+    if fmt is None:  # a refused layer (with allow_violations: simulated, unbounded exponent)
+        exp = np.maximum(0, np.ceil(np.log2(np.maximum(np.abs(b), 1e-300) / BIAS_MANT_MAX)))
+        exp = np.where(np.abs(b) > BIAS_MANT_MAX, exp, 0).astype(np.int64)
+        fmt = (np.rint(b / 2.0 ** exp), exp, 0, 0.0)
+    spec.bias, spec.bias_exp, spec.bias_shift, err = fmt
+    info.update(bias_exp_max=int(np.max(spec.bias_exp)) if np.size(spec.bias_exp) else 0,
+                bias_shift=int(spec.bias_shift), bias_error=err)
+
+
+def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, float]) -> None:
+    """Analog input: one shift for all its synapses, the smallest they want (>= 0)."""
     input_edges = [s for s in out.synapses if s.source == out.input]
+    if out.input_encoding != "analog" or not input_edges:
+        return
+    shift = max(0, min(_exp_for(_scaled_abs_max(s, gains[s.target]) / 64, W_MAX)
+                       for s in input_edges))
+    x_max = float(peaks.get(INPUT_KEY, 0.0))
+    if x_max > 0:  # the graded input must fit 24 bits
+        shift = min(shift, math.floor(math.log2((2.0 ** (V_BITS - 1) - 1) / x_max)))
+    out.input_shift = int(shift)
+
+
+def _set_weights(out: LavaPlan, gains: dict[str, float],
+                 layers: dict[str, dict[str, Any]]) -> None:
     analog = out.input_encoding == "analog"
-    if analog and input_edges:
-        shift = max(0, min(_exp_for(s.abs_max() * gains[s.target] / 64, W_MAX)
-                           for s in input_edges))
-        x_max = float(peaks.get(INPUT_KEY, 0.0))
-        if x_max > 0:  # the graded input must fit 24 bits
-            shift = min(shift, math.floor(math.log2((2.0 ** (V_BITS - 1) - 1) / x_max)))
-        out.input_shift = int(shift)
     for syn in out.synapses:
         factor = gains[syn.target] / 64
         if analog and syn.source == out.input:
             factor /= 2.0 ** out.input_shift  # that part of the scale sits in the input
-        exp = max(0, _exp_for(syn.abs_max() * factor, W_MAX))
-        m, err = _round_weights(syn.weight, factor, exp)
+        m, exp, err = _weight_exponent(syn, factor)
         if syn.kind == "conv":
             syn.weight, syn.weight_exp = m, exp
         else:
             syn.weight, syn.weight_exp = 2 * m, exp - 1
         layers[syn.target]["weight_exp"][syn.source] = exp
         layers[syn.target]["weight_error"][syn.source] = err
-    out.output_gain = gains[out.output]
-    report = _connectivity_report(graph, layers, budget)
-    report["input_shift"] = out.input_shift
-    report["margin"] = margin
-    return out, report
+        if exp < 0:  # the floored sum: < 1 unit of a_in (64 of V) per accumulate step
+            t_acc = out.populations[syn.target].t_acc
+            layers[syn.target]["floor_error"] += (64.0 * (2.0 ** t_acc - 1)
+                                                  / float(np.min(gains[syn.target])))
+
+
+def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
+    """Every value of a fixed-point plan outside its documented format, as messages naming the
+    layer and the limit (empty when the plan is deployable)."""
+    bad: list[str] = []
+    lo, hi = WEIGHT_EXP_RANGE
+    for syn in plan.synapses:
+        w = syn.weight.toarray() if sp.issparse(syn.weight) else np.asarray(syn.weight)
+        m = w if syn.kind == "conv" else w / 2
+        if not np.all(m == np.rint(m)) or (m.size and np.abs(m).max() > W_MAX + 1):
+            bad.append(f"layer {syn.target!r}: weights from {syn.source!r} are not 8-bit "
+                       "mantissas")
+        if not lo <= syn.weight_exp <= hi:
+            bad.append(f"layer {syn.target!r}: weight exponent {syn.weight_exp} from "
+                       f"{syn.source!r} outside [{lo}, {hi}]")
+    for spec in plan.populations.values():
+        if spec.kind not in ("relu", "signed", "readout"):
+            continue
+        bad += _population_violations(spec, hw)
+    return bad
+
+
+def _population_violations(spec: Any, hw: Loihi2) -> list[str]:
+    bad = []
+    mant, exp = np.asarray(spec.bias), np.asarray(spec.bias_exp)
+    if np.any(mant != np.rint(mant)) or np.any(np.abs(mant) > BIAS_MANT_MAX + 1):
+        bad.append(f"layer {spec.name!r}: bias mantissa outside {hw.bias_mant_bits} bits")
+    if exp.size and (exp.min() < 0 or exp.max() > hw.bias_exp_max):
+        bad.append(f"layer {spec.name!r}: bias exponent {int(exp.max())} outside "
+                   f"[0, {hw.bias_exp_max}]")
+    if not 0 <= spec.bias_shift <= spec.t_acc - 1:
+        bad.append(f"layer {spec.name!r}: bias shift {spec.bias_shift} outside "
+                   f"[0, {spec.t_acc - 1}]")
+    if spec.kind != "readout":
+        vth = np.asarray(spec.vth)
+        if np.any(vth != np.rint(vth)) or np.any(vth < 1) or np.any(vth >= 2 ** hw.vth_bits):
+            bad.append(f"layer {spec.name!r}: threshold mantissa outside [1, "
+                       f"2**{hw.vth_bits} - 1]")
+    return bad
 
 
 def _connectivity_report(graph: Graph, layers: dict[str, dict[str, Any]],
-                         budget: CoreBudget) -> dict[str, Any]:
-    fan_out = fan_outs(graph)
-    total_cores = 0
-    for pop in graph:
-        if pop.name not in layers:
-            continue
-        into = fan_in(graph, pop.name)
-        info = layers[pop.name]
-        neurons = math.prod(pop.shape)
-        synapses = int(into.sum())
-        cores = max(math.ceil(neurons / budget.neurons_per_core),
-                    math.ceil(synapses / budget.synapses_per_core), 1)
-        total_cores += cores
-        info.update(neurons=neurons, synapses=synapses, max_fan_in=int(into.max()),
-                    max_fan_out=max((int(fan_out[e.source].max()) for e in pop.edges), default=0),
-                    cores=cores, saturations=None)
-        limits = []
-        if info["max_fan_in"] > budget.max_fan_in:
-            limits.append(f"fan-in {info['max_fan_in']} > {budget.max_fan_in}")
-        if info["max_fan_out"] > budget.max_fan_out:
-            limits.append(f"fan-out of its sources {info['max_fan_out']} > {budget.max_fan_out}")
-        if info["bias_exp_max"] > budget.bias_exp_max:
-            limits.append(f"bias exponent {info['bias_exp_max']} > {budget.bias_exp_max}")
-        if info.get("vth", 0) >= 2 ** budget.vth_bits:
-            limits.append(f"threshold mantissa {info['vth']} >= 2**{budget.vth_bits}")
-        if neurons > budget.neurons_per_core or synapses > budget.synapses_per_core:
-            limits.append(f"needs {cores} cores ({neurons} neurons, {synapses} synapses)")
-        info["limits"] = limits
-    report = {"layers": layers, "budget": asdict(budget), "cores": total_cores}
+                         hw: Loihi2) -> dict[str, Any]:
+    """Per layer: neurons, stored synapses, fan-in/out and cores from the core mapping
+    (:func:`spikeconverter.converters.hardware.core_mapping`); warns on fan-in/out limits."""
+    mapping = core_mapping(graph, hw)
     for name, info in layers.items():
-        hard = [m for m in info["limits"] if not m.startswith("needs")]
-        if hard:
-            warnings.warn(f"layer {name!r} breaks a Loihi-2-like core limit: {'; '.join(hard)}",
-                          stacklevel=3)
-    if total_cores > budget.cores:
-        warnings.warn(f"the network needs about {total_cores} cores, more than the "
-                      f"{budget.cores} of one Loihi-2-like chip", stacklevel=3)
-    return report
+        m = mapping["layers"][name]
+        info.update(neurons=m["neurons"], synapses=m["stored_weights"],
+                    connections=m["connections"], max_fan_in=m["max_fan_in"],
+                    max_fan_out=m["max_fan_out"], cores=m["cores"], limits=list(m["limits"]),
+                    saturations=None)
+        if info["limits"]:
+            warnings.warn(f"layer {name!r} breaks a Loihi 2 mapping limit: "
+                          f"{'; '.join(info['limits'])}", stacklevel=3)
+    totals = mapping["totals"]
+    return {"layers": layers, "budget": asdict(hw), "cores": totals["cores"],
+            "chips": totals["chips"], "fits": totals["fits"]}
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The per-layer report as a text table."""
     head = (f"{'layer':<14}{'neurons':>9}{'synapses':>11}{'fan-in':>8}{'fan-out':>9}"
-            f"{'V bits':>8}{'w err':>8}{'w exp':>7}{'sat':>7}{'cores':>7}  limits")
+            f"{'V bits':>8}{'w err':>8}{'w exp':>7}{'b exp':>7}{'b sh':>6}{'sat':>7}"
+            f"{'cores':>7}  limits")
     rows = [head, "-" * len(head)]
     for name, i in report["layers"].items():
         werr = max(i["weight_error"].values(), default=0.0)
@@ -388,7 +598,12 @@ def format_report(report: dict[str, Any]) -> str:
         sat = "-" if i.get("saturations") is None else str(i["saturations"])
         rows.append(f"{name[:13]:<14}{i['neurons']:>9}{i['synapses']:>11}{i['max_fan_in']:>8}"
                     f"{i['max_fan_out']:>9}{i['membrane_bits']:>8.1f}{werr:>8.4f}{wexp:>7}"
-                    f"{sat:>7}{i['cores']:>7}  {'; '.join(i['limits'])}")
-    rows.append(f"total cores ~ {report['cores']} (budget {report['budget']['cores']}); input "
-                f"sent as round(x * 2**{report['input_shift']})")
+                    f"{i['bias_exp_max']:>7}{i['bias_shift']:>6}{sat:>7}{i['cores']:>7}  "
+                    f"{'; '.join(i['limits'])}")
+    rows.append(f"total cores ~ {report['cores']} ({report['chips']} chip(s) of "
+                f"{report['budget']['cores_per_chip']} cores); input sent as "
+                f"round(x * 2**{report['input_shift']}); readout weight error "
+                f"{report['readout_error']:.4f}")
+    if report.get("violations"):
+        rows.append("LIMITS VIOLATED (allow_violations=True): " + "; ".join(report["violations"]))
     return "\n".join(rows)

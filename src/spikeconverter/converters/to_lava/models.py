@@ -29,7 +29,7 @@ class PyILIFModelBitAccDataLoss(PyILIFModelBitAcc):
     """:class:`PyILIFModelBitAcc`, counting in ``saturations`` only accumulate-phase clamps."""
 
     def _clamp(self, v: np.ndarray) -> None:
-        if 0 <= self._tau() < self._t_acc:
+        if self._accumulating:  # set by the model for the phase this clamp is in
             super()._clamp(v)
         else:
             self.v[:] = np.clip(v, V_MIN, V_MAX)

@@ -16,6 +16,7 @@ from lava.magma.core.run_conditions import RunSteps
 from tqdm.auto import tqdm
 
 from spikeconverter.converters.calibrate import iter_batches
+from spikeconverter.converters.hardware import hardware_report, measure_activity
 from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.serialize import write
@@ -47,6 +48,9 @@ class LavaNetwork:
     schedule : Schedule, optional
         A Lava schedule (:func:`~spikeconverter.converters.to_lava.timing.lava_schedule`, the
         default): every population cycles with ``period = steps_per_sample``.
+    double_buffered : bool
+        Without ``schedule``: neurons with two membrane banks (a sample every ``T`` steps
+        instead of ``2 T``, the same logits; ``lava_schedule(graph, double_buffered)``).
     membrane_peaks : dict of str to float, optional
         Largest ``|V|`` of each population's accumulate phase on calibration data (float
         units), as :func:`~spikeconverter.converters.to_lava.fixed_point.membrane_peaks`
@@ -54,6 +58,13 @@ class LavaNetwork:
         with ``backend="lava"`` measures it on the calibration data.
     margin : float
         Fixed point: the calibration peak of every membrane is scaled to ``margin * 2**23``.
+    allow_violations : bool
+        Fixed point: build a plan that breaks a Loihi 2 number format instead of refusing it
+        (the breaks are listed in every report, ``stats["violations"]`` included).
+    activity : dict, optional
+        Spikes and synaptic operations per sample measured on calibration data
+        (:func:`~spikeconverter.converters.hardware.measure_activity`), for
+        :meth:`hardware_report`; measured by :meth:`calibrate_fixed_point`.
 
     Attributes
     ----------
@@ -70,7 +81,9 @@ class LavaNetwork:
     """
 
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
-                 membrane_peaks: dict[str, float] | None = None, margin: float = 0.5):
+                 membrane_peaks: dict[str, float] | None = None, margin: float = 0.5,
+                 activity: dict[str, Any] | None = None, allow_violations: bool = False,
+                 double_buffered: bool = False):
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
@@ -79,8 +92,11 @@ class LavaNetwork:
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
         self.graph = graph
-        self.schedule = schedule if schedule is not None else lava_schedule(graph)
+        self.schedule = schedule if schedule is not None else lava_schedule(graph,
+                                                                            double_buffered)
         self.margin = float(margin)
+        self.activity = activity
+        self._allow_violations = bool(allow_violations)
         self._no_peaks_reason = ""
         if membrane_peaks is not None:
             self.membrane_peaks: dict[str, float] | None = dict(membrane_peaks)
@@ -91,6 +107,18 @@ class LavaNetwork:
         self._plans: dict[bool, LavaPlan] = {}
         self._plan_cache: Path | None = None
         self._fixed_report: dict[str, Any] | None = None
+
+    @property
+    def allow_violations(self) -> bool:
+        """Fixed point: simulate a plan that breaks a Loihi 2 number format (marked in every
+        report) instead of refusing it; setting it drops the cached fixed-point plan."""
+        return self._allow_violations
+
+    @allow_violations.setter
+    def allow_violations(self, value: bool) -> None:
+        self._allow_violations = bool(value)
+        self._plans.pop(True, None)
+        self._fixed_report = None
 
     # -- plans --------------------------------------------------------------------------------
 
@@ -105,21 +133,28 @@ class LavaNetwork:
         """The float or fixed-point :class:`LavaPlan` (computed once, then cached in memory
         and, after :meth:`use_plan_cache`, in a file)."""
         if fixed_point not in self._plans and self._plan_cache is not None:
-            key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+            key = self._plan_key()
             cached = load_plans(self._plan_cache, key)
-            if cached is not None and fixed_point in cached[0]:
+            refused = cached is not None and cached[1] is not None and cached[1].get(
+                "violations") and not self.allow_violations  # built with allow_violations
+            if cached is not None and fixed_point in cached[0] and not refused:
                 self._plans.update(cached[0])
                 self._fixed_report = cached[1] if True in cached[0] else self._fixed_report
         if fixed_point not in self._plans:
             self._build_plan(fixed_point)
             if self._plan_cache is not None:
-                key = plan_key(graph_fingerprint(self.graph), self.membrane_peaks, self.margin)
+                key = self._plan_key()
                 try:
                     save_plans(self._plan_cache, key, self._plans, self._fixed_report)
                 except OSError as err:  # a read-only folder: run without the cache
                     warnings.warn(f"could not write the plan cache {self._plan_cache} ({err})",
                                   stacklevel=2)
         return self._plans[fixed_point]
+
+    def _plan_key(self) -> str:
+        # the plans hold the schedule's windows: one bank or two is part of what they depend on
+        banks = "|double_buffered" if self.schedule.double_buffered else ""
+        return plan_key(graph_fingerprint(self.graph) + banks, self.membrane_peaks, self.margin)
 
     def _build_plan(self, fixed_point: bool) -> None:
         if fixed_point not in self._plans:
@@ -133,7 +168,8 @@ class LavaNetwork:
                         "convert with backend='lava' or with 'spikeconverter convert' (both "
                         "measure them) or call lnet.calibrate_fixed_point(calibration) first")
                 self._plans[True], self._fixed_report = fixed_point_plan(
-                    base, self.graph, self.schedule, self.membrane_peaks, self.margin)
+                    base, self.graph, self.schedule, self.membrane_peaks, self.margin,
+                    allow_violations=self.allow_violations)
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
         """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches) and
@@ -142,7 +178,43 @@ class LavaNetwork:
         self.membrane_peaks = membrane_peaks(self.graph, self.schedule, batches,
                                              progress=progress)
         store_peaks(self.graph, self.membrane_peaks, self.margin)  # saved with the graph
+        self.activity = measure_activity(self.graph, batches)
         self._plans.pop(True, None)
+
+    def hardware_report(self, images: Any = None, *,
+                        double_buffered: bool | None = None) -> dict[str, Any]:
+        """Loihi 2 core mapping and per-inference cost estimate
+        (:func:`spikeconverter.converters.hardware.hardware_report`).
+
+        Parameters
+        ----------
+        images : tensor or iterable of batches, optional
+            Inputs to count spikes on; default: the calibration data's counts.
+        double_buffered : bool, optional
+            Default: as this network runs (``schedule.double_buffered``). A different value
+            reports what the other option would cost (its own Lava schedule: two banks double
+            the neuron state and halve the steps per sample).
+
+        Returns
+        -------
+        dict
+            Layers, totals (cores, chips, fits), per-inference estimate, figures and sources.
+        """
+        if images is not None:
+            _, batches, _ = iter_batches(images)
+            activity = measure_activity(self.graph, batches)
+        elif self.activity is not None:
+            activity = self.activity
+        else:
+            raise ValueError("the hardware report needs measured activity: pass images, or "
+                             "convert with backend='lava' and calibration data")
+        schedule = self.schedule
+        if double_buffered is not None and double_buffered != schedule.double_buffered:
+            schedule = lava_schedule(self.graph, double_buffered)
+        report = hardware_report(self.graph, schedule, activity)
+        if self._fixed_report is not None:
+            report["violations"] = list(self._fixed_report.get("violations", []))
+        return report
 
     def fixed_point_report(self) -> dict[str, Any]:
         """Per layer: neurons, synapses, fan-in/out, membrane bits, weight error, exponents,
@@ -343,6 +415,7 @@ class LavaNetwork:
         }
         if fixed:
             self.stats["saturations"] = sum(sat.values())
+            self.stats["violations"] = list((self._fixed_report or {}).get("violations", []))
             if self._fixed_report is not None:
                 for name, count in sat.items():
                     if name in self._fixed_report["layers"]:
@@ -353,13 +426,14 @@ class LavaNetwork:
     @property
     def save_options(self) -> dict[str, Any]:
         """What a network file stores to rebuild this network (plain values)."""
-        return {"backend": "lava", "margin": self.margin}
+        return {"backend": "lava", "margin": self.margin,
+                "allow_violations": self.allow_violations}
 
     def backend_state(self) -> dict[str, Any]:
         """What a network file stores besides graph, schedule and options (plain data)."""
         peaks = None if self.membrane_peaks is None else {
             k: float(v) for k, v in self.membrane_peaks.items()}
-        return {"membrane_peaks": peaks}
+        return {"membrane_peaks": peaks, "activity": self.activity}
 
     def save(self, path) -> None:
         """Write graph, schedule and fixed-point calibration to one file (atomically)."""

@@ -26,6 +26,8 @@ __all__ = ["LavaPlan", "PopulationSpec", "float_plan"]
 class PopulationSpec:
     """One neuron population (or the input, or a max pooling) to build.
 
+    ``bias_shift``: the bias enters that many steps before the window's last accumulate step
+    (fixed point's bias-shift trick, :class:`spikeconverter.processes.ILIF`).
     ``vth``/``bias``/``bias_exp`` are floats in a float plan and integer mantissas (Lava LIF
     conventions, see :class:`spikeconverter.processes.ILIF`) in a fixed-point plan. ``shape`` is
     the Lava shape; ``pool`` holds max pooling's ``kernel_size``, ``stride``, ``padding`` in
@@ -42,6 +44,7 @@ class PopulationSpec:
     vth: Any = None
     bias: Any = 0.0
     bias_exp: Any = 0
+    bias_shift: int = 0
     pool: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +78,8 @@ class LavaPlan:
         Fixed point, analog input: the input is sent as ``round(x * 2**input_shift)``.
     output_gain : float
         The readout sends ``output_gain *`` the logits.
+    double_buffered : bool
+        The iLIF populations have two membrane banks (period ``max(t_acc, t_gen)``).
     """
 
     populations: dict[str, PopulationSpec]
@@ -91,6 +96,7 @@ class LavaPlan:
     input_delay: int = 0
     input_shift: int = 0
     output_gain: float = 1.0
+    double_buffered: bool = False
 
 
 def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
@@ -136,4 +142,5 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
         input_encoding=inp.attrs.get("encoding", "analog"),
         input_theta=theta_tensor(inp).numpy() if inp.theta is not None else 1.0,
         input_T=int(inp.T or 1), input_delay=input_landing(graph, schedule),
+        double_buffered=schedule.double_buffered,
     )

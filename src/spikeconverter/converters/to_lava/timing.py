@@ -30,14 +30,15 @@ def hop_latency(target: Population, _edge: Edge) -> int:
     return 0 if target.kind == "maxpool" else 1
 
 
-def lava_schedule(graph: Graph) -> Schedule:
+def lava_schedule(graph: Graph, double_buffered: bool = False) -> Schedule:
     """Offsets, windows and delays of ``graph`` when run in Lava (see the module docstring):
     :func:`~spikeconverter.converters.schedule.compute_schedule` in lock step, with
-    :func:`hop_latency`.
+    :func:`hop_latency`; ``double_buffered`` neurons (two membrane banks) take a sample every
+    ``P = T`` steps instead of ``2 T`` (every population accumulates for ``P``).
 
     Raises
     ------
     ValueError
         The graph is not calibrated.
     """
-    return compute_schedule(graph, hop_latency, lock_step=True)
+    return compute_schedule(graph, hop_latency, lock_step=True, double_buffered=double_buffered)

@@ -45,7 +45,7 @@ class PyBatchILIFModelBitAcc(PyILIFModelBitAcc):
 
     def _clamp(self, v: np.ndarray) -> None:
         if v.size and (int(v.max()) > V_MAX or int(v.min()) < V_MIN):  # two cheap reductions
-            if 0 <= self._tau() < self._t_acc:
+            if self._accumulating:  # set by the model for the phase this clamp is in
                 over = (v > V_MAX) | (v < V_MIN)
                 self.saturations += over
                 self.saturation_count += int(over.sum())

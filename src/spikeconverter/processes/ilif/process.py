@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from lava.magma.core.process.ports.ports import OutPort
 from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
+from spikeconverter.coding import window_period
 from spikeconverter.processes.base import (
     AbstractMembrane,
     broadcast_array,
+    deprecated_bias,
     validate_bool,
     validate_int,
     validate_rounding,
@@ -33,6 +36,15 @@ class ILIF(AbstractMembrane):
     * ``tau >= t_acc`` (generate): ``a_in`` is ignored, ``s = [v >= vth]`` (signed: ``-1``
       where ``v <= -vth``) is sent on ``s_out`` in that same step, then ``v <- k*(v - s*vth)``.
 
+    Double buffering (``double_buffered=True``): two membrane banks, the Vars ``v`` (bank 0)
+    and ``v1`` (bank 1). Window ``w`` starts at ``offset + w * P`` with
+    ``P = max(t_acc, t_gen)`` and uses bank ``w mod 2``: the population accumulates sample
+    ``w + 1`` in one bank while it generates sample ``w`` from the other, each bank following the
+    equations above, so a stream of samples fed every ``P`` steps gives, sample for sample, the
+    spikes of the single-banked neuron fed every ``t_acc + t_gen`` steps. A bank that neither
+    accumulates nor generates holds 0. Same as the Norse option of the same name
+    (:mod:`spikeconverter.plugin.functional`).
+
     With ``k = 2`` a window turns the accumulated value into the MSB-first code of
     :func:`spikeconverter.coding.encode`; the models match the Norse
     :class:`spikeconverter.plugin.ILIF` spike for spike. A source connected straight to
@@ -47,8 +59,11 @@ class ILIF(AbstractMembrane):
     (:class:`~spikeconverter.processes.ilif.models.PyILIFModelBitAcc`): Lava's LIF
     conventions. ``vth`` is an unsigned 17-bit integer mantissa, the effective threshold is
     ``vth << 6``; the input is MSB-aligned the same way (``a_in << 6``); the bias is
-    ``bias << bias_exp`` (``bias`` a signed 13-bit mantissa, ``bias_exp`` may be negative for
-    a right shift) and is *not* shifted. The membrane is an integer clamped to the 24-bit
+    ``bias_mant << bias_exp`` (``bias_mant`` a signed 13-bit mantissa, ``bias_exp`` may be
+    negative for a right shift) and is *not* shifted. The model validates the Process itself
+    when Lava compiles it, under any run configuration: a non-integer or out-of-range ``vth``
+    or ``bias_mant`` raises ValueError naming the Var (Lava would silently truncate it). The
+    membrane is an integer clamped to the 24-bit
     range ``[-2**23, 2**23 - 1]`` after every update; each clamp of a neuron adds one to its
     entry of the Var ``saturations``. ``k`` must be 2 (a left shift). Half an LSB for
     ``rounding="nearest"`` is ``(vth << 6) >> t_gen``
@@ -77,20 +92,35 @@ class ILIF(AbstractMembrane):
         Steps of the generate phase (the length of the outgoing train), >= 1.
     offset : int
         Idle steps before the first window, >= 0 (pipelining across layers).
-    bias : float or array
-        Added once per window at the last accumulate step; scalar or broadcastable to ``shape``.
+    bias_mant : float or array
+        Added once per window at the last accumulate step; scalar or broadcastable to ``shape``
+        (Lava LIF's name; the Var is ``bias_mant``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point model (ignored by the float model).
+    bias_shift : int
+        The bias enters at accumulate step ``t_acc - 1 - bias_shift`` and reaches the window's
+        end multiplied by ``k**bias_shift`` (the bias-shift trick: a large fixed-point bias
+        within the 3-bit exponent, exactly); in ``[0, t_acc - 1]``, default 0.
     rounding : {"floor", "nearest"}
         ``"nearest"`` adds half an LSB before generating (unbiased quantisation).
     signed : bool
         Emit ``-1`` spikes for negative membranes (layers without a ReLU after them).
+    double_buffered : bool
+        Two membrane banks (period ``max(t_acc, t_gen)`` instead of ``t_acc + t_gen``); the
+        Var ``v1`` holds the second bank (shape ``(1,)`` and unused when False).
     v : float or array
         Initial membrane (overwritten at the first accumulate step; kept for inspection).
     name : str, optional
         Name of the Process.
     log_config : LogConfig, optional
         Lava logging configuration.
+    bias : float or array, optional
+        Deprecated name of ``bias_mant`` (a DeprecationWarning; so is the attribute ``bias``).
+
+    Attributes
+    ----------
+    k, t_acc, t_gen, offset, double_buffered, period : read-only
+        The window parameters (``proc_params``); the models read them once when built.
 
     Examples
     --------
@@ -109,13 +139,16 @@ class ILIF(AbstractMembrane):
         t_acc: int = 16,
         t_gen: int = 16,
         offset: int = 0,
-        bias: Any = 0.0,
+        bias_mant: Any = None,
         bias_exp: Any = 0,
+        bias_shift: int = 0,
         rounding: str = "floor",
         signed: bool = False,
+        double_buffered: bool = False,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
+        bias: Any = None,
     ) -> None:
         proc = "ILIF"
         shape = validate_shape(proc, shape)
@@ -125,14 +158,33 @@ class ILIF(AbstractMembrane):
             k=k,
             t_acc=t_acc,
             offset=offset,
-            bias=bias,
+            bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
+            bias_shift=bias_shift,
             v=v,
             t_gen=validate_int(proc, "t_gen", t_gen, 1),
             rounding=validate_rounding(proc, rounding),
             signed=validate_bool(proc, "signed", signed),
+            double_buffered=validate_bool(proc, "double_buffered", double_buffered),
             name=name,
             log_config=log_config,
         )
         self.s_out = OutPort(shape=shape)
         self.vth = Var(shape=shape, init=vth_arr)
+        bank = shape if double_buffered else (1,)
+        self.v1 = Var(shape=bank, init=np.zeros(bank))
+
+    @property
+    def t_gen(self) -> int:
+        """Steps of the generate phase (read-only)."""
+        return self.proc_params["t_gen"]
+
+    @property
+    def double_buffered(self) -> bool:
+        """Two membrane banks (read-only)."""
+        return self.proc_params["double_buffered"]
+
+    @property
+    def period(self) -> int:
+        """Steps between window starts: :func:`spikeconverter.coding.window_period`."""
+        return window_period(self.t_acc, self.t_gen, self.double_buffered)

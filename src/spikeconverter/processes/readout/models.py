@@ -21,6 +21,7 @@ class _ReadoutClock(WindowClockModel):
         super().__init__(proc_params)
         self._k = float(proc_params["k"])
         self._t_acc = int(proc_params["t_acc"])
+        self._bias_step = self._t_acc - 1 - int(proc_params.get("bias_shift", 0))
         self._period = int(proc_params["period"])
         self._offset = int(proc_params["offset"])
 
@@ -35,7 +36,7 @@ class PyReadoutModelFloat(_ReadoutClock):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     _payload = np.float64
     v: np.ndarray = LavaPyType(np.ndarray, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
@@ -50,8 +51,9 @@ class PyReadoutModelFloat(_ReadoutClock):
         else:
             self.v *= self._k
             self.v += a_in
+        if tau == self._bias_step:
+            self.v += self.bias_mant
         if tau == self._t_acc - 1:
-            self.v += self.bias
             self.v_out.send(self.v.copy())
         else:
             self._send_silence(self.v_out)
@@ -67,7 +69,7 @@ class PyReadoutModelBitAcc(FixedPointMembrane, _ReadoutClock):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _payload = np.int32
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 

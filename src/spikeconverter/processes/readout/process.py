@@ -7,7 +7,7 @@ from typing import Any
 from lava.magma.core.process.ports.ports import OutPort
 from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import AbstractMembrane, validate_int
+from spikeconverter.processes.base import AbstractMembrane, deprecated_bias, validate_int
 
 __all__ = ["Readout"]
 
@@ -25,7 +25,7 @@ class Readout(AbstractMembrane):
     to the ``t_acc + t_gen`` of the layers before); the Var ``v`` holds the last ones.
 
     The ``fixed_pt`` / ``bit_accurate_loihi`` model follows the conventions of
-    :class:`spikeconverter.processes.ILIF`: ``a_in << 6``, ``bias << bias_exp``, ``k = 2`` as
+    :class:`spikeconverter.processes.ILIF`: ``a_in << 6``, ``bias_mant << bias_exp``, ``k = 2`` as
     a left shift, the membrane clamped to ``[-2**23, 2**23 - 1]`` with every clamp counted in
     ``saturations``; ``v_out`` then carries ``64 *`` the float model's value.
 
@@ -42,14 +42,21 @@ class Readout(AbstractMembrane):
         iLIF layers with ``t_gen = t_acc``).
     offset : int
         Idle steps before the first window, >= 0.
-    bias : float or array
-        Added once per window at its last accumulate step; scalar or broadcastable to ``shape``.
+    bias_mant : float or array
+        Added once per window at its last accumulate step; scalar or broadcastable to ``shape``
+        (Lava LIF's name; the Var is ``bias_mant``).
     bias_exp : int or array
         Exponent of the bias in the fixed-point model (ignored by the float model).
+    bias_shift : int
+        The bias enters at accumulate step ``t_acc - 1 - bias_shift`` and reaches the window's
+        end multiplied by ``k**bias_shift`` (the bias-shift trick: a large fixed-point bias
+        within the 3-bit exponent, exactly); in ``[0, t_acc - 1]``, default 0.
     name : str, optional
         Name of the Process.
     log_config : LogConfig, optional
         Lava logging configuration.
+    bias : float or array, optional
+        Deprecated name of ``bias_mant`` (a DeprecationWarning).
     """
 
     def __init__(
@@ -60,10 +67,12 @@ class Readout(AbstractMembrane):
         t_acc: int = 16,
         period: int | None = None,
         offset: int = 0,
-        bias: Any = 0.0,
+        bias_mant: Any = None,
         bias_exp: Any = 0,
+        bias_shift: int = 0,
         name: str | None = None,
         log_config: LogConfig | None = None,
+        bias: Any = None,
     ) -> None:
         proc = "Readout"
         # the default period needs a valid t_acc (checked again, idempotently, by the base)
@@ -74,8 +83,9 @@ class Readout(AbstractMembrane):
             k=k,
             t_acc=t_acc,
             offset=offset,
-            bias=bias,
+            bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
+            bias_shift=bias_shift,
             period=period,
             name=name,
             log_config=log_config,

@@ -1,0 +1,199 @@
+"""The fixed-point planner keeps every value inside its Loihi 2 format, or refuses by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import spikeconverter as sc
+from spikeconverter.converters.hardware import LOIHI2
+from spikeconverter.converters.to_lava.fixed_point import WEIGHT_EXP_RANGE, plan_violations
+
+
+def assert_in_formats(plan, hw=LOIHI2):
+    """An independent check of every value of a fixed-point plan against its format."""
+    lo, hi = WEIGHT_EXP_RANGE
+    for s in plan.synapses:
+        w = s.weight.toarray() if sp.issparse(s.weight) else np.asarray(s.weight)
+        m = w if s.kind == "conv" else w / 2  # Dense/Sparse hold 2m with weight_exp e - 1
+        assert np.array_equal(m, np.rint(m)) and np.abs(m).max() <= 128, s.target
+        assert lo <= s.weight_exp <= hi, (s.target, s.weight_exp)
+        if (s.weight_exp if s.kind == "conv" else s.weight_exp + 1) < 0:
+            # a floor-shifted sum only where it buys bits: some mantissa is odd
+            assert np.any(m % 2), s.target
+    for p in plan.populations.values():
+        if p.kind not in ("relu", "signed", "readout"):
+            continue
+        mant, exp = np.asarray(p.bias), np.asarray(p.bias_exp)
+        assert np.array_equal(mant, np.rint(mant)) and np.abs(mant).max() <= 2**12, p.name
+        assert exp.min() >= 0 and exp.max() <= hw.bias_exp_max, p.name
+        assert 0 <= p.bias_shift <= p.t_acc - 1, p.name
+        if p.kind != "readout":
+            vth = np.asarray(p.vth, dtype=np.float64)
+            assert np.array_equal(vth, np.rint(vth)), p.name
+            assert vth.min() >= 1 and vth.max() < 2**hw.vth_bits, p.name
+    assert plan_violations(plan) == []
+
+
+def _net(widths, bias_scale, seed):
+    torch.manual_seed(seed)
+    layers, n = [nn.Flatten()], 6
+    for w in widths:
+        lin = nn.Linear(n, w)
+        with torch.no_grad():
+            lin.bias.mul_(bias_scale)
+        layers += [lin, nn.ReLU()]
+        n = w
+    layers.append(nn.Linear(n, 3))
+    return nn.Sequential(*layers).double().eval()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(widths=st.lists(st.integers(2, 12), min_size=1, max_size=3),
+       bias_scale=st.sampled_from([0.0, 1.0, 30.0, 1000.0]),
+       T=st.integers(2, 10), seed=st.integers(0, 2**16),
+       granularity=st.sampled_from(["layer", "channel"]))
+def test_every_value_of_a_plan_lies_in_its_format(widths, bias_scale, T, seed, granularity):
+    model = _net(widths, bias_scale, seed)
+    x = torch.rand(24, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    lnet = sc.convert(model, x, T=T, progress=False, backend="lava",
+                      threshold_granularity=granularity)
+    try:
+        plan = lnet.plan(fixed_point=True)
+    except ValueError as e:  # a refusal must name the layer and the limit
+        assert "layer '" in str(e) and "allow_violations" in str(e)
+        return
+    assert_in_formats(plan)
+    assert lnet.fixed_point_report()["violations"] == []
+
+
+def _big_bias_net(spread=1e-3):
+    # u = 1000 (x - 1) with x in [1, 1 + spread]: theta ~ 500 spread but the bias is 1000
+    model = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 2)).double().eval()
+    with torch.no_grad():
+        model[0].weight.fill_(1000.0)
+        model[0].bias.fill_(-1000.0)
+    x = 1 + spread * torch.rand(16, 1, dtype=torch.float64,
+                               generator=torch.Generator().manual_seed(0))
+    return model, x
+
+
+def test_refusal_names_the_layer_and_the_limit():
+    # bias / theta ~ 4e5: beyond 13 bits << 7 even when shifted by the whole window
+    model, x = _big_bias_net(5e-6)
+    lnet = sc.convert(model, x, T=2, progress=False, backend="lava")
+    layer = next(p.name for p in lnet.graph if p.kind == "relu")
+    with pytest.raises(ValueError, match=rf"layer '{layer}': bias"):
+        lnet.plan(fixed_point=True)
+    lnet.allow_violations = True
+    with pytest.warns(UserWarning, match="allow_violations=True"):
+        lnet.plan(fixed_point=True)
+    rep = lnet.fixed_point_report()
+    assert rep["allow_violations"] and any(layer in v for v in rep["violations"])
+
+
+def test_bias_shift_is_used_before_refusing():
+    # the second layer (t_acc = T) computes 1000 (h - 1) on h = x in [1, 1.1]: a bias of 1000
+    # against a threshold ~50 needs an exponent 10 at full resolution
+    model = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 2), nn.ReLU(),
+                          nn.Linear(2, 2)).double().eval()
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(0.0)
+        model[2].weight.fill_(1000.0)
+        model[2].bias.fill_(-1000.0)
+    x = 1 + 0.1 * torch.rand(32, 1, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(0))
+    lnet = sc.convert(model, x, T=8, progress=False, backend="lava")
+    plan = lnet.plan(fixed_point=True)  # T = 8: shifting the bias 7 steps early suffices
+    assert_in_formats(plan)
+    layer = [p.name for p in lnet.graph if p.kind == "relu"][1]
+    assert plan.populations[layer].bias_shift > 0
+    assert lnet.fixed_point_report()["layers"][layer]["bias_shift"] > 0
+
+
+def test_readout_error_is_reported_and_bounded():
+    model, x = _big_bias_net(0.1)
+    lnet = sc.convert(model, x, T=8, progress=False, backend="lava")
+    rep = lnet.fixed_point_report()
+    assert 0 <= rep["readout_error"] < 0.05
+    from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
+
+    with pytest.raises(ValueError, match="readout weight error"):
+        fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                         max_readout_error=0.0)
+
+
+@pytest.mark.slow
+def test_resnet20_plan_in_formats(shared_resnet20):
+    x = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    lnet = sc.convert(shared_resnet20, x, T=8, progress=False, backend="lava")
+    assert_in_formats(lnet.plan(fixed_point=True))
+    assert lnet.fixed_point_report()["readout_error"] < 0.05
+
+
+class _PoolReadout(nn.Module):
+    """conv-relu, global average pooling over 16 x 16, linear: ResNet's readout in small (the
+    composed pool + linear matrix has 1,024 inputs with weights 1/256 of the linear's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _pool_readout(granularity="layer"):
+    torch.manual_seed(0)
+    model = _PoolReadout().double().eval()
+    x = torch.randn(12, 1, 16, 16, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1))
+    return sc.convert(model, x, T=6, progress=False, backend="lava",
+                      threshold_granularity=granularity), x
+
+
+@pytest.mark.lava
+def test_tiny_readout_weights_take_a_negative_exponent():
+    lnet, x = _pool_readout()
+    plan = lnet.plan(fixed_point=True)
+    assert_in_formats(plan)
+    readout = next(s for s in plan.synapses if s.target == plan.output)
+    assert readout.weight_exp + (0 if readout.kind == "conv" else 1) < 0
+    rep = lnet.fixed_point_report()
+    assert rep["violations"] == [] and rep["readout_error"] < 0.05
+    assert 0 < rep["readout_floor_error"] < 0.05
+    flt = lnet.run(x[:4], progress=False)
+    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    assert lnet.stats["saturations"] == 0
+    assert (flt.argmax(1) == fix.argmax(1)).all()
+    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+
+
+@pytest.mark.lava
+def test_per_channel_thresholds_run_in_fixed_point():
+    lnet, x = _pool_readout("channel")
+    flt_plan, plan = lnet.plan(), lnet.plan(fixed_point=True)
+    assert_in_formats(plan)
+    budget = lnet.margin * 2.0**23
+    for name, spec in plan.populations.items():
+        if spec.kind != "relu":
+            continue
+        theta = np.asarray(flt_plan.populations[name].vth, dtype=np.float64)
+        vth = np.asarray(spec.vth, dtype=np.float64)
+        assert np.unique(theta).size > 1 and np.unique(vth).size > 1  # per channel indeed
+        gain = 64 * vth / theta  # each threshold exact, every gain within the layer's budget
+        assert gain.max() <= budget / max(lnet.membrane_peaks[name], 2 * theta.max())
+        assert np.all((vth * 64) % 2**spec.t_gen == 0)  # nearest's half LSB is exact
+    flt = lnet.run(x[:4], progress=False)
+    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    assert lnet.stats["saturations"] == 0
+    assert (flt.argmax(1) == fix.argmax(1)).all()
+    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
