@@ -189,6 +189,9 @@ ReLU and residual adds are refused with the reason.
   spikeconverter finetune net.snn -d cifar10:./data --val cifar10:./data --normalize imagenet \\
       --limit 5000 --augment -o net-ft.snn   # cifar10:ROOT: -d reads train, --val test
   spikeconverter finetune net-ft.snn -d ./train -o net-ft.snn --resume --epochs 3
+  spikeconverter finetune net.snn -d ../shared/data/cifar10/train --val-fraction 0.1 \\
+      --normalize imagenet --augment --optimizer adam --lr 1e-3 --cosine --weight-decay 0 \\
+      --epochs 3 --distill cifar_resnet20 --distill-checkpoint resnet20.th -o net-ft.snn
 """,
 }
 
@@ -335,8 +338,22 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--surrogate", choices=SURROGATES, default="triangle",
                    help="Norse surrogate gradient (default: triangle)")
     g.add_argument("--alpha", type=float, default=1.0, help="surrogate parameter (default: 1)")
-    g.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="shuffling and --val-fraction split seed (default: 0)")
+    g.add_argument("--val-fraction", type=float, metavar="F",
+                   help="hold out this seeded share of --data (unaugmented) as validation "
+                        "data for best-on-validation selection (not with --val)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("distillation from the ANN")
+    g.add_argument("--distill", metavar="MODEL",
+                   help="the ANN to distil from, named as 'convert' names models (zoo name, "
+                        "torchvision:NAME, file.py:factory)")
+    g.add_argument("--distill-checkpoint", metavar="FILE",
+                   help="its weights (state_dict or checkpoint file)")
+    g.add_argument("--distill-weight", type=float, default=0.9,
+                   help="share of the distillation term, 0..1 (default: 0.9)")
+    g.add_argument("--distill-temperature", type=float, default=4.0,
+                   help="distillation temperature (default: 4)")
     add_output(p, "fine-tuned network file to write (--resume continues into it)")
     add_runtime(p)
     return p

@@ -23,6 +23,7 @@ from spikeconverter.data import (
     resolve_normalization,
 )
 from spikeconverter.training.config import FinetuneConfig
+from spikeconverter.training.holdout import split_holdout
 
 __all__ = ["add_finetune_parser", "run_finetune"]
 
@@ -68,7 +69,25 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
         cosine=args.cosine, train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
-        clip_grad_norm=args.clip_grad_norm or None, device=args.device)
+        clip_grad_norm=args.clip_grad_norm or None, device=args.device,
+        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature)
+
+
+def _teacher(args: argparse.Namespace) -> torch.nn.Module | None:
+    """The ANN of ``--distill`` (with ``--distill-checkpoint``), or ``None``."""
+    if args.val and args.val_fraction is not None:
+        raise ValueError("--val and --val-fraction both give validation data: pass one")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got "
+                         f"{args.val_fraction}")
+    if args.distill is None:
+        if args.distill_checkpoint is not None:
+            raise ValueError("--distill-checkpoint needs --distill MODEL (the ANN it belongs "
+                             "to)")
+        return None
+    from spikeconverter.modelspec import load_model
+
+    return load_model(args.distill, args.distill_checkpoint)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -85,6 +104,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     from spikeconverter.distributed import process_group
     from spikeconverter.training.finetune import evaluate, finetune
 
+    config = _config(args)  # settings checked before any file is read
+    teacher = _teacher(args)
     net = load(args.network, device=args.device)
     shape = tuple(net.graph[net.graph.input].shape)
     train = _images(args, args.data, "train", shape, args.augment)
@@ -96,10 +117,13 @@ def run_finetune(args: argparse.Namespace) -> int:
     if args.val:
         val = make_loader(_images(args, args.val, "test", shape, False), args.batch_size,
                           workers=args.workers)
+    elif args.val_fraction is not None:
+        loader, val = split_holdout(loader, args.val_fraction, args.seed, args.batch_size,
+                                    val_dataset=_images(args, args.data, "train", shape, False))
     cliparser.check_output_file(args.output, args.overwrite or args.resume)  # before training
     with process_group(args.device) as rank:
         before = evaluate(net, val) if val is not None else None
-        history = finetune(net, loader, val_data=val, config=_config(args))
+        history = finetune(net, loader, val_data=val, config=config.updated(teacher=teacher))
     if rank != 0:
         return 0
     net.save(args.output)
@@ -107,8 +131,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"fine-tuned {args.network}: {history['steps']} steps, {history['epochs']} epochs, "
           f"{history['seconds']:.1f} s ({history['cpu_seconds']:.1f} s CPU)", file=out)
     if before is not None:
-        print(f"spiking top-1 on {args.val}: {100 * before:.2f} % before, "
+        where = args.val or f"{args.val_fraction:g} of {args.data} (held out)"
+        print(f"spiking top-1 on {where}: {100 * before:.2f} % before, "
               f"{100 * history['best_accuracy']:.2f} % after (best, step "
-              f"{history['best_step']})", file=out)
+              f"{history['best_step']}, epoch {history['best_epoch']})", file=out)
     print(f"wrote {args.output} (training state: {args.output}.state)", file=out)
     return 0

@@ -50,8 +50,10 @@ class FinetuneConfig:
         state in ``<checkpoint>.state``, both written atomically at each validation and at the
         end of each epoch.
     resume : bool
-        Continue from ``<checkpoint>.state`` (parameters, optimiser, epoch, step, best score).
-        With a shuffling loader the rest of the interrupted epoch sees different batches.
+        Continue from ``<checkpoint>.state`` (parameters, optimiser, epoch, step, best score,
+        torch's random state). Tensor data and ``val_fraction`` splits are reshuffled from
+        ``seed + epoch`` each epoch, so a resumed run trains on the same batches as an
+        uninterrupted one; a caller's shuffling DataLoader draws new ones.
     progress : bool
         tqdm progress bar with the running loss and the last validation accuracy.
     max_steps : int, optional
@@ -75,7 +77,23 @@ class FinetuneConfig:
     loss_fn : callable, optional
         ``loss_fn(logits, labels)``; cross-entropy by default.
     seed : int
-        Seeds shuffling of tensor data (and of the DistributedSampler under torch.distributed).
+        Seeds shuffling of tensor data (and of the DistributedSampler under
+        torch.distributed) and the ``val_fraction`` split.
+    val_fraction : float, optional
+        Hold out this seeded share of ``train_data`` (tensors, or a DataLoader over a map-style
+        dataset) as validation data, for best-on-validation selection without touching the
+        test images (the split depends only on ``seed`` and the data's length, so ``resume``
+        sees the same one). Not together with ``val_data``. A DataLoader's validation part
+        uses its dataset's transforms; random augmentation is then drawn with a fixed seed at
+        every validation, so all validations see the same images (better: split with
+        :func:`~spikeconverter.training.holdout.split_holdout` and an unaugmented copy).
+    teacher : torch.nn.Module, optional
+        Distil from this network (the ANN the network was converted from): the loss becomes
+        :func:`~spikeconverter.training.losses.distillation_loss` of the spiking logits and
+        the teacher's, with ``loss_fn`` (or cross-entropy) as its hard-label part. It is put
+        in eval mode, on the training device.
+    distill_temperature, distill_weight : float
+        The distillation temperature (> 0) and the share of the distillation term (0..1).
     device : str or torch.device, optional
         Where training runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``; default: where the network
         is).
@@ -104,6 +122,10 @@ class FinetuneConfig:
     alpha: float = 1.0
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     seed: int = 0
+    val_fraction: float | None = None
+    teacher: torch.nn.Module | None = None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.9
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
@@ -120,6 +142,7 @@ class FinetuneConfig:
             _check_positive(self.val_every, "val_every", integer=True)
         if self.max_steps is not None:
             _check_positive(self.max_steps, "max_steps", integer=True)
+        self._check_selection_and_distillation()
         if self.resume and self.checkpoint is None:
             raise ValueError("resume=True needs checkpoint=PATH (the file to resume from)")
         if self.device is not None:
@@ -127,6 +150,18 @@ class FinetuneConfig:
         if self.optimizer == "adam" and self.momentum >= 1:
             raise ValueError(f"with optimizer='adam', momentum is beta1 and must be < 1, got "
                              f"{self.momentum!r}")
+
+    def _check_selection_and_distillation(self) -> None:
+        if self.val_fraction is not None and not (
+                isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+            raise ValueError(f"val_fraction must lie strictly between 0 and 1, got "
+                             f"{self.val_fraction!r}")
+        if self.teacher is not None and not isinstance(self.teacher, torch.nn.Module):
+            raise TypeError(f"teacher must be a torch.nn.Module (the ANN), got "
+                            f"{type(self.teacher).__name__}")
+        _check_positive(self.distill_temperature, "distill_temperature")
+        if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):
+            raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight!r}")
 
     def updated(self, **options: Any) -> FinetuneConfig:
         """A copy with ``options`` (field names) changed.

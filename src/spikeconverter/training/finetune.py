@@ -17,7 +17,8 @@ are rebuilt from it: same graph, same schedule, new numbers -- the network conve
 Checkpoints: ``checkpoint=PATH`` writes the best network so far (by validation accuracy; the
 latest without validation data) to ``PATH`` with :func:`spikeconverter.converters.save`
 (readable by :func:`spikeconverter.converters.load`), and the training state -- parameters,
-optimiser state, epoch, step, best score, history -- to ``PATH + ".state"``. Both are written
+optimiser state, epoch, step, best score, history, torch's random state -- to
+``PATH + ".state"``. Both are written
 atomically (temporary file + ``os.replace``). ``resume=True`` continues from the state file.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 import os
 import time
@@ -44,10 +46,13 @@ from spikeconverter.converters.serialize import write
 from spikeconverter.devices import resolve_device
 from spikeconverter.distributed import is_distributed, rank
 from spikeconverter.training.config import FinetuneConfig
+from spikeconverter.training.holdout import split_holdout
+from spikeconverter.training.losses import distillation_loss
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
 __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "state_path"]
 
+_LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
 _STATE_VERSION = 1
 
@@ -147,23 +152,27 @@ def finetune(
     epochs : int, optional
         Passes over ``train_data`` (default: the config's, 1).
     val_data : optional
-        Validation data (same forms): the spiking simulation's accuracy is measured every
-        ``val_every`` steps and at the end of each epoch; the best parameters are kept and are
-        the ones ``net`` ends with.
+        Validation data (same forms): the spiking simulation's accuracy is measured before
+        training, every ``val_every`` steps and at the end of each epoch; the best parameters
+        are kept and are the ones ``net`` ends with. Or hold out part of ``train_data`` with
+        ``val_fraction``.
     config : FinetuneConfig, optional
         The settings (defaults: the paper's SGD); ``epochs`` and ``options`` override fields.
     **options
         Any field of :class:`FinetuneConfig` (``lr``, ``momentum``, ``weight_decay``,
         ``batch_size``, ``val_every``, ``checkpoint``, ``resume``, ``progress``, ``max_steps``,
         ``cosine``, ``optimizer``, ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
-        ``alpha``, ``loss_fn``, ``seed``), documented there.
+        ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
+        ``distill_temperature``, ``distill_weight``), documented there.
 
     Returns
     -------
     dict
         ``steps``, ``epochs`` (completed), ``loss`` (per step), ``val_steps`` and
-        ``val_accuracy`` (per validation), ``best_accuracy``/``best_step`` (``None`` without
-        validation), ``seconds`` (wall time of this call) and ``cpu_seconds`` (process CPU
+        ``val_accuracy`` and ``val_epochs`` (per validation; epochs completed when it was
+        measured), ``best_accuracy``/``best_step``/``best_epoch`` (the winning validation;
+        ``best_epoch`` 0 is the converted network; ``None`` without validation),
+        ``seconds`` (wall time of this call) and ``cpu_seconds`` (process CPU
         time of this call).
 
     Raises
@@ -225,6 +234,8 @@ class _Run:
         self.net, self.val_data, self.cfg = net, val_data, cfg
         self.loss_fn = cfg.loss_fn or F.cross_entropy
         self.dev = resolve_device(cfg.device) if cfg.device is not None else _device_of(net)
+        if cfg.teacher is not None:
+            cfg.teacher.eval().to(self.dev)  # its BN statistics must stay as they are
         self.trainable = TrainableSpikingNetwork(
             copy.deepcopy(net.graph), net.schedule, surrogate=cfg.surrogate, alpha=cfg.alpha,
             train_thresholds=cfg.train_thresholds, dtype=net.dtype).to(self.dev)
@@ -234,12 +245,20 @@ class _Run:
             self.model = DistributedDataParallel(
                 self.trainable, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.opt = _optimizer(self.trainable, cfg)
-        self.train = _sharded(_loader(train_data, cfg.batch_size, True, cfg.seed, "train_data"),
-                              cfg.seed)
+        if cfg.val_fraction is not None:
+            if val_data is not None:
+                raise ValueError("pass either val_data or val_fraction, not both")
+            train_data, self.val_data = split_holdout(train_data, cfg.val_fraction, cfg.seed,
+                                                      cfg.batch_size)
+        own = _loader(train_data, cfg.batch_size, True, cfg.seed, "train_data")
+        # a loader made here is reshuffled from seed + epoch, so a resumed run sees the
+        # batches of the uninterrupted one (a caller's loader keeps its own generator)
+        self.own_shuffle = own is not train_data or cfg.val_fraction is not None
+        self.train = _sharded(own, cfg.seed)
         self.total = _total_steps(self.train, cfg)
         self.history: dict[str, Any] = {
             "steps": 0, "epochs": 0, "loss": [], "val_steps": [], "val_accuracy": [],
-            "best_accuracy": None, "best_step": None}
+            "val_epochs": [], "best_accuracy": None, "best_step": None, "best_epoch": None}
         self.epoch, self.skip = 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
@@ -247,6 +266,7 @@ class _Run:
             self.epoch, self.skip, self.best_state = _load_state(
                 state_path(self.ckpt), self.trainable, self.opt, self.history, self.dev)
         self.bar: Any = None
+        self.started = time.perf_counter()
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs`` or ``max_steps``; the history."""
@@ -270,6 +290,9 @@ class _Run:
 
     def run_epoch(self) -> None:
         """The rest of the current epoch (all of it unless resumed mid-epoch)."""
+        gen = getattr(self.train, "generator", None)
+        if self.own_shuffle and gen is not None:
+            gen.manual_seed(self.cfg.seed + self.epoch)
         sampler = getattr(self.train, "sampler", None)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(self.epoch)  # a new shuffle each epoch, the same on every rank
@@ -299,7 +322,7 @@ class _Run:
         x, y = _xy(batch, "train_data")
         self.schedule_lr()
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(x.to(self.dev, self.net.dtype)), y.to(self.dev))
+        loss = self.loss(x.to(self.dev), y.to(self.dev))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss became {float(loss)} at step {self.history['steps']}; lower lr "
@@ -315,6 +338,17 @@ class _Run:
         self.bar.update(1)
         if not (h["steps"] % 10):
             self.bar.set_postfix(loss=f"{sum(h['loss'][-10:]) / 10:.3f}")
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch: ``loss_fn``, or distillation from the teacher."""
+        logits = self.model(x.to(self.net.dtype))
+        teacher = self.cfg.teacher
+        if teacher is None:
+            return self.loss_fn(logits, y)
+        with torch.no_grad():
+            target = teacher(x)
+        return distillation_loss(logits, target, y, temperature=self.cfg.distill_temperature,
+                                 weight=self.cfg.distill_weight, hard_loss=self.loss_fn)
 
     def schedule_lr(self) -> None:
         """Cosine decay of the learning rate (if asked for) at the current step."""
@@ -346,14 +380,31 @@ class _Run:
             return True  # without validation the latest parameters are kept
         if h["val_steps"] and h["val_steps"][-1] == h["steps"]:
             return False  # already measured at this step
-        acc = evaluate(self.trainable, self.val_data, batch_size=self.cfg.batch_size)
+        # a fixed seed: randomly augmented validation data show the same images every time,
+        # and validation leaves the training run's random stream alone
+        with torch.random.fork_rng():
+            torch.manual_seed(self.cfg.seed)
+            acc = evaluate(self.trainable, self.val_data, batch_size=self.cfg.batch_size)
         h["val_steps"].append(h["steps"])
         h["val_accuracy"].append(acc)
+        h["val_epochs"].append(self.epoch)
         improved = h["best_accuracy"] is None or acc > h["best_accuracy"]
         if improved:
-            h["best_accuracy"], h["best_step"] = acc, h["steps"]
+            h["best_accuracy"], h["best_step"], h["best_epoch"] = acc, h["steps"], self.epoch
         self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}" if h["loss"] else "-", val=f"{acc:.4f}")
+        self.log_validation(acc, improved)
         return improved
+
+    def log_validation(self, acc: float, improved: bool) -> None:
+        """One INFO line per validation (``logging``): epoch, step, mean training loss since
+        the last validation, validation accuracy, wall time since the run started."""
+        h = self.history
+        since = h["val_steps"][-2] if len(h["val_steps"]) > 1 else 0
+        losses = h["loss"][since:h["steps"]]
+        mean = f"{sum(losses) / len(losses):.4f}" if losses else "-"
+        _LOG.info("epoch %d step %d: train loss %s, val %.2f %%%s, %.0f s", self.epoch,
+                  h["steps"], mean, 100 * acc, " (best)" if improved else "",
+                  time.perf_counter() - self.started)
 
     def save_state(self, batch_in_epoch: int) -> None:
         """Write the training state beside the checkpoint (what ``resume`` reads)."""
@@ -361,7 +412,7 @@ class _Run:
             "format": STATE_FORMAT, "version": _STATE_VERSION,
             "model": self.trainable.state_dict(), "optimizer": self.opt.state_dict(),
             "epoch": self.epoch, "batch_in_epoch": batch_in_epoch, "history": self.history,
-            "best_model": self.best_state,
+            "best_model": self.best_state, "rng": torch.get_rng_state(),
         }, state_path(self.ckpt))
 
     def write_back(self) -> None:
@@ -403,4 +454,6 @@ def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim
         raise ValueError(f"{path}: the training state does not fit this network ({exc})") \
             from exc
     history.update(blob["history"])
+    if isinstance(blob.get("rng"), torch.Tensor):  # augmentation continues where it stopped
+        torch.set_rng_state(blob["rng"])
     return int(blob["epoch"]), int(blob["batch_in_epoch"]), blob.get("best_model")

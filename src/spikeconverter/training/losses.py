@@ -1,0 +1,60 @@
+"""Training losses: knowledge distillation from the ANN the network was converted from.
+
+With a few thousand images the hard labels say little that the converted network does not
+already get right; the ANN's logits say, for every image, how the network *should* rank all
+classes -- the signal that makes calibration- and QCFS-style fine-tuning of converted networks
+land with little data (Hinton et al. 2015, "Distilling the knowledge in a neural network").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["distillation_loss"]
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *,
+                      temperature: float = 4.0, weight: float = 0.9,
+                      hard_loss=F.cross_entropy) -> torch.Tensor:
+    r"""``(1 - weight) * hard_loss(student, labels) + weight * temperature**2 * KL``.
+
+    ``KL`` is the batch mean of :math:`\mathrm{KL}(\mathrm{softmax}(t/\tau) \,\|\,
+    \mathrm{softmax}(s/\tau))` (:func:`torch.nn.functional.kl_div`); the factor
+    :math:`\tau^2` keeps its gradient on the scale of the cross-entropy's as :math:`\tau` varies
+    (Hinton et al. 2015).
+
+    Parameters
+    ----------
+    student, teacher : torch.Tensor
+        Logits ``(B, classes)``; no gradient flows into ``teacher``.
+    labels : torch.Tensor
+        Class indices ``(B,)``.
+    temperature : float
+        :math:`\tau` > 0: softens both distributions.
+    weight : float
+        Share of the distillation term, in ``[0, 1]`` (1: labels unused).
+    hard_loss : callable
+        ``hard_loss(logits, labels)`` (cross-entropy by default).
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ, a temperature <= 0 or a weight outside ``[0, 1]``.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"student logits {tuple(student.shape)} and teacher logits "
+                         f"{tuple(teacher.shape)} differ in shape (the teacher must be the "
+                         "ANN the network was converted from)")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight must lie in [0, 1], got {weight!r}")
+    t = teacher.detach().to(student.dtype)
+    soft = F.kl_div(F.log_softmax(student / temperature, dim=1),
+                    F.log_softmax(t / temperature, dim=1), reduction="batchmean",
+                    log_target=True)
+    loss = weight * temperature ** 2 * soft
+    if weight < 1:
+        loss = loss + (1 - weight) * hard_loss(student, labels)
+    return loss

@@ -1,0 +1,196 @@
+"""Best-on-validation selection from a held-out split, distillation from the ANN, and resume
+consistency with both."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from spikeconverter.converters import convert, load
+from spikeconverter.models import small_cnn
+from spikeconverter.training import evaluate, finetune
+from spikeconverter.training.holdout import holdout_indices, split_holdout
+from spikeconverter.training.losses import distillation_loss
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn digits (8x8): 600 training images and an ANN trained on them."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))[:600]
+    x, y = x[perm], y[perm]
+    torch.manual_seed(0)
+    model = small_cnn(input_size=8, width=8, hidden=32)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(10):
+        for i in range(0, 600, 50):
+            opt.zero_grad()
+            F.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
+            opt.step()
+    return model.eval(), (x, y)
+
+
+def test_holdout_indices_are_a_seeded_partition():
+    tr, va = holdout_indices(103, 0.1, seed=3)
+    assert len(va) == 11 and sorted(tr + va) == list(range(103))
+    assert holdout_indices(103, 0.1, seed=3) == (tr, va)
+    assert holdout_indices(103, 0.1, seed=4)[1] != va
+    assert holdout_indices(2, 0.99, seed=0)[0]  # at least one item is left for training
+    for bad in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match="val_fraction"):
+            holdout_indices(10, bad, seed=0)
+    x, y = torch.arange(20.0).reshape(10, 2), torch.arange(10)
+    (xt, yt), (xv, yv) = split_holdout((x, y), 0.3, 0, 4)
+    assert len(xv) == 3 and set(yt.tolist()).isdisjoint(yv.tolist())
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    train, val = split_holdout(loader, 0.3, 0, 4)
+    assert sorted(int(v) for _, b in val for v in b) == sorted(yv.tolist())
+    assert sum(len(b) for _, b in train) == 7
+    with pytest.raises(TypeError, match="val_data instead"):
+        split_holdout(iter(loader), 0.3, 0, 4)
+
+
+def test_best_on_validation_keeps_the_best_epoch(digits, tmp_path):
+    """Epochs 1-2 train, epoch 3 ascends the loss (a deliberately bad epoch): the network kept,
+    its checkpoint and ``best_epoch`` are those of the best validation, not the last."""
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, rounding="floor", correction="none", progress=False)
+    steps_per_epoch = 480 // 60
+    calls = {"n": 0}
+
+    def loss_fn(logits, labels):
+        calls["n"] += 1
+        sign = -1.0 if calls["n"] > 2 * steps_per_epoch else 1.0  # epoch 3 goes uphill
+        return sign * F.cross_entropy(logits, labels)
+
+    ckpt = tmp_path / "best.snn"
+    h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
+                 loss_fn=loss_fn, progress=False, checkpoint=ckpt)
+    acc = h["val_accuracy"]
+    assert h["val_epochs"] == [0, 1, 2, 3] and h["steps"] == 3 * steps_per_epoch
+    assert acc[3] < max(acc[1:3]) - 0.1, acc  # the bad epoch really is worse
+    best = max(range(4), key=lambda i: (acc[i], -i))
+    assert h["best_epoch"] == best != 3 and h["best_accuracy"] == acc[best]
+    _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)  # the same seeded split
+    assert evaluate(net, (xv, yv)) == pytest.approx(acc[best])
+    assert evaluate(load(ckpt), (xv, yv)) == pytest.approx(acc[best])
+    with pytest.raises(ValueError, match="not both"):
+        finetune(net, (x, y), val_data=(xv, yv), val_fraction=0.2)
+
+
+def test_distillation_loss_matches_its_definition():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1, 2, 0])
+    tau, w = 3.0, 0.7
+    p_t = torch.softmax(t / tau, 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(s / tau, 1))).sum(1).mean()
+    expected = w * tau ** 2 * kl + (1 - w) * F.cross_entropy(s, y)
+    got = distillation_loss(s, t, y, temperature=tau, weight=w)
+    torch.testing.assert_close(got, expected)
+    # pure distillation: zero at the teacher, gradient tau * (softmax(s/tau) - p_t) / B
+    assert float(distillation_loss(t, t, y, temperature=tau, weight=1.0)) == pytest.approx(0)
+    (grad,) = torch.autograd.grad(distillation_loss(s, t, y, temperature=tau, weight=1.0), s)
+    torch.testing.assert_close(grad, tau * (torch.softmax(s / tau, 1) - p_t) / 5)
+    with pytest.raises(ValueError, match="shape"):
+        distillation_loss(s, t[:, :3], y)
+    with pytest.raises(ValueError, match="weight"):
+        distillation_loss(s, t, y, weight=1.5)
+
+
+def test_finetune_distils_from_the_teacher(digits):
+    """The first step's loss is the distillation loss of the spiking logits and the ANN's on
+    the first shuffled batch; weight 0 trains exactly as without a teacher."""
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, progress=False)
+    data = (x[:128], y[:128])
+    h = finetune(copy.deepcopy(net), data, max_steps=1, batch_size=32, teacher=model,
+                 distill_weight=0.8, distill_temperature=2.0, progress=False, lr=1e-3)
+    xb, yb = next(iter(DataLoader(TensorDataset(*data), batch_size=32, shuffle=True,
+                                  generator=torch.Generator().manual_seed(0))))
+    with torch.no_grad():
+        expected = distillation_loss(net(xb), model(xb), yb, temperature=2.0, weight=0.8)
+    assert h["loss"][0] == pytest.approx(float(expected), rel=1e-4)
+    plain = finetune(copy.deepcopy(net), data, max_steps=3, batch_size=32, progress=False)
+    zero = finetune(copy.deepcopy(net), data, max_steps=3, batch_size=32, progress=False,
+                    teacher=model, distill_weight=0.0)
+    assert zero["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+
+
+def test_resume_with_holdout_and_distillation_equals_uninterrupted(digits, tmp_path):
+    """A run that crashes in its second epoch, resumed from the state written at the end of
+    the first, ends exactly as the uninterrupted run (same batches, augmentation stream,
+    cosine schedule, validations and best epoch)."""
+    model, (x, y) = digits
+    small = (x[:200], y[:200])
+    base = convert(model, x[:128], T=2, progress=False)
+    opts = dict(epochs=2, batch_size=40, val_fraction=0.2, teacher=model, optimizer="adam",
+                lr=1e-3, cosine=True, progress=False)
+    straight = copy.deepcopy(base)
+    h = finetune(straight, small, **opts)
+    calls = {"n": 0}
+
+    def crashing(logits, labels):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("crash")
+        return F.cross_entropy(logits, labels)
+
+    ckpt = tmp_path / "net.snn"
+    with pytest.raises(RuntimeError, match="crash"):
+        finetune(copy.deepcopy(base), small, checkpoint=ckpt, loss_fn=crashing, **opts)
+    resumed = copy.deepcopy(base)
+    h2 = finetune(resumed, small, checkpoint=ckpt, resume=True, **opts)
+    assert h2["steps"] == h["steps"] == 8 and h2["epochs"] == 2
+    assert h2["loss"] == pytest.approx(h["loss"], rel=1e-5)
+    assert h2["val_accuracy"] == h["val_accuracy"] and h2["best_epoch"] == h["best_epoch"]
+    with torch.no_grad():
+        torch.testing.assert_close(resumed(x[:50]), straight(x[:50]))
+
+
+def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
+    """``--val-fraction`` holds out unaugmented training images, ``--distill`` loads the ANN
+    from a model file and its weights; the report names the winning epoch."""
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from spikeconverter.training.cli import add_finetune_parser, run_finetune
+
+    model, (x, y) = digits
+    for i in range(50):
+        folder = tmp_path / "train" / str(int(y[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x[i, 0].numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "ann.py").write_text(
+        "from spikeconverter.models import small_cnn\n\n\n"
+        "def ann():\n    return small_cnn(input_size=8, width=8, hidden=32)\n")
+    torch.save(model.state_dict(), tmp_path / "ann.pt")
+    net = convert(model, x[:64], T=2, progress=False)
+    net.save(tmp_path / "net.snn")
+    parser = argparse.ArgumentParser(prog="spikeconverter")
+    add_finetune_parser(parser.add_subparsers(dest="command", required=True))
+    common = ["finetune", str(tmp_path / "net.snn"), "-d", str(tmp_path / "train"), "-o",
+              str(tmp_path / "ft.snn"), "--batch-size", "20", "--no-progress", "--epochs", "2"]
+    args = parser.parse_args(common + [
+        "--val-fraction", "0.2", "--augment", "--distill", f"{tmp_path / 'ann.py'}:ann",
+        "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1"])
+    assert run_finetune(args) == 0
+    text = capsys.readouterr().out
+    assert "4 steps, 2 epochs" in text and "epoch" in text.split("after")[-1]
+    load(tmp_path / "ft.snn").graph.validate()
+    for extra, match in ((["--val-fraction", "1.5"], "val-fraction"),
+                         (["--val-fraction", "0.2", "--val", str(tmp_path)], "pass one"),
+                         (["--distill-checkpoint", "w.pt"], "--distill MODEL")):
+        with pytest.raises(ValueError, match=match):
+            run_finetune(parser.parse_args(common + extra))
