@@ -44,7 +44,12 @@ def test_lava_file_of_v1_loads_with_the_same_logits(tmp_path):
     lnet = sc.load(path)
     assert type(lnet).__name__ == "LavaNetwork" and lnet.membrane_peaks is not None
     x = EXPECTED["x"]
-    np.testing.assert_allclose(lnet.run(x, progress=False), EXPECTED["lava_logits"].numpy(),
-                               rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(lnet.run(x, fixed_point=True, progress=False),
-                                  EXPECTED["lava_fixed_logits"].numpy())
+    floating = lnet.run(x, progress=False)
+    np.testing.assert_allclose(floating, EXPECTED["lava_logits"].numpy(), rtol=0, atol=1e-12)
+    # the planner has chosen weight exponents differently since v1 was recorded (the smallest
+    # exponent that fits 8 bits, negative ones included), so the fixed-point logits moved within
+    # the format's resolution: near the recorded ones and the float ones, same classes
+    fixed = lnet.run(x, fixed_point=True, progress=False)
+    np.testing.assert_allclose(fixed, EXPECTED["lava_fixed_logits"].numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(fixed, floating, rtol=0, atol=0.02 * np.abs(floating).max())
+    np.testing.assert_array_equal(fixed.argmax(1), floating.argmax(1))
