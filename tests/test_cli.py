@@ -259,3 +259,26 @@ def test_console_script_entry_point_runs(tmp_path):
     assert res.returncode == 2
     assert res.stderr.startswith("spikeconverter: error: unknown model 'nosuch'")
     assert "Traceback" not in res.stderr
+
+
+def test_convert_takes_granularity_correction_and_double_buffering(tiny, tmp_path, capsys):
+    from spikeconverter.converters import load
+
+    dst = tmp_path / "net.snn"
+    code, out, err = run(capsys, "convert", *TINY, "-w", tiny / "w.pt", "-d", tiny / "data",
+                         "--channels", "1", "-T", "4", "-o", dst, "--threshold-granularity",
+                         "channel", "--correction", "none", "--double-buffered")
+    assert code == 0, err
+    net = load(dst)
+    assert net.schedule.double_buffered and net.schedule.steps_per_sample == 4
+    # per-channel thresholds: the first conv population holds one threshold per channel
+    conv = next(p for p in net.graph if p.spiking and p.kind == "relu")
+    assert net.theta(conv.name).numel() == conv.shape[0] > 1
+    assert "a new sample every 4 steps" in out
+
+
+def test_correction_choices_are_the_converters():
+    from spikeconverter.cliparser import CORRECTION_CHOICES
+    from spikeconverter.converters.correction import CORRECTIONS
+
+    assert CORRECTION_CHOICES == CORRECTIONS

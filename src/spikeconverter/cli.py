@@ -132,7 +132,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
-                  rounding=args.rounding, progress=True, device=args.device)
+                  rounding=args.rounding, progress=True, device=args.device,
+                  threshold_granularity=args.threshold_granularity, correction=args.correction,
+                  double_buffered=args.double_buffered)
     net.graph.meta.update(_input_meta(args))
     _lava_calibration(net, calib)
     net.save(args.output)

@@ -90,6 +90,24 @@ def add_data(p: argparse.ArgumentParser, *, required: bool = True,
     g.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
 
 
+#: ``converters.correction.CORRECTIONS`` (kept literal so that ``--help`` imports nothing heavy;
+#: tests/test_cli_grammar.py checks that the two agree)
+CORRECTION_CHOICES = ("none", "bias", "threshold", "both", "refit")
+
+
+def add_low_T(p: argparse.ArgumentParser) -> None:
+    """Threshold granularity, post-training correction and double buffering (``convert``)."""
+    g = p.add_argument_group("thresholds and pipelining (default: the best measured for -T)")
+    g.add_argument("--threshold-granularity", choices=("layer", "channel"), default=None,
+                   help="one threshold per layer or per channel (default: by T)")
+    g.add_argument("--correction", choices=CORRECTION_CHOICES, default=None,
+                   help="post-training correction against the ANN, layer by layer "
+                        "(default: 'both' for T <= 8, 'none' above)")
+    g.add_argument("--double-buffered", action="store_true",
+                   help="two membrane banks per neuron: a new sample every T steps instead of "
+                        "2T (same logits; neuron state x 2)")
+
+
 def add_conversion(p: argparse.ArgumentParser, T_default: Any) -> None:
     """The iLIF conversion's options: T (one or several), thresholds, rounding."""
     g = p.add_argument_group("conversion")
@@ -219,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p)
     add_data(p)
     add_conversion(p, 8)
+    add_low_T(p)
     add_output(p, "network file to write")
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also report ANN vs SNN top-1 on N images of --data")
