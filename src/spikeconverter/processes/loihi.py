@@ -18,6 +18,7 @@ __all__ = [
     "V_MAX",
     "V_MIN",
     "FixedPointMembrane",
+    "FloatMembrane",
     "WindowClockModel",
     "candidate_mask_step",
     "fixed_rounding_offset",
@@ -128,6 +129,26 @@ class WindowClockModel(PyLoihiProcessModel):
         if getattr(self, "_silence", None) is None:
             self._silence = np.zeros(port.shape, dtype=self._payload)
         port.send(self._silence)
+
+
+class FloatMembrane:
+    """Mixin of the floating-point models: the accumulate step ``V <- k V + a_in``.
+
+    Expects the Vars ``v``, ``bias_mant`` and the clock attributes ``_k`` and ``_bias_step`` of a
+    :class:`WindowClockModel`; :class:`FixedPointMembrane` is its integer twin.
+    """
+
+    def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
+        """``V <- k V + a_in`` in place (``V <- a_in`` at ``tau = 0``), plus ``bias_mant`` at
+        the bias step ``t_acc - 1 - bias_shift``; returns the membrane."""
+        if tau == 0:
+            self.v[:] = a_in
+        else:
+            self.v *= self._k
+            self.v += a_in
+        if tau == self._bias_step:
+            self.v += self.bias_mant
+        return self.v
 
 
 class FixedPointMembrane:

@@ -16,6 +16,7 @@ from spikeconverter.processes.loihi import (
     V_MAX,
     V_MIN,
     FixedPointMembrane,
+    FloatMembrane,
     WindowClockModel,
     fixed_rounding_offset,
     receive,
@@ -108,7 +109,7 @@ class _ILIFClock(WindowClockModel):
 @implements(proc=ILIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyILIFModelFloat(_ILIFClock):
+class PyILIFModelFloat(FloatMembrane, _ILIFClock):
     """iLIF in float64, the numpy twin of :func:`spikeconverter.plugin.ilif_step`.
 
     Each step does a few whole-array numpy operations; phase decisions are scalar branches.
@@ -125,13 +126,7 @@ class PyILIFModelFloat(_ILIFClock):
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _accumulate_phase(self, a_in: np.ndarray, tau: int) -> None:
-        if tau == 0:
-            self.v[:] = a_in
-        else:
-            self.v *= self._k
-            self.v += a_in
-        if tau == self._bias_step:
-            self.v += self.bias_mant
+        self._accumulate(a_in, tau)
         if tau == self._t_acc - 1:
             # same operations, in the same order, as the Norse step: bias, then half an LSB
             if self._nearest:

@@ -9,7 +9,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikeconverter.processes.loihi import FixedPointMembrane, WindowClockModel
+from spikeconverter.processes.loihi import FixedPointMembrane, FloatMembrane, WindowClockModel
 from spikeconverter.processes.readout.process import Readout
 
 __all__ = ["PyReadoutModelFloat", "PyReadoutModelBitAcc"]
@@ -29,7 +29,7 @@ class _ReadoutClock(WindowClockModel):
 @implements(proc=Readout, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyReadoutModelFloat(_ReadoutClock):
+class PyReadoutModelFloat(FloatMembrane, _ReadoutClock):
     """Accumulate-only membrane in float64."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
@@ -46,13 +46,7 @@ class PyReadoutModelFloat(_ReadoutClock):
         if tau < 0 or tau >= self._t_acc:
             self._send_silence(self.v_out)
             return
-        if tau == 0:
-            self.v[:] = a_in
-        else:
-            self.v *= self._k
-            self.v += a_in
-        if tau == self._bias_step:
-            self.v += self.bias_mant
+        self._accumulate(a_in, tau)
         if tau == self._t_acc - 1:
             self.v_out.send(self.v.copy())
         else:
