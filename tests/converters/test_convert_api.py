@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from convhelpers import with_bn_statistics
+from convhelpers import SMALL_SHAPE, small_cnn, small_images
 
 from spikeconverter.converters import (
     ConversionError,
@@ -15,17 +15,13 @@ from spikeconverter.converters import (
 from spikeconverter.converters.serialize import FORMAT
 from spikeconverter.models import get_model
 
-SHAPE = (1, 8, 8)
+SHAPE = SMALL_SHAPE
+images = small_images
 
 
 @pytest.fixture(scope="module")
 def model():
-    return with_bn_statistics(get_model("small_cnn", input_size=8), SHAPE)
-
-
-def images(n, seed=0):
-    return torch.randn(n, *SHAPE, dtype=torch.float64,
-                       generator=torch.Generator().manual_seed(seed))
+    return small_cnn()
 
 
 def test_calibration_forms_give_the_same_thresholds(model):

@@ -8,11 +8,14 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from convhelpers import TinyResNet
 
 import spikeconverter as sc
 from spikeconverter.converters.hardware import hardware_report, measure_activity
 from spikeconverter.converters.norse_stream import stream_schedule
 from spikeconverter.converters.schedule import compute_schedule
+
+ResNet = TinyResNet  # the option-A residual net the Lava tests use
 
 
 class PoolCNN(nn.Module):
@@ -28,25 +31,6 @@ class PoolCNN(nn.Module):
     def forward(self, x):
         x = self.c2(F.max_pool2d(F.relu(self.c1(x)), 2))
         return self.fc(torch.flatten(F.relu(self.c3(x)), 1))
-
-
-class ResNet(nn.Module):
-    """An identity residual block and an option-A (subsample + pad) one."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(1, 4, 3, padding=1)
-        self.a1, self.a2 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
-        self.b1 = nn.Conv2d(4, 8, 3, padding=1, stride=2)
-        self.b2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 3)
-
-    def forward(self, x):
-        x = F.relu(self.stem(x))
-        x = F.relu(x + self.a2(F.relu(self.a1(x))))
-        short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
-        x = F.relu(short + self.b2(F.relu(self.b1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def _setup(cls, seed=0, n=24):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from convhelpers import SHARED, with_bn_statistics
+from convhelpers import SHARED, SMALL_SHAPE, small_cnn, small_images, with_bn_statistics
 
 from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
 from spikeconverter.converters.correction import CORRECTIONS, correct
@@ -16,17 +16,13 @@ from spikeconverter.models import get_model
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from graphs import conv_graph, inputs  # noqa: E402
 
-SHAPE = (1, 8, 8)
+SHAPE = SMALL_SHAPE
+images = small_images
 
 
 @pytest.fixture(scope="module")
 def model():
-    return with_bn_statistics(get_model("small_cnn", input_size=8), SHAPE)
-
-
-def images(n, seed=0):
-    return torch.randn(n, *SHAPE, dtype=torch.float64,
-                       generator=torch.Generator().manual_seed(seed))
+    return small_cnn()
 
 
 def test_channel_thresholds_are_per_channel_maxima(model):
@@ -73,6 +69,7 @@ def test_channel_thresholds_survive_the_file(model, tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_correction_brings_a_small_net_closer_to_its_ann_at_low_T(seed):
+    torch.manual_seed(seed)  # the net's weights: unseeded, the margin flaked on rare draws
     net = with_bn_statistics(get_model("small_cnn", input_size=8), SHAPE, seed=seed)
     cal, test = images(64, seed=10 + seed), images(256, seed=20 + seed)
     graph = capture(net, cal[:2])

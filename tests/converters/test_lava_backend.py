@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from convhelpers import SHARED
+from convhelpers import SHARED, TinyResNet
 
 pytest.importorskip("lava", reason="the Lava backend needs lava-nc 0.10.0 (Python 3.10)")
 
@@ -32,25 +32,6 @@ class TinyCNN(nn.Module):
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.c1(x)), 2)
         return self.fc(torch.flatten(F.relu(self.c2(x)), 1))
-
-
-class TinyResNet(nn.Module):
-    """A residual block with an identity skip, one with an option-A (subsample + pad) skip."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(1, 4, 3, padding=1)
-        self.a1, self.a2 = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
-        self.b1 = nn.Conv2d(4, 8, 3, padding=1, stride=2)
-        self.b2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 3)
-
-    def forward(self, x):
-        x = F.relu(self.stem(x))
-        x = F.relu(x + self.a2(F.relu(self.a1(x))))
-        short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
-        x = F.relu(short + self.b2(F.relu(self.b1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def _model(cls, seed=0):
