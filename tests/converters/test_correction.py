@@ -40,7 +40,7 @@ def test_channel_thresholds_are_per_channel_maxima(model):
 
 
 @pytest.mark.parametrize("mode", ["max", "percentile", "optimal"])
-@pytest.mark.parametrize("method", ["none", "both", "refit"])
+@pytest.mark.parametrize("method", ["none", "both", "refit", "reconstruct"])
 def test_channel_thresholds_keep_the_snn_exact(model, mode, method):
     x = images(16)
     g = calibrate(capture(model, x[:2]), x, T=3, mode=mode, granularity="channel",
@@ -75,12 +75,13 @@ def test_correction_brings_a_small_net_closer_to_its_ann_at_low_T(seed):
     graph = capture(net, cal[:2])
     ann = graph.forward(test, quantized=False)[graph.output]
     err = {}
-    for method in ("none", "threshold", "both"):
+    for method in ("none", "threshold", "both", "reconstruct"):
         g = calibrate(copy.deepcopy(graph), cal, T=3, progress=False, dtype=torch.float64)
         correct(g, cal, method=method, dtype=torch.float64)
         err[method] = float((g.forward(test)[g.output] - ann).square().mean())
     # on other draws of the same nets: both 0.0052 vs none 0.0068, 0.0041 vs 0.0060
     assert err["both"] < 0.85 * err["none"] and err["threshold"] < 0.85 * err["none"], err
+    assert err["reconstruct"] < 0.85 * err["none"], err
 
 
 def test_bias_correction_removes_the_mean_shift_on_its_data():
@@ -119,7 +120,7 @@ def test_bad_arguments_are_named():
         correct(graph, inputs(graph, 4), max_images=0)
     with pytest.raises(ValueError, match="granularity"):
         calibrate(graph, inputs(graph, 4), T=3, granularity="neuron", progress=False)
-    assert set(CORRECTIONS) == {"none", "bias", "threshold", "both", "refit"}
+    assert set(CORRECTIONS) == {"none", "bias", "threshold", "both", "refit", "reconstruct"}
 
 
 @pytest.mark.slow

@@ -179,7 +179,7 @@ def convert(
         Threshold choice (see :func:`calibrate`).
     threshold_granularity : {"layer", "channel"}, optional
         One threshold per population or one per channel.
-    correction : {"both", "refit", "bias", "threshold", "none"}, optional
+    correction : {"both", "refit", "reconstruct", "bias", "threshold", "none"}, optional
         Post-training correction against the ANN, layer by layer
         (:func:`~spikeconverter.converters.correction.correct`).
         Left out, these three take the best measured setting for ``T``

@@ -28,9 +28,18 @@ layer-wise reconstruction of AdaQuant/BRECQ, exact here since the weights stay r
 "weight calibration" of Li et al. 2021 without its training loop); step 2 follows. It needs
 no more than the bias correction's data and is the closer fit to the ANN (higher agreement).
 
-The readout gets the bias correction (or the refit) only. Max pooling populations keep sharing
-their source's threshold. The result is an ordinary calibrated graph: every backend runs it
-unchanged, and the spiking network still equals the (corrected) quantised ANN exactly.
+``method="reconstruct"`` follows step 1 by a **gradient reconstruction** of each population
+(the layer-wise weight calibration of Li et al. 2021; AdaRound/BRECQ's objective with real
+weights): its weights, bias and threshold(s) are trained with Adam on minibatches of the
+calibration inputs to minimise the squared error of the population's *quantised* output (from the
+already quantised populations before it) against the ANN's activation, through a
+straight-through quantiser; step 2 follows. No labels; its cost is ``RECONSTRUCT["steps"]``
+minibatch steps per population.
+
+The readout gets the bias correction (or the refit, or the reconstruction of its logits) only.
+Max pooling populations keep sharing their source's threshold. The result is an ordinary
+calibrated graph: every backend runs it unchanged, and the spiking network still equals the
+(corrected) quantised ANN exactly.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from spikeconverter.converters.ir import Graph, Op, Population, apply_op
 
 __all__ = ["CORRECTIONS", "LOW_T", "correct", "default_settings"]
 
-CORRECTIONS = ("none", "bias", "threshold", "both", "refit")
+CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct")
 
 #: Up to this T, :func:`default_settings` adds both corrections to the per-layer thresholds.
 LOW_T = 8
@@ -67,6 +76,7 @@ def correct(
     batch_size: int = 64,
     max_images: int = 512,
     search_images: int = 64,
+    reconstruct_steps: int | None = None,
     dtype: torch.dtype = torch.float32,
     device: Any = "cpu",
     progress: bool = False,
@@ -81,9 +91,11 @@ def correct(
         Inputs ``(N, ...)``, or an iterable of batches or ``(inputs, labels)`` pairs; the
         first ``max_images`` are used (they are held in memory, with two copies of the
         activations of the populations still needed downstream).
-    method : {"both", "refit", "bias", "threshold", "none"}
+    method : {"both", "refit", "reconstruct", "bias", "threshold", "none"}
         Which corrections to apply (see the module docstring): ``"both"`` is bias correction
-        then threshold search, ``"refit"`` least-squares refit then threshold search.
+        then threshold search, ``"refit"`` least-squares refit then threshold search,
+        ``"reconstruct"`` bias correction, then gradient reconstruction of weights, bias and
+        threshold(s), then threshold search.
     batch_size : int
         Batch size when ``calibration`` is one tensor.
     max_images : int
@@ -91,6 +103,9 @@ def correct(
     search_images : int
         The threshold search measures its error on the first ``search_images`` inputs (each
         candidate costs a quantisation of the layer; the bias shift uses all of them).
+    reconstruct_steps : int, optional
+        Adam steps per population of ``"reconstruct"`` (default ``RECONSTRUCT["steps"]``); its
+        cost is linear in them.
     dtype : torch.dtype
         Precision of the correction pass.
     device : str or torch.device
@@ -105,7 +120,10 @@ def correct(
     """
     if method not in CORRECTIONS:
         raise ValueError(f"correction method must be one of {CORRECTIONS}, got {method!r}")
-    for name, n in (("max_images", max_images), ("search_images", search_images)):
+    if reconstruct_steps is None:
+        reconstruct_steps = RECONSTRUCT["steps"]
+    for name, n in (("max_images", max_images), ("search_images", search_images),
+                    ("reconstruct_steps", reconstruct_steps)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     for pop in graph:
@@ -117,7 +135,7 @@ def correct(
         return graph
     x = _inputs(calibration, batch_size, max_images).to(device=device, dtype=dtype)
     with torch.no_grad():
-        _Pass(graph, method, search_images).run(x, progress)
+        _Pass(graph, method, search_images, reconstruct_steps).run(x, progress)
     return graph
 
 
@@ -162,11 +180,12 @@ def _inputs(calibration: Any, batch_size: int, max_images: int) -> torch.Tensor:
 class _Pass:
     """One sequential pass: the ANN's and the quantised network's values side by side."""
 
-    def __init__(self, graph: Graph, method: str, search_images: int):
-        self.graph, self.method, self.search = graph, method, search_images
+    def __init__(self, graph: Graph, method: str, search_images: int, steps: int):
+        self.graph, self.method, self.search, self.steps = graph, method, search_images, steps
         self.ann: dict[str, torch.Tensor] = {}
         self.quant: dict[str, torch.Tensor] = {}
         self.remaining = {p.name: len(graph.consumers(p.name)) for p in graph}
+        self.gen = torch.Generator().manual_seed(0)  # the reconstruction's minibatches
 
     def run(self, x: torch.Tensor, progress: bool) -> None:
         for pop in tqdm(list(self.graph), desc="correcting", disable=not progress, leave=False):
@@ -192,19 +211,25 @@ class _Pass:
         u_q = sum(g.edge_value(e, self.quant[e.source]) for e in pop.edges)
         if self.method == "refit" and _refit(g, pop, self.quant, u):
             u_q = sum(g.edge_value(e, self.quant[e.source]) for e in pop.edges)
-        elif self.method in ("bias", "both"):
+        elif self.method in ("bias", "both", "reconstruct"):
             shift = _channel_mean(u - u_q)
             if _add_bias(pop, shift.double().cpu().numpy()):
                 u_q = u_q + _per_channel(shift, u_q)
+        if self.method == "reconstruct" and self._reconstruct(pop, u):
+            u_q = sum(g.edge_value(e, self.quant[e.source]) for e in pop.edges)
         if pop.kind == "readout":
             self.ann[pop.name], self.quant[pop.name] = u, u_q
             return
         target = _activation(pop, u)
-        if self.method in ("threshold", "both", "refit"):
+        if self.method in ("threshold", "both", "refit", "reconstruct"):
             n = self.search
             pop.theta = self._search(pop, u_q[:n], target[:n])
         self.ann[pop.name] = target
         self.quant[pop.name] = self._quantize(pop, u_q, pop.theta)
+
+    def _reconstruct(self, pop: Population, u: torch.Tensor) -> bool:
+        with torch.enable_grad():
+            return _reconstruct(self.graph, pop, self.quant, u, self.gen, self.steps)
 
     def _quantize(self, pop: Population, u: torch.Tensor, theta: Any,
                   check: bool = True) -> torch.Tensor:
@@ -384,3 +409,100 @@ def _store(fit: list, sol: np.ndarray) -> None:
         if i == 0:
             others = sum((_bias(f.ops[-1]) for f in fit[1:]), np.zeros(sol.shape[1]))
             op.bias = (sol[-1] - others).astype(op.weight.dtype)
+
+
+# -- reconstruction ("reconstruct") ----------------------------------------------------------
+
+#: The reconstruction's optimiser: Adam steps per population, minibatch of calibration images,
+#: learning rates of the weights and bias and of the log threshold factor (benchmarks/low_T.py
+#: measured these; ``correct(..., reconstruct_steps=)`` overrides the steps).
+RECONSTRUCT = {"steps": 100, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2}
+
+
+def _ste_quantize(graph: Graph, pop: Population, u: torch.Tensor,
+                  theta: torch.Tensor) -> torch.Tensor:
+    """:func:`coding.quantize` in the forward pass; straight through in the backward pass.
+
+    ``q = theta * code(c)`` with ``c = clip(u / theta, 0, top)``: the gradient in ``u`` is 1
+    inside the code's range and 0 outside, the one in ``theta`` is ``code(c) - u / theta``
+    inside and ``top`` above it (the step-size gradient of LSQ, Esser et al. 2020).
+    """
+    signed = pop.kind == "signed"
+    th = _per_channel(theta, u)
+    x = (u.abs() if signed else u) / th
+    top = coding.quantize(torch.tensor([np.finfo(np.float32).max], dtype=torch.float64), 1.0,
+                          pop.T, graph.k, graph.rounding)
+    c = x.clamp(0.0, float(top[0]))
+    with torch.no_grad():
+        code = coding.quantize(c, 1.0, pop.T, graph.k, graph.rounding, check_finite=False)
+    q = th * (c + (code - c).detach())
+    return q * torch.sign(u) if signed else q
+
+
+def _reconstruct(graph: Graph, pop: Population, quant: dict[str, torch.Tensor],
+                 u: torch.Tensor, gen: torch.Generator, steps: int) -> bool:
+    """Fit ``pop``'s weights, bias and threshold(s) to the ANN's output by gradient descent.
+
+    The last op of every edge that ends in ``conv2d`` or ``linear`` is trained (Adam, minibatches
+    of the calibration inputs, the straight-through quantiser :func:`_ste_quantize`) so that the
+    population's *quantised* output from the already quantised sources matches the ANN's
+    activation in mean squared error; the threshold (per population or per channel) is trained
+    with it, as a log factor on the calibrated one (never above it under a ReLU6 clip). The
+    readout fits its logits. Other edges (identity shortcuts) stay fixed. Returns False (and
+    changes nothing) when no edge can be trained.
+    """
+    fit = [e for e in pop.edges if e.ops and e.ops[-1].kind in ("conv2d", "linear")]
+    if not fit:
+        return False
+    fixed = [e for e in pop.edges if all(e is not f for f in fit)]  # by identity
+    rest = sum((graph.edge_value(e, quant[e.source]) for e in fixed), torch.zeros_like(u))
+    feats = [_edge_inputs(e, quant[e.source]) for e in fit]
+    like = {"dtype": u.dtype, "device": u.device}
+    ws = [torch.nn.Parameter(torch.as_tensor(e.ops[-1].weight, **like).clone()) for e in fit]
+    bs = [torch.nn.Parameter(torch.as_tensor(_bias(e.ops[-1]), **like)) for e in fit]
+    spiking = pop.kind != "readout"
+    target = _activation(pop, u) if spiking else u
+    theta0 = torch.as_tensor(np.asarray(pop.theta if spiking else 1.0, np.float64), **like)
+    log_f = torch.nn.Parameter(torch.zeros_like(theta0))
+    groups = [{"params": ws + bs, "lr": RECONSTRUCT["lr"]}]
+    if spiking:
+        groups.append({"params": [log_f], "lr": RECONSTRUCT["theta_lr"]})
+    opt = torch.optim.Adam(groups)
+    for _ in range(steps):
+        idx = torch.randint(0, u.shape[0], (min(RECONSTRUCT["batch"], u.shape[0]),),
+                            generator=gen).to(u.device)
+        v = rest[idx]
+        for e, x, w, b in zip(fit, feats, ws, bs, strict=True):
+            v = v + _apply_weighted(e.ops[-1], x[idx], w, b)
+        if spiking:
+            v = _ste_quantize(graph, pop, v, theta0 * log_f.exp())
+        loss = (v - target[idx]).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if pop.clip is not None:
+            log_f.data.clamp_(max=0.0)
+    for e, w, b in zip(fit, ws, bs, strict=True):
+        op = e.ops[-1]
+        op.weight = w.detach().cpu().double().numpy().astype(op.weight.dtype)
+        op.bias = b.detach().cpu().double().numpy().astype(op.weight.dtype)
+    if spiking:
+        th = (theta0 * log_f.exp()).detach().cpu().double().numpy()
+        pop.theta = th if th.ndim else float(th)
+    return True
+
+
+def _edge_inputs(edge, x: torch.Tensor) -> torch.Tensor:
+    """The input of an edge's last op: its other ops applied to the source's values."""
+    for op in edge.ops[:-1]:
+        x = apply_op(op, x)
+    return x
+
+
+def _apply_weighted(op: Op, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A ``conv2d`` or ``linear`` op with trainable weight and bias."""
+    if op.kind == "linear":
+        return F.linear(x, w, b)
+    a = op.attrs
+    return F.conv2d(x, w, b, a.get("stride", 1), a.get("padding", 0), a.get("dilation", 1),
+                    a.get("groups", 1))
