@@ -58,3 +58,17 @@ def test_hard_reset_with_spike_norm_beats_chance_on_digits():
     res = RateNetwork(graph, lam, "hard_reset").run(data.x_test, (256,))
     acc = float((res.logits[256].argmax(1) == data.y_test).float().mean())
     assert acc > 0.8  # chance is 0.1
+
+
+@pytest.mark.parametrize("method", ["hard_reset", "soft_reset"])
+def test_balancing_each_layer_once_is_the_sequential_definition(method):
+    # spike_norm_thresholds keeps each layer's spike trains instead of re-running the layers
+    # before it; the thresholds are those of re-running them (peak_current), layer by layer
+    g = conv_graph()
+    x = inputs(g, 6)
+    lam = dict.fromkeys(["c1", "c2", "c3"], 1.0)
+    for name in lam:
+        lam[name] = RateNetwork(g, lam, method, dtype=torch.float64).peak_current(x, name, 40)
+    got = spike_norm_thresholds(g, x, steps=40, method=method, batch_size=4,
+                                dtype=torch.float64)
+    assert got == pytest.approx(lam, rel=1e-12)

@@ -126,6 +126,8 @@ def spike_norm_thresholds(
     dtype: torch.dtype = torch.float32,
     device: Any = "cpu",
     progress: bool = False,
+    encoding: str = "current",
+    seed: int = 0,
 ) -> dict[str, float]:
     """Sengupta et al.'s spike-norm: per-layer thresholds balanced in the spiking network.
 
@@ -151,6 +153,11 @@ def spike_norm_thresholds(
         Simulation precision and device.
     progress : bool
         Print nothing; show a tqdm bar over the layers.
+    encoding : {"current", "poisson"}
+        The input as :class:`~spikeconverter.baselines.RateNetwork` receives it (Sengupta et
+        al. balance with the Poisson input they test with).
+    seed : int
+        Seed of the Poisson input.
 
     Returns
     -------
@@ -163,15 +170,81 @@ def spike_norm_thresholds(
         raise ValueError(f"method must be one of {sorted(RATE_METHODS)}, got {method!r}")
     graph.validate()
     names = [p.name for p in graph if p.kind in ("relu", "signed")]
-    batches = list(iter_input_batches(calibration, batch_size))
-    if not batches or sum(b.shape[0] for b in batches) == 0:
+    batches = [b.to(device=device, dtype=dtype)
+               for b in iter_input_batches(calibration, batch_size) if b.shape[0] > 0]
+    if not batches:
         raise ValueError("calibration is empty: need at least one input to balance thresholds")
     lam = dict.fromkeys(names, 1.0)
-    for name in tqdm(names, desc="spike-norm", disable=not progress, leave=False):
-        net = RateNetwork(graph, lam, method, dtype=dtype, device=device)
-        peak = max(net.peak_current(x, name, steps) for x in batches)
-        clip = graph[name].clip
-        lam[name] = min(peak, float(clip)) if clip is not None and peak > 0 else peak
-        if not lam[name] > 0.0:
-            lam[name] = 1.0
+    # Layer by layer over the whole run: each population's spike trains (all steps, all
+    # batches) are kept, as int8 spikes and their payload, until the last population that
+    # reads them is done, so that every layer is simulated once.
+    net = RateNetwork(graph, lam, method, dtype=dtype, device=device, encoding=encoding,
+                      seed=seed)
+    chunk = net._chunk(max(b.shape[0] for b in batches))
+    last_use = net._last_use()
+    trains: dict[str, list[torch.Tensor]] = {}
+    scale: dict[str, float] = {}
+    analog: set[str] = set()
+
+    def block(src: str, b: int, t0: int, t1: int) -> torch.Tensor:
+        z = trains[src][b]
+        return (z if z.shape[0] == 1 else z[t0:t1]).to(dtype) * scale[src]
+
+    def blocks(pop, b):
+        for t0 in range(0, steps, chunk):
+            t1 = min(t0 + chunk, steps)
+            yield t1 - t0, {e.source: block(e.source, b, t0, t1) for e in pop.edges}
+
+    order = list(graph)
+    for i, pop in enumerate(tqdm(order, desc="spike-norm", disable=not progress, leave=False)):
+        name = pop.name
+        needed = any(graph[c].kind != "readout" for c in graph.consumers(name))
+        if pop.kind == "input":
+            # one input train per batch, read by every consumer and both passes below
+            trains[name] = [net.encoder(x)(steps if encoding == "poisson" else 1)
+                            for x in batches]
+            scale[name] = 1.0
+            analog.add(name)
+        elif pop.kind in ("relu", "signed"):
+            peak = 0.0
+            for b in range(len(batches)):
+                for _, srcs in blocks(pop, b):
+                    current = net._block_current(name, srcs)
+                    peak = max(peak, float(current.abs().max() if pop.kind == "signed"
+                                           else current.max()))
+            clip = pop.clip
+            lam[name] = min(peak, float(clip)) if clip is not None and peak > 0 else peak
+            if not lam[name] > 0.0:
+                lam[name] = 1.0
+            net.thresholds[name] = lam[name]
+            if needed:
+                trains[name], scale[name] = [], lam[name]
+                for b, x in enumerate(batches):
+                    v = torch.zeros((x.shape[0], *pop.shape), dtype=dtype, device=device)
+                    zs = []
+                    for K, srcs in blocks(pop, b):
+                        z, v = net._block_fire(pop, net._block_current(name, srcs), v, K)
+                        zs.append(z.to(torch.int8))
+                    trains[name].append(torch.cat(zs))
+        elif pop.kind == "maxpool" and needed:
+            src = pop.edges[0].source
+            spiking = graph[src].kind in ("relu", "signed")
+            trains[name], scale[name] = [], scale.get(src, 1.0)
+            if graph[src].kind == "input" or src in analog:
+                analog.add(name)
+            for b, x in enumerate(batches):
+                counts = (torch.zeros((x.shape[0], *graph[src].shape), dtype=dtype,
+                                      device=device) if spiking else None)
+                zs = []
+                for _, srcs in blocks(pop, b):
+                    out = net._block_pool(pop, srcs, counts)
+                    if src in analog:  # pooled input values
+                        zs.append(out)
+                        if out.shape[0] == 1:
+                            break  # a constant current: one step stands for all
+                        continue
+                    zs.append(torch.sign(out).to(torch.int8))
+                trains[name].append(torch.cat(zs))
+        for src in [s for s in trains if last_use[s] <= i]:
+            del trains[src]
     return lam
