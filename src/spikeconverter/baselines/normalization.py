@@ -27,12 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter.baselines.rate import RATE_METHODS, RateNetwork
-from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.ir import LAYOUT_KINDS, Graph
 from spikeconverter.data import iter_input_batches
 
 NORMALIZATION_MODES = ("max", "percentile")
+JUNCTION_RULES = ("identity", "max")
+"""How spike-norm sets the threshold of a residual join (see :func:`spike_norm_thresholds`)."""
 
-__all__ = ["NORMALIZATION_MODES", "rate_thresholds", "spike_norm_thresholds"]
+__all__ = ["JUNCTION_RULES", "NORMALIZATION_MODES", "rate_thresholds", "spike_norm_thresholds"]
 
 
 def rate_thresholds(
@@ -117,6 +119,16 @@ def rate_thresholds(
     return out
 
 
+def _identity_source(graph: Graph, pop) -> str | None:
+    """The spiking source of ``pop``'s identity edge (no weights: a residual skip, option A's
+    subsample-and-pad included), or None."""
+    for e in pop.edges:
+        if graph[e.source].kind in ("relu", "signed") and all(
+                op.kind in LAYOUT_KINDS for op in e.ops):
+            return e.source
+    return None
+
+
 def spike_norm_thresholds(
     graph: Graph,
     calibration: Any,
@@ -128,6 +140,7 @@ def spike_norm_thresholds(
     progress: bool = False,
     encoding: str = "current",
     seed: int = 0,
+    junctions: str = "max",
 ) -> dict[str, float]:
     """Sengupta et al.'s spike-norm: per-layer thresholds balanced in the spiking network.
 
@@ -168,6 +181,8 @@ def spike_norm_thresholds(
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if method not in RATE_METHODS:
         raise ValueError(f"method must be one of {sorted(RATE_METHODS)}, got {method!r}")
+    if junctions not in JUNCTION_RULES:
+        raise ValueError(f"junctions must be one of {JUNCTION_RULES}, got {junctions!r}")
     graph.validate()
     names = [p.name for p in graph if p.kind in ("relu", "signed")]
     batches = [b.to(device=device, dtype=dtype)
@@ -214,6 +229,9 @@ def spike_norm_thresholds(
                                            else current.max()))
             clip = pop.clip
             lam[name] = min(peak, float(clip)) if clip is not None and peak > 0 else peak
+            skip = _identity_source(graph, pop)
+            if junctions == "identity" and skip is not None:
+                lam[name] = lam[skip]
             if not lam[name] > 0.0:
                 lam[name] = 1.0
             net.thresholds[name] = lam[name]
