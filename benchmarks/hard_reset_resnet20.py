@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/hard_reset")
     ap.add_argument("--encoding", choices=INPUT_ENCODINGS, default="current",
                     help="input as a constant current or Poisson spikes (Sengupta et al.)")
-    ap.add_argument("--junctions", choices=JUNCTION_RULES, default="identity",
+    ap.add_argument("--junctions", choices=JUNCTION_RULES, default="max",
                     help="residual joins: the skip source's threshold, or spike-norm's max")
     ap.add_argument("--method", default="hard_reset", choices=sorted(RATE_METHODS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")

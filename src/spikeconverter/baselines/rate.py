@@ -60,7 +60,8 @@ DEFAULT_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
 INPUT_ENCODINGS = ("current", "poisson")
 """How a rate-coded network receives its input (see :class:`RateNetwork`)."""
 
-__all__ = ["DEFAULT_STEPS", "INPUT_ENCODINGS", "RATE_METHODS", "RateNetwork", "RateResult", "simulate_rate"]
+__all__ = ["DEFAULT_STEPS", "INPUT_ENCODINGS", "RATE_METHODS", "RateNetwork", "RateResult",
+           "simulate_rate"]
 
 
 @dataclass
@@ -245,7 +246,7 @@ class RateNetwork:
             raise ValueError(f"record must name a spiking population, got {record!r}")
         x = x.to(device=self.device, dtype=self.dtype)
         B = x.shape[0]
-        chunk = self._chunk(B) if chunk is None else max(int(chunk), 1)
+        chunk = self.block_length(B) if chunk is None else max(int(chunk), 1)
         v = {p.name: torch.zeros((B, *p.shape), dtype=self.dtype, device=self.device)
              for p in g if p.kind in ("relu", "signed", "readout")}
         counts = {p.name: torch.zeros((B, *g[p.edges[0].source].shape), dtype=self.dtype,
@@ -257,7 +258,7 @@ class RateNetwork:
         res = RateResult(self.method, steps, {}, {}, {}, B,
                          neurons={p.name: int(torch.Size(p.shape).numel()) for p in g})
         raster = [] if record is not None else None
-        last_use = self._last_use()
+        last_use = self.last_use()
         encode = self.encoder(x)
         bar = tqdm(total=steps[-1], disable=not progress, leave=False, desc=f"{self.method}")
         t = 0
@@ -270,12 +271,12 @@ class RateNetwork:
                     if pop.kind == "input":
                         out[name] = encode(K)
                     elif pop.kind == "readout":
-                        current = self._block_current(name, out)
+                        current = self.block_current(name, out)
                         v[name] += current.sum(0) if current.shape[0] == K else current[0] * K
                     elif pop.kind == "maxpool":
-                        out[name] = self._block_pool(pop, out, counts.get(name))
+                        out[name] = self.block_pool(pop, out, counts.get(name))
                     else:
-                        z, v[name] = self._block_fire(pop, self._block_current(name, out),
+                        z, v[name] = self.block_fire(pop, self.block_current(name, out),
                                                       v[name], K)
                         out[name] = z * self.thresholds[name]
                     if pop.kind in ("relu", "signed") or name in counts:
@@ -316,13 +317,13 @@ class RateNetwork:
 
         return encode
 
-    def _chunk(self, batch: int, budget: float = 64 * 2**20) -> int:
+    def block_length(self, batch: int, budget: float = 64 * 2**20) -> int:
         """Steps per block so that the widest population's block is about ``budget`` bytes."""
         widest = max(int(torch.Size(p.shape).numel()) for p in self.graph)
         size = torch.empty((), dtype=self.dtype).element_size()
         return int(max(1, min(256, budget // (widest * batch * size))))
 
-    def _last_use(self) -> dict[str, int]:
+    def last_use(self) -> dict[str, int]:
         """Index (in topological order) of the last population that reads each population."""
         order = {p.name: i for i, p in enumerate(self.graph)}
         last = dict.fromkeys(order, -1)
@@ -331,7 +332,7 @@ class RateNetwork:
                 last[e.source] = max(last[e.source], order[pop.name])
         return {n: (i if i >= 0 else order[n]) for n, i in last.items()}
 
-    def _block_current(self, name: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    def block_current(self, name: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Input current of ``name`` for a block: ``(K, B, *shape)`` from sources ``(K or 1, B,
         ...)`` (a leading 1 is a source constant over the block, as the analog input)."""
         total = None
@@ -344,7 +345,7 @@ class RateNetwork:
             total = y if total is None else total + y
         return total
 
-    def _block_fire(self, pop, current: torch.Tensor, v: torch.Tensor,
+    def block_fire(self, pop, current: torch.Tensor, v: torch.Tensor,
                     K: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Integrate ``K`` steps of ``current`` (leading dim K, or 1 for a constant) from the
         membrane ``v``; the spikes ``(K, B, *shape)`` in {-1, 0, 1} and the new membrane."""
@@ -368,7 +369,7 @@ class RateNetwork:
             z_all[k] = z
         return z_all, v
 
-    def _block_pool(self, pop, out: dict[str, torch.Tensor],
+    def block_pool(self, pop, out: dict[str, torch.Tensor],
                     counts: torch.Tensor | None) -> torch.Tensor:
         """Max pooling of a block: an analog source pooled as values; a spiking one gated, step
         by step, by the running spike counts ``counts`` (updated in place)."""
