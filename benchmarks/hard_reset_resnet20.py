@@ -7,7 +7,11 @@ spike-norm threshold balancing. This runs the same recipe on our graph IR: thres
 network on a seeded draw of ``--images`` of the 1,017 test images (the same draw as
 ``spikeconverter evaluate --baseline-limit``), read out at every checkpoint up to 2048 steps,
 next to the ANN on the same images. Progress is printed per batch; results go to
-``OUT/hard_reset.json``.
+``OUT/hard_reset.json``, with a per-layer table of the first batch: the SNN's rates against the
+ANN's ``a / lambda`` (correlation and least-squares slope), which is where a conversion that
+fails shows where it breaks. ``--method soft_reset`` runs the same thresholds with reset by
+subtraction (the control that isolates the hard reset), ``--encoding poisson`` the paper's
+Poisson input, ``--junctions identity`` the equal-threshold reading of its residual rule.
 
 Run: ``python benchmarks/hard_reset_resnet20.py [--images 256] [--steps 256 512 1024 2048]
 [--norm-steps 256] [--norm-images 32] [--device cpu|cuda] [--cache images.pt] [--out DIR]``
