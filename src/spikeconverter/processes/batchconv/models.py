@@ -1,7 +1,8 @@
 """CPU ProcessModels of :class:`spikeconverter.processes.batchconv.process.BatchConv`.
 
 im2col into a preallocated patch matrix, then one matrix product per sample (float: the same
-BLAS call whatever the batch size) or for the whole batch (fixed point: exact integers).
+BLAS call whatever the batch size) or for the whole batch (fixed point: exact integers); per
+step, or once per window on the window's spike codes (``window``).
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from lava.proc.conv import utils
 from numpy.lib.stride_tricks import sliding_window_view
 
 from spikeconverter.processes.batchconv.process import BatchConv
-from spikeconverter.processes.loihi import receive
+from spikeconverter.processes.loihi import WindowedSynapse, receive
 
 __all__ = ["PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
 
 
-class _BatchConvModel(PyLoihiProcessModel):
+class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
     """im2col: the padded input's patches gathered into a preallocated matrix, times the
     kernel as one ``(kw * kh * C_in, C_out)`` matrix (grouped convolutions: per kernel tap)."""
 
     _dtype = np.float64
+    _fixed = False
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = proc_params
         self._batch = int(p["batch"])
+        self._init_window(p.get("window"), (self._batch, *p["input_shape"]), self._fixed)
         self._graded = int(p["num_message_bits"]) > 0
         self._pad = tuple(int(v) for v in p["padding"])
         self._out_shape = (self._batch, *p["output_shape"])
@@ -70,13 +73,26 @@ class _BatchConvModel(PyLoihiProcessModel):
         return taps
 
     def run_spk(self) -> None:
+        if self._window is not None:
+            self._run_window()
+            return
         self.a_out.send(self._buf)  # last step's result: one step of latency, as Lava's Conv
         s = receive(self.s_in)
         if not s.any():  # silent input: the sum is zero
             self._buf = self._zero
             return
         x = s if self._graded else s != 0
-        self._buf = self.finish(self._conv_im2col(x) if self._im2col else self._conv(x))
+        self._buf = self.finish(self._convolve(x))
+
+    def _convolve(self, x: np.ndarray) -> np.ndarray:
+        return self._conv_im2col(x) if self._im2col else self._conv(x)
+
+    def window_sum(self, code: np.ndarray) -> np.ndarray:
+        """The convolution of a window's code (see ``WindowedSynapse``)."""
+        return self.finish_window(self._convolve(code))
+
+    def finish_window(self, a: np.ndarray) -> np.ndarray:
+        return a
 
     def _conv_im2col(self, x: np.ndarray) -> np.ndarray:
         p = self.proc_params
@@ -132,19 +148,29 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
     (``lava.proc.conv.utils.signed_clamp``, as Lava's fixed-point Conv).
 
     Integer sums are exact in any order, so the whole batch is one matrix product per tap. They
-    are formed in float32 when that is exact (binary input and every output's ``sum |w|``
-    below ``2**24``), else in float64 (exact below ``2**53``).
+    are formed in float32 when that is exact (every output's ``sum |w|`` times the largest
+    input -- 1 for spikes, the largest code in a window -- below ``2**24``), else in float64
+    (exact below ``2**53``). A window's sum of spike codes is not wrapped: the planner
+    windows a Conv only where no step's sum could wrap
+    (:mod:`spikeconverter.converters.to_lava.windowed`); an analog window (one frame) is
+    the per-step product, wrapped as it.
     """
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _payload = np.int32
 
+    _fixed = True
+
     def __init__(self, proc_params):
         weight = np.asarray(proc_params["weight"], dtype=np.float64)
         fan_sum = np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1).max(initial=0.0)
-        graded = int(proc_params["num_message_bits"]) > 0
-        self._dtype = np.float32 if not graded and fan_sum < 2**24 else np.float64
+        window = proc_params.get("window")
+        if window is None:
+            top = np.inf if int(proc_params["num_message_bits"]) > 0 else 1.0
+        else:
+            top = np.inf if window["payload"] == "analog" else 2.0 ** window["length"] - 1
+        self._dtype = np.float32 if fan_sum * top < 2**24 else np.float64
         super().__init__(proc_params)
 
     def product(self, cols: np.ndarray, wmat: np.ndarray) -> np.ndarray:
@@ -165,3 +191,13 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         a = np.rint(a).astype(np.int64)
         a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
         return utils.signed_clamp(a, bits=24).astype(np.int32)
+
+    def finish_window(self, a: np.ndarray) -> np.ndarray:
+        if self._w_payload == "analog":
+            return self.finish(a)  # one frame: the per-step product, wrapped as it
+        # exact integers (float32/64 as chosen above); exponent >= 0 and the sum below 2**31
+        out = a.astype(np.int64)
+        exp = int(self.proc_params["weight_exp"])
+        if exp:
+            np.left_shift(out, exp, out=out)
+        return out.astype(np.int32)
