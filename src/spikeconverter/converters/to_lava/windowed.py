@@ -13,12 +13,16 @@ step; the same numbers where the arithmetic is exact, which this module decides 
 and the neurons check at run time:
 
 * **fixed point, static** (per incoming synapse, else the target accumulates per step):
-  the weight exponent is ``>= 0`` (a negative one floor-shifts every step's sum, which is not
-  linear); a Conv's per-step sum can never wrap to 24 bits (``max_row sum |w| * 2**e <
-  2**23``); the window's sum fits the 32-bit message (``max_row sum |w| * (2**t_acc - 1) *
-  2**e < 2**31``); an analog input is one frame per window landing at the window's last
-  step (then ``W c`` *is* the per-step product, wrap included), and is not mixed with spike
-  trains into one target.
+  the weight exponent is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
+  negative exponent floor-shifts every step's sum, which is linear only then), or ``-1`` on a
+  Conv of binary spikes: ``sum_t 2**k floor(y_t / 2) = (W c - P) / 2`` where the bits of ``P``
+  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``,
+  counted for all steps at once by one float64 product of the 0/1 odd-weight matrix with
+  the code's bits spread into lanes (two products for 8 steps); a Conv's per-step sum can
+  never wrap to 24 bits (``max_row sum |w| * 2**e < 2**23``); the window's sum fits the
+  32-bit message (``max_row sum |w| * (2**t_acc - 1) * 2**e < 2**31``); an analog input is
+  one frame per window landing at the window's last step (then ``W c`` *is* the per-step
+  product, wrap included), and is not mixed with spike trains into one target.
 * **fixed point, at run time**: the per-step path clamps the 24-bit membrane after every
   step, the windowed one only at the end. With ``S`` the largest per-step input of a neuron
   (:func:`input_bound`), every partial sum before the last step is at most
@@ -140,15 +144,24 @@ def _code_bits(length: int, payload: str) -> int:
     return length + (payload == "signed")
 
 
+def _divides(syn: Any, m: int) -> bool:
+    """Every weight of the synapse is a multiple of ``2**m``."""
+    w = syn.weight.data if sp.issparse(syn.weight) else np.asarray(syn.weight)
+    return not np.any(np.mod(w, 2**m))
+
+
 def _fixed_synapse_reason(plan: LavaPlan, syn: Any, t_acc: int) -> str | None:
     """Why a fixed-point synapse cannot be summed per window, or None."""
     e = int(syn.weight_exp)
-    if e < 0:
-        return (f"edge {syn.edge} ({syn.source}) has weight exponent {e} < 0 (each step's "
-                "sum is floor-shifted)")
-    if _payload(plan, syn) == "analog":
+    payload = _payload(plan, syn)
+    if payload == "analog":
         return None  # one frame: the windowed product is the per-step one
-    s = row_abs_sum(syn) << e
+    parity = (e == -1 and payload == "binary" and syn.kind == "conv"
+              and syn.conv.get("groups", 1) == 1 and t_acc <= 16)
+    if e < 0 and not _divides(syn, -e) and not parity:
+        return (f"edge {syn.edge} ({syn.source}) has weight exponent {e} < 0 (each step's "
+                "sum is floor-shifted) and odd weights")
+    s = row_abs_sum(syn) << max(e, 0)
     if syn.kind == "conv" and s >= 2**23:
         return f"edge {syn.edge} ({syn.source}): a step's sum may wrap to 24 bits"
     if s * (2**t_acc - 1) > MESSAGE_MAX:
