@@ -187,6 +187,7 @@ class WindowedSynapse:
         self._w_payload = window["payload"]
         self._code = np.zeros(in_shape, dtype=code_dtype(window, fixed))
         self._pending = None
+        self._live = False
 
     def _run_window(self) -> None:
         rel = self.time_step - 1 - self._w_start
@@ -199,9 +200,15 @@ class WindowedSynapse:
         tau = rel % self._w_period
         if tau >= self._w_len:
             return
-        self._add_to_code(s, tau == 0)
-        if tau == self._w_len - 1:
-            self._pending = self.window_sum(self._code) if self._code.any() else None
+        if tau == 0:
+            self._live = False  # the code is all zero until a spike arrives
+        if self._live:
+            self._add_to_code(s, False)
+        elif s.any():  # the first spikes of the window: the code is just them
+            self._add_to_code(s, True)
+            self._live = True
+        if tau == self._w_len - 1 and self._live:
+            self._pending = self.window_sum(self._code)
 
     def _add_to_code(self, s: np.ndarray, first: bool) -> None:
         code = self._code

@@ -192,7 +192,7 @@ def window_plan(plan: LavaPlan, schedule: Schedule) -> WindowPlan:
         reason = _population_reason(plan, spec, syns, fixed, analog_frames)
         if spec.kind != "readout" and fixed:
             vth_eff = int(np.max(spec.vth)) << 6
-            out.code_output[name] = vth_eff <= CODE_VTH_MAX and spec.t_gen <= 31
+            out.code_output[name] = vth_eff <= CODE_VTH_MAX and spec.t_gen <= 24
         if reason is not None:
             out.accumulate[name] = f"step: {reason}"
             continue

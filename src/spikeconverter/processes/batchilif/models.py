@@ -155,15 +155,19 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         bias = self._bias_term()
         if self._shift_b:
             bias = np.left_shift(bias, self._shift_b)
-        slack = 2 * V_MAX - 128 * self._bound - np.abs(bias)
-        if self._gain:
-            bad = np.count_nonzero(np.left_shift(np.abs(total), SHIFT) > slack)
-        else:
-            bad = int(np.count_nonzero(np.broadcast_to(slack < 0, total.shape)))
-        if bad:
-            self.unverified += bad
-        v = np.left_shift(total, SHIFT)
-        v += bias
+        top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
+        b_top = int(np.abs(bias).max(initial=0))
+        if self._gain * (top << SHIFT) + 128 * self._bound + b_top > 2 * V_MAX:
+            # some neuron may fail: test each (64 |sum| + 128 S + |bias| <= 2 V_MAX)
+            slack = 2 * V_MAX - 128 * self._bound - np.abs(bias)
+            over = np.left_shift(np.abs(total), SHIFT) * self._gain > slack
+            bad = int(np.count_nonzero(np.broadcast_to(over, total.shape)))
+            if bad:
+                self.unverified += bad
+        # int32 when |sum| < 2**24 and |bias| < 2**29: |v| < 2**30 + 2**29 + 2**23
+        small = top < 2**24 and b_top < 2**29
+        v = np.left_shift(total.astype(np.int32) if small else total, SHIFT)
+        v += bias.astype(v.dtype, copy=False)
         if self._nearest:
             v += self._half * np.sign(v) if self._signed else self._half
         self._clamp(v)
@@ -177,10 +181,15 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         t = self._t_gen
         v = np.asarray(v)
         mag = np.abs(v) if self._signed else np.maximum(v, 0)
-        wide = np.int32 if t <= 8 else np.int64  # |v| < 2**23: << 7 stays below 2**30
-        code = np.left_shift(mag.astype(wide), t - 1)
-        code //= self._vth_eff
+        # floor(|v| 2**(t-1) / vth) in float64: the quotient is correctly rounded, and a
+        # non-integer quotient below 2**t is at least 1 / vth > 2**-23 from the next integer,
+        # far more than its rounding error (< 2**(t - 53)); exact for t <= 24
+        code = mag.astype(np.float64)
+        code *= 2.0 ** (t - 1)
+        code /= self._vth_eff
+        np.floor(code, out=code)
         np.minimum(code, 2**t - 1, out=code)
+        code = code.astype(np.uint8 if t <= 8 else np.int64)
         sign = np.sign(v).astype(np.int8) if self._signed else None
         if t <= 8:
             planes = np.unpackbits(code.astype(np.uint8)[None], axis=0)[8 - t:]
