@@ -46,6 +46,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from spikeconverter.converters import convert
+from spikeconverter.converters import load as load_network
 from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.holdout import holdout_indices
@@ -55,7 +56,7 @@ CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
 DATA = SHARED / "data" / "cifar10"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FIELDS = ["seed", "T", "correct_before", "correct_after", "ann_correct", "images", "gap_pt",
-          "val_before", "val_best", "epochs", "best_epoch", "steps", "wall_s", "cpu_s",
+          "val_before", "val_best", "epochs", "best", "best_step", "steps", "wall_s", "cpu_s",
           "load_1min", "recipe"]
 
 
@@ -76,10 +77,14 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--T", type=int, nargs="+", default=[3, 2])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
+    ap.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    ap.add_argument("--threshold-lr-scale", type=float, default=1.0,
+                    help="the thresholds' lr as a multiple of --lr")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
     ap.add_argument("--weight-decay", type=float, default=0.0)
@@ -88,6 +93,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--fixed-thresholds", action="store_true", help="do not train thresholds")
+    ap.add_argument("--granularity", choices=("layer", "channel"), default=None,
+                    help="threshold granularity of the conversion (default: convert's for T)")
+    ap.add_argument("--correction", default=None,
+                    help="post-training correction of the conversion (default: convert's)")
+    ap.add_argument("--cache", default=None,
+                    help="folder for the converted networks (reused when there)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/finetune")
     return ap.parse_args()
@@ -98,8 +109,19 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     tr_idx, va_idx = holdout_indices(len(plain), args.val_fraction, seed)
     g = torch.Generator().manual_seed(seed)
     cal_idx = [tr_idx[i] for i in torch.randperm(len(tr_idx), generator=g)[:256].tolist()]
-    cal = torch.stack([plain[i][0] for i in cal_idx])
-    net = convert(model, cal, T=T, progress=False)
+    cached = None
+    if args.cache:
+        cached = Path(args.cache) / (f"resnet20_s{seed}_T{T}_{args.granularity or 'default'}"
+                                     f"_{args.correction or 'default'}.snn")
+    if cached is not None and cached.is_file():
+        net = load_network(cached)
+    else:
+        cal = torch.stack([plain[i][0] for i in cal_idx])
+        net = convert(model, cal, T=T, progress=False, threshold_granularity=args.granularity,
+                      correction=args.correction)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            net.save(cached)
     before = evaluate(net, test_loader)
     loader = DataLoader(Subset(train, tr_idx), batch_size=args.batch, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
@@ -110,9 +132,10 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     t0 = time.process_time()
     h = finetune(net, loader, val_data=val, epochs=args.epochs, lr=args.lr,
                  optimizer=args.optimizer, momentum=args.momentum, cosine=args.cosine,
+                 warmup=args.warmup, threshold_lr_scale=args.threshold_lr_scale,
                  clip_grad_norm=args.clip or None, weight_decay=args.weight_decay,
                  train_thresholds=not args.fixed_thresholds, progress=False, seed=seed,
-                 val_every=args.val_every,
+                 val_every=args.val_every, max_steps=args.max_steps,
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature)
@@ -123,7 +146,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
             "correct_after": round(after * n), "images": n,
             "val_before": round(h["val_accuracy"][0] * len(va_idx)),
             "val_best": round(h["best_accuracy"] * len(va_idx)), "epochs": h["epochs"],
-            "best_epoch": h["best_epoch"], "steps": h["steps"], "wall_s": round(h["seconds"]),
+            "best": h["best"], "best_step": h["best_step"], "steps": h["steps"],
+            "wall_s": round(h["seconds"]),
             "cpu_s": round(cpu), "load_1min": load}
 
 
