@@ -197,3 +197,38 @@ def test_per_channel_thresholds_run_in_fixed_point():
     assert lnet.stats["saturations"] == 0
     assert (flt.argmax(1) == fix.argmax(1)).all()
     assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+
+
+@pytest.mark.lava
+def test_equalized_rows_keep_formats_and_thresholds_exact():
+    # per-channel gains under one layer threshold: rows above `equalize` x the largest are
+    # brought down to it (their gains lowered), so the group's exponent drops and small rows
+    # gain mantissa bits; every threshold stays exact and within the layer's budget
+    from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
+
+    lnet, x = _pool_readout()
+    flt_plan = lnet.plan()
+    base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks)
+    plan, rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 equalize=0.25)
+    assert_in_formats(plan)
+    assert rep["violations"] == []
+    name = next(n for n, s in plan.populations.items() if s.kind == "relu")
+    theta = float(np.max(flt_plan.populations[name].vth))
+    vth = np.asarray(plan.populations[name].vth, dtype=np.float64)
+    assert np.ndim(base.populations[name].vth) == 0 and np.unique(vth).size > 1
+    gain = 64 * vth / theta
+    assert gain.max() <= 64 * base.populations[name].vth / theta  # gains only go down
+    assert np.all((vth * 64) % 2**plan.populations[name].t_gen == 0)
+    conv = next(s for s in plan.synapses if s.target == name)
+    assert conv.weight_exp < next(s for s in base.synapses if s.target == name).weight_exp
+    err = max(rep["layers"][name]["weight_error"].values())
+    assert err < max(base_rep["layers"][name]["weight_error"].values())
+    lnet._plans[True] = plan  # run the equalized plan bit-accurately
+    flt = lnet.run(x[:4], progress=False)
+    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    assert lnet.stats["saturations"] == 0
+    assert (flt.argmax(1) == fix.argmax(1)).all()
+    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+    with pytest.raises(ValueError, match="equalize"):
+        fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks, equalize=0)
