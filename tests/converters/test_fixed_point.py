@@ -206,14 +206,21 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     # gain mantissa bits; every threshold stays exact and within the layer's budget
     from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
 
-    lnet, x = _pool_readout()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 3)).double().eval()
+    with torch.no_grad():  # rows (output channels) of very different sizes
+        model[2].weight.mul_(torch.tensor([1.0, 0.1, 0.3, 1.0, 0.05, 0.5]).reshape(-1, 1, 1, 1))
+    x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    lnet = sc.convert(model, x, T=6, progress=False, backend="lava")
     flt_plan = lnet.plan()
     base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks)
     plan, rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
                                  equalize=0.25)
     assert_in_formats(plan)
     assert rep["violations"] == []
-    name = next(n for n, s in plan.populations.items() if s.kind == "relu")
+    name = [n for n, s in plan.populations.items() if s.kind == "relu"][1]  # the input's
+    # synapses take the input shift instead: only layers fed by spikes are evened out
     theta = float(np.max(flt_plan.populations[name].vth))
     vth = np.asarray(plan.populations[name].vth, dtype=np.float64)
     assert np.ndim(base.populations[name].vth) == 0 and np.unique(vth).size > 1
