@@ -212,6 +212,7 @@ class SpikingNetwork(nn.Module):
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
         self._saturations = {}
+        self.stats = None  # the last call's uncounted codes go now, not after this call
         logits, steps = None, 0
         with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
             for pop in g:
@@ -487,10 +488,7 @@ class SpikingNetwork(nn.Module):
     def _count(self, name: str, train: SpikeTrain, signed: bool) -> torch.Tensor:
         """``[spikes, synaptic ops]`` of population ``name``'s train, on its device (read back
         with all others at once by :meth:`_read_counts`)."""
-        work = None
-        if train.code is not None and not train.code.is_floating_point():
-            work = self._workspace("count", (train.code.numel(),), torch.uint8, train.code.device)
-        per_neuron = train.counts(signed, work=work)
+        per_neuron = train.counts(signed)
         fan = self._fan_out(name, per_neuron)
         return torch.stack([per_neuron.sum(), torch.dot(per_neuron.reshape(-1), fan.reshape(-1))])
 

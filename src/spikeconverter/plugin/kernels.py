@@ -62,14 +62,20 @@ def _popcount_table(device: torch.device) -> torch.Tensor:
     return table
 
 
+def _popcount_table_as(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 16-bit popcount table on ``device`` as ``dtype`` (made there once)."""
+    key = (device, dtype)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = _POPCOUNT16.to(device, dtype)
+    return table
+
+
 def _popcount_int32(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Set bits of int32 values ``0 <= n < 2**16`` as ``dtype``, shape of ``n``: one
     ``index_select`` from the table in ``dtype`` (int32 indices, flat: on a CPU about twice as
     fast as indexing with int64 or ``F.embedding``)."""
-    key = (n.device, dtype)
-    table = _TABLES.get(key)
-    if table is None:
-        table = _TABLES[key] = _POPCOUNT16.to(n.device, dtype)
+    table = _popcount_table_as(n.device, dtype)
     return table.index_select(0, n.reshape(-1)).reshape(n.shape)
 
 
@@ -150,29 +156,21 @@ class SpikeTrain:
                                   device=self.code.device)
             # integer codes (|code| < 2**24) convert exactly: the same product as a float
             # code's; block by block (cache-sized on a CPU), one read and one write
+            plain = _scalar(scale)
             for bs, cs in blocks(tuple(self.code.shape), self.code.device.type == "cpu"):
-                out[bs, cs].copy_(self.code[bs, cs]).mul_(_scalar(_channels(scale, cs)))
+                out[bs, cs].copy_(self.code[bs, cs]).mul_(_part(plain, cs))
             return out
         w = _constant(tuple(factor * self.k ** -j for j in range(self.T)), self._frames)
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
-    def counts(self, signed: bool, *, work: torch.Tensor | None = None) -> torch.Tensor:
-        """Spikes (of either sign) per neuron over the window, summed over the batch, float64.
-
-        ``work``: an optional uint8 buffer of at least ``code.numel()`` elements for the
-        per-neuron-sample counts of an integer code (saves allocating them).
-        """
+    def counts(self, signed: bool) -> torch.Tensor:
+        """Spikes (of either sign) per neuron over the window, summed over the batch, float64."""
         if self.code is None:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
         code = self.code
         if self.T <= 16 and not code.is_floating_point():
-            # integer codes (the fused float32 simulation): one gather from the 16-bit table,
-            # indexed by the code itself, then exact integer sums over the batch
-            n = (code.abs() if signed else code).reshape(-1)
-            out = None if work is None else work[:n.numel()]
-            per = torch.index_select(_popcount_table(code.device), 0, n, out=out)
-            return per.view(code.shape).sum(0, dtype=torch.int32).to(torch.float64)
+            return _int_code_counts(code, self.T, signed)
         if self.T <= 16:
             # one gather from a 16-bit table of the code's float type: exact per-neuron sums
             # (at most T * B)
@@ -181,6 +179,34 @@ class SpikeTrain:
             return per.sum(0).to(torch.float64)
         return popcount(code.abs() if signed else code, self.T).sum(
             0, dtype=torch.int64).to(torch.float64)
+
+
+def _int_code_counts(code: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
+    """:meth:`SpikeTrain.counts` of integer codes, ``T <= 16``: a gather from the 16-bit
+    popcount table indexed by the codes themselves (float32, or float64 where ``T B`` could
+    reach ``2**24``: every partial sum an exact integer), summed over the batch. On a CPU row
+    by row in cache-sized blocks: no tensor of the codes' size is made."""
+    B = code.shape[0]
+    rows = code.reshape(B, -1)
+    acc_dtype = torch.float32 if T * B < 2**24 else torch.float64
+    table = _popcount_table_as(code.device, acc_dtype)
+    if code.device.type != "cpu" or rows.numel() <= BLOCK:
+        idx = rows.reshape(-1)
+        per = table.index_select(0, idx.abs() if signed else idx)
+        return per.view(rows.shape).sum(0).to(torch.float64).view(code.shape[1:])
+    n = rows.shape[1]
+    acc = torch.zeros(n, dtype=acc_dtype)
+    step = min(BLOCK, n)
+    gathered = torch.empty(step, dtype=acc_dtype)
+    mags = torch.empty(step, dtype=code.dtype) if signed else None
+    for b in range(B):
+        for j in range(0, n, step):
+            idx = rows[b, j:j + step]
+            k = idx.numel()
+            if signed:
+                idx = torch.abs(idx, out=mags[:k])
+            acc[j:j + k].add_(torch.index_select(table, 0, idx, out=gathered[:k]))
+    return acc.to(torch.float64).view(code.shape[1:])
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
@@ -278,6 +304,11 @@ def _channels(t: torch.Tensor | None, cs: Any) -> torch.Tensor | None:
     return t if t is None or t.ndim == 0 else t[cs]
 
 
+def _part(x: float | torch.Tensor, cs: Any) -> float | torch.Tensor:
+    """A number as is, a per-population tensor's part for the channels ``cs``."""
+    return x if isinstance(x, float) else _channels(x, cs)
+
+
 def _scalar(t: torch.Tensor) -> float | torch.Tensor:
     """A 0-dim CPU tensor as a Python float (exact for float32 and float64: the element-wise
     ops then take their scalar form); anything else as is."""
@@ -350,23 +381,26 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
         out = v.view(torch.int32) if v.is_contiguous() else torch.empty(
             v.shape, dtype=torch.int32, device=v.device)
     count = torch.zeros((), dtype=torch.int64, device=v.device) if saturations else None
+    # scalar thresholds on a CPU: Python numbers once, not a read per block
+    plain_half = None if half is None or signed else _scalar(half)
+    plain_t, plain_d = (_scalar(x) if x is not None else None for x in (t, d))
     for bs, cs in blocks(tuple(v.shape), cpu):
         vb = v[bs, cs]
         if bias is not None:
             vb.add_(_channels(bias, cs))
         if half is not None:
-            hb = _channels(half, cs)
             # half * sign(v) is exact (+-half or 0): the fused add rounds like v + half * sign
-            vb.addcmul_(hb, torch.sign(vb)) if signed else vb.add_(_scalar(hb))
+            vb.addcmul_(_channels(half, cs), torch.sign(vb)) if signed else vb.add_(
+                _part(plain_half, cs))
         if saturations and (not cpu or _exceeds(vb, t_min, signed)):
-            tb = _scalar(_channels(t, cs))
+            tb = _part(plain_t, cs)
             count += torch.count_nonzero(vb > tb)
             if signed:
                 count += torch.count_nonzero(vb < -tb)
         n = vb.numel()
         q = work[:n].view(vb.shape) if work is not None and work.numel() >= n else \
             torch.empty(vb.shape, dtype=torch.float64, device=v.device)
-        q.copy_(vb).div_(_scalar(_channels(d, cs))).clamp_(lo, top)
+        q.copy_(vb).div_(_part(plain_d, cs)).clamp_(lo, top)
         out[bs, cs].copy_(q)  # truncates toward zero: floor(x) (sign(x) floor(|x|))
     return out, count
 
