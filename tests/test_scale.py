@@ -90,6 +90,7 @@ def test_code_max_pool_is_the_spike_max_pool(args):
     code = torch.randint(0, 2**T, (2, 3, 9, 10), generator=g).double()
     frames = spike_max_pool2d(unpack_code(code, T), *args)
     assert torch.equal(unpack_code(code_max_pool2d(code, *args), T), frames)
+    assert torch.equal(code_max_pool2d(code.int(), *args), code_max_pool2d(code, *args).int())
 
 
 def test_popcount_with_and_without_a_bound():

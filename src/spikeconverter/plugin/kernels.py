@@ -504,6 +504,11 @@ def code_max_pool2d(code: torch.Tensor, kernel_size, stride, padding=(0, 0), dil
     torch.Tensor
         Codes ``(B, C, H_out, W_out)``, same dtype.
     """
-    out = F.max_pool2d(code, kernel_size, stride, padding, dilation, ceil_mode)
-    # torch pads with -inf; the frame kernel pads with silent inputs (code 0)
+    if code.is_floating_point() or code.device.type == "cpu":
+        out = F.max_pool2d(code, kernel_size, stride, padding, dilation, ceil_mode)
+    else:  # CUDA pools no integers: int32 codes (< 2**24) round-trip through float32 exactly
+        out = F.max_pool2d(code.float(), kernel_size, stride, padding, dilation,
+                           ceil_mode).to(code.dtype)
+    # torch pads with -inf (integers: their minimum); the frame kernel pads with silent inputs
+    # (code 0)
     return out.clamp_min_(0)
