@@ -60,6 +60,7 @@ from spikeconverter.plugin.kernels import (
     fast_code,
     generate,
     generate_code,
+    saturation_margin,
     spike_max_pool2d,
     start_and_code,
     start_generate,
@@ -453,8 +454,7 @@ class SpikingNetwork(nn.Module):
         """
         k = float(self.graph.k)
         excess = (v.abs() if signed else v) - coding.code_range(theta, k)
-        margin = coding.rounding_offset(theta, t_gen, k, self.graph.rounding) \
-            + coding.lsb(theta, t_gen, k) / 2
+        margin = saturation_margin(theta, t_gen, k, self.graph.rounding)
         # a device tensor: read with the spike counts when the stats are (no host sync here)
         self._saturations[pop.name] = (excess > k ** steps * margin).sum()
 

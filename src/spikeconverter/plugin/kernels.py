@@ -237,16 +237,18 @@ def _constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
 
 
 def start_generate(v: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, T: int, k: float,
-                   rounding: str, signed: bool, *, inplace: bool = False) -> torch.Tensor:
+                   rounding: str, signed: bool, *, inplace: bool = False,
+                   offset: float | torch.Tensor | None = None) -> torch.Tensor:
     """The membrane when generation starts: accumulated ``v`` plus the bias, plus
     :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons).
 
     ``inplace`` overwrites ``v`` (a fresh membrane nobody else holds): the same values, two
-    fewer tensors of the population's size.
+    fewer tensors of the population's size. ``offset``: that rounding offset, computed already
+    (a number for unsigned neurons, a tensor for signed ones).
     """
     v = v.add_(bias) if inplace else v + bias
     if rounding == "nearest":
-        half = coding.rounding_offset(theta, T, k, rounding)
+        half = coding.rounding_offset(theta, T, k, rounding) if offset is None else offset
         # half * sign(v) is exact (+-half or 0), so the fused add rounds like v + half * sign
         v = v.addcmul_(half, torch.sign(v)) if signed else v.add_(half)
     return v
@@ -268,6 +270,14 @@ def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) ->
     if signed:
         n = n * torch.sign(work)
     return n.to(v.dtype) if wide else n
+
+
+def saturation_margin(theta: Any, T: int, k: float, rounding: str) -> Any:
+    """How far beyond :func:`spikeconverter.coding.code_range` a started membrane lies when
+    it counts as saturated: the rounding offset plus half an LSB (its train is clipped to the
+    top code with an error beyond the code's resolution; the margin also keeps float rounding
+    at the calibration maximum itself from counting)."""
+    return coding.rounding_offset(theta, T, k, rounding) + coding.lsb(theta, T, k) / 2
 
 
 def fast_code(v: torch.Tensor, T: int) -> bool:
@@ -372,8 +382,7 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     t = t_min = None
     if saturations:
         # u = code_range + margin = 2 theta + (offset + lsb / 2), exact in float64
-        u = 2 * th.double() + coding.lsb(th.double(), T) * (1.0 if rounding == "nearest"
-                                                             else 0.5)
+        u = coding.code_range(th.double()) + saturation_margin(th.double(), T, 2.0, rounding)
         t = u.float()
         t = torch.where(t.double() > u, torch.nextafter(t, torch.full_like(t, -math.inf)), t)
         t_min = float(t.min()) if cpu else None
@@ -387,11 +396,9 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     for bs, cs in blocks(tuple(v.shape), cpu):
         vb = v[bs, cs]
         if bias is not None:
-            vb.add_(_channels(bias, cs))
-        if half is not None:
-            # half * sign(v) is exact (+-half or 0): the fused add rounds like v + half * sign
-            vb.addcmul_(_channels(half, cs), torch.sign(vb)) if signed else vb.add_(
-                _part(plain_half, cs))
+            start_generate(vb, _channels(bias, cs), th, T, 2.0, rounding, signed, inplace=True,
+                           offset=None if half is None else _channels(half, cs) if signed
+                           else _part(plain_half, cs))
         if saturations and (not cpu or _exceeds(vb, t_min, signed)):
             tb = _part(plain_t, cs)
             count += torch.count_nonzero(vb > tb)
