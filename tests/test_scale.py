@@ -317,6 +317,20 @@ def test_fused_float32_network_equals_the_float_code_path(float32_nets, rounding
                        want[1]["populations"].values())
 
 
+def test_work_buffers_are_scratch_not_state():
+    """A copy of a network that has run, and a network whose work buffers were released, give
+    the same logits (the buffers are remade, never copied or saved)."""
+    import copy
+
+    model, x, _ = tiny()
+    net = convert(model, x, T=5, correction="none", progress=False)
+    want = net(x)
+    twin = copy.deepcopy(net)
+    assert not twin._work and torch.equal(twin(x), want)
+    net.release_workspace()
+    assert torch.equal(net(x), want)
+
+
 # -- streamed evaluation and resume ---------------------------------------------------------
 
 def test_evaluation_streams_writes_progress_and_resumes(tmp_path):
