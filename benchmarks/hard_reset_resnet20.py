@@ -7,7 +7,11 @@ spike-norm threshold balancing. This runs the same recipe on our graph IR: thres
 network on a seeded draw of ``--images`` of the 1,017 test images (the same draw as
 ``spikeconverter evaluate --baseline-limit``), read out at every checkpoint up to 2048 steps,
 next to the ANN on the same images. Progress is printed per batch; results go to
-``OUT/hard_reset.json``.
+``OUT/hard_reset.json``, with a per-layer table of the first batch: the SNN's rates against the
+ANN's ``a / lambda`` (correlation and least-squares slope), which is where a conversion that
+fails shows where it breaks. ``--method soft_reset`` runs the same thresholds with reset by
+subtraction (the control that isolates the hard reset), ``--encoding poisson`` the paper's
+Poisson input, ``--junctions identity`` the equal-threshold reading of its residual rule.
 
 Run: ``python benchmarks/hard_reset_resnet20.py [--images 256] [--steps 256 512 1024 2048]
 [--norm-steps 256] [--norm-images 32] [--device cpu|cuda] [--cache images.pt] [--out DIR]``
@@ -18,12 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
 
-from spikeconverter.baselines import RateNetwork, spike_norm_thresholds
+from spikeconverter.baselines import (
+    INPUT_ENCODINGS,
+    JUNCTION_RULES,
+    RATE_METHODS,
+    RateNetwork,
+    spike_norm_thresholds,
+)
 from spikeconverter.converters.capture import capture
 from spikeconverter.models import load_cifar_resnet
 
@@ -46,6 +57,24 @@ def images(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return xs[pick], ys[pick], cal[: args.norm_images]
 
 
+def layer_table(graph, x, res, lam, T) -> dict[str, dict[str, float]]:
+    """Per layer: the SNN's rates ``count / T`` against the ANN's ``a / lambda`` on ``x``
+    (Pearson correlation and least-squares slope; 1 and 1 for a lossless conversion)."""
+    with torch.no_grad():
+        ann = graph.forward(x.double(), quantized=False)
+    out = {}
+    for name, count in res.counts.items():
+        r, a = (count / T).flatten().double(), (ann[name] / lam[name]).flatten()
+        corr = float(torch.corrcoef(torch.stack([r, a]))[0, 1])
+        slope = float((r * a).sum() / (a * a).sum().clamp_min(1e-30))
+        out[name] = {"lambda": round(lam[name], 4), "ann_max": round(float(ann[name].max()), 4),
+                     "corr": round(corr, 4), "slope": round(slope, 4),
+                     "mean_rate": round(float(r.mean()), 6)}
+        print(f"{name:10s} lambda {lam[name]:8.2f}  corr {corr:6.3f}  slope {slope:6.3f}  "
+              f"rate {float(r.mean()):.4f}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=256)
@@ -57,7 +86,15 @@ def main() -> None:
     ap.add_argument("--cache")
     ap.add_argument("--model", default=str(CKPT))
     ap.add_argument("--out", default="out/hard_reset")
+    ap.add_argument("--encoding", choices=INPUT_ENCODINGS, default="current",
+                    help="input as a constant current or Poisson spikes (Sengupta et al.)")
+    ap.add_argument("--junctions", choices=JUNCTION_RULES, default="max",
+                    help="residual joins: the skip source's threshold, or spike-norm's max")
+    ap.add_argument("--method", default="hard_reset", choices=sorted(RATE_METHODS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     xs, ys, cal = images(args)
     model = load_cifar_resnet(args.model)
@@ -65,20 +102,30 @@ def main() -> None:
         ann = model(xs).argmax(1)
     graph = capture(model, xs[:2])
     t0 = time.time()
-    lam = spike_norm_thresholds(graph, cal.to(device), args.norm_steps, device=device,
-                                progress=True)
+    lam = spike_norm_thresholds(graph, cal.to(device), args.norm_steps, args.method,
+                                device=device, progress=True, encoding=args.encoding,
+                                junctions=args.junctions)
     print(f"spike-norm: {len(cal)} images x {args.norm_steps} steps, {time.time() - t0:.0f} s",
           flush=True)
-    net = RateNetwork(graph, lam, "hard_reset", device=device)
+    net = RateNetwork(graph, lam, args.method, device=device, encoding=args.encoding)
     ok = dict.fromkeys(args.steps, 0)
+    agree = dict.fromkeys(args.steps, 0)
+    layers = None
     for i in range(0, len(xs), args.batch):
-        res = net.run(xs[i:i + args.batch], args.steps)
+        res = net.run(xs[i:i + args.batch], args.steps, keep_counts=layers is None)
         for t in args.steps:
-            ok[t] += int((res.logits[t].argmax(1) == ys[i:i + args.batch]).sum())
+            pred = res.logits[t].argmax(1)
+            ok[t] += int((pred == ys[i:i + args.batch]).sum())
+            agree[t] += int((pred == ann[i:i + args.batch]).sum())
+        if layers is None:  # the first batch: each layer's rates against the ANN's
+            layers = layer_table(graph, xs[i:i + args.batch], res, lam, args.steps[-1])
         print(f"{i + len(res.logits[args.steps[0]])}/{len(xs)} images: "
               + ", ".join(f"T={t} {ok[t]}" for t in args.steps), flush=True)
-    result = {"images": len(xs), "ann_correct": int((ann == ys).sum()), "hard_reset_correct": ok,
+    result = {"images": len(xs), "seed": 0, "ann_correct": int((ann == ys).sum()),
+              "method": args.method, "correct": ok, "agreement_with_ann": agree,
+              "encoding": args.encoding, "junctions": args.junctions,
               "norm_steps": args.norm_steps, "norm_images": len(cal), "thresholds": lam,
+              "layers_first_batch": layers, "load": os.getloadavg(),
               "seconds": round(time.time() - t0, 1)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

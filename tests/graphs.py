@@ -55,3 +55,26 @@ def conv_graph(seed: int = 0) -> Graph:
 def inputs(graph: Graph, n: int, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand((n, *graph[graph.input].shape), generator=g, dtype=torch.float64)
+
+
+def residual_graph(blocks: int = 4, channels: int = 4, size: int = 6, seed: int = 0) -> Graph:
+    """(2, size, size) -> conv relu ``j0``, then ``blocks`` residual blocks
+    ``j_b = relu(conv(relu(conv(j_{b-1}))) + j_{b-1})`` (identity skips, small biases), and a
+    flatten + linear readout."""
+    rng = np.random.default_rng(seed)
+
+    def conv(c_in: int, scale: float) -> Op:
+        return Op("conv2d", rng.normal(0.0, scale, (channels, c_in, 3, 3)),
+                  rng.uniform(-0.05, 0.05, channels), {"stride": 1, "padding": 1})
+
+    shape = (channels, size, size)
+    pops = {"x": Population("x", "input", (2, size, size)),
+            "j0": Population("j0", "relu", shape, edges=[Edge("x", [conv(2, 0.5)])])}
+    for b in range(1, blocks + 1):
+        pops[f"a{b}"] = Population(f"a{b}", "relu", shape,
+                                   edges=[Edge(f"j{b - 1}", [conv(channels, 0.3)])])
+        pops[f"j{b}"] = Population(f"j{b}", "relu", shape, edges=[
+            Edge(f"a{b}", [conv(channels, 0.3)]), Edge(f"j{b - 1}", [])])
+    pops["y"] = Population("y", "readout", (3,), edges=[Edge(f"j{blocks}", [
+        Op("flatten"), Op("linear", rng.normal(0.0, 0.3, (3, channels * size * size)))])])
+    return Graph(pops, "x", "y")

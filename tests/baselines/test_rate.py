@@ -149,3 +149,50 @@ def test_bad_arguments_are_named():
         net.run(x, steps=())
     with pytest.raises(ValueError, match="record"):
         net.run(x, steps=(4,), record="y")
+
+
+def stepwise(net: RateNetwork, x: torch.Tensor, T: int) -> torch.Tensor:
+    """The readout after ``T`` steps of the plain loop: every population, step after step."""
+    from spikeconverter.baselines.rate import reset_subtract, reset_value
+
+    g = net.graph
+    reset = reset_value if net.method == "hard_reset" else reset_subtract
+    zero = torch.zeros((), dtype=net.dtype)
+    v = {p.name: torch.zeros((x.shape[0], *p.shape), dtype=net.dtype)
+         for p in g if p.kind in ("relu", "signed", "readout")}
+    counts = {p.edges[0].source: torch.zeros_like(v[p.edges[0].source])
+              for p in g if p.kind == "maxpool" and p.edges[0].source in v}
+    out: dict = {}
+    for _ in range(T):
+        for pop in g:
+            net._step(pop, x, out, v, counts, reset, zero)
+    return v[g.output] / T
+
+
+@pytest.mark.parametrize("method", sorted(RATE_METHODS))
+def test_blocks_of_steps_are_the_step_by_step_network(method):
+    # run() integrates each population over a block of steps at a time; any block length
+    # gives the network of the plain step-by-step loop (max pooling, signed, residual inside)
+    g = conv_graph()
+    x = inputs(g, 4)
+    lam = rate_thresholds(g, x, mode="max")
+    net = RateNetwork(g, lam, method, dtype=torch.float64)
+    want = stepwise(net, x, 37)
+    for chunk in (1, 5, 64):
+        got = net.run(x, (37,), chunk=chunk).logits[37]
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_poisson_input_averages_to_the_input_and_is_seeded():
+    g = identity_graph(U.shape[1])
+    x = U * 2 - 1  # signed values, largest |x| = 1
+    net = RateNetwork(g, {"h": 1.0}, "soft_reset", dtype=torch.float64, encoding="poisson")
+    # input spikes carry 1 = lambda: h fires at each positive one, with probability x
+    h = net.run(x, (4000,), keep_counts=True)
+    rate = h.counts["h"][0] / 4000
+    want = x[0].clamp_min(0)
+    assert (rate - want).abs().max() < 0.03
+    again = net.run(x, (4000,), keep_counts=True)
+    assert torch.equal(again.counts["h"], h.counts["h"])
+    with pytest.raises(ValueError, match="encoding"):
+        RateNetwork(g, {"h": 1.0}, encoding="spikes")

@@ -13,12 +13,14 @@ Examples
 
 from spikeconverter.baselines.counting import ann_macs, fanout
 from spikeconverter.baselines.normalization import (
+    JUNCTION_RULES,
     NORMALIZATION_MODES,
     rate_thresholds,
     spike_norm_thresholds,
 )
 from spikeconverter.baselines.rate import (
     DEFAULT_STEPS,
+    INPUT_ENCODINGS,
     RATE_METHODS,
     RateNetwork,
     RateResult,
@@ -27,6 +29,8 @@ from spikeconverter.baselines.rate import (
 
 __all__ = [
     "DEFAULT_STEPS",
+    "INPUT_ENCODINGS",
+    "JUNCTION_RULES",
     "NORMALIZATION_MODES",
     "RATE_METHODS",
     "RateNetwork",

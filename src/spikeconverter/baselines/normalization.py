@@ -16,6 +16,15 @@ already run with their balanced thresholds. A rate-coded IF neuron then never re
 than one threshold's worth of charge per step, which is what makes the hard reset work: the ANN
 maximum of ``rate_thresholds`` lets the per-step current exceed the threshold, and a hard reset
 throws that excess away, layer after layer.
+
+That is not enough on a deep BN-folded ResNet (measured on the shared CIFAR-10 ResNet-20,
+``benchmarks/hard_reset_resnet20.py``): the input arrives in packets (a presynaptic spike
+carries its threshold), and at each spike the hard reset still loses the packet's overshoot.
+The rates fall short of the ANN's ``a / lambda`` by a few to tens of percent per layer, a loss
+that compounds (least-squares slope 0.84 at the first layer, 0.01 at the last), while reset by
+subtraction at the *same* thresholds tracks the ANN at every layer. The thresholds also grow
+along the residual chain (a skip spike alone delivers the previous join's threshold), to 20x
+the ANN's maxima, which makes rates small but is not what breaks it.
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter.baselines.rate import RATE_METHODS, RateNetwork
-from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.ir import LAYOUT_KINDS, Graph
 from spikeconverter.data import iter_input_batches
 
 NORMALIZATION_MODES = ("max", "percentile")
+JUNCTION_RULES = ("identity", "max")
+"""How spike-norm sets the threshold of a residual join (see :func:`spike_norm_thresholds`)."""
 
-__all__ = ["NORMALIZATION_MODES", "rate_thresholds", "spike_norm_thresholds"]
+__all__ = ["JUNCTION_RULES", "NORMALIZATION_MODES", "rate_thresholds", "spike_norm_thresholds"]
 
 
 def rate_thresholds(
@@ -117,6 +128,16 @@ def rate_thresholds(
     return out
 
 
+def _identity_source(graph: Graph, pop) -> str | None:
+    """The spiking source of ``pop``'s identity edge (no weights: a residual skip, option A's
+    subsample-and-pad included), or None."""
+    for e in pop.edges:
+        if graph[e.source].kind in ("relu", "signed") and all(
+                op.kind in LAYOUT_KINDS for op in e.ops):
+            return e.source
+    return None
+
+
 def spike_norm_thresholds(
     graph: Graph,
     calibration: Any,
@@ -126,6 +147,9 @@ def spike_norm_thresholds(
     dtype: torch.dtype = torch.float32,
     device: Any = "cpu",
     progress: bool = False,
+    encoding: str = "current",
+    seed: int = 0,
+    junctions: str = "max",
 ) -> dict[str, float]:
     """Sengupta et al.'s spike-norm: per-layer thresholds balanced in the spiking network.
 
@@ -151,6 +175,18 @@ def spike_norm_thresholds(
         Simulation precision and device.
     progress : bool
         Print nothing; show a tqdm bar over the layers.
+    encoding : {"current", "poisson"}
+        The input as :class:`~spikeconverter.baselines.RateNetwork` receives it (Sengupta et
+        al. balance with the Poisson input they test with).
+    seed : int
+        Seed of the Poisson input.
+    junctions : {"max", "identity"}
+        A residual join (a population with a weightless edge from a spiking one: an identity
+        skip, or option A's subsample-and-pad): ``"max"``, balanced like any layer (the
+        paper's Algorithm 1 as written); ``"identity"``, the skip source's threshold, so that
+        each skip spike alone fills the join's threshold (the reading of the paper's
+        equal-threshold rule for the layers that meet at a junction, where its spikes are
+        binary with unit weight).
 
     Returns
     -------
@@ -161,17 +197,110 @@ def spike_norm_thresholds(
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if method not in RATE_METHODS:
         raise ValueError(f"method must be one of {sorted(RATE_METHODS)}, got {method!r}")
+    if junctions not in JUNCTION_RULES:
+        raise ValueError(f"junctions must be one of {JUNCTION_RULES}, got {junctions!r}")
     graph.validate()
-    names = [p.name for p in graph if p.kind in ("relu", "signed")]
-    batches = list(iter_input_batches(calibration, batch_size))
-    if not batches or sum(b.shape[0] for b in batches) == 0:
+    batches = [b.to(device=device, dtype=dtype)
+               for b in iter_input_batches(calibration, batch_size) if b.shape[0] > 0]
+    if not batches:
         raise ValueError("calibration is empty: need at least one input to balance thresholds")
-    lam = dict.fromkeys(names, 1.0)
-    for name in tqdm(names, desc="spike-norm", disable=not progress, leave=False):
-        net = RateNetwork(graph, lam, method, dtype=dtype, device=device)
-        peak = max(net.peak_current(x, name, steps) for x in batches)
-        clip = graph[name].clip
-        lam[name] = min(peak, float(clip)) if clip is not None and peak > 0 else peak
-        if not lam[name] > 0.0:
-            lam[name] = 1.0
-    return lam
+    names = [p.name for p in graph if p.kind in ("relu", "signed")]
+    net = RateNetwork(graph, dict.fromkeys(names, 1.0), method, dtype=dtype, device=device,
+                      encoding=encoding, seed=seed)
+    run = _LayerByLayer(net, batches, steps)
+    last_use = net.last_use()
+    order = list(graph)
+    for i, pop in enumerate(tqdm(order, desc="spike-norm", disable=not progress, leave=False)):
+        needed = any(graph[c].kind != "readout" for c in graph.consumers(pop.name))
+        if pop.kind == "input":
+            run.encode(pop.name)
+        elif pop.kind in ("relu", "signed"):
+            lam = run.peak(pop)
+            if pop.clip is not None and lam > 0:
+                lam = min(lam, float(pop.clip))
+            skip = _identity_source(graph, pop)
+            if junctions == "identity" and skip is not None:
+                lam = net.thresholds[skip]
+            net.thresholds[pop.name] = lam if lam > 0.0 else 1.0
+            if needed:
+                run.fire(pop)
+        elif pop.kind == "maxpool" and needed:
+            run.pool(pop)
+        run.free([s for s in run.trains if last_use[s] <= i])
+    return {n: net.thresholds[n] for n in names}
+
+
+class _LayerByLayer:
+    """Spike trains of a network run population after population over all ``steps``: each
+    population's trains (per batch, int8 spikes and their payload, or the analog values of the
+    input) are kept until the last population that reads them is done."""
+
+    def __init__(self, net: RateNetwork, batches: list[torch.Tensor], steps: int):
+        self.net, self.batches, self.steps = net, batches, steps
+        self.chunk = net.block_length(max(b.shape[0] for b in batches))
+        self.trains: dict[str, list[torch.Tensor]] = {}
+        self.scale: dict[str, float] = {}
+        self.analog: set[str] = set()
+
+    def _block(self, src: str, b: int, t0: int, t1: int) -> torch.Tensor:
+        z = self.trains[src][b]
+        return (z if z.shape[0] == 1 else z[t0:t1]).to(self.net.dtype) * self.scale[src]
+
+    def _blocks(self, pop, b: int):
+        for t0 in range(0, self.steps, self.chunk):
+            t1 = min(t0 + self.chunk, self.steps)
+            yield t1 - t0, {e.source: self._block(e.source, b, t0, t1) for e in pop.edges}
+
+    def encode(self, name: str) -> None:
+        """The input's trains: one per batch, read by every consumer and by both passes."""
+        K = self.steps if self.net.encoding == "poisson" else 1
+        self.trains[name] = [self.net.encoder(x)(K) for x in self.batches]
+        self.scale[name] = 1.0
+        self.analog.add(name)
+
+    def peak(self, pop) -> float:
+        """Largest one-step input current of ``pop`` (``|I|`` for signed)."""
+        peak = 0.0
+        for b in range(len(self.batches)):
+            for _, srcs in self._blocks(pop, b):
+                current = self.net.block_current(pop.name, srcs)
+                peak = max(peak, float(current.abs().max() if pop.kind == "signed"
+                                       else current.max()))
+        return peak
+
+    def fire(self, pop) -> None:
+        """Simulate ``pop`` with its threshold (in ``net.thresholds``) and keep its trains."""
+        name, net = pop.name, self.net
+        self.trains[name], self.scale[name] = [], net.thresholds[name]
+        for b, x in enumerate(self.batches):
+            v = torch.zeros((x.shape[0], *pop.shape), dtype=net.dtype, device=net.device)
+            zs = []
+            for K, srcs in self._blocks(pop, b):
+                z, v = net.block_fire(pop, net.block_current(name, srcs), v, K)
+                zs.append(z.to(torch.int8))
+            self.trains[name].append(torch.cat(zs))
+
+    def pool(self, pop) -> None:
+        """Max pooling's trains: gated spikes of a spiking source, pooled values of the input."""
+        name, net, src = pop.name, self.net, pop.edges[0].source
+        spiking = net.graph[src].kind in ("relu", "signed")
+        self.trains[name], self.scale[name] = [], self.scale.get(src, 1.0)
+        if src in self.analog:
+            self.analog.add(name)
+        for b, x in enumerate(self.batches):
+            counts = (torch.zeros((x.shape[0], *net.graph[src].shape), dtype=net.dtype,
+                                  device=net.device) if spiking else None)
+            zs = []
+            for _, srcs in self._blocks(pop, b):
+                out = net.block_pool(pop, srcs, counts)
+                if name in self.analog:
+                    zs.append(out)
+                    if out.shape[0] == 1:
+                        break  # a constant current: one step stands for all
+                else:
+                    zs.append(torch.sign(out).to(torch.int8))
+            self.trains[name].append(torch.cat(zs))
+
+    def free(self, names: list[str]) -> None:
+        for n in names:
+            del self.trains[n]

@@ -57,8 +57,11 @@ RATE_METHODS: dict[str, str] = {
 """The rate-coded conversions, by name, with what each does."""
 DEFAULT_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
 """Time steps at which the baselines are read out by default."""
+INPUT_ENCODINGS = ("current", "poisson")
+"""How a rate-coded network receives its input (see :class:`RateNetwork`)."""
 
-__all__ = ["DEFAULT_STEPS", "RATE_METHODS", "RateNetwork", "RateResult", "simulate_rate"]
+__all__ = ["DEFAULT_STEPS", "INPUT_ENCODINGS", "RATE_METHODS", "RateNetwork", "RateResult",
+           "simulate_rate"]
 
 
 @dataclass
@@ -84,6 +87,9 @@ class RateResult:
         when asked for.
     neurons : dict of str to int
         Neurons per population (per sample).
+    counts : dict of str to torch.Tensor
+        Per-neuron spike counts ``(B, *shape)`` after ``steps[-1]`` steps, of the ``"relu"`` and
+        ``"signed"`` populations, when asked for (``keep_counts``).
     """
 
     method: str
@@ -94,6 +100,7 @@ class RateResult:
     batch: int
     raster: torch.Tensor | None = None
     neurons: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _check_steps(steps: Iterable[int]) -> list[int]:
@@ -121,6 +128,13 @@ class RateNetwork:
         Simulation precision (float32 is plenty: rates are averages).
     device : str or torch.device
         Where to simulate.
+    encoding : {"current", "poisson"}
+        How the input enters: ``"current"``, its analog value every step; ``"poisson"``
+        (Sengupta et al. 2019), a Bernoulli spike per step and input value with probability
+        ``|x| / m`` and payload ``sign(x) * m``, ``m`` the sample's largest ``|x|`` (the mean
+        input is ``x``).
+    seed : int
+        Seed of the Poisson input; each :meth:`run` starts from it.
     """
 
     def __init__(
@@ -130,9 +144,13 @@ class RateNetwork:
         method: str = "soft_reset",
         dtype: torch.dtype = torch.float32,
         device: Any = "cpu",
+        encoding: str = "current",
+        seed: int = 0,
     ):
         if method not in RATE_METHODS:
             raise ValueError(f"method must be one of {sorted(RATE_METHODS)}, got {method!r}")
+        if encoding not in INPUT_ENCODINGS:
+            raise ValueError(f"encoding must be one of {INPUT_ENCODINGS}, got {encoding!r}")
         graph.validate()
         for pop in graph:
             if pop.kind in ("relu", "signed"):
@@ -152,6 +170,8 @@ class RateNetwork:
         self.dtype = dtype
         self.device = torch.device(device)
         self.thresholds = {k: float(v) for k, v in thresholds.items()}
+        self.encoding = encoding
+        self.seed = int(seed)
         # Parameters become tensors once, not at every one of the thousands of steps.
         self._edges = {
             pop.name: [(e.source, [self._to_torch(op) for op in e.ops]) for e in pop.edges]
@@ -187,8 +207,16 @@ class RateNetwork:
         steps: Sequence[int] = DEFAULT_STEPS,
         progress: bool = False,
         record: str | None = None,
+        chunk: int | None = None,
+        keep_counts: bool = False,
     ) -> RateResult:
         """Simulate ``max(steps)`` steps on a batch ``x`` and record each checkpoint.
+
+        The steps run in blocks of ``chunk``: within a block, population after population (in
+        topological order) receives its currents of all the block's steps in one batched call
+        and integrates them step by step. Every step still sees the outputs of the same step of
+        the populations before it, so this is the step-by-step network, only with larger
+        convolutions.
 
         Parameters
         ----------
@@ -200,6 +228,11 @@ class RateNetwork:
             Show a tqdm bar over the steps.
         record : str, optional
             Name of a spiking population whose spikes of sample 0 are kept as a raster.
+        chunk : int, optional
+            Steps per block (default: as many as keep one population's block near 64 MiB).
+        keep_counts : bool
+            Keep every neuron's spike count (signed: positive minus negative spikes) at the
+            last checkpoint in ``RateResult.counts``.
         """
         g = self.graph
         steps = _check_steps(steps)
@@ -213,40 +246,146 @@ class RateNetwork:
             raise ValueError(f"record must name a spiking population, got {record!r}")
         x = x.to(device=self.device, dtype=self.dtype)
         B = x.shape[0]
-        reset = reset_value if self.method == "hard_reset" else reset_subtract
-        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        chunk = self.block_length(B) if chunk is None else max(int(chunk), 1)
         v = {p.name: torch.zeros((B, *p.shape), dtype=self.dtype, device=self.device)
              for p in g if p.kind in ("relu", "signed", "readout")}
-        pooled = {p.edges[0].source for p in g if p.kind == "maxpool"}
-        counts = {n: torch.zeros_like(v[n]) for n in pooled if n in v}
+        counts = {p.name: torch.zeros((B, *g[p.edges[0].source].shape), dtype=self.dtype,
+                                      device=self.device)
+                  for p in g
+                  if p.kind == "maxpool" and g[p.edges[0].source].kind in ("relu", "signed")}
         spikes = {p.name: 0.0 for p in g if p.spiking or p.kind == "maxpool"}
         synops = 0.0
         res = RateResult(self.method, steps, {}, {}, {}, B,
                          neurons={p.name: int(torch.Size(p.shape).numel()) for p in g})
         raster = [] if record is not None else None
-        out: dict[str, torch.Tensor] = {}
-        wanted = set(steps)
-        for t in tqdm(range(1, steps[-1] + 1), disable=not progress, leave=False,
-                      desc=f"{self.method}"):
-            for pop in g:
-                name = pop.name
-                if not self._step(pop, x, out, v, counts, reset, zero):
-                    continue
-                if pop.kind == "maxpool" and not g[pop.edges[0].source].spiking:
-                    continue  # pooled analog input: values, not spikes
-                fired = (out[name] != 0).to(self.dtype)
-                spikes[name] += float(fired.sum())
-                if name in self._fanout:
-                    synops += float((fired * self._fanout[name]).sum())
-                if raster is not None and name == record:
-                    raster.append(torch.sign(out[name][0]).reshape(-1).cpu())
-            if t in wanted:
-                res.logits[t] = (v[g.output] / t).cpu()
-                res.spikes[t] = dict(spikes)
-                res.synops[t] = synops
+        last_use = self.last_use()
+        encode = self.encoder(x)
+        bar = tqdm(total=steps[-1], disable=not progress, leave=False, desc=f"{self.method}")
+        t = 0
+        for stop in steps:
+            while t < stop:
+                K = min(chunk, stop - t)
+                out: dict[str, torch.Tensor] = {}
+                for i, pop in enumerate(g):
+                    name = pop.name
+                    if pop.kind == "input":
+                        out[name] = encode(K)
+                    elif pop.kind == "readout":
+                        current = self.block_current(name, out)
+                        v[name] += current.sum(0) if current.shape[0] == K else current[0] * K
+                    elif pop.kind == "maxpool":
+                        out[name] = self.block_pool(pop, out, counts.get(name))
+                    else:
+                        z, v[name] = self.block_fire(pop, self.block_current(name, out),
+                                                      v[name], K)
+                        out[name] = z * self.thresholds[name]
+                    if pop.kind in ("relu", "signed") or name in counts:
+                        fired = (out[name] != 0).to(self.dtype)
+                        spikes[name] += float(fired.sum())
+                        if name in self._fanout:
+                            synops += float((fired.sum(0) * self._fanout[name]).sum())
+                        if keep_counts and pop.kind != "maxpool":
+                            c = out[name].sum(0) / self.thresholds[name]
+                            res.counts[name] = res.counts.get(name, 0) + c.cpu()
+                        if raster is not None and name == record:
+                            raster.append(torch.sign(out[name][:, 0]).reshape(K, -1).cpu())
+                    for src in [s for s in out if last_use[s] == i]:
+                        del out[src]  # no population after this one reads it
+                t += K
+                bar.update(K)
+            res.logits[t] = (v[g.output] / t).cpu()
+            res.spikes[t] = dict(spikes)
+            res.synops[t] = synops
+        bar.close()
         if raster is not None:
-            res.raster = torch.stack(raster)
+            res.raster = torch.cat(raster)
         return res
+
+    def encoder(self, x: torch.Tensor):
+        """``encode(K)``: the input's next ``K`` steps, ``(K, B, ...)`` (``(1, B, ...)`` for a
+        constant current), from a generator seeded with ``seed``."""
+        if self.encoding == "current":
+            return lambda K: x.unsqueeze(0)
+        gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        m = x.abs().flatten(1).amax(1).clamp_min(torch.finfo(x.dtype).tiny)
+        m = m.view(-1, *([1] * (x.dim() - 1)))
+        p, payload = x.abs() / m, torch.sign(x) * m
+
+        def encode(K: int) -> torch.Tensor:
+            u = torch.rand((K, *x.shape), generator=gen, dtype=x.dtype, device=x.device)
+            return (u < p).to(x.dtype) * payload
+
+        return encode
+
+    def block_length(self, batch: int, budget: float = 64 * 2**20) -> int:
+        """Steps per block so that the widest population's block is about ``budget`` bytes."""
+        widest = max(int(torch.Size(p.shape).numel()) for p in self.graph)
+        size = torch.empty((), dtype=self.dtype).element_size()
+        return int(max(1, min(256, budget // (widest * batch * size))))
+
+    def last_use(self) -> dict[str, int]:
+        """Index (in topological order) of the last population that reads each population."""
+        order = {p.name: i for i, p in enumerate(self.graph)}
+        last = dict.fromkeys(order, -1)
+        for pop in self.graph:
+            for e in pop.edges:
+                last[e.source] = max(last[e.source], order[pop.name])
+        return {n: (i if i >= 0 else order[n]) for n, i in last.items()}
+
+    def block_current(self, name: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Input current of ``name`` for a block: ``(K, B, *shape)`` from sources ``(K or 1, B,
+        ...)`` (a leading 1 is a source constant over the block, as the analog input)."""
+        total = None
+        for src, ops in self._edges[name]:
+            s = out[src]
+            y = s.reshape(s.shape[0] * s.shape[1], *s.shape[2:])
+            for op in ops:
+                y = apply_op(op, y)
+            y = y.reshape(s.shape[0], s.shape[1], *y.shape[1:])
+            total = y if total is None else total + y
+        return total
+
+    def block_fire(self, pop, current: torch.Tensor, v: torch.Tensor,
+                    K: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integrate ``K`` steps of ``current`` (leading dim K, or 1 for a constant) from the
+        membrane ``v``; the spikes ``(K, B, *shape)`` in {-1, 0, 1} and the new membrane."""
+        lam = self.thresholds[pop.name]
+        fire = lam / 2 if self.method == "threshold_shift" else lam
+        reset = reset_value if self.method == "hard_reset" else reset_subtract
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        z_all = torch.empty((K, *v.shape), dtype=self.dtype, device=self.device)
+        for k in range(K):
+            vm = v + current[k if current.shape[0] > 1 else 0]
+            z = (vm >= fire).to(self.dtype)
+            if pop.kind == "signed":
+                # norse's resets take z in {0, 1}: a negative spike resets the mirrored
+                # membrane like a positive one.
+                neg = (vm <= -fire).to(self.dtype)
+                vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam), reset(z, vm, zero, lam))
+                z = z - neg
+            else:
+                vm = reset(z, vm, zero, lam)
+            v = vm
+            z_all[k] = z
+        return z_all, v
+
+    def block_pool(self, pop, out: dict[str, torch.Tensor],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Max pooling of a block: an analog source pooled as values; a spiking one gated, step
+        by step, by the running spike counts ``counts`` (updated in place)."""
+        a = pop.attrs
+        src = out[pop.edges[0].source]
+        args = (a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1),
+                a.get("ceil_mode", False))
+        if counts is None:
+            pooled = F.max_pool2d(src.reshape(-1, *src.shape[2:]), *args)
+            return pooled.reshape(src.shape[0], src.shape[1], *pooled.shape[1:])
+        gated = []
+        for k in range(src.shape[0]):
+            counts += (src[k] != 0).to(self.dtype)
+            _, idx = F.max_pool2d(counts, *args, return_indices=True)
+            gated.append(src[k].flatten(2).gather(2, idx.flatten(2)).view(idx.shape))
+        return torch.stack(gated)
 
     def _step(self, pop, x, out, v, counts, reset, zero) -> bool:
         """Advance population ``pop`` by one step; False for the input and the readout."""
