@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p)
     p.add_argument("--input-shape", type=int, nargs="+", default=[3, 224, 224],
                    metavar="N", help="per-sample input shape (default: 3 224 224)")
+    add_runtime(p, workers=False)  # the trial run and the capture: no data to read
 
     p = add("run-lava", "run a network file on some images in the Lava simulator")
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
