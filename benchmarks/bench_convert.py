@@ -84,6 +84,11 @@ def imagenet(args: argparse.Namespace) -> None:
     print(f"ImageNet nets 224x224, batch {args.batch}, T={args.T}, fused mode, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)
+    print("ratio = fused SNN time / ANN time, the two run alternately on the same batch "
+          f"{args.repeats} times: min and median of the per-pair ratios, and min/min; "
+          "'logits' = the call alone, '+stats' = the call and the first read of net.stats "
+          "(spike, synaptic-op and saturation counts: the issue's reading); load = 1-minute "
+          "load average of the machine (the ratios shift under load)", flush=True)
     for name in args.nets:
         model = imagenet_model(name, batch=args.batch)
         x, cal = images(args.batch), images(args.batch, seed=2)
@@ -124,6 +129,9 @@ def main() -> None:
     print(f"ResNet-20 ({what}), batch {args.batch}, T={args.T}, "
           f"{torch.get_num_threads()} threads, {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.1f}")
+    print("SNN time = the call and the first read of net.stats (the counts); ANN and SNN run "
+          f"alternately {args.repeats} times; ratio = min SNN / min ANN (the goal's), per-pair "
+          "min and median besides")
     base_rss = peak_rss_mib()
     with torch.no_grad():
         model(x)

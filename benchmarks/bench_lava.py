@@ -1,7 +1,7 @@
 """Lava at scale: batched simulation throughput and bounded conversion, on ResNet-20 (T=8).
 
 Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
-[--calibration 256] [--part all|convert|speed|conv] [--fixed-only]``.
+[--calibration 256] [--part all|convert|speed|marginal|conv] [--windows 8] [--fixed-only]``.
 
 * ``convert`` (in a fresh subprocess, so its peak RSS is the conversion's own): time and peak
   RSS of ``sc.convert(resnet20, calibration, T=8, backend="lava")`` plus building the float
@@ -13,6 +13,10 @@ Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
   runtime; its time is printed too). The runtime overhead is fitted from the two step times as
   ``t(B) = o + a * B``: its share of the step is ``o / t(B)`` (goal: >= 15x more images/s than
   batch_size 1 in fixed point).
+* ``marginal``: whole runs of a small and a big image count at batch 1 and at the default
+  batch, alternated; images/s is ``(n_big - n_small) / (t_big - t_small)``, so runtime start,
+  pipeline fill and drain cancel (the ``speed`` figure times steps while a single batch drains,
+  when the windowed early layers are idle, and flatters the batched run).
 * ``conv``: the im2col Conv model against Lava's own Conv model (one 32x32x16 layer).
 
 Everything needs ``../shared`` (checkpoint and CIFAR-10); it says so and skips otherwise.
@@ -101,6 +105,46 @@ def _rate(lnet, x, fixed: bool, batch: int) -> tuple[float, float, float]:
     return batch / (lnet.schedule.steps_per_sample * step), step, t["first_chunk_seconds"]
 
 
+def _wall(lnet, x, fixed: bool, batch: int) -> float:
+    """Wall seconds of one whole ``run`` (runtime start, stepping, drain and stop)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        lnet.run(x, fixed_point=fixed, batch_size=batch, progress=False)
+        return time.perf_counter() - start
+
+
+def marginal_part(rounds: int, batch: int, windows: int, calibration: int,
+                  modes: tuple[bool, ...] = (False, True)) -> None:
+    """Marginal throughput: ``(n_big - n_small) / (t_big - t_small)`` of whole runs, so the
+    runtime start, the pipeline's fill and drain cancel and only full-pipeline steps count."""
+    import spikeconverter as sc
+
+    sizes = {1: (windows, 3 * windows), batch: (batch, (1 + windows) * batch)}
+    model, calib, x = _load(calibration, sizes[batch][1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lnet = sc.convert(model, calib, T=8, progress=False, backend="lava")
+    print(f"marginal images/s (whole runs of n_small and n_big images, both alternated "
+          f"{rounds}x): B=1 {sizes[1]}, B={batch} {sizes[batch]}")
+    for fixed in modes:
+        rates: dict[int, list[float]] = {1: [], batch: []}
+        for _ in range(rounds):
+            for b, (small, big) in sizes.items():
+                t_small, t_big = _wall(lnet, x[:small], fixed, b), _wall(lnet, x[:big], fixed, b)
+                if t_big <= t_small:
+                    raise SystemExit(f"B={b}: {big} images ran no slower than {small} "
+                                     "(runtime start dominates): raise --windows")
+                rates[b].append((big - small) / (t_big - t_small))
+        kind = "fixed point" if fixed else "float"
+        ratios = [bb / one for one, bb in zip(rates[1], rates[batch], strict=True)]
+        for b in (1, batch):
+            print(f"  {kind:<11} B={b:<3} marginal images/s min {min(rates[b]):7.3f} median "
+                  f"{statistics.median(rates[b]):7.3f}")
+        print(f"  {kind:<11} marginal speed-up B={batch} / B=1: min {min(ratios):.1f}x median "
+              f"{statistics.median(ratios):.1f}x  load {os.getloadavg()[0]:.1f}")
+
+
 def speed_part(rounds: int, images: int, batch: int, calibration: int,
                modes: tuple[bool, ...] = (False, True)) -> None:
     import spikeconverter as sc
@@ -174,12 +218,15 @@ def conv_part(steps: int = 20) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all",
-                        choices=["all", "convert", "speed", "conv", "convert-json"])
+                        choices=["all", "convert", "speed", "marginal", "conv",
+                                 "convert-json"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--images", type=int, default=3, help="images of the batch_size=1 runs")
     parser.add_argument("--batch", type=int, default=None,
                         help="batched run's batch size (default: the library default)")
     parser.add_argument("--calibration", type=int, default=256)
+    parser.add_argument("--windows", type=int, default=8,
+                        help="marginal: extra batches of the big run (B=1: 2x this many images)")
     parser.add_argument("--fixed-only", action="store_true", help="speed: fixed point only")
     args = parser.parse_args()
     missing = [p for p in (CHECKPOINT, CIFAR_TEST, CIFAR_TRAIN) if not p.exists()]
@@ -196,6 +243,11 @@ def main() -> None:
 
         speed_part(args.rounds, args.images, args.batch or DEFAULT_BATCH, 64,
                    (True,) if args.fixed_only else (False, True))
+    if args.part == "marginal":
+        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
+
+        marginal_part(args.rounds, args.batch or DEFAULT_BATCH, args.windows, 64,
+                      (True,) if args.fixed_only else (False, True))
     if args.part == "conv":
         conv_part()
 

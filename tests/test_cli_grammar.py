@@ -16,7 +16,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 HEAVY = ("torch", "norse", "lava", "numpy", "torchvision")
 #: subcommands that read images, and those where networks run
 READS_DATA = ("convert", "evaluate", "run-lava", "export", "finetune", "demo")
-RUNS = ("convert", "evaluate", "run-lava", "export", "finetune", "demo")
+RUNS = ("convert", "evaluate", "run-lava", "export", "finetune", "demo", "check")
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -19,6 +19,7 @@ from spikeconverter.converters import convert
 from spikeconverter.devices import resolve_device
 from spikeconverter.evaluation import evaluate
 from spikeconverter.models import small_cnn
+from spikeconverter.plugin import kernels
 from spikeconverter.plugin.kernels import (
     SpikeTrain,
     code_max_pool2d,
@@ -26,6 +27,8 @@ from spikeconverter.plugin.kernels import (
     generate_code,
     popcount,
     spike_max_pool2d,
+    start_and_code,
+    start_generate,
     unpack_code,
 )
 from spikeconverter.training import finetune
@@ -87,6 +90,7 @@ def test_code_max_pool_is_the_spike_max_pool(args):
     code = torch.randint(0, 2**T, (2, 3, 9, 10), generator=g).double()
     frames = spike_max_pool2d(unpack_code(code, T), *args)
     assert torch.equal(unpack_code(code_max_pool2d(code, *args), T), frames)
+    assert torch.equal(code_max_pool2d(code.int(), *args), code_max_pool2d(code, *args).int())
 
 
 def test_popcount_with_and_without_a_bound():
@@ -100,9 +104,9 @@ def test_popcount_with_and_without_a_bound():
 @pytest.mark.parametrize("T", [1, 4, 16, 24])
 @pytest.mark.parametrize("signed", [False, True])
 def test_float32_codes_are_exact_at_every_boundary(T, signed):
-    """Float32 fused codes (one float64 division) equal the exact code and, for T <= 16, the
-    step-by-step float32 spikes; their counts equal the frames' counts. The membranes sit on,
-    just below and just above every code boundary ``m theta / 2**(T-1)``."""
+    """Float32 fused codes (one float64 division, int32) equal the exact code and, for
+    T <= 16, the step-by-step float32 spikes; their counts equal the frames' counts. The
+    membranes sit on, just below and just above every code boundary ``m theta / 2**(T-1)``."""
     g = torch.Generator().manual_seed(T)
     theta = torch.rand(5, 1, 1, generator=g) * 3 + 0.01
     m = torch.randint(0, 2**T + 2, (2, 5, 6, 6), generator=g).float()
@@ -113,13 +117,218 @@ def test_float32_codes_are_exact_at_every_boundary(T, signed):
         v = v * torch.randint(0, 2, v.shape, generator=g).mul(2).sub(1)
     code = generate_code(v, theta, T, signed)
     want = coding.binary_code(v.double().abs() if signed else v.double(), theta.double(), T)
-    assert code.dtype == torch.float32
+    assert code.dtype == torch.int32
     assert torch.equal(code.double(), want * torch.sign(v.double()) if signed else want)
     if T <= 16:
         frames = generate(v, theta, T, 2.0, signed)
         assert torch.equal(unpack_code(code, T), frames)
         assert torch.equal(SpikeTrain(theta, T, 0, code=code).counts(signed),
                            SpikeTrain(theta, T, 0, frames=frames).counts(signed))
+
+
+@pytest.fixture
+def block_size(monkeypatch):
+    """Sets kernels.BLOCK for one test (the cached block lists cleared before and after)."""
+    def set_block(n: int) -> None:
+        monkeypatch.setattr(kernels, "BLOCK", n)
+        kernels.blocks.cache_clear()
+
+    yield set_block
+    kernels.blocks.cache_clear()
+
+
+def plain_counts(code: torch.Tensor) -> torch.Tensor:
+    """Spikes per neuron over a batch of codes, one Python ``bin`` per code (the reference)."""
+    flat = [bin(abs(int(c))).count("1") for c in code.reshape(-1).tolist()]
+    return torch.tensor(flat, dtype=torch.float64).reshape(code.shape).sum(0)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 15, 16, 20, 24])
+@pytest.mark.parametrize("signed", [False, True])
+def test_code_counts_equal_a_plain_count(T, signed, block_size):
+    """Counts of int32 codes (the fused float32 network's: table lookup or 16-bit halves) and of
+    the same codes as floats equal ``bin(c).count("1")`` summed over the batch: random codes,
+    every boundary (0, 1, 2**j +- 1, the top code) and, signed, their negatives."""
+    g = torch.Generator().manual_seed(T + 100 * signed)
+    top = 2**T - 1
+    edges = sorted({0, 1, top, top - 1} | {min(max(2**j + d, 0), top)
+                                           for j in range(T) for d in (-1, 0, 1)})
+    code = torch.randint(0, top + 1, (5, 3, len(edges)), generator=g, dtype=torch.int32)
+    code[0, 0] = torch.tensor(edges, dtype=torch.int32)
+    code[1, 2] = top
+    if signed:
+        code = code * (torch.randint(0, 2, code.shape, generator=g, dtype=torch.int32) * 2 - 1)
+        code[2, 1] = -torch.tensor(edges, dtype=torch.int32)
+    want = plain_counts(code)
+    theta = torch.tensor(0.7)
+    for c in (code, code.float(), code.double()):
+        got = SpikeTrain(theta, T, 0, code=c).counts(signed)
+        assert got.dtype == torch.float64 and torch.equal(got, want), c.dtype
+    block_size(4)  # row by row in blocks, as big layers on a CPU
+    assert torch.equal(SpikeTrain(theta, T, 0, code=code).counts(signed), want)
+
+
+@pytest.mark.parametrize("T", [1, 5, 16])
+def test_integer_and_float_codes_decode_alike(T):
+    """An int32 code's value (fresh or into a work buffer) and frames are bit for bit the
+    float code's."""
+    g = torch.Generator().manual_seed(T)
+    code = torch.randint(-(2**T) + 1, 2**T, (4, 3, 5, 5), generator=g, dtype=torch.int32)
+    for theta in (torch.tensor(0.3137), torch.rand(3, 1, 1, generator=g) + 0.1):
+        ref = SpikeTrain(theta, T, 0, code=code.float())
+        new = SpikeTrain(theta, T, 0, code=code)
+        for factor in (1.0, 0.5, 2.0**-7):
+            want = ref.value(factor)
+            assert torch.equal(new.value(factor), want)
+            out = torch.full(code.shape, float("nan"))
+            assert new.value(factor, out=out) is out and torch.equal(out, want)
+        assert new.frames().dtype == torch.float32
+        assert torch.equal(new.frames(), ref.frames())
+
+
+def float32_saturations(v, theta, T, rounding, signed) -> int:
+    """The float32 saturation test of ``SpikingNetwork._count_saturated`` on started
+    membranes (the reference)."""
+    margin = coding.rounding_offset(theta, T, 2.0, rounding) + coding.lsb(theta, T) / 2
+    return int(((v.abs() if signed else v) - coding.code_range(theta) > margin).sum())
+
+
+@pytest.mark.parametrize("T", [1, 4, 16, 24])
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("rounding", ["nearest", "floor"])
+@pytest.mark.parametrize("block", [None, 7, 200])
+def test_start_and_code_is_start_generate_then_code(T, signed, rounding, block, block_size):
+    """start_and_code (bias, rounding offset, saturation count and int32 code in one blocked
+    pass) gives exactly the membranes' codes and the float32 saturation test's count of
+    start_generate: membranes on, just below and just above the saturation boundary, the code
+    range and code boundaries, scalar and per-channel thresholds (tiny and huge too), blocks
+    of every kind (whole channels, parts of channels, the whole tensor)."""
+    if block is not None:
+        block_size(block)
+    g = torch.Generator().manual_seed(T)
+    for theta in (torch.rand((), generator=g) * 3 + 0.01,
+                  torch.rand(4, 1, 1, generator=g) * 3 + 0.01,
+                  torch.tensor(2.0**-20), torch.tensor(3.0 * 2**40)):
+        lsb = coding.lsb(theta, T)
+        margin = coding.rounding_offset(theta, T, 2.0, rounding) + lsb / 2
+        rng = coding.code_range(theta)
+        base = torch.ones(2, 4, 3, 3) * torch.ones_like(theta)
+        points = [rng + margin, rng, rng - lsb, rng + lsb / 2, rng + 2 * lsb, rng * 2, theta,
+                  theta * 0.75, lsb * 3]
+        started = torch.cat([p * base for p in points])
+        ulp = [torch.nextafter(started, torch.tensor(d)) for d in (-1e30, 1e30)]
+        started = torch.cat([started, *ulp, torch.nextafter(ulp[0], torch.tensor(-1e30)),
+                             torch.randn(base.shape, generator=g) * 3 * theta])
+        if signed:
+            started = started * (torch.randint(0, 2, started.shape, generator=g) * 2 - 1)
+        # the accumulated membranes whose start (bias and offset added) lands there
+        bias = (torch.randn(started.shape[1:], generator=g) * theta).float()
+        v = started - bias
+        if rounding == "nearest":
+            half = coding.rounding_offset(theta, T, 2.0, rounding)
+            v = v - (half * torch.sign(started) if signed else half)
+        ref = start_generate(v.clone(), bias, theta, T, 2.0, rounding, signed)
+        want = float32_saturations(ref, theta, T, rounding, signed)
+        code_want = coding.binary_code(ref.double().abs() if signed else ref.double(),
+                                       theta.double(), T)
+        code_want = code_want * torch.sign(ref.double()) if signed else code_want
+        work = torch.full((max(block or 1, 1),), float("nan"), dtype=torch.float64)
+        code, sat = start_and_code(v.clone(), bias, theta, T, rounding, signed, work=work)
+        assert code.dtype == torch.int32 and int(sat) == want
+        assert torch.equal(code.double(), code_want)
+        assert 0 < want < started.numel()  # both sides of the boundary were probed
+        fresh = v.clone()
+        assert int(start_and_code(fresh, bias, theta, T, rounding, signed, out=torch.empty(
+            v.shape, dtype=torch.int32))[1]) == want
+        _, none = start_and_code(v.clone(), bias, theta, T, rounding, signed, saturations=False)
+        assert none is None
+
+
+def test_blocks_cover_every_element_once(block_size):
+    block_size(50)
+    for shape in [(3, 5, 4, 4), (3, 40, 2), (2, 7), (200, 3), (1, 3, 9, 9), (4, 1), (5,)]:
+        seen = torch.zeros(shape, dtype=torch.int64)
+        for bs, cs in kernels.blocks(shape, True):
+            seen[bs, cs] += 1
+        assert (seen == 1).all(), shape
+    assert kernels.blocks((3, 5, 4, 4), False) == ((slice(None), Ellipsis),)
+
+
+@pytest.fixture(scope="module")
+def float32_nets():
+    """Float32 networks with signed trains and residual adds (mobilenet_v2 at 32x32) and with
+    max pooling (the small CNN), with calibration images and inputs of which some saturate."""
+    import torchvision
+
+    torch.manual_seed(0)
+    models = {"small_cnn": (tiny()[0], (1, 8, 8)),
+              "mobilenet_v2": (torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.35)
+                               .eval(), (3, 32, 32))}
+    g = torch.Generator().manual_seed(4)
+    out = {}
+    for name, (model, shape) in models.items():
+        cal = torch.rand(8, *shape, generator=g)
+        net = convert(model, cal, T=6, correction="none", progress=False)
+        out[name] = net, torch.cat([cal[:2], 3 * torch.rand(3, *shape, generator=g)])
+    return out
+
+
+def trains_of(net, x) -> list[SpikeTrain]:
+    """The trains of a call of ``net`` on ``x`` (caught on their way out of population_train)."""
+    seen: list[SpikeTrain] = []
+    original = type(net).population_train
+
+    def catch(self, pop, trains):
+        seen.append(original(self, pop, trains))
+        return seen[-1]
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(type(net), "population_train", catch)
+        net(x)
+    return seen
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "floor"])
+def test_fused_float32_network_equals_the_float_code_path(float32_nets, rounding, monkeypatch):
+    """The fused float32 network (int32 codes from the float64 quotient, value through a work
+    buffer, saturations counted on the quotient, spikes by table on the int32 codes) gives bit
+    for bit the logits and exactly the stats of the float-code path (fmod codes, float32
+    saturation test), with saturations, signed trains, residual adds and max pooling."""
+    from spikeconverter.converters import norse_backend
+
+    for name, (net, x) in float32_nets.items():
+        monkeypatch.setattr(net.graph, "rounding", rounding)  # read by every call
+        got = [net(x), net.stats]
+        got2 = [net(x), net.stats]  # the work buffers reused
+        codes = [t.code for t in trains_of(net, x) if t.code is not None]
+        assert codes and all(c.dtype == torch.int32 for c in codes)
+        with monkeypatch.context() as m:
+            m.setattr(norse_backend, "fast_code", lambda v, T: False)
+            m.setattr(kernels, "fast_code", lambda v, T: False)
+            want = [net(x), net.stats]
+            codes = [t.code for t in trains_of(net, x) if t.code is not None]
+            assert codes and all(c.dtype == torch.float32 for c in codes)
+        for out, stats in (got, got2):
+            assert torch.equal(out, want[0]), name
+            assert stats == want[1], name
+        assert want[1]["saturations"] > 0 and want[1]["spikes"] > 0
+        if name == "mobilenet_v2":
+            assert any(p["kind"] == "signed" and p["saturations"] for p in
+                       want[1]["populations"].values())
+
+
+def test_work_buffers_are_scratch_not_state():
+    """A copy of a network that has run, and a network whose work buffers were released, give
+    the same logits (the buffers are remade, never copied or saved)."""
+    import copy
+
+    model, x, _ = tiny()
+    net = convert(model, x, T=5, correction="none", progress=False)
+    want = net(x)
+    twin = copy.deepcopy(net)
+    assert not twin._work and torch.equal(twin(x), want)
+    net.release_workspace()
+    assert torch.equal(net(x), want)
 
 
 # -- streamed evaluation and resume ---------------------------------------------------------

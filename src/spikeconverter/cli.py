@@ -307,8 +307,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     shape = tuple(args.input_shape)
     if any(n <= 0 for n in shape):
         raise CommandError(f"--input-shape must be positive integers, got {list(shape)}")
-    model = _model(args).eval()
-    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    model = _model(args).eval().to(args.device)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)).to(args.device)
     try:
         with torch.no_grad():
             model(x)

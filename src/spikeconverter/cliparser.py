@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p)
     p.add_argument("--input-shape", type=int, nargs="+", default=[3, 224, 224],
                    metavar="N", help="per-sample input shape (default: 3 224 224)")
+    add_runtime(p, workers=False)  # the trial run and the capture: no data to read
 
     p = add("run-lava", "run a network file on some images in the Lava simulator")
     p.add_argument("network", help="network file written by 'spikeconverter convert'")
@@ -346,6 +347,10 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
     g.add_argument("--weight-decay", type=float, default=5e-4, help="(default: 5e-4)")
     g.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to 0")
+    g.add_argument("--warmup", type=int, default=0, metavar="STEPS",
+                   help="linear learning-rate warm-up over this many steps (default: 0)")
+    g.add_argument("--threshold-lr-scale", type=float, default=1.0, metavar="S",
+                   help="the thresholds' learning rate as a multiple of --lr (default: 1)")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="sgd (the paper's, default) or adam (AdamW; --momentum is beta1)")
     g.add_argument("--clip-grad-norm", type=float, default=1.0,

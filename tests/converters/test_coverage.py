@@ -213,3 +213,8 @@ def test_cli_check_exit_codes(capsys):
     assert main(["check", "torchvision:squeezenet1_1", "--input-shape", "3", "2", "2"]) == 2
     assert "--input-shape" in capsys.readouterr().err
     assert main(["check", "torchvision:no_such_model"]) == 2
+    assert main(["check", "torchvision:squeezenet1_1", "--num-classes", "10",
+                 "--input-shape", "3", "32", "32", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["check", "torchvision:squeezenet1_1", "--device", "gpu"]) == 2
+    assert "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in capsys.readouterr().err

@@ -197,3 +197,45 @@ def test_per_channel_thresholds_run_in_fixed_point():
     assert lnet.stats["saturations"] == 0
     assert (flt.argmax(1) == fix.argmax(1)).all()
     assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+
+
+@pytest.mark.lava
+def test_equalized_rows_keep_formats_and_thresholds_exact():
+    # per-channel gains under one layer threshold: rows above `equalize` x the largest are
+    # brought down to it (their gains lowered), so the group's exponent drops and small rows
+    # gain mantissa bits; every threshold stays exact and within the layer's budget
+    from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 3)).double().eval()
+    with torch.no_grad():  # rows (output channels) of very different sizes
+        model[2].weight.mul_(torch.tensor([1.0, 0.1, 0.3, 1.0, 0.05, 0.5]).reshape(-1, 1, 1, 1))
+    x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    lnet = sc.convert(model, x, T=6, progress=False, backend="lava")
+    flt_plan = lnet.plan()
+    base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks)
+    plan, rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 equalize=0.25)
+    assert_in_formats(plan)
+    assert rep["violations"] == []
+    name = [n for n, s in plan.populations.items() if s.kind == "relu"][1]  # the input's
+    # synapses take the input shift instead: only layers fed by spikes are evened out
+    theta = float(np.max(flt_plan.populations[name].vth))
+    vth = np.asarray(plan.populations[name].vth, dtype=np.float64)
+    assert np.ndim(base.populations[name].vth) == 0 and np.unique(vth).size > 1
+    gain = 64 * vth / theta
+    assert gain.max() <= 64 * base.populations[name].vth / theta  # gains only go down
+    assert np.all((vth * 64) % 2**plan.populations[name].t_gen == 0)
+    conv = next(s for s in plan.synapses if s.target == name)
+    assert conv.weight_exp < next(s for s in base.synapses if s.target == name).weight_exp
+    err = max(rep["layers"][name]["weight_error"].values())
+    assert err < max(base_rep["layers"][name]["weight_error"].values())
+    lnet._plans[True] = plan  # run the equalized plan bit-accurately
+    flt = lnet.run(x[:4], progress=False)
+    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    assert lnet.stats["saturations"] == 0
+    assert (flt.argmax(1) == fix.argmax(1)).all()
+    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+    with pytest.raises(ValueError, match="equalize"):
+        fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks, equalize=0)

@@ -17,7 +17,7 @@ from graphs import conv_graph, inputs  # noqa: E402
 pytest.importorskip("lava", reason="the Lava backend needs lava-nc 0.10.0 (Python 3.10)")
 
 import spikeconverter as sc  # noqa: E402
-from spikeconverter.converters.to_lava import batched  # noqa: E402
+from spikeconverter.converters.to_lava import batched, windowed  # noqa: E402
 
 pytestmark = pytest.mark.lava
 
@@ -42,6 +42,13 @@ def test_batched_equals_batch_size_1(lnet, fixed):
     np.testing.assert_array_equal(three, one)
     default = net.run(x, fixed_point=fixed, progress=False)
     np.testing.assert_array_equal(default, one)
+    # every population but the readout accumulated per window; step by step is the same
+    modes = net.stats["accumulate"]
+    assert all(m.startswith("window") for n, m in modes.items() if n != net.graph.output)
+    assert not net.stats["window_fallback"]
+    step = net.run(x, fixed_point=fixed, batch_size=3, progress=False, windowed=False)
+    assert set(net.stats["accumulate"].values()) == {"step"}
+    np.testing.assert_array_equal(step, one)
     # the unbatched graph of Lava's own synapses: the same integers, float up to sum order
     ref = net.run(x, fixed_point=fixed, graph="lava", progress=False)
     if fixed:
@@ -59,9 +66,9 @@ def test_bounded_feed_many_small_images(lnet, monkeypatch):
     sizes = []
     build = batched.build_batched
 
-    def spy(plan, schedule, batch, windows, prefill, buffer):
+    def spy(plan, schedule, batch, windows, prefill, buffer, **kw):
         sizes.append((0 if prefill is None else len(prefill), buffer))
-        return build(plan, schedule, batch, windows, prefill, buffer)
+        return build(plan, schedule, batch, windows, prefill, buffer, **kw)
 
     monkeypatch.setattr(batched, "build_batched", spy)
     period = net.schedule.steps_per_sample
@@ -120,3 +127,57 @@ def test_batched_signed_trains(fixed):
                                    torch.as_tensor(c2.weight), padding=1)
     theta = float(np.min(net.graph["c2"].theta))
     assert (u < -theta * 2.0 ** -3).any()  # at least the smallest code -1 * LSB
+
+
+def _floor_shifted_net():
+    """TinyResNet in fixed point with every spike-fed Conv floor-shifting its sum (weight
+    exponent one lower, odd mantissas): exponent -1 is windowed through the parity
+    correction, the one Conv pushed to -2 must stay per step."""
+    model, x = _model(TinyResNet), _data(16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
+    plan = net.plan(True)
+    convs = [s for s in plan.synapses if s.kind == "conv" and s.source != plan.input]
+    for i, syn in enumerate(convs):
+        w = np.asarray(syn.weight).copy()
+        w[w % 2 == 0] += 1
+        syn.weight = np.clip(w, -127, 127)
+        syn.weight_exp = -1 if i else -2
+    return net, convs[0].target
+
+
+def test_windowed_floor_shift_and_static_fallback():
+    """Per window == per step == batch size 1, bit for bit, saturations included, where the
+    per-step sums are floor-shifted (exponent -1: parity correction); a layer whose exponent
+    (-2, odd weights) is not linear falls back to per-step accumulation."""
+    net, stepped = _floor_shifted_net()
+    modes = windowed.window_plan(net.plan(True), net.schedule).report()
+    assert modes[stepped].startswith("step: ") and "exponent -2" in modes[stepped]
+    assert sum(m.startswith("window") for m in modes.values()) >= 3
+    x = _data(5, seed=5) * 3  # large inputs: some 24-bit membranes clamp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        step = net.run(x, fixed_point=True, batch_size=2, progress=False, windowed=False)
+        sat = net.stats["saturations"]
+        win = net.run(x, fixed_point=True, batch_size=2, progress=False)
+        assert net.stats["accumulate"] == modes and not net.stats["window_fallback"]
+        assert net.stats["saturations"] == sat
+        one = net.run(x, fixed_point=True, batch_size=1, progress=False)
+    np.testing.assert_array_equal(win, step)
+    np.testing.assert_array_equal(one, step)
+
+
+def test_unverified_window_reruns_step_by_step(lnet, monkeypatch):
+    """A windowed neuron that cannot prove it never clamped before its window's last step is
+    counted; the run is then repeated step by step: the same logits, no window yielded twice.
+    (Forced here by an input bound no membrane satisfies.)"""
+    net, x = lnet
+    ref = net.run(x, fixed_point=True, batch_size=2, progress=False, windowed=False)
+    monkeypatch.setattr(windowed, "input_bound", lambda syns: 2**23)
+    seen = []
+    for first, part in net.iter_run(x, fixed_point=True, batch_size=2, chunk_steps=1):
+        seen.append(first)
+        np.testing.assert_array_equal(part, ref[first:first + len(part)])
+    assert sorted(seen) == list(range(0, len(x), 2))
+    assert net.stats["window_fallback"]

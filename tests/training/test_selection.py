@@ -159,7 +159,7 @@ def test_resume_with_holdout_and_distillation_equals_uninterrupted(digits, tmp_p
 
 def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
     """``--val-fraction`` holds out unaugmented training images, ``--distill`` loads the ANN
-    from a model file and its weights; the report names the winning epoch."""
+    from a model file and its weights; the report names the network kept."""
     import argparse
 
     import numpy as np
@@ -187,7 +187,7 @@ def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
         "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1"])
     assert run_finetune(args) == 0
     text = capsys.readouterr().out
-    assert "4 steps, 2 epochs" in text and "epoch" in text.split("after")[-1]
+    assert "4 steps, 2 epochs" in text and "(best: " in text.split("after")[-1]
     load(tmp_path / "ft.snn").graph.validate()
     for extra, match in ((["--val-fraction", "1.5"], "val-fraction"),
                          (["--val-fraction", "0.2", "--val", str(tmp_path)], "pass one"),

@@ -7,11 +7,12 @@ backend's ``hardware_report`` and the ``spikeconverter report`` command call it)
 
 **The figures** (:class:`Loihi2`, :data:`LOIHI2`; each field's source in :data:`SOURCES`, written
 out in ``docs/loihi2.md``). Chip and core sizes are Intel's published Loihi 2 figures. Intel has
-not published per-operation energy or time for Loihi 2, so the cost model uses the measured
-per-operation figures of its predecessor Loihi (Davies et al. 2018, Table 2) — the only
-published per-op figures of a Loihi-class chip. Loihi 2 is described as up to 10x faster and
-more efficient per operation, so energy and time here are *estimates*, most likely upper
-bounds; they are labelled so in every report.
+not published per-operation energy or time for Loihi 2, so the cost model uses the per-operation
+figures of its predecessor Loihi (Davies et al. 2018, Table 2: pre-silicon SDF/SPICE simulation,
+"consistent with early post-silicon characterization"; the synaptic-op energy is the table's
+minimum, its time the table's maximum) — the only published per-op figures of a Loihi-class
+chip. Loihi 2 is described as up to 10x faster and more efficient per operation, so energy and
+time here are *estimates*, most likely upper bounds; they are labelled so in every report.
 
 **The memory model of a neurocore** (assumptions, documented, not Intel's allocator): a core's
 ~128 KB memory holds neuron state, synapses and routing. Per neuron: a 24-bit membrane in a
@@ -63,11 +64,16 @@ __all__ = ["LOIHI2", "SOURCES", "Loihi2", "core_mapping", "format_hardware_repor
 BRIEF = ("Intel Labs, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', "
          "Technology Brief, 2021")
 DAVIES18 = ("M. Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', "
-            "IEEE Micro 38(1), 2018, Table 2 (Loihi, 14 nm, measured)")
-DAVIES18_T1 = ("M. Davies et al., IEEE Micro 38(1), 2018: per core up to 4,096 fan-in and 4,096 "
-               "fan-out axon routes (Loihi; taken as the Loihi-class limit)")
-ORCHARD21 = ("G. Orchard et al., 'Efficient Neuromorphic Signal Processing with Loihi 2', "
-             "IEEE SiPS 2021 (convolutional connectivity with shared weights; graded spikes)")
+            "IEEE Micro 38(1), 2018, Table 2 'Loihi pre-silicon performance and energy "
+            "measurements' (Loihi, 14 nm, 0.75 V; from pre-silicon SDF and SPICE simulations, "
+            "'consistent with early post-silicon characterization')")
+DAVIES18_T1 = ("M. Davies et al., IEEE Micro 38(1), 2018, mapping constraints 3 and 4: at most "
+               "4,096 core-to-core fan-out edges (N_axout) and 4,096 input axon distribution "
+               "lists (N_axin) per core (Loihi; taken as the Loihi-class limit)")
+ORCHARD21 = ("S. B. Shrestha et al., 'Efficient Video and Audio Processing with Loihi 2', ICASSP "
+             "2024 (graded, integer-valued spikes); G. Orchard et al., 'Efficient Neuromorphic "
+             "Signal Processing with Loihi 2', IEEE SiPS 2021 (cited for shared-weight "
+             "convolutional connectivity; not confirmed against its text)")
 LAVA_LIF = ("Lava 0.10 lava.proc.lif (PyLifModelBitAcc): 24-bit membrane, 17-bit vth mantissa "
             "<< 6, 13-bit bias mantissa with exponent; lava.proc.dense: 8-bit weights + exponent")
 
@@ -86,10 +92,12 @@ SOURCES: dict[str, str] = {
     "bias_mant_bits": LAVA_LIF,
     "vth_bits": LAVA_LIF,
     "energy_per_synop_pj": DAVIES18 + ": 23.6 pJ per synaptic spike operation (minimum)",
-    "energy_per_neuron_update_pj": DAVIES18 + ": 81 pJ per active neuron update",
+    "energy_per_neuron_update_pj": DAVIES18 + ": 81 pJ per active neuron update (52 pJ "
+                                   "inactive; every update is charged as active)",
     "energy_per_spike_pj": DAVIES18 + ": 1.7 pJ per within-tile spike",
     "time_per_synop_ns": DAVIES18 + ": 3.5 ns per synaptic spike operation (maximum)",
-    "time_per_neuron_update_ns": DAVIES18 + ": 8.4 ns per active neuron update",
+    "time_per_neuron_update_ns": DAVIES18 + ": 8.4 ns per active neuron update (5.3 ns "
+                                 "inactive)",
     "convolution": ORCHARD21,
 }
 
@@ -116,7 +124,7 @@ class Loihi2:
     weight_bytes: int = 1
     index_bytes: int = 2
     route_bytes: int = 4
-    # Loihi (2018) measured per-operation figures: an estimate for Loihi 2
+    # Loihi (2018) pre-silicon per-operation figures (Table 2): an estimate for Loihi 2
     energy_per_synop_pj: float = 23.6
     energy_per_neuron_update_pj: float = 81.0
     energy_per_spike_pj: float = 1.7
@@ -378,7 +386,7 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         "layers": layers, "totals": mapping["totals"], "input_fan_out": mapping["input_fan_out"],
         "per_inference": per, "double_buffered": bool(double_buffered),
         "hardware": asdict(hw), "sources": dict(SOURCES),
-        "estimate_note": ("energy and time are estimates from Loihi (2018) measured per-op "
+        "estimate_note": ("energy and time are estimates from Loihi (2018) pre-silicon per-op "
                           "figures; Intel has not published Loihi 2 per-op costs"),
     }
 

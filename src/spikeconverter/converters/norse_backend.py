@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import threading
 from typing import Any
 
 import torch
@@ -52,12 +53,16 @@ from spikeconverter.converters.serialize import NetworkFile, write
 from spikeconverter.converters.validate import check_batch, check_graph, check_schedule
 from spikeconverter.plugin import ILIF, ILIFParameters, ILIFState
 from spikeconverter.plugin.kernels import (
+    BLOCK,
     SpikeTrain,
     accumulate_weights,
     code_max_pool2d,
+    fast_code,
     generate,
     generate_code,
+    saturation_margin,
     spike_max_pool2d,
+    start_and_code,
     start_generate,
 )
 
@@ -124,7 +129,8 @@ class SpikingNetwork(nn.Module):
         self.record = False
         self.spikes: dict[str, torch.Tensor] = {}
         self.stats: dict[str, Any] | None = None
-        self._saturations: dict[str, int] = {}
+        self._saturations: dict[str, Any] = {}
+        self._work: dict[tuple, torch.Tensor] = {}
         self.init_tensors(dtype)
         fan_out = counting.fan_outs(graph)
         self._fanout = {name: f.float() for name, f in fan_out.items()}
@@ -207,6 +213,7 @@ class SpikingNetwork(nn.Module):
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
         self._saturations = {}
+        self.stats = None  # the last call's uncounted codes go now, not after this call
         logits, steps = None, 0
         with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
             for pop in g:
@@ -299,7 +306,7 @@ class SpikingNetwork(nn.Module):
         total = None
         for i, train, at in self._arrivals(pop, trains):
             if self.mode == "fused":
-                cur = self.apply_edge(pop, i, train.value(k ** (-at)))
+                cur = self._fused_current(pop, i, train, k ** (-at))
             else:
                 f = train.frames()
                 cur = self._frame_current(pop, i, f, accumulate_weights(f.shape[0], k, t_acc,
@@ -308,6 +315,44 @@ class SpikingNetwork(nn.Module):
             total = cur if total is None else (
                 total + cur if total.requires_grad else total.add_(cur))
         return total
+
+    def _fused_current(self, pop: Population, i: int, train: SpikeTrain,
+                       factor: float) -> torch.Tensor:
+        """Edge ``i``'s current from a whole train (fused mode): its decoded value through the
+        edge's synapses. Outside autograd a packed train's value is formed in a reused work
+        buffer (it lives only until the synapses have read it)."""
+        if train.code is None or torch.is_grad_enabled():
+            return self.apply_edge(pop, i, train.value(factor))
+        shape = train.code.shape
+        buf = self._workspace("a", shape, self.theta(pop.edges[i].source).dtype,
+                              train.code.device)
+        cur = self.apply_edge(pop, i, train.value(factor, out=buf))
+        if cur.untyped_storage().data_ptr() == buf.untyped_storage().data_ptr():
+            cur = cur.clone()  # an edge without synapse ops passes the buffer itself on
+        return cur
+
+    def _workspace(self, slot: str, shape: tuple[int, ...], dtype: torch.dtype,
+                   device: torch.device) -> torch.Tensor:
+        """A tensor of ``shape`` and ``dtype`` on ``device`` in work buffer ``slot`` (one per
+        thread), reused by every population and call: big fresh tensors cost the CPU a page
+        fault per 4 KiB on first touch, often more than the arithmetic on them. The buffers
+        grow to the largest population's size and are kept (:meth:`release_workspace`)."""
+        n = math.prod(shape) * dtype.itemsize
+        key = (threading.get_ident(), slot, device)
+        buf = self._work.get(key)
+        if buf is None or buf.numel() < n:
+            buf = None  # the old one freed before the new one is allocated
+            buf = self._work[key] = torch.empty(max(n, 1), dtype=torch.uint8, device=device)
+        return buf[:n].view(dtype).view(shape)
+
+    def release_workspace(self) -> None:
+        """Free the work buffers (they are made again, at their full size, by the next call)."""
+        self._work.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_work"] = {}  # scratch space is not state (and not copied)
+        return state
 
     def _frame_current(self, pop: Population, i: int, f: torch.Tensor,
                        w: torch.Tensor) -> torch.Tensor:
@@ -365,6 +410,14 @@ class SpikingNetwork(nn.Module):
             self._count_saturated(pop, state.v, theta, signed, t_gen, t_gen)
             return SpikeTrain(theta, t_gen, start, k=k, frames=z)
         v = self.membrane(pop, trains)
+        if self.mode == "fused" and k == 2.0 and fast_code(v, t_gen) and not v.requires_grad:
+            # float32: start, saturation count and code in one blocked pass (the same values)
+            cpu = v.device.type == "cpu"
+            work = self._workspace("q", (BLOCK if cpu else v.numel(),), torch.float64, v.device)
+            code, self._saturations[pop.name] = start_and_code(
+                v, self.population_bias(pop.name), theta, t_gen, self.graph.rounding, signed,
+                work=work)
+            return SpikeTrain(theta, t_gen, start, code=code)
         v = start_generate(v, self.population_bias(pop.name), theta, t_gen, k,
                            self.graph.rounding, signed, inplace=not v.requires_grad)
         self._count_saturated(pop, v, theta, signed, t_gen, 0)
@@ -401,9 +454,9 @@ class SpikingNetwork(nn.Module):
         """
         k = float(self.graph.k)
         excess = (v.abs() if signed else v) - coding.code_range(theta, k)
-        margin = coding.rounding_offset(theta, t_gen, k, self.graph.rounding) \
-            + coding.lsb(theta, t_gen, k) / 2
-        self._saturations[pop.name] = int((excess > k ** steps * margin).sum())
+        margin = saturation_margin(theta, t_gen, k, self.graph.rounding)
+        # a device tensor: read with the spike counts when the stats are (no host sync here)
+        self._saturations[pop.name] = (excess > k ** steps * margin).sum()
 
     @torch.no_grad()
     def _pop_stats(self, pop: Population, train: SpikeTrain | None,
@@ -415,7 +468,10 @@ class SpikingNetwork(nn.Module):
             "ann_macs": self._macs[pop.name],
         }
         analog = pop.kind == "input" and pop.attrs.get("encoding", "analog") == "analog"
-        st["saturations"] = self._saturations.get(pop.name, 0)
+        sat = self._saturations.get(pop.name, 0)
+        st["saturations"] = sat
+        if isinstance(sat, torch.Tensor):
+            st["_saturations"] = sat  # a device count: read with the others (_read_counts)
         if train is None or analog:
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
@@ -446,18 +502,25 @@ class SpikingNetwork(nn.Module):
 
     @torch.no_grad()
     def _read_counts(self, per_pop: dict) -> None:
-        """Spike and synaptic-op totals of every population: one read from the device."""
+        """Spike, synaptic-op and saturation totals of every population: one read from the
+        device."""
         for n, st in per_pop.items():
             if "_train" in st:
                 st["_counts"] = self._count(n, *st.pop("_train"))
         names = [n for n, st in per_pop.items() if "_counts" in st]
-        if not names:
+        sats = [n for n, st in per_pop.items() if "_saturations" in st]
+        if not names and not sats:
             return
-        values = torch.stack([per_pop[n].pop("_counts") for n in names]).tolist()
-        for n, (spikes, synops) in zip(names, values, strict=True):
+        parts = [per_pop[n].pop("_counts") for n in names]
+        parts += [per_pop[n].pop("_saturations").to(torch.float64).reshape(1) for n in sats]
+        flat = torch.cat([p.reshape(-1) for p in parts]).tolist()  # exact: all below 2**53
+        for j, n in enumerate(names):
+            spikes, synops = flat[2 * j], flat[2 * j + 1]
             st = per_pop[n]
             st.update(spikes=int(spikes), firing_rate=spikes / st.pop("_window"),
                       synaptic_ops=int(synops))
+        for j, n in enumerate(sats):
+            per_pop[n]["saturations"] = int(flat[2 * len(names) + j])
 
     @property
     def stats(self) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ fine-tuning network and the Lava fixed-point planner use:
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import torch
@@ -31,6 +33,10 @@ __all__ = [
     "pair",
     "popcount",
     "code_max_pool2d",
+    "BLOCK",
+    "blocks",
+    "fast_code",
+    "start_and_code",
     "spike_max_pool2d",
     "start_generate",
     "unpack_code",
@@ -56,14 +62,20 @@ def _popcount_table(device: torch.device) -> torch.Tensor:
     return table
 
 
+def _popcount_table_as(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 16-bit popcount table on ``device`` as ``dtype`` (made there once)."""
+    key = (device, dtype)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = _POPCOUNT16.to(device, dtype)
+    return table
+
+
 def _popcount_int32(n: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Set bits of int32 values ``0 <= n < 2**16`` as ``dtype``, shape of ``n``: one
     ``index_select`` from the table in ``dtype`` (int32 indices, flat: on a CPU about twice as
     fast as indexing with int64 or ``F.embedding``)."""
-    key = (n.device, dtype)
-    table = _TABLES.get(key)
-    if table is None:
-        table = _TABLES[key] = _POPCOUNT16.to(n.device, dtype)
+    table = _popcount_table_as(n.device, dtype)
     return table.index_select(0, n.reshape(-1)).reshape(n.shape)
 
 
@@ -84,12 +96,15 @@ def popcount(x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
     return total
 
 
-def unpack_code(code: torch.Tensor, T: int) -> torch.Tensor:
-    """Frames ``(T, *code.shape)`` of signed integer codes, most significant digit first."""
+def unpack_code(code: torch.Tensor, T: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Frames ``(T, *code.shape)`` of signed integer codes, most significant digit first, as
+    ``dtype`` (default: a float code's own dtype; float32 for integer codes)."""
+    if dtype is None:
+        dtype = code.dtype if code.is_floating_point() else torch.float32
     mag = code.abs().to(torch.int64)
     shifts = torch.arange(T - 1, -1, -1, device=mag.device).reshape(-1, *([1] * mag.ndim))
-    bits = ((mag.unsqueeze(0) >> shifts) & 1).to(code.dtype)
-    return bits * torch.sign(code)
+    bits = ((mag.unsqueeze(0) >> shifts) & 1).to(dtype)
+    return bits * torch.sign(code).to(dtype)
 
 
 class SpikeTrain:
@@ -122,14 +137,29 @@ class SpikeTrain:
     def frames(self) -> torch.Tensor:
         """The spikes ``(T, B, ...)`` (unpacked once from the code when packed)."""
         if self._frames is None:
-            self._frames = unpack_code(self.code, self.T)
+            self._frames = unpack_code(self.code, self.T, dtype=self.theta.dtype)
         return self._frames
 
-    def value(self, factor: float = 1.0) -> torch.Tensor:
-        """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``."""
+    def value(self, factor: float = 1.0, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``.
+
+        ``out``: where a bit-packed train's value goes (a tensor of the code's shape and the
+        threshold's dtype, e.g. a reused work buffer; not under autograd).
+        """
         if self.code is not None:
             # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
-            return self.code * (self.theta * (factor * 2.0 ** (1 - self.T)))
+            scale = self.theta * (factor * 2.0 ** (1 - self.T))
+            if self.code.is_floating_point() and out is None:
+                return self.code * scale
+            if out is None:
+                out = torch.empty(self.code.shape, dtype=torch.result_type(self.code, scale),
+                                  device=self.code.device)
+            # integer codes (|code| < 2**24) convert exactly: the same product as a float
+            # code's; block by block (cache-sized on a CPU), one read and one write
+            plain = _scalar(scale)
+            for bs, cs in blocks(tuple(self.code.shape), self.code.device.type == "cpu"):
+                out[bs, cs].copy_(self.code[bs, cs]).mul_(_part(plain, cs))
+            return out
         w = _constant(tuple(factor * self.k ** -j for j in range(self.T)), self._frames)
         return self.theta * torch.tensordot(w, self._frames, dims=1)
 
@@ -138,14 +168,45 @@ class SpikeTrain:
         if self.code is None:
             f = self._frames
             return (f.abs() if signed else f).sum((0, 1), dtype=torch.float64)
+        code = self.code
+        if self.T <= 16 and not code.is_floating_point():
+            return _int_code_counts(code, self.T, signed)
         if self.T <= 16:
             # one gather from a 16-bit table of the code's float type: exact per-neuron sums
             # (at most T * B)
-            n = self.code.to(torch.int32)
-            per = _popcount_int32(n.abs_() if signed else n, self.code.dtype)
+            n = code.to(torch.int32)
+            per = _popcount_int32(n.abs_() if signed else n, code.dtype)
             return per.sum(0).to(torch.float64)
-        return popcount(self.code.abs() if signed else self.code, self.T).sum(
+        return popcount(code.abs() if signed else code, self.T).sum(
             0, dtype=torch.int64).to(torch.float64)
+
+
+def _int_code_counts(code: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
+    """:meth:`SpikeTrain.counts` of integer codes, ``T <= 16``: a gather from the 16-bit
+    popcount table indexed by the codes themselves (float32, or float64 where ``T B`` could
+    reach ``2**24``: every partial sum an exact integer), summed over the batch. On a CPU row
+    by row in cache-sized blocks: no tensor of the codes' size is made."""
+    B = code.shape[0]
+    rows = code.reshape(B, -1)
+    acc_dtype = torch.float32 if T * B < 2**24 else torch.float64
+    table = _popcount_table_as(code.device, acc_dtype)
+    if code.device.type != "cpu" or rows.numel() <= BLOCK:
+        idx = rows.reshape(-1)
+        per = table.index_select(0, idx.abs() if signed else idx)
+        return per.view(rows.shape).sum(0).to(torch.float64).view(code.shape[1:])
+    n = rows.shape[1]
+    acc = torch.zeros(n, dtype=acc_dtype)
+    step = min(BLOCK, n)
+    gathered = torch.empty(step, dtype=acc_dtype)
+    mags = torch.empty(step, dtype=code.dtype) if signed else None
+    for b in range(B):
+        for j in range(0, n, step):
+            idx = rows[b, j:j + step]
+            k = idx.numel()
+            if signed:
+                idx = torch.abs(idx, out=mags[:k])
+            acc[j:j + k].add_(torch.index_select(table, 0, idx, out=gathered[:k]))
+    return acc.to(torch.float64).view(code.shape[1:])
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
@@ -176,16 +237,18 @@ def _constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
 
 
 def start_generate(v: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, T: int, k: float,
-                   rounding: str, signed: bool, *, inplace: bool = False) -> torch.Tensor:
+                   rounding: str, signed: bool, *, inplace: bool = False,
+                   offset: float | torch.Tensor | None = None) -> torch.Tensor:
     """The membrane when generation starts: accumulated ``v`` plus the bias, plus
     :func:`spikeconverter.coding.rounding_offset` (times ``sign(V)`` for signed neurons).
 
     ``inplace`` overwrites ``v`` (a fresh membrane nobody else holds): the same values, two
-    fewer tensors of the population's size.
+    fewer tensors of the population's size. ``offset``: that rounding offset, computed already
+    (a number for unsigned neurons, a tensor for signed ones).
     """
     v = v.add_(bias) if inplace else v + bias
     if rounding == "nearest":
-        half = coding.rounding_offset(theta, T, k, rounding)
+        half = coding.rounding_offset(theta, T, k, rounding) if offset is None else offset
         # half * sign(v) is exact (+-half or 0), so the fused add rounds like v + half * sign
         v = v.addcmul_(half, torch.sign(v)) if signed else v.add_(half)
     return v
@@ -195,11 +258,12 @@ def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) ->
     """The generate phase of ``k = 2`` neurons as a bit-packed code (signed integers).
 
     :func:`spikeconverter.coding.binary_code` on ``|v|`` (signed) or ``v``. Float32 membranes
-    take ``_binary_code_wide`` for ``T <= 24`` (the same codes, without ``fmod``, the
-    slowest step) and are widened to float64 for ``T > 24`` so that every code is exact.
+    with ``T <= 24`` take :func:`start_and_code` (the same codes, as int32, without ``fmod``,
+    the slowest step); other membranes keep their float dtype and are widened to float64 for
+    ``T > 24`` so that every code is exact.
     """
-    if v.dtype == torch.float32 and T <= 24:
-        return _binary_code_wide(v, theta, T, signed)
+    if fast_code(v, T):
+        return start_and_code(v.clone(), None, theta, T, "floor", signed, saturations=False)[0]
     wide = T <= 24 or v.dtype == torch.float64
     work = v if wide else v.double()
     n = coding.binary_code(work.abs() if signed else work, theta.to(work.dtype), T)
@@ -208,22 +272,155 @@ def generate_code(v: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) ->
     return n.to(v.dtype) if wide else n
 
 
-def _binary_code_wide(v: torch.Tensor, theta: torch.Tensor, T: int,
-                      signed: bool) -> torch.Tensor:
-    """:func:`spikeconverter.coding.binary_code` (times ``sign(v)`` when ``signed``) of float32
-    ``v``, ``T <= 24``, by one float64 division: the same codes.
+def saturation_margin(theta: Any, T: int, k: float, rounding: str) -> Any:
+    """How far beyond :func:`spikeconverter.coding.code_range` a started membrane lies when
+    it counts as saturated: the rounding offset plus half an LSB (its train is clipped to the
+    top code with an error beyond the code's resolution; the margin also keeps float rounding
+    at the calibration maximum itself from counting)."""
+    return coding.rounding_offset(theta, T, k, rounding) + coding.lsb(theta, T, k) / 2
 
-    The code is ``floor(x)``, ``x = v 2**(T-1) / theta``, clipped to ``[0, 2**T - 1]``. With
-    ``v`` and ``theta`` float32, a non-integer ``x >= 1/2`` lies at least ``2**-25`` from
-    every integer (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``),
-    and the correctly rounded float64 quotient is off by at most ``2**(T-53) <= 2**-29``
-    (exact when ``x`` is an integer), so truncating it gives ``floor(x)`` exactly. The signed
-    code ``sign(v) floor(|x|)`` is the truncation of ``x`` clipped symmetrically.
+
+def fast_code(v: torch.Tensor, T: int) -> bool:
+    """Whether ``v`` takes :func:`start_and_code` (float32 membranes, ``T <= 24``: int32
+    codes)."""
+    return v.dtype == torch.float32 and T <= 24
+
+
+#: Elements per block of :func:`start_and_code` and :meth:`SpikeTrain.value` on a CPU: a
+#: float64 block (1 MiB) stays in a core's L2 cache, so a chain of element-wise steps reads and
+#: writes main memory about once instead of once per step.
+BLOCK = 1 << 17
+
+
+@functools.lru_cache(maxsize=512)
+def blocks(shape: tuple[int, ...], cpu: bool) -> tuple[tuple[Any, Any], ...]:
+    """Index pairs ``(samples, channels)`` that cut a ``(B, C, ...)`` tensor into blocks of
+    about :data:`BLOCK` elements (whole channels, several samples; the whole tensor off a CPU,
+    where one launch beats many)."""
+    whole = ((slice(None), Ellipsis),)
+    if not cpu or len(shape) < 2 or math.prod(shape) <= BLOCK:
+        return whole
+    B, C, inner = shape[0], shape[1], math.prod(shape[2:])
+    if B * inner <= BLOCK:
+        cc = BLOCK // (B * inner)
+        return tuple((slice(None), slice(c, c + cc)) for c in range(0, C, cc))
+    bb = max(1, BLOCK // max(inner, 1))
+    return tuple((slice(b, b + bb), slice(c, c + 1)) for c in range(C) for b in range(0, B, bb))
+
+
+def _channels(t: torch.Tensor | None, cs: Any) -> torch.Tensor | None:
+    """The part of a per-population tensor (a scalar or ``(C, ...)``) that goes with the
+    channels ``cs`` of a ``(B, C, ...)`` block."""
+    return t if t is None or t.ndim == 0 else t[cs]
+
+
+def _part(x: float | torch.Tensor, cs: Any) -> float | torch.Tensor:
+    """A number as is, a per-population tensor's part for the channels ``cs``."""
+    return x if isinstance(x, float) else _channels(x, cs)
+
+
+def _scalar(t: torch.Tensor) -> float | torch.Tensor:
+    """A 0-dim CPU tensor as a Python float (exact for float32 and float64: the element-wise
+    ops then take their scalar form); anything else as is."""
+    return float(t) if t.ndim == 0 and t.device.type == "cpu" else t
+
+
+def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tensor, T: int,
+                   rounding: str, signed: bool, *, saturations: bool = True,
+                   out: torch.Tensor | None = None, work: torch.Tensor | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`start_generate`, the saturation test and :func:`generate_code` of ``k = 2``
+    neurons in one pass over float32 membranes ``v`` (``T <= 24``; ``v`` is overwritten): the
+    int32 codes and the number of saturated neuron-samples.
+
+    Block by block (:func:`blocks`; cache-sized on a CPU):
+
+    * ``v + bias`` and the rounding offset, exactly as :func:`start_generate`;
+    * the saturations: ``(|v| for signed) - code_range > margin`` in float32 (``margin`` = the
+      offset plus half an LSB, as ``SpikingNetwork._count_saturated``). That difference is
+      exact wherever it decides (Sterbenz), so the test is ``v > u`` for the real
+      ``u = 2 theta + margin`` (exact in float64), i.e. ``v > t`` for ``t`` the largest float32
+      not above ``u``; on a CPU only blocks whose maximum passes ``t`` are counted;
+    * the code ``floor(x)``, ``x = v 2**(T-1) / theta``, clipped to ``[0, 2**T - 1]`` (signed:
+      ``sign(x) floor(|x|)`` clipped symmetrically), by one float64 division: with ``v`` and
+      ``theta`` float32 a non-integer ``x >= 1/2`` lies at least ``2**-25`` from every integer
+      (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``) and the correctly
+      rounded float64 quotient is off by at most ``2**(T-53) <= 2**-29`` (exact when ``x`` is
+      an integer), so its truncation (by the conversion to int32) is ``floor(x)`` exactly.
+
+    Parameters
+    ----------
+    v : torch.Tensor
+        Accumulated float32 membranes ``(B, ...)``, bias not yet added; contiguous ones get the
+        codes in their own storage (viewed as int32).
+    bias : torch.Tensor or None
+        Added first (``None``: nothing, and no rounding offset either: the plain
+        :func:`generate_code` of finished membranes).
+    theta : torch.Tensor
+        Float32 threshold, a scalar or per channel.
+    saturations : bool
+        Count them (``False``: ``None`` is returned instead).
+    out : torch.Tensor, optional
+        Int32 codes (default: ``v``'s own storage when contiguous).
+    work : torch.Tensor, optional
+        A float64 buffer for the quotients of a block (at least :data:`BLOCK` elements on a CPU,
+        ``v.numel()`` elsewhere; any block that does not fit gets a fresh one).
+
+    Returns
+    -------
+    tuple
+        The int32 codes, and the saturation count (0-dim int64 on ``v``'s device) or ``None``.
     """
+    if bias is None:  # a finished membrane: no offset to add
+        rounding = "floor"
+    cpu = v.device.type == "cpu"
+    th = theta.to(torch.float32)
+    half = coding.rounding_offset(th, T, 2.0, rounding) if rounding == "nearest" else None
+    d = th.double() * 2.0 ** (1 - T)  # exact: a power of two
     top = float(2**T - 1)
-    # theta * 2**(1-T) is exact in float64 (a power of two), so the quotient is x itself
-    q = v.double().div_(theta.double() * 2.0 ** (1 - T))
-    return q.clamp_(-top if signed else 0.0, top).trunc_().to(torch.float32)
+    lo = -top if signed else 0.0
+    t = t_min = None
+    if saturations:
+        # u = code_range + margin = 2 theta + (offset + lsb / 2), exact in float64
+        u = coding.code_range(th.double()) + saturation_margin(th.double(), T, 2.0, rounding)
+        t = u.float()
+        t = torch.where(t.double() > u, torch.nextafter(t, torch.full_like(t, -math.inf)), t)
+        t_min = float(t.min()) if cpu else None
+    if out is None:
+        out = v.view(torch.int32) if v.is_contiguous() else torch.empty(
+            v.shape, dtype=torch.int32, device=v.device)
+    count = torch.zeros((), dtype=torch.int64, device=v.device) if saturations else None
+    # scalar thresholds on a CPU: Python numbers once, not a read per block
+    plain_half = None if half is None or signed else _scalar(half)
+    plain_t, plain_d = (_scalar(x) if x is not None else None for x in (t, d))
+    for bs, cs in blocks(tuple(v.shape), cpu):
+        vb = v[bs, cs]
+        if bias is not None:
+            start_generate(vb, _channels(bias, cs), th, T, 2.0, rounding, signed, inplace=True,
+                           offset=None if half is None else _channels(half, cs) if signed
+                           else _part(plain_half, cs))
+        if saturations and (not cpu or _exceeds(vb, t_min, signed)):
+            tb = _part(plain_t, cs)
+            count += torch.count_nonzero(vb > tb)
+            if signed:
+                count += torch.count_nonzero(vb < -tb)
+        n = vb.numel()
+        q = work[:n].view(vb.shape) if work is not None and work.numel() >= n else \
+            torch.empty(vb.shape, dtype=torch.float64, device=v.device)
+        q.copy_(vb).div_(_part(plain_d, cs)).clamp_(lo, top)
+        out[bs, cs].copy_(q)  # truncates toward zero: floor(x) (sign(x) floor(|x|))
+    return out, count
+
+
+def _exceeds(vb: torch.Tensor, t_min: float, signed: bool) -> bool:
+    """Whether some ``v`` (``|v|``) of a CPU block lies above the lowest threshold ``t_min``:
+    one read of the block (the exact count follows only then)."""
+    if vb.numel() == 0:
+        return False
+    if signed:
+        lo, hi = torch.aminmax(vb)
+        return float(hi) > t_min or -float(lo) > t_min
+    return float(vb.max()) > t_min
 
 
 def generate(v: torch.Tensor, theta: torch.Tensor, T: int, k: float,
@@ -314,6 +511,11 @@ def code_max_pool2d(code: torch.Tensor, kernel_size, stride, padding=(0, 0), dil
     torch.Tensor
         Codes ``(B, C, H_out, W_out)``, same dtype.
     """
-    out = F.max_pool2d(code, kernel_size, stride, padding, dilation, ceil_mode)
-    # torch pads with -inf; the frame kernel pads with silent inputs (code 0)
+    if code.is_floating_point() or code.device.type == "cpu":
+        out = F.max_pool2d(code, kernel_size, stride, padding, dilation, ceil_mode)
+    else:  # CUDA pools no integers: int32 codes (< 2**24) round-trip through float32 exactly
+        out = F.max_pool2d(code.float(), kernel_size, stride, padding, dilation,
+                           ceil_mode).to(code.dtype)
+    # torch pads with -inf (integers: their minimum); the frame kernel pads with silent inputs
+    # (code 0)
     return out.clamp_min_(0)

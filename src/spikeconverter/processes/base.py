@@ -31,6 +31,7 @@ __all__ = [
     "validate_k",
     "validate_rounding",
     "validate_shape",
+    "validate_window",
 ]
 
 
@@ -105,6 +106,39 @@ def broadcast_integers(proc: str, name: str, value: Any, shape: tuple[int, ...])
     if not np.array_equal(arr, np.round(arr)):
         raise ValueError(f"{proc}: {name} must hold integers, got {value!r}")
     return arr.astype(np.int32)
+
+
+#: What a batched synapse's window sums (see :func:`validate_window`).
+WINDOW_PAYLOADS = ("binary", "signed", "analog")
+
+
+def validate_window(proc: str, window: Any) -> dict[str, Any] | None:
+    """``None``, or the ``window`` of a batched synapse summing its input once per window.
+
+    Keys: ``start`` (first step of window 0, ``n = time_step - 1``), ``length`` (steps summed,
+    >= 1), ``period`` (steps between windows, >= ``length``), ``k`` (the code's base: the
+    spike of step ``t`` weighs ``k**(length - 1 - t)``), ``payload`` (one of
+    ``WINDOW_PAYLOADS``) and ``bits`` (of the integer code, >= ``length``).
+    """
+    if window is None:
+        return None
+    if not isinstance(window, dict):
+        raise ValueError(f"{proc}: window must be None or a dict, got {window!r}")
+    keys = {"start", "length", "period", "k", "payload", "bits"}
+    if set(window) != keys:
+        raise ValueError(f"{proc}: window needs exactly the keys {sorted(keys)}, got "
+                         f"{sorted(window)}")
+    length = validate_int(proc, "window['length']", window["length"], 1)
+    out = {"start": validate_int(proc, "window['start']", window["start"], 0),
+           "length": length,
+           "period": validate_int(proc, "window['period']", window["period"], length),
+           "k": validate_k(proc, window["k"]),
+           "bits": validate_int(proc, "window['bits']", window["bits"], length)}
+    if window["payload"] not in WINDOW_PAYLOADS:
+        raise ValueError(f"{proc}: window['payload'] must be one of {WINDOW_PAYLOADS}, got "
+                         f"{window['payload']!r}")
+    out["payload"] = window["payload"]
+    return out
 
 
 class ShapedProcess(AbstractProcess):

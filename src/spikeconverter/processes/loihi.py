@@ -20,9 +20,11 @@ __all__ = [
     "FixedPointMembrane",
     "FloatMembrane",
     "WindowClockModel",
+    "WindowedSynapse",
     "candidate_mask_step",
     "fixed_rounding_offset",
     "receive",
+    "receive_sum",
     "validate_fixed_point",
 ]
 
@@ -107,6 +109,18 @@ def receive(port: PyInPort) -> np.ndarray:
     return out
 
 
+def receive_sum(port: PyInPort, dtype: Any) -> np.ndarray:
+    """The sum of ``port``'s messages in ``dtype`` (e.g. int64: several 32-bit window sums
+    into one population cannot overflow)."""
+    ports = getattr(port, "csp_ports", None)
+    if not ports or not isinstance(getattr(port, "_transformer", None), IdentityTransformer):
+        return port.recv().astype(dtype)
+    out = ports[0].recv().astype(dtype)
+    for other in ports[1:]:
+        out += other.recv()
+    return out
+
+
 class WindowClockModel(PyLoihiProcessModel):
     """Phase clock of the windowed models; subclasses set ``_offset`` and ``_period``.
 
@@ -129,6 +143,87 @@ class WindowClockModel(PyLoihiProcessModel):
         if getattr(self, "_silence", None) is None:
             self._silence = np.zeros(port.shape, dtype=self._payload)
         port.send(self._silence)
+
+
+def code_dtype(window: dict[str, Any], fixed: bool) -> np.dtype:
+    """The dtype of a windowed synapse's code: for spike payloads and ``k = 2`` the smallest
+    integer holding ``window['bits']``; for an analog payload int64 in fixed point; else
+    float64."""
+    payload = window["payload"]
+    if payload == "analog":
+        return np.dtype(np.int64 if fixed else np.float64)
+    if window["k"] != 2.0:
+        return np.dtype(np.float64)
+    bits = int(window["bits"])
+    kinds = (np.uint8, np.uint16, np.uint32, np.uint64) if payload == "binary" else \
+        (np.int8, np.int16, np.int32, np.int64)
+    for dt in kinds:
+        if bits <= np.iinfo(dt).bits:
+            return np.dtype(dt)
+    return np.dtype(np.float64)  # > 64 bits: a float code (windowed only in float)
+
+
+class WindowedSynapse:
+    """Mixin of the batched synapse models: the windowed mode (``proc_params["window"]``).
+
+    Per step, the input joins the code ``c <- k c + s`` of the current window (binary spikes
+    as 0/1, graded payloads as they are; integer codes where exact); at the window's last step
+    :meth:`window_sum` turns the code into the synapse's output, which is sent at the next step
+    -- the target's last accumulate step -- and nothing is sent at the other steps. A model
+    calls :meth:`_init_window` with its input's shape and runs :meth:`_run_window` as its
+    ``run_spk`` when ``self._window`` is set; it provides ``window_sum(code)``, ``a_out``,
+    ``s_in`` and ``_zero`` (zeros of ``a_out``'s shape).
+    """
+
+    _window: dict[str, Any] | None = None
+
+    def _init_window(self, window: dict[str, Any] | None, in_shape: tuple[int, ...],
+                     fixed: bool) -> None:
+        self._window = window
+        if window is None:
+            return
+        self._w_start, self._w_len = int(window["start"]), int(window["length"])
+        self._w_period, self._w_k = int(window["period"]), float(window["k"])
+        self._w_payload = window["payload"]
+        self._code = np.zeros(in_shape, dtype=code_dtype(window, fixed))
+        self._pending = None
+        self._live = False
+
+    def _run_window(self) -> None:
+        rel = self.time_step - 1 - self._w_start
+        if rel >= self._w_len and (rel - self._w_len) % self._w_period == 0:
+            self.a_out.send(self._zero if self._pending is None else self._pending)
+            self._pending = None
+        s = receive(self.s_in).reshape(self._code.shape)
+        if rel < 0:
+            return
+        tau = rel % self._w_period
+        if tau >= self._w_len:
+            return
+        if tau == 0:
+            self._live = False  # the code is all zero until a spike arrives
+        if self._live:
+            self._add_to_code(s, False)
+        elif s.any():  # the first spikes of the window: the code is just them
+            self._add_to_code(s, True)
+            self._live = True
+        if tau == self._w_len - 1 and self._live:
+            self._pending = self.window_sum(self._code)
+
+    def _add_to_code(self, s: np.ndarray, first: bool) -> None:
+        code = self._code
+        x = s != 0 if self._w_payload == "binary" else s
+        if first:
+            np.copyto(code, x, casting="unsafe")
+        elif code.dtype.kind == "f":
+            code *= self._w_k
+            code += x
+        elif self._w_payload == "binary":
+            np.left_shift(code, 1, out=code)
+            np.bitwise_or(code, x, out=code)
+        else:
+            np.left_shift(code, 1, out=code)
+            np.add(code, x, out=code, casting="unsafe")
 
 
 class FloatMembrane:

@@ -7,7 +7,7 @@ from the ANN the network was converted from (the recipe that lands at T = 2 and 
 
     history = finetune(net, train_loader, epochs=3, val_fraction=0.1, teacher=ann,
                        optimizer="adam", lr=1e-3, cosine=True, weight_decay=0.0)
-    history["best_epoch"]  # which epoch's network was kept (0: the converted one)
+    history["best"]  # the network kept: "converted" or e.g. "step 146 (epoch 2.00)"
 """
 
 from spikeconverter.training.config import FinetuneConfig

@@ -67,7 +67,8 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
         batch_size=args.batch_size, val_every=args.val_every, checkpoint=args.output,
         resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
-        cosine=args.cosine, train_thresholds=not args.fixed_thresholds,
+        cosine=args.cosine, warmup=args.warmup, threshold_lr_scale=args.threshold_lr_scale,
+        train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
         clip_grad_norm=args.clip_grad_norm or None, device=args.device,
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature)
@@ -133,7 +134,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     if before is not None:
         where = args.val or f"{args.val_fraction:g} of {args.data} (held out)"
         print(f"spiking top-1 on {where}: {100 * before:.2f} % before, "
-              f"{100 * history['best_accuracy']:.2f} % after (best, step "
-              f"{history['best_step']}, epoch {history['best_epoch']})", file=out)
+              f"{100 * history['best_accuracy']:.2f} % after (best: {history['best']})",
+              file=out)
     print(f"wrote {args.output} (training state: {args.output}.state)", file=out)
     return 0

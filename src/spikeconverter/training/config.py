@@ -60,7 +60,16 @@ class FinetuneConfig:
         Stop after this many optimiser steps in total (counting resumed ones).
     cosine : bool
         Cosine learning-rate decay to 0 over the run (needs ``len(train_data)`` or
-        ``max_steps``); constant otherwise.
+        ``max_steps``); constant otherwise. After a warm-up the decay spans the remaining steps.
+    warmup : int
+        Linear learning-rate warm-up over this many optimiser steps (step ``s`` of the warm-up
+        uses ``lr * s / warmup``), then the constant or cosine schedule. Adam's first steps
+        move every parameter by about ``lr`` whatever its gradient's size (the moment
+        estimates are still those of one batch), which knocks a converted network off its
+        calibrated point; a warm-up lets the estimates settle first. 0: none.
+    threshold_lr_scale : float
+        The thresholds' learning rate as a multiple of ``lr`` (same schedule); 1 trains them
+        at ``lr``, 0 keeps them where calibration put them while weights and biases train.
     optimizer : {"sgd", "adam"}
         ``"sgd"`` (the paper's, default) or ``"adam"`` (AdamW, per-parameter step sizes).
     clip_grad_norm : float, optional
@@ -115,6 +124,8 @@ class FinetuneConfig:
     progress: bool = True
     max_steps: int | None = None
     cosine: bool = False
+    warmup: int = 0
+    threshold_lr_scale: float = 1.0
     optimizer: str = "sgd"
     clip_grad_norm: float | None = 1.0
     train_thresholds: bool = True
@@ -132,6 +143,8 @@ class FinetuneConfig:
         _check_positive(self.epochs, "epochs", integer=True, zero=True)
         _check_positive(self.batch_size, "batch_size", integer=True)
         _check_positive(self.lr, "lr")
+        _check_positive(self.warmup, "warmup", integer=True, zero=True)
+        _check_positive(self.threshold_lr_scale, "threshold_lr_scale", zero=True)
         _check_positive(self.momentum, "momentum", zero=True)
         _check_positive(self.weight_decay, "weight_decay", zero=True)
         if self.optimizer not in ("sgd", "adam"):

@@ -50,7 +50,8 @@ from spikeconverter.training.holdout import split_holdout
 from spikeconverter.training.losses import distillation_loss
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
-__all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "state_path"]
+__all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
+           "state_path"]
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
@@ -161,7 +162,8 @@ def finetune(
     **options
         Any field of :class:`FinetuneConfig` (``lr``, ``momentum``, ``weight_decay``,
         ``batch_size``, ``val_every``, ``checkpoint``, ``resume``, ``progress``, ``max_steps``,
-        ``cosine``, ``optimizer``, ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
+        ``cosine``, ``warmup``, ``threshold_lr_scale``, ``optimizer``, ``clip_grad_norm``,
+        ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
         ``distill_temperature``, ``distill_weight``), documented there.
 
@@ -170,8 +172,12 @@ def finetune(
     dict
         ``steps``, ``epochs`` (completed), ``loss`` (per step), ``val_steps`` and
         ``val_accuracy`` and ``val_epochs`` (per validation; epochs completed when it was
-        measured), ``best_accuracy``/``best_step``/``best_epoch`` (the winning validation;
-        ``best_epoch`` 0 is the converted network; ``None`` without validation),
+        measured), ``best_accuracy``/``best_step``/``best_epoch`` (the winning validation:
+        its step and the epochs completed then; ``None`` without validation), ``best`` (which
+        network was kept, in words: ``"converted"`` -- the network before training, step 0 --,
+        ``"step S (epoch E)"`` with ``E`` the epochs done as a decimal, e.g. ``"step 25
+        (epoch 0.34)"`` inside the first epoch, ``"step S"`` when the epoch length is
+        unknown; ``None`` without validation),
         ``seconds`` (wall time of this call) and ``cpu_seconds`` (process CPU
         time of this call).
 
@@ -203,12 +209,27 @@ def _optimizer(trainable: TrainableSpikingNetwork, cfg: FinetuneConfig) -> torch
     """SGD or AdamW over the weights and biases (decayed) and the thresholds (not decayed)."""
     groups = trainable.parameter_groups()
     param_groups = [
-        {"params": groups["weights"] + groups["biases"], "weight_decay": cfg.weight_decay},
-        {"params": groups["thresholds"], "weight_decay": 0.0},
+        {"params": groups["weights"] + groups["biases"], "weight_decay": cfg.weight_decay,
+         "lr_scale": 1.0},
+        {"params": groups["thresholds"], "weight_decay": 0.0, "lr": cfg.lr * cfg.threshold_lr_scale,
+         "lr_scale": cfg.threshold_lr_scale},
     ]
     if cfg.optimizer == "adam":
         return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def lr_factor(step: int, warmup: int = 0, total: int | None = None) -> float:
+    """The learning rate of optimiser step ``step`` (0-based: steps done so far) as a share of
+    the peak: ``(step + 1) / warmup`` during a linear warm-up of ``warmup`` steps, then 1, or
+    with ``total`` (the run's steps) a cosine decay from 1 to 0 over the steps after the
+    warm-up."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if total is None:
+        return 1.0
+    frac = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.5 * (1 + math.cos(math.pi * frac))
 
 
 def _total_steps(train: Iterable, cfg: FinetuneConfig) -> int | None:
@@ -258,7 +279,8 @@ class _Run:
         self.total = _total_steps(self.train, cfg)
         self.history: dict[str, Any] = {
             "steps": 0, "epochs": 0, "loss": [], "val_steps": [], "val_accuracy": [],
-            "val_epochs": [], "best_accuracy": None, "best_step": None, "best_epoch": None}
+            "val_epochs": [], "best_accuracy": None, "best_step": None, "best_epoch": None,
+            "best": None}
         self.epoch, self.skip = 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
@@ -351,11 +373,12 @@ class _Run:
                                  weight=self.cfg.distill_weight, hard_loss=self.loss_fn)
 
     def schedule_lr(self) -> None:
-        """Cosine decay of the learning rate (if asked for) at the current step."""
-        if self.cfg.cosine:
-            frac = min(self.history["steps"] / self.total, 1.0)
-            for g in self.opt.param_groups:
-                g["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * frac))
+        """Set each parameter group's learning rate for the coming step (:func:`lr_factor`
+        times ``lr`` times the group's scale)."""
+        factor = lr_factor(self.history["steps"], self.cfg.warmup,
+                           self.total if self.cfg.cosine else None)
+        for g in self.opt.param_groups:
+            g["lr"] = self.cfg.lr * g.get("lr_scale", 1.0) * factor
 
     def validate_and_save(self, batch_in_epoch: int) -> None:
         """Validate, keep the parameters if they are the best so far, write the checkpoint
@@ -391,9 +414,17 @@ class _Run:
         improved = h["best_accuracy"] is None or acc > h["best_accuracy"]
         if improved:
             h["best_accuracy"], h["best_step"], h["best_epoch"] = acc, h["steps"], self.epoch
+            h["best"] = self.label(h["steps"])
         self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}" if h["loss"] else "-", val=f"{acc:.4f}")
         self.log_validation(acc, improved)
         return improved
+
+    def label(self, step: int) -> str:
+        """``"converted"`` for step 0, else ``"step S (epoch E)"`` (epochs done, a decimal)."""
+        if step == 0:
+            return "converted"
+        per_epoch = len(self.train) if hasattr(self.train, "__len__") else None
+        return f"step {step} (epoch {step / per_epoch:.2f})" if per_epoch else f"step {step}"
 
     def log_validation(self, acc: float, improved: bool) -> None:
         """One INFO line per validation (``logging``): epoch, step, mean training loss since

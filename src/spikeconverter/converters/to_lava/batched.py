@@ -19,8 +19,14 @@ channels as ``int8``; models read a channel without Lava's zeros-plus-add pass
 that is exact; Conv gathers its patches into a preallocated im2col matrix for one product per
 sample (float) or per batch (integers, exact in any order); sparse edges with at most one
 synapse per output (identity and option-A shortcuts) are a gather; silent inputs skip the
-product. The synapses still compute every step (Lava's per-step semantics, as the unbatched
-graph), so a convolution costs ``T`` products per window.
+product. And where the arithmetic allows it (:mod:`spikeconverter.converters.to_lava.windowed`)
+a population accumulates once per window: its synapses keep each input's spike code and apply
+their weights once, at the window's end, instead of once per step, and a fixed-point
+population sends its train as the bits of one integer code. ``run`` uses these windowed
+models (``stats["accumulate"]`` lists the choice per population) and repeats a run step by step
+in the (never yet seen) case where a fixed-point neuron cannot prove it equals the per-step
+one; :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.processes` builds the
+per-step graph, whose membranes evolve step by step.
 
 Samples stream through the pipeline in windows: window ``w`` carries samples
 ``w*B .. w*B + B - 1`` (the last one padded with zeros), entering at step ``w * period``. The
@@ -47,6 +53,7 @@ from spikeconverter.converters.to_lava.build import ProcessGraph
 from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan
 from spikeconverter.converters.to_lava.runtime import import_lava_runtime
+from spikeconverter.converters.to_lava.windowed import WindowPlan, window_plan
 
 __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
            "window_frames"]
@@ -76,6 +83,8 @@ class BatchedGraph:
         ``BatchConv`` / ``BatchDense``, one per edge of the graph.
     delays : list of Delay
     batch : int
+    modes : WindowPlan or None
+        The windowed/per-step choice (None: every population per step).
     """
 
     source: Any
@@ -84,6 +93,22 @@ class BatchedGraph:
     neurons: dict[str, Any] = field(default_factory=dict)
     synapses: list[Any] = field(default_factory=list)
     delays: list[Any] = field(default_factory=list)
+    modes: WindowPlan | None = None
+
+    def modes_names(self) -> list[str]:
+        """The populations that accumulate (iLIF and readout)."""
+        from spikeconverter.processes import BatchMaxPool
+
+        return [n for n, p in self.neurons.items() if not isinstance(p, BatchMaxPool)]
+
+    def windowed_fixed(self) -> list[Any]:
+        """The fixed-point populations that accumulate per window (they count ``unverified``)."""
+        from spikeconverter.processes import BatchILIF
+
+        if self.modes is None:
+            return []
+        return [p for name, p in self.neurons.items()
+                if isinstance(p, BatchILIF) and self.modes.windowed(name)]
 
 
 def window_frames(plan: LavaPlan, images: np.ndarray, batch: int) -> np.ndarray:
@@ -107,8 +132,11 @@ def _frames_count(plan: LavaPlan) -> int:
 
 
 def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
-                  prefill: np.ndarray, buffer: int) -> BatchedGraph:
-    """Create and connect the batched Processes of ``plan`` for ``windows`` windows."""
+                  prefill: np.ndarray, buffer: int,
+                  modes: WindowPlan | None = None) -> BatchedGraph:
+    """Create and connect the batched Processes of ``plan`` for ``windows`` windows;
+    ``modes`` (:func:`~spikeconverter.converters.to_lava.windowed.window_plan`) makes the
+    populations it chooses windowed, None keeps every population per step."""
     import_lava_runtime()
     from spikeconverter.processes import BatchFeed, Delay, WindowCollector
 
@@ -120,13 +148,13 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
     sink = WindowCollector(shape=(batch, *plan.populations[out].shape), period=plan.period,
                            offset=schedule.offset[out] + schedule.t_acc[out] - 1,
                            windows=windows, buffer=buffer, name="logits")
-    g = BatchedGraph(source=feed, sink=sink, batch=batch)
+    g = BatchedGraph(source=feed, sink=sink, batch=batch, modes=modes)
     outs: dict[str, Any] = {plan.input: feed.s_out}
     ins: dict[str, Any] = {}
     for spec in plan.populations.values():
         if spec.kind == "input":
             continue
-        p = _population(plan, spec, batch)
+        p = _population(plan, spec, batch, modes)
         if spec.kind == "maxpool":
             outs[spec.pool["source"]].connect(p.s_in)
             outs[spec.name] = p.s_out
@@ -144,14 +172,15 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
             port.connect(d.a_in)
             port = d.s_out
             g.delays.append(d)
-        proc = _synapse(syn, batch)
+        proc = _synapse(syn, batch, None if modes is None
+                        else modes.windows.get((syn.target, syn.edge)))
         port.connect(proc.s_in)
         proc.a_out.connect(ins[syn.target])
         g.synapses.append(proc)
     return g
 
 
-def _population(plan: LavaPlan, spec, batch: int):
+def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
     from spikeconverter.processes import BatchILIF, BatchMaxPool, Readout
 
     shape = (batch, *spec.shape)
@@ -165,13 +194,19 @@ def _population(plan: LavaPlan, spec, batch: int):
         return Readout(shape=shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
                        offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
                        bias_shift=spec.bias_shift, name=spec.name)
+    fast = {}
+    if modes is not None:
+        name = spec.name
+        fast = {"window_input": modes.windowed(name), "input_bound": modes.bound.get(name, 0),
+                "prefix_gain": modes.prefix.get(name, 1),
+                "code_output": modes.code_output.get(name, False)}
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
                      offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
                      bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,
-                     double_buffered=plan.double_buffered, name=spec.name)
+                     double_buffered=plan.double_buffered, name=spec.name, **fast)
 
 
-def _synapse(syn, batch: int):
+def _synapse(syn, batch: int, window: dict | None = None):
     from spikeconverter.processes import BatchConv, BatchDense
 
     bits = GRADED_BITS if syn.graded else 0
@@ -181,14 +216,14 @@ def _synapse(syn, batch: int):
         proc = BatchConv(weight=syn.weight, input_shape=c["input_shape"], batch=batch,
                          padding=c["padding"], stride=c["stride"], dilation=c["dilation"],
                          groups=c["groups"], weight_exp=syn.weight_exp, num_message_bits=bits,
-                         name=name)
+                         window=window, name=name)
         if tuple(proc.output_shape) != tuple(syn.out_shape):
             raise RuntimeError(f"BatchConv for {syn.target!r} gives shape {proc.output_shape}, "
                                f"the graph expects {syn.out_shape}")
         return proc
     return BatchDense(weights=syn.weight, batch=batch, in_shape=syn.in_shape,
                       out_shape=syn.out_shape, weight_exp=syn.weight_exp, num_message_bits=bits,
-                      name=name)
+                      window=window, name=name)
 
 
 def _as_numpy(images: Any, start: int, stop: int) -> np.ndarray:
@@ -198,20 +233,52 @@ def _as_numpy(images: Any, start: int, stop: int) -> np.ndarray:
     return np.asarray(part, dtype=np.float64)
 
 
+class _Unverified(Exception):
+    """A windowed fixed-point neuron could not prove it equals the per-step one."""
+
+
 def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
                  chunk_windows: int = DEFAULT_CHUNK_WINDOWS,
-                 stats: dict[str, Any] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                 stats: dict[str, Any] | None = None,
+                 windowed: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """Run ``images`` ``(N, *shape)`` (numpy or torch; converted a window at a time) in
     batches of ``batch`` side by side; yield ``(first_index, logits)`` per window as it comes.
 
     The runtime is started and stopped through :func:`spikeconverter.processes.run.lava_runtime`
-    (always stopped, also when the consumer stops early). ``stats``, when given, receives
-    ``steps_simulated``, ``batch_size``, the timing of the first ``RunSteps`` call (which
-    compiles and starts the runtime: ``first_chunk_steps``, ``first_chunk_seconds``) and of
-    the later ones (``stepping_steps``, ``stepping_seconds``: the step time of a running
-    runtime) and, in fixed point, ``saturations`` (per population, data-losing clamps of the
-    24-bit membranes) once the run is complete.
+    (always stopped, also when the consumer stops early). ``windowed`` (default) uses the
+    windowed models where :func:`~spikeconverter.converters.to_lava.windowed.window_plan`
+    allows them; fixed-point windowed neurons are checked after every chunk and, should one
+    count an ``unverified`` window, the whole run is repeated step by step (the windows
+    already yielded are not yielded again; statistics are those of the per-step run).
+
+    ``stats``, when given, receives ``steps_simulated``, ``batch_size``, the timing of the
+    first ``RunSteps`` call (which compiles and starts the runtime: ``first_chunk_steps``,
+    ``first_chunk_seconds``) and of the later ones (``stepping_steps``, ``stepping_seconds``:
+    the step time of a running runtime), ``accumulate`` (population -> ``"window"`` or
+    ``"step: reason"``), ``window_fallback`` (True when the run was repeated step by step)
+    and, in fixed point, ``saturations`` (per population, data-losing clamps of the 24-bit
+    membranes) once the run is complete.
     """
+    modes = window_plan(plan, schedule) if windowed else None
+    yielded = 0
+    try:
+        for first, logits in _stream(plan, schedule, images, batch, chunk_windows, stats,
+                                     modes, 0):
+            yielded += 1
+            yield first, logits
+        if stats is not None:
+            stats["window_fallback"] = False
+    except _Unverified:
+        yield from _stream(plan, schedule, images, batch, chunk_windows, stats, None, yielded)
+        if stats is not None:
+            stats["window_fallback"] = True
+
+
+def _stream(plan: LavaPlan, schedule: Schedule, images: Any, batch: int, chunk_windows: int,
+            stats: dict[str, Any] | None, modes: WindowPlan | None,
+            skip: int) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`iter_batched` with the given ``modes``, not yielding the first ``skip`` windows;
+    raises ``_Unverified`` (the runtime stopped) when a windowed neuron counts one."""
     n = len(images)
     windows = math.ceil(n / batch)
     steps = schedule.steps_for(windows)
@@ -228,7 +295,9 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
     first = min(chunk, steps)
     sent = needed(first)
     prefill = np.stack([frames(w) for w in range(sent)]) if sent else None
-    g = build_batched(plan, schedule, batch, windows, prefill, buffer=chunk_windows + 2)
+    g = build_batched(plan, schedule, batch, windows, prefill, buffer=chunk_windows + 2,
+                      modes=modes)
+    checked = g.windowed_fixed() if fixed else []
     from spikeconverter.processes.run import check_fixed_point, lava_runtime, run_config
 
     read_at = [g.sink.proc_params["offset"] + w * period for w in range(windows)]
@@ -243,8 +312,12 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
         done, stepping = first, 0.0
         first_seconds = time.perf_counter() - started
         while True:
+            if any(int(np.asarray(p.unverified.get()).sum()) for p in checked):
+                raise _Unverified
             while received < windows and read_at[received] < done:
-                yield received * batch, _logits(g.sink.receive(), plan, n - received * batch)
+                logits = _logits(g.sink.receive(), plan, n - received * batch)
+                if received >= skip:
+                    yield received * batch, logits
                 received += 1
                 signals.check()
             if done >= steps:
@@ -261,7 +334,9 @@ def iter_batched(plan: LavaPlan, schedule: Schedule, images: Any, batch: int,
         if stats is not None:
             stats.update(steps_simulated=done, batch_size=batch, first_chunk_steps=first,
                          first_chunk_seconds=first_seconds, stepping_steps=done - first,
-                         stepping_seconds=stepping)
+                         stepping_seconds=stepping,
+                         accumulate=(modes.report() if modes is not None else
+                                     {name: "step" for name in g.modes_names()}))
             if fixed:
                 stats["saturations"] = _saturations(g)
 

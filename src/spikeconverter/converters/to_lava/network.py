@@ -227,7 +227,7 @@ class LavaNetwork:
 
     def run(self, images: Any, fixed_point: bool = False, *, batch_size: int | None = None,
             graph: str = "batched", progress: bool = True,
-            chunk_steps: int | None = None) -> np.ndarray:
+            chunk_steps: int | None = None, windowed: bool = True) -> np.ndarray:
         """Stream ``images`` through the network in Lava; return the logits.
 
         Two process graphs run the same plan (see :mod:`spikeconverter.converters.to_lava.batched`):
@@ -237,7 +237,9 @@ class LavaNetwork:
           ``w`` carries samples ``w*B .. w*B + B - 1``; the run takes
           ``latency_steps + (ceil(N / B) - 1) * steps_per_sample`` steps. Logits are
           bit-identical per sample for every ``batch_size``. Input is fed a few windows at a
-          time (memory does not grow with ``N``).
+          time (memory does not grow with ``N``). Populations accumulate once per window where
+          that is exact (``windowed``, :mod:`spikeconverter.converters.to_lava.windowed`;
+          ``stats["accumulate"]`` says which): the same fixed-point logits as step by step.
         * ``graph="lava"``: the unbatched graph of Lava's own ``Dense``/``Sparse``/``Conv``
           synapses, one sample after the other (``latency_steps + (N - 1) *
           steps_per_sample`` steps): what a Loihi mapping looks like. Its fixed-point logits
@@ -259,6 +261,9 @@ class LavaNetwork:
         chunk_steps : int, optional
             Steps per ``RunSteps`` call (default: ``steps_per_sample``; batched: rounded up to
             whole windows, default 8 windows).
+        windowed : bool
+            Batched graph: accumulate once per window where exact (default); False runs every
+            population step by step (slower; the reference the windowed run equals).
 
         Returns
         -------
@@ -273,14 +278,14 @@ class LavaNetwork:
         with tqdm(total=n, desc="lava " + plan.select_tag, unit="img",
                   disable=not progress) as bar:  # stays on screen: the run's rate and time
             for first, part in self.iter_run(images, fixed_point, batch_size=batch,
-                                             chunk_steps=chunk_steps):
+                                             chunk_steps=chunk_steps, windowed=windowed):
                 logits[first:first + len(part)] = part
                 bar.update(len(part))
         return logits
 
     def iter_run(self, images: Any, fixed_point: bool = False, *,
-                 batch_size: int | None = None,
-                 chunk_steps: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                 batch_size: int | None = None, chunk_steps: int | None = None,
+                 windowed: bool = True) -> Iterator[tuple[int, np.ndarray]]:
         """:meth:`run` on the batched graph, yielding ``(first_index, logits)`` per window as
         the simulation produces it (``logits`` of samples ``first_index ..``), for long runs
         that report or write results as they go. :attr:`stats` is set once the last window
@@ -291,11 +296,14 @@ class LavaNetwork:
             max(1, math.ceil(chunk_steps / self.schedule.steps_per_sample))
         run_stats: dict[str, Any] = {}
         start = time.perf_counter()
-        yield from iter_batched(plan, self.schedule, images, batch, windows, stats=run_stats)
+        yield from iter_batched(plan, self.schedule, images, batch, windows, stats=run_stats,
+                                windowed=bool(windowed))
         self._finish_stats(n, run_stats["steps_simulated"], time.perf_counter() - start,
                            bool(fixed_point), run_stats.get("saturations", {}), batch)
         self.stats["timing"] = {k: v for k, v in run_stats.items()
                                 if k.startswith(("first_chunk", "stepping"))}
+        self.stats["accumulate"] = run_stats.get("accumulate", {})
+        self.stats["window_fallback"] = run_stats.get("window_fallback", False)
 
     def _check_run(self, images: Any, batch_size: int | None, graph: str,
                    chunk_steps: int | None) -> tuple[int, int]:

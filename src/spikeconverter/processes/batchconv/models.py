@@ -1,7 +1,8 @@
 """CPU ProcessModels of :class:`spikeconverter.processes.batchconv.process.BatchConv`.
 
 im2col into a preallocated patch matrix, then one matrix product per sample (float: the same
-BLAS call whatever the batch size) or for the whole batch (fixed point: exact integers).
+BLAS call whatever the batch size) or for the whole batch (fixed point: exact integers); per
+step, or once per window on the window's spike codes (``window``).
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from lava.proc.conv import utils
 from numpy.lib.stride_tricks import sliding_window_view
 
 from spikeconverter.processes.batchconv.process import BatchConv
-from spikeconverter.processes.loihi import receive
+from spikeconverter.processes.loihi import WindowedSynapse, receive
 
 __all__ = ["PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
 
 
-class _BatchConvModel(PyLoihiProcessModel):
+class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
     """im2col: the padded input's patches gathered into a preallocated matrix, times the
     kernel as one ``(kw * kh * C_in, C_out)`` matrix (grouped convolutions: per kernel tap)."""
 
     _dtype = np.float64
+    _fixed = False
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = proc_params
         self._batch = int(p["batch"])
+        self._init_window(p.get("window"), (self._batch, *p["input_shape"]), self._fixed)
         self._graded = int(p["num_message_bits"]) > 0
         self._pad = tuple(int(v) for v in p["padding"])
         self._out_shape = (self._batch, *p["output_shape"])
@@ -70,15 +73,33 @@ class _BatchConvModel(PyLoihiProcessModel):
         return taps
 
     def run_spk(self) -> None:
+        if self._window is not None:
+            self._run_window()
+            return
         self.a_out.send(self._buf)  # last step's result: one step of latency, as Lava's Conv
         s = receive(self.s_in)
         if not s.any():  # silent input: the sum is zero
             self._buf = self._zero
             return
         x = s if self._graded else s != 0
-        self._buf = self.finish(self._conv_im2col(x) if self._im2col else self._conv(x))
+        self._buf = self.finish(self._convolve(x))
+
+    def _convolve(self, x: np.ndarray) -> np.ndarray:
+        return self._conv_im2col(x) if self._im2col else self._conv(x)
+
+    def window_sum(self, code: np.ndarray) -> np.ndarray:
+        """The convolution of a window's code (see ``WindowedSynapse``)."""
+        return self.finish_window(self._convolve(code))
+
+    def finish_window(self, a: np.ndarray) -> np.ndarray:
+        return a
 
     def _conv_im2col(self, x: np.ndarray) -> np.ndarray:
+        cols = self._patches(x)
+        return self.product(cols, self._wmat).reshape(self._out_shape)
+
+    def _patches(self, x: np.ndarray) -> np.ndarray:
+        """The im2col matrix ``(B, W'H', kw kh C_in)`` of ``x`` (a view of a reused buffer)."""
         p = self.proc_params
         (pw, ph), (sw, sh), (dw, dh) = self._pad, p["stride"], p["dilation"]
         _, w_in, h_in, _ = x.shape
@@ -88,8 +109,7 @@ class _BatchConvModel(PyLoihiProcessModel):
         windows = sliding_window_view(self._xp, span, axis=(1, 2))  # (B, W, H, C, kw', kh')
         windows = windows[:, : sw * (w_o - 1) + 1: sw, : sh * (h_o - 1) + 1: sh, :, ::dw, ::dh]
         np.copyto(self._cols, windows.transpose(0, 1, 2, 4, 5, 3))
-        cols = self._cols.reshape(self._batch, w_o * h_o, kw * kh * c_in)
-        return self.product(cols, self._wmat).reshape(self._out_shape)
+        return self._cols.reshape(self._batch, w_o * h_o, kw * kh * c_in)
 
     def _conv(self, x: np.ndarray) -> np.ndarray:
         b = self._batch
@@ -132,20 +152,65 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
     (``lava.proc.conv.utils.signed_clamp``, as Lava's fixed-point Conv).
 
     Integer sums are exact in any order, so the whole batch is one matrix product per tap. They
-    are formed in float32 when that is exact (binary input and every output's ``sum |w|``
-    below ``2**24``), else in float64 (exact below ``2**53``).
+    are formed in float32 when that is exact (every output's ``sum |w|`` times the largest
+    input -- 1 for spikes, the largest code in a window -- below ``2**24``), else in float64
+    (exact below ``2**53``). A window's sum of spike codes is not wrapped: the planner
+    windows a Conv only where no step's sum could wrap
+    (:mod:`spikeconverter.converters.to_lava.windowed`); an analog window (one frame) is
+    the per-step product, wrapped as it.
     """
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _payload = np.int32
 
+    _fixed = True
+
     def __init__(self, proc_params):
         weight = np.asarray(proc_params["weight"], dtype=np.float64)
         fan_sum = np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1).max(initial=0.0)
-        graded = int(proc_params["num_message_bits"]) > 0
-        self._dtype = np.float32 if not graded and fan_sum < 2**24 else np.float64
+        window = proc_params.get("window")
+        if window is None:
+            top = np.inf if int(proc_params["num_message_bits"]) > 0 else 1.0
+        else:
+            top = np.inf if window["payload"] == "analog" else 2.0 ** window["length"] - 1
+        self._dtype = np.float32 if fan_sum * top < 2**24 else np.float64
         super().__init__(proc_params)
+        exp = int(proc_params["weight_exp"])
+        self._parity = None
+        if window is not None and exp < 0 and np.any(np.mod(weight, 2 ** -exp)):
+            self._parity = self._parity_tables(np.mod(self._wmat, 2), int(window["length"]))
+
+    @staticmethod
+    def _parity_tables(odd: np.ndarray, length: int) -> list:
+        """For ``weight_exp = -1`` (binary spikes, groups 1): per group of train steps, a table
+        spreading a code's bits of those steps into lanes of ``lane`` bits and the 0/1 matrix
+        of odd weights, so that one float64 product counts, per output and step, the odd-weight
+        inputs that spiked (exactly: below ``2**52``)."""
+        lane = int(odd.shape[0]).bit_length()  # a count <= fan-in fits its lane
+        per = max(1, 52 // lane)
+        values = np.arange(256 if length <= 8 else 2**length, dtype=np.int64)
+        groups = []
+        for first in range(0, length, per):
+            steps = range(first, min(length, first + per))
+            table = sum(((values >> (length - 1 - t)) & 1) << (lane * (t - first))
+                        for t in steps).astype(np.float64)
+            groups.append((list(steps), first, lane, table))
+        return [np.ascontiguousarray(odd, dtype=np.float64), groups]
+
+    def _parity_code(self, cols: np.ndarray) -> np.ndarray:
+        """``sum_t 2**(L-1-t) (y_t mod 2)`` with ``y_t`` step ``t``'s sum, from the patches of
+        the code alone: ``y_t mod 2`` is the parity of the odd-weight inputs that spiked at
+        ``t``."""
+        odd, groups = self._parity
+        idx = cols.astype(np.int64).reshape(-1, cols.shape[-1])
+        length = int(self._window["length"])
+        out = np.zeros((idx.shape[0], odd.shape[1]), dtype=np.int64)
+        for steps, first, lane, table in groups:
+            counts = (table[idx] @ odd).astype(np.int64)
+            for t in steps:
+                out |= ((counts >> (lane * (t - first))) & 1) << (length - 1 - t)
+        return out.reshape(self._out_shape)
 
     def product(self, cols: np.ndarray, wmat: np.ndarray) -> np.ndarray:
         n = cols.shape[0] * cols.shape[1]  # integer sums are exact in any order: one product
@@ -165,3 +230,24 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         a = np.rint(a).astype(np.int64)
         a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
         return utils.signed_clamp(a, bits=24).astype(np.int32)
+
+    def window_sum(self, code: np.ndarray) -> np.ndarray:
+        if self._w_payload == "analog":
+            return self.finish(self._convolve(code))  # one frame: the per-step product, wrapped
+        # exact integers (float32/64 as chosen above); the sum below 2**31 (the planner)
+        exp = int(self.proc_params["weight_exp"])
+        if self._parity is not None:
+            cols = self._patches(code)
+            out = self.product(cols, self._wmat).reshape(self._out_shape).astype(np.int64)
+            out -= self._parity_code(cols)
+            np.right_shift(out, -exp, out=out)
+            return out.astype(np.int32)
+        out = self._convolve(code).astype(np.int64)
+        if exp > 0:
+            np.left_shift(out, exp, out=out)
+        elif exp < 0:
+            # each step's sum is floor-shifted: exact on the window's sum when 2**-exp divides
+            # every weight (else exponent -1: sum_t 2**k floor(y_t / 2) = (W c - P) / 2, with
+            # the parities P of _parity_code, above)
+            np.right_shift(out, -exp, out=out)
+        return out.astype(np.int32)

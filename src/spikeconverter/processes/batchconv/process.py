@@ -9,7 +9,12 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import LogConfig
 from lava.proc.conv import utils
 
-from spikeconverter.processes.base import BatchedProcess, validate_int, validate_shape
+from spikeconverter.processes.base import (
+    BatchedProcess,
+    validate_int,
+    validate_shape,
+    validate_window,
+)
 
 __all__ = ["BatchConv"]
 
@@ -29,6 +34,15 @@ class BatchConv(BatchedProcess):
     per kernel tap, each sample's strided input slab by the tap's weight block; a sample's
     result never depends on the other samples or on ``B`` (bit-identical per sample).
 
+    With ``window`` (see :func:`spikeconverter.processes.base.validate_window` and
+    :mod:`spikeconverter.converters.to_lava.windowed`) the synapse sums once per window
+    instead: it keeps the code ``c <- k c + s`` of each input over the ``length`` steps from
+    ``start + w * period`` and sends the convolution of ``c`` (fixed point: shifted by
+    ``weight_exp``, wrapped to 24 bits only for an analog payload) at step
+    ``start + w * period + length``, and nothing on ``a_out`` at the other steps: its target
+    must read ``a_in`` only at those steps (a windowed
+    :class:`~spikeconverter.processes.BatchILIF`).
+
     Parameters
     ----------
     weight : numpy.ndarray
@@ -41,13 +55,16 @@ class BatchConv(BatchedProcess):
     groups : int
     weight_exp : int
     num_message_bits : int
+    window : dict, optional
+        Sum once per window (above); default per step.
     name : str, optional
     log_config : LogConfig, optional
     """
 
     def __init__(self, *, weight: np.ndarray, input_shape: tuple[int, int, int], batch: int,
                  padding: Any = 0, stride: Any = 1, dilation: Any = 1, groups: int = 1,
-                 weight_exp: int = 0, num_message_bits: int = 0, name: str | None = None,
+                 weight_exp: int = 0, num_message_bits: int = 0,
+                 window: dict[str, Any] | None = None, name: str | None = None,
                  log_config: LogConfig | None = None) -> None:
         proc = "BatchConv"
         weight = np.asarray(weight)
@@ -71,7 +88,8 @@ class BatchConv(BatchedProcess):
                          weight_exp=validate_int(proc, "weight_exp", weight_exp, -64),
                          num_message_bits=validate_int(proc, "num_message_bits",
                                                        num_message_bits, 0),
-                         name=name, log_config=log_config)
+                         window=validate_window(proc, window), name=name,
+                         log_config=log_config)
         self.s_in = InPort(shape=(batch, *input_shape))
         self.a_out = OutPort(shape=(batch, *out_shape))
 

@@ -13,7 +13,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
 from spikeconverter.processes.batchdense.process import BatchDense
-from spikeconverter.processes.loihi import receive
+from spikeconverter.processes.loihi import WindowedSynapse, receive
 
 __all__ = ["PyBatchDenseModelBitAcc", "PyBatchDenseModelFloat", "gather_rows"]
 
@@ -32,13 +32,17 @@ def gather_rows(w: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
     return cols, weights
 
 
-class _BatchMatrixModel(PyLoihiProcessModel):
-    """Sends last step's result, then computes this step's ``W @ s_in[b]`` for every ``b``."""
+class _BatchMatrixModel(WindowedSynapse, PyLoihiProcessModel):
+    """Sends last step's result, then computes this step's ``W @ s_in[b]`` for every ``b``
+    (windowed: ``W @ c[b]`` of the window's code, once per window)."""
+
+    _fixed = False
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self._batch = int(proc_params["batch"])
         self._n_in = int(np.prod(proc_params["in_shape"]))
+        self._init_window(proc_params.get("window"), (self._batch, self._n_in), self._fixed)
         self._out_shape = (self._batch, *proc_params["out_shape"])
         self._graded = int(proc_params["num_message_bits"]) > 0
         w = proc_params["weights"]
@@ -53,6 +57,9 @@ class _BatchMatrixModel(PyLoihiProcessModel):
         return w.astype(np.float64)
 
     def run_spk(self) -> None:
+        if self._window is not None:
+            self._run_window()
+            return
         self.a_out.send(self._buf)  # last step's result: one step of latency
         s = receive(self.s_in).reshape(self._batch, self._n_in)
         if not s.any():  # silent input (a source in its accumulate phase): nothing to add
@@ -63,6 +70,15 @@ class _BatchMatrixModel(PyLoihiProcessModel):
             self._buf = self.gathered(s).reshape(self._out_shape)
             return
         x = s.astype(np.float64) if self._graded else (s != 0).astype(np.float64)
+        self._buf = self.finish(self._product(x)).reshape(self._out_shape)
+
+    def window_sum(self, code: np.ndarray) -> np.ndarray:
+        """``W @ c[b]`` of a window's code ``c`` ``(B, n_in)`` (see ``WindowedSynapse``)."""
+        if self._gather is not None:
+            return self.gathered_code(code).reshape(self._out_shape)
+        return self.finish(self._product(code.astype(np.float64))).reshape(self._out_shape)
+
+    def _product(self, x: np.ndarray) -> np.ndarray:
         if self._sparse:
             # CSR times a (n_in, B) block: each row's nonzeros are summed in their stored order
             # whatever B, so every sample gets the bits it would get alone
@@ -70,12 +86,19 @@ class _BatchMatrixModel(PyLoihiProcessModel):
         else:
             # one (1, n_in) @ (n_in, n_out) product per sample: the same BLAS call for any B
             y = (x[:, None, :] @ self._wt)[:, 0, :]
-        self._buf = self.finish(y).reshape(self._out_shape)
+        return y
 
     def gathered(self, s: np.ndarray) -> np.ndarray:
         # the sum of one product is that product (+ 0.0: the sparse sum starts at +0.0)
         cols, weights = self._gather
         y = s[:, cols].astype(np.float64) if self._graded else (s[:, cols] != 0).astype(float)
+        y *= weights
+        y += 0.0
+        return y
+
+    def gathered_code(self, code: np.ndarray) -> np.ndarray:
+        cols, weights = self._gather
+        y = code[:, cols].astype(np.float64)
         y *= weights
         y += 0.0
         return y
@@ -108,6 +131,7 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     _payload = np.int32
+    _fixed = True
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -133,6 +157,10 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         else:
             a = (s[:, cols] != 0) * self._gather_int
         return self.shift(a)
+
+    def gathered_code(self, code: np.ndarray) -> np.ndarray:
+        return self.shift(code[:, self._gather[0]].astype(np.int64)
+                          * self._gather_int.astype(np.int64))
 
     def finish(self, y: np.ndarray) -> np.ndarray:
         return self.shift(np.rint(y).astype(np.int64))

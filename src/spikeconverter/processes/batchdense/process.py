@@ -10,7 +10,12 @@ import scipy.sparse as sp
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import BatchedProcess, validate_int, validate_shape
+from spikeconverter.processes.base import (
+    BatchedProcess,
+    validate_int,
+    validate_shape,
+    validate_window,
+)
 
 __all__ = ["BatchDense"]
 
@@ -31,6 +36,10 @@ class BatchDense(BatchedProcess):
     product per sample, or a sparse product whose per-row order does not depend on ``B``), so
     results are bit-identical per sample for every batch size, in float as in fixed point.
 
+    With ``window`` the synapse sums once per window, as
+    :class:`~spikeconverter.processes.BatchConv` (``W c`` of the window's code ``c``, sent
+    at the target's last accumulate step only).
+
     Parameters
     ----------
     weights : numpy.ndarray or scipy.sparse matrix
@@ -43,14 +52,16 @@ class BatchDense(BatchedProcess):
         Fixed point: the summed input is shifted by this exponent.
     num_message_bits : int
         0 for binary spikes, > 0 for graded payloads.
+    window : dict, optional
+        Sum once per window; default per step.
     name : str, optional
     log_config : LogConfig, optional
     """
 
     def __init__(self, *, weights: Any, batch: int, in_shape: tuple[int, ...] | None = None,
                  out_shape: tuple[int, ...] | None = None, weight_exp: int = 0,
-                 num_message_bits: int = 0, name: str | None = None,
-                 log_config: LogConfig | None = None) -> None:
+                 num_message_bits: int = 0, window: dict[str, Any] | None = None,
+                 name: str | None = None, log_config: LogConfig | None = None) -> None:
         proc = "BatchDense"
         w = weights.tocsr() if sp.issparse(weights) else np.asarray(weights)
         if w.ndim != 2:
@@ -65,7 +76,8 @@ class BatchDense(BatchedProcess):
         bits = validate_int(proc, "num_message_bits", num_message_bits, 0)
         super().__init__(shape=in_shape, weights=w, batch=batch, in_shape=in_shape,
                          out_shape=out_shape,
-                         weight_exp=weight_exp, num_message_bits=bits, name=name,
+                         weight_exp=weight_exp, num_message_bits=bits,
+                         window=validate_window(proc, window), name=name,
                          log_config=log_config)
         self.s_in = InPort(shape=(batch, *in_shape))
         self.a_out = OutPort(shape=(batch, *out_shape))

@@ -1,4 +1,10 @@
-"""CPU ProcessModels of :class:`spikeconverter.processes.batchilif.process.BatchILIF`."""
+"""CPU ProcessModels of :class:`spikeconverter.processes.batchilif.process.BatchILIF`.
+
+The per-step dynamics are the iLIF models' (elementwise, so batched as they are). The two
+faster modes of :class:`~spikeconverter.processes.batchilif.process.BatchILIF`
+(``window_input``, ``code_output``) replace the per-step accumulate and generate hooks; the
+window clock, the banks and the clamp stay the iLIF models'.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +15,129 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from spikeconverter.coding import rounding_offset
 from spikeconverter.processes.batchilif.process import BatchILIF
 from spikeconverter.processes.ilif.models import PyILIFModelBitAcc, PyILIFModelFloat
-from spikeconverter.processes.loihi import V_MAX, V_MIN
+from spikeconverter.processes.loihi import SHIFT, V_MAX, V_MIN, receive, receive_sum
 
 __all__ = ["PyBatchILIFModelBitAcc", "PyBatchILIFModelFloat"]
+
+
+class _FastModes:
+    """``run_spk`` of the batched models: the per-step one unless ``window_input`` or
+    ``code_output`` is set; then the input is read only when the membrane needs it and the
+    generate phase may send the bits of the window's code."""
+
+    _code_output_supported = False
+    _wide = np.float64
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        self._window_in = bool(p.get("window_input", False))
+        self._code_out = bool(p.get("code_output", False)) and self._code_output_supported
+        self._bound = int(p.get("input_bound", 0))
+        self._gain = int(p.get("prefix_gain", 1))
+        self._shift_b = int(p.get("bias_shift", 0))
+        self._fast = self._window_in or self._code_out
+        self._codes: list = [None, None]  # per bank: the generate phase's spikes
+
+    def run_spk(self) -> None:
+        if not self._fast:
+            super().run_spk()
+            return
+        a_in = None if self._window_in else receive(self.a_in)
+        if self._double:
+            self._run_banks_fast(a_in)
+            return
+        tau = self._tau()
+        if 0 <= tau < self._t_acc:
+            self._accumulating = True
+            self._accumulate_fast(a_in, tau, 0)
+        if tau < self._t_acc:  # idle or accumulating
+            self._send_silence(self.s_out)
+            return
+        self._accumulating = False
+        self.s_out.send(self._generate_fast(0, tau - self._t_acc))
+
+    def _run_banks_fast(self, a_in) -> None:
+        # as _run_banks, without zeroing idle banks: no fast hook reads a bank before it
+        # writes it (the windowed membrane is overwritten, the code replaces the generate)
+        (acc_bank, tau), (gen_bank, gen_tau) = self._bank_phases()
+        z = None
+        if gen_bank >= 0:
+            self._accumulating = False
+            z = self._generate_fast(gen_bank, gen_tau)
+        if acc_bank >= 0:
+            self._accumulating = True
+            self._on_bank(acc_bank, self._accumulate_fast, a_in, tau, acc_bank)
+        if z is None:
+            self._send_silence(self.s_out)
+        else:
+            self.s_out.send(z)
+
+    def _accumulate_fast(self, a_in, tau: int, bank: int) -> None:
+        if not self._window_in:
+            self._accumulate_phase(a_in, tau)
+        elif tau == self._t_acc - 1:
+            self._accumulate_window(receive_sum(self.a_in, self._wide))
+        else:
+            return
+        if self._code_out and tau == self._t_acc - 1:
+            self._codes[bank] = self._make_code(self.v)
+
+    def _generate_fast(self, bank: int, tau: int) -> np.ndarray:
+        if not self._code_out:
+            return self._on_bank(bank, self._generate_phase)
+        if self._codes[bank] is None:  # a run that starts in the middle of a generate phase
+            self._codes[bank] = self._on_bank(bank, lambda: self._make_code(self.v))
+        return self._code_spikes(self._codes[bank], tau)
 
 
 @implements(proc=BatchILIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyBatchILIFModelFloat(PyILIFModelFloat):
+class PyBatchILIFModelFloat(_FastModes, PyILIFModelFloat):
     """The float iLIF model (elementwise, so batched as it is); never saturates. Spikes go
     out as ``int8`` (exact for 0/1 and signed -1/0/+1): an eighth of float64's bytes through
-    the channels."""
+    the channels. Windowed input: ``v = sum + bias * k**bias_shift`` (+ half an LSB)."""
 
     implements_process = None  # re-bound to BatchILIF by @implements
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int8, precision=8)
     _payload = np.int8
     saturation_count: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    unverified: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def _accumulate_window(self, total: np.ndarray) -> None:
+        self.v[:] = total
+        bias = self.bias_mant
+        for _ in range(self._shift_b):  # as the per-step model doubles it (k times) after entry
+            bias = bias * self._k
+        self.v += bias
+        if self._nearest:  # as PyILIFModelFloat._accumulate_phase
+            half = rounding_offset(self.vth, self._t_gen, self._k, self._rounding)
+            if self._signed:
+                half = half * np.sign(self.v)
+            self.v += half
 
 
 @implements(proc=BatchILIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
-class PyBatchILIFModelBitAcc(PyILIFModelBitAcc):
+class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
     """The fixed-point iLIF model, counting data-losing clamps in ``saturations`` and
     ``saturation_count`` (see :class:`~spikeconverter.processes.batchilif.process.BatchILIF`).
-    Spikes go out as ``int8``."""
+    Spikes go out as ``int8``. Windowed input and code output as described there; a windowed
+    neuron that cannot prove it never clamped before its window's last step is counted in
+    ``unverified``."""
 
     implements_process = None  # re-bound to BatchILIF by @implements
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int8, precision=8)
     _payload = np.int8
     saturation_count: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    unverified: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    _code_output_supported = True
+    _wide = np.int64
 
     def _clamp(self, v: np.ndarray) -> None:
         if v.size and (int(v.max()) > V_MAX or int(v.min()) < V_MIN):  # two cheap reductions
@@ -51,3 +147,61 @@ class PyBatchILIFModelBitAcc(PyILIFModelBitAcc):
                 self.saturation_count += int(over.sum())
             v = np.clip(v, V_MIN, V_MAX)
         self.v[:] = v
+
+    def _accumulate_window(self, total: np.ndarray) -> None:
+        """``v = (sum << 6) + (bias << bias_shift)`` (+ half an LSB), clamped: the per-step
+        membrane when nothing clamped before the last step, which is checked here."""
+        self._scale()
+        bias = self._bias_term()
+        if self._shift_b:
+            bias = np.left_shift(bias, self._shift_b)
+        top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
+        b_top = int(np.abs(bias).max(initial=0))
+        if self._gain * (top << SHIFT) + 128 * self._bound + b_top > 2 * V_MAX:
+            # some neuron may fail: test each (64 |sum| + 128 S + |bias| <= 2 V_MAX)
+            slack = 2 * V_MAX - 128 * self._bound - np.abs(bias)
+            over = np.left_shift(np.abs(total), SHIFT) * self._gain > slack
+            bad = int(np.count_nonzero(np.broadcast_to(over, total.shape)))
+            if bad:
+                self.unverified += bad
+        # int32 when |sum| < 2**24 and |bias| < 2**29: |v| < 2**30 + 2**29 + 2**23
+        small = top < 2**24 and b_top < 2**29
+        v = np.left_shift(total.astype(np.int32) if small else total, SHIFT)
+        v += bias.astype(v.dtype, copy=False)
+        if self._nearest:
+            v += self._half * np.sign(v) if self._signed else self._half
+        self._clamp(v)
+
+    def _make_code(self, v: np.ndarray) -> tuple:
+        """The generate phase's spikes from the membrane ``v`` at the window's end:
+        ``(planes, None, None)`` with ``planes[t]`` the spikes of generate step ``t``
+        (``t_gen <= 8``: one unpack), else ``(None, code, sign)``."""
+        if self._vth_eff is None:
+            self._scale()
+        t = self._t_gen
+        v = np.asarray(v)
+        mag = np.abs(v) if self._signed else np.maximum(v, 0)
+        # floor(|v| 2**(t-1) / vth) in float64: the quotient is correctly rounded, and a
+        # non-integer quotient below 2**t is at least 1 / vth > 2**-23 from the next integer,
+        # far more than its rounding error (< 2**(t - 53)); exact for t <= 24
+        code = mag.astype(np.float64)
+        code *= 2.0 ** (t - 1)
+        code /= self._vth_eff
+        np.floor(code, out=code)
+        np.minimum(code, 2**t - 1, out=code)
+        code = code.astype(np.uint8 if t <= 8 else np.int64)
+        sign = np.sign(v).astype(np.int8) if self._signed else None
+        if t <= 8:
+            planes = np.unpackbits(code.astype(np.uint8)[None], axis=0)[8 - t:]
+            planes = planes.view(np.int8)
+            if sign is not None:
+                planes *= sign
+            return planes, None, None
+        return None, code, sign
+
+    def _code_spikes(self, state: tuple, tau: int) -> np.ndarray:
+        planes, code, sign = state
+        if planes is not None:
+            return planes[tau]
+        z = ((code >> (self._t_gen - 1 - tau)) & 1).astype(np.int8)
+        return z * sign if sign is not None else z

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from lava.magma.core.process.variable import Var
 
+from spikeconverter.processes.base import validate_bool, validate_int
 from spikeconverter.processes.ilif.process import ILIF
 
 __all__ = ["BatchILIF"]
@@ -22,12 +25,49 @@ class BatchILIF(ILIF):
     per-neuron ``saturations`` of a large batch would cost one message per neuron.
     Its models are :mod:`spikeconverter.processes.batchilif.models`.
 
+    Two faster modes, same spikes (:mod:`spikeconverter.converters.to_lava.windowed` says
+    where they are exact and a converter chooses them):
+
+    * ``window_input=True``: the input arrives once per window, at the last accumulate step, as
+      the window's weighted sum ``sum_t k**(t_acc - 1 - t) a_t`` (from windowed
+      :class:`~spikeconverter.processes.BatchConv`/:class:`~spikeconverter.processes.BatchDense`
+      synapses); ``a_in`` is read only then. The membrane takes that sum plus the bias (times
+      ``k**bias_shift``) and half an LSB in one step: ``v`` jumps to its window's end value
+      instead of doubling step by step. Fixed point: with ``input_bound`` the largest input of
+      one step from spike trains and ``prefix_gain`` 1 (0 when the input is one analog frame
+      at the last step), a neuron whose ``64 * prefix_gain * |sum| + 128 * input_bound +
+      |bias << bias_shift|`` exceeds ``2 * (2**23 - 1)`` might have clamped before the last
+      step in the per-step model: it is counted in the Var ``unverified`` (shape ``(1,)``),
+      and a run with a nonzero count must be repeated step by step.
+    * ``code_output=True`` (fixed point): the generate phase sends the bits of the window's
+      code ``min(floor(|V| 2**(t_gen - 1) / (vth << 6)), 2**t_gen - 1)`` (signed: times the
+      sign of ``V``), which are the per-step spikes when ``vth << 6 <= 2**22``; ``v`` keeps its
+      end-of-accumulate value through the generate phase.
+
     Parameters
     ----------
+    window_input : bool
+        Read the input once per window (above).
+    input_bound : int
+        Fixed point, ``window_input``: the largest per-step input from spike trains.
+    prefix_gain : int
+        1 for spike-train input, 0 for one analog frame at the last step.
+    code_output : bool
+        Fixed point: generate from the window's code.
     **kwargs
         As :class:`spikeconverter.processes.ILIF`.
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, *, window_input: bool = False, input_bound: int = 0,
+                 prefix_gain: int = 1, code_output: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        proc = "BatchILIF"
+        self.proc_params["window_input"] = validate_bool(proc, "window_input", window_input)
+        self.proc_params["input_bound"] = validate_int(proc, "input_bound", input_bound, 0)
+        gain = validate_int(proc, "prefix_gain", prefix_gain, 0)
+        if gain > 1:
+            raise ValueError(f"{proc}: prefix_gain must be 0 or 1, got {prefix_gain!r}")
+        self.proc_params["prefix_gain"] = gain
+        self.proc_params["code_output"] = validate_bool(proc, "code_output", code_output)
         self.saturation_count = Var(shape=(1,), init=np.zeros(1, dtype=np.int64))
+        self.unverified = Var(shape=(1,), init=np.zeros(1, dtype=np.int64))

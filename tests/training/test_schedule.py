@@ -1,0 +1,139 @@
+"""The learning-rate schedule (linear warm-up, cosine decay after it), the thresholds' own
+learning-rate scale, and the label of the network kept by best-on-validation selection."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeconverter.converters import convert
+from spikeconverter.models import small_cnn
+from spikeconverter.training import FinetuneConfig, finetune
+from spikeconverter.training.cli import _config, add_finetune_parser
+from spikeconverter.training.finetune import lr_factor
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn digits (8x8): 400 training images, an ANN trained on them, its T=2 network."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(2))[:400]
+    x, y = x[perm], y[perm]
+    torch.manual_seed(0)
+    model = small_cnn(input_size=8, width=8, hidden=32)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(8):
+        for i in range(0, 400, 50):
+            opt.zero_grad()
+            F.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
+            opt.step()
+    net = convert(model.eval(), x[:128], T=2, progress=False)
+    return net, (x, y)
+
+
+def _weights(graph) -> np.ndarray:
+    return np.concatenate([np.asarray(getattr(op, a), dtype=np.float64).ravel()
+                           for pop in graph for e in pop.edges for op in e.ops
+                           for a in ("weight", "bias") if getattr(op, a) is not None])
+
+
+def _thresholds(graph) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(pop.theta, dtype=np.float64))
+                           for pop in graph if pop.kind in ("relu", "signed")])
+
+
+def test_lr_factor_warmup_then_constant_or_cosine():
+    assert [lr_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert [lr_factor(s) for s in (0, 7)] == [1.0, 1.0]
+    # without warm-up: the cosine of the whole run (the schedule before warm-up existed)
+    assert [lr_factor(s, 0, 8) for s in range(9)] == pytest.approx(
+        [0.5 * (1 + math.cos(math.pi * s / 8)) for s in range(9)])
+    # with it: the peak after the warm-up, then the cosine over the remaining steps, to 0
+    got = [lr_factor(s, 2, 10) for s in range(11)]
+    assert got[:3] == [0.5, 1.0, 1.0] and got[10] == pytest.approx(0.0, abs=1e-12)
+    assert got[6] == pytest.approx(0.5)  # halfway through the 8 steps after the warm-up
+    assert all(a >= b for a, b in zip(got[1:-1], got[2:], strict=True))
+
+
+def test_adam_warmup_shrinks_the_first_step(digits):
+    """Adam's first step moves every parameter with a gradient by lr (m / sqrt(v) = sign(g));
+    with ``warmup=W`` it moves them by lr / W, and the schedule reaches lr at step W."""
+    net, (x, y) = digits
+    data = (x[:32], y[:32])
+    before = _weights(net.graph)
+    for warmup, expected in ((0, 1e-3), (10, 1e-4)):
+        ft = copy.deepcopy(net)
+        finetune(ft, data, max_steps=1, batch_size=32, optimizer="adam", lr=1e-3,
+                 weight_decay=0.0, warmup=warmup, progress=False)
+        delta = np.abs(_weights(ft.graph) - before)
+        assert delta.max() == pytest.approx(expected, rel=1e-3), warmup
+        assert (delta > 0.9 * expected).mean() > 0.5
+
+
+def test_threshold_lr_scale(digits):
+    """Adam's first step moves each threshold by ``lr * threshold_lr_scale`` and the weights
+    by lr; scale 0 keeps the calibrated thresholds while the weights train."""
+    net, (x, y) = digits
+    data = (x[:32], y[:32])
+    w0, th0 = _weights(net.graph), _thresholds(net.graph)
+    for scale in (0.0, 0.1):
+        ft = copy.deepcopy(net)
+        finetune(ft, data, max_steps=1, batch_size=32, optimizer="adam", lr=1e-3,
+                 weight_decay=0.0, threshold_lr_scale=scale, progress=False)
+        assert np.abs(_weights(ft.graph) - w0).max() == pytest.approx(1e-3, rel=1e-3)
+        dth = np.abs(_thresholds(ft.graph) - th0)
+        if scale == 0:  # unchanged up to the float32 parameter's rounding
+            assert dth.max() < 1e-6 * th0.max()
+        else:
+            assert dth.max() == pytest.approx(1e-4, rel=1e-3)
+    # SGD: the same scale on the thresholds' step (no momentum yet at step 1)
+    sgd = copy.deepcopy(net)
+    finetune(sgd, data, max_steps=3, batch_size=32, lr=0.05, threshold_lr_scale=0.0,
+             progress=False)
+    np.testing.assert_allclose(_thresholds(sgd.graph), th0, rtol=1e-6)
+    assert not np.array_equal(_weights(sgd.graph), w0)
+    with pytest.raises(ValueError, match="threshold_lr_scale"):
+        FinetuneConfig(threshold_lr_scale=-1.0)
+    with pytest.raises(ValueError, match="warmup"):
+        FinetuneConfig(warmup=1.5)
+
+
+def test_best_label_tells_the_converted_network_from_trained_steps(digits):
+    """Validation before training is step 0, "converted"; a mid-epoch winner is labelled by its
+    step and the epochs done, not by ``best_epoch`` alone (0 for both)."""
+    net, (x, y) = digits
+    # 320 training images, batches of 40: 8 steps an epoch; validation every 2 steps
+    opts = dict(val_fraction=0.2, batch_size=40, val_every=2, progress=False, epochs=1)
+
+    def uphill(logits, labels):  # every step makes the network worse
+        return -F.cross_entropy(logits, labels)
+
+    h = finetune(copy.deepcopy(net), (x, y), loss_fn=uphill, lr=0.5, **opts)
+    assert h["best_step"] == 0 and h["best_epoch"] == 0 and h["best"] == "converted"
+    assert h["val_accuracy"][-1] < h["val_accuracy"][0]
+    h = finetune(copy.deepcopy(net), (x, y), lr=0.05, **opts)
+    assert h["val_steps"] == [0, 2, 4, 6, 8]
+    step = h["best_step"]
+    if step == 0:
+        pytest.skip("training did not beat the converted network on this draw")
+    assert h["best"] == f"step {step} (epoch {step / 8:.2f})"
+
+
+def test_cli_passes_warmup_and_threshold_scale(tmp_path):
+    parser = argparse.ArgumentParser(prog="spikeconverter")
+    add_finetune_parser(parser.add_subparsers(dest="command", required=True))
+    common = ["finetune", "net.snn", "-d", "train", "-o", str(tmp_path / "o.snn")]
+    cfg = _config(parser.parse_args(common))
+    assert cfg.warmup == 0 and cfg.threshold_lr_scale == 1.0
+    cfg = _config(parser.parse_args(common + ["--warmup", "20", "--threshold-lr-scale", "0.1"]))
+    assert cfg.warmup == 20 and cfg.threshold_lr_scale == 0.1
