@@ -149,11 +149,13 @@ def default_settings(T: int) -> dict[str, str]:
     ``max``: 671 / 465, 878 / 890, 937 / 941, 933 / 948); over three calibration draws
     T = 3: 892-904 / 888-895, T = 4: 928-930 / 934-939. Per-channel thresholds with the
     correction gain more at small T (T = 3: 920 / 912, T = 4: 935 / 940; over three
-    calibration draws 896-920 / 909-912 and 926-935 / 934-945) but run in Norse and Lava float
-    only: the Lava backend's fixed point needs one threshold per population, and the default
-    keeps every converted file runnable there. Above ``LOW_T`` the plain per-layer ``max``
-    calibration is already lossless (T = 16: all 1,017 predictions agree) and stays the
-    default.
+    calibration draws 896-920 / 909-912 and 926-935 / 934-945) and run in both backends
+    (Lava fixed point included), but they are not the default: their spread over draws is
+    wider (ResNet-20 T = 4 reaches a lower minimum) and their Lava fixed point is tested on
+    small nets only. ``correction="reconstruct"`` (layer-wise reconstruction) is an option
+    only: it moves the count by about 10 images either way and takes minutes. Above
+    ``LOW_T`` the plain per-layer ``max`` calibration is already lossless (T = 16: all 1,017
+    predictions agree) and stays the default.
 
     Returns
     -------
