@@ -121,11 +121,15 @@ def test_best_label_tells_the_converted_network_from_trained_steps(digits):
     h = finetune(copy.deepcopy(net), (x, y), loss_fn=uphill, lr=0.5, **opts)
     assert h["best_step"] == 0 and h["best_epoch"] == 0 and h["best"] == "converted"
     assert h["val_accuracy"][-1] < h["val_accuracy"][0]
-    h = finetune(copy.deepcopy(net), (x, y), lr=0.05, **opts)
+    # a network the uphill steps damaged (no validation: the last step is kept) is one that
+    # ordinary training is sure to improve, so a trained step wins and is labelled
+    damaged = copy.deepcopy(net)
+    finetune(damaged, (x, y), loss_fn=uphill, lr=0.5, max_steps=2, batch_size=40,
+             progress=False)
+    h = finetune(damaged, (x, y), lr=0.05, **opts)
     assert h["val_steps"] == [0, 2, 4, 6, 8]
     step = h["best_step"]
-    if step == 0:
-        pytest.skip("training did not beat the converted network on this draw")
+    assert step > 0 and h["val_accuracy"][step // 2] > h["val_accuracy"][0]
     assert h["best"] == f"step {step} (epoch {step / 8:.2f})"
 
 

@@ -168,9 +168,9 @@ class WindowedSynapse:
 
     Per step, the input joins the code ``c <- k c + s`` of the current window (binary spikes
     as 0/1, graded payloads as they are; integer codes where exact); at the window's last step
-    :meth:`window_sum` turns the code into the synapse's output, which is sent at the next step
+    ``window_sum`` turns the code into the synapse's output, which is sent at the next step
     -- the target's last accumulate step -- and nothing is sent at the other steps. A model
-    calls :meth:`_init_window` with its input's shape and runs :meth:`_run_window` as its
+    calls ``_init_window`` with its input's shape and runs ``_run_window`` as its
     ``run_spk`` when ``self._window`` is set; it provides ``window_sum(code)``, ``a_out``,
     ``s_in`` and ``_zero`` (zeros of ``a_out``'s shape).
     """

@@ -347,7 +347,7 @@ def _choose_threshold(spec: Any, peak: float, budget_v: float, syns: list, t_acc
     so the layer's peak ``M`` bounds every membrane. A neuron whose threshold is too small for
     that resolution gets the smallest mantissa (its gain is then larger; a clamp of its
     membrane would be counted at run time). One threshold per layer gives scalars, unless
-    ``equalize < 1`` lowers some channels' gains (:func:`_row_equalizer`): the threshold
+    ``equalize < 1`` lowers some channels' gains (``_row_equalizer``): the threshold
     mantissa is per neuron on Loihi, so a per-channel gain costs nothing but a ``vth`` array.
     """
     theta = np.asarray(spec.vth, dtype=np.float64)
@@ -444,7 +444,7 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
         of its floor-shift error (negative weight exponents) relative to its membrane peak.
     equalize : float
         In ``(0, 1]``: per-channel gains even out each iLIF layer's weight rows down to this
-        fraction of its largest (:func:`_row_equalizer`); 1 keeps one gain per threshold.
+        fraction of its largest (``_row_equalizer``); 1 keeps one gain per threshold.
 
     Returns
     -------
