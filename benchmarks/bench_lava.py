@@ -128,6 +128,8 @@ def marginal_part(rounds: int, batch: int, windows: int, calibration: int,
     print(f"marginal images/s (whole runs of n_small and n_big images, both alternated "
           f"{rounds}x): B=1 {sizes[1]}, B={batch} {sizes[batch]}")
     for fixed in modes:
+        lnet.plan(fixed)  # built once, outside the timed runs
+        _wall(lnet, x[:1], fixed, 1)  # and Lava's first compile
         rates: dict[int, list[float]] = {1: [], batch: []}
         for _ in range(rounds):
             for b, (small, big) in sizes.items():
