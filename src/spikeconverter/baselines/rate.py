@@ -349,25 +349,27 @@ class RateNetwork:
                     K: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Integrate ``K`` steps of ``current`` (leading dim K, or 1 for a constant) from the
         membrane ``v``; the spikes ``(K, B, *shape)`` in {-1, 0, 1} and the new membrane."""
-        lam = self.thresholds[pop.name]
-        fire = lam / 2 if self.method == "threshold_shift" else lam
         reset = reset_value if self.method == "hard_reset" else reset_subtract
         zero = torch.zeros((), dtype=self.dtype, device=self.device)
         z_all = torch.empty((K, *v.shape), dtype=self.dtype, device=self.device)
         for k in range(K):
-            vm = v + current[k if current.shape[0] > 1 else 0]
-            z = (vm >= fire).to(self.dtype)
-            if pop.kind == "signed":
-                # norse's resets take z in {0, 1}: a negative spike resets the mirrored
-                # membrane like a positive one.
-                neg = (vm <= -fire).to(self.dtype)
-                vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam), reset(z, vm, zero, lam))
-                z = z - neg
-            else:
-                vm = reset(z, vm, zero, lam)
-            v = vm
-            z_all[k] = z
+            z_all[k], v = self._fire(pop, v + current[k if current.shape[0] > 1 else 0],
+                                     reset, zero)
         return z_all, v
+
+    def _fire(self, pop, vm: torch.Tensor, reset, zero) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes ``z`` in {-1, 0, 1} of the charged membrane ``vm`` and the membrane after
+        ``reset`` (the method's threshold: half of it for ``threshold_shift``)."""
+        lam = self.thresholds[pop.name]
+        fire = lam / 2 if self.method == "threshold_shift" else lam
+        z = (vm >= fire).to(self.dtype)
+        if pop.kind != "signed":
+            return z, reset(z, vm, zero, lam)
+        # norse's resets take z in {0, 1}: a negative spike resets the mirrored membrane like
+        # a positive one.
+        neg = (vm <= -fire).to(self.dtype)
+        vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam), reset(z, vm, zero, lam))
+        return z - neg, vm
 
     def block_pool(self, pop, out: dict[str, torch.Tensor],
                     counts: torch.Tensor | None) -> torch.Tensor:
@@ -399,20 +401,8 @@ class RateNetwork:
         if pop.kind == "maxpool":
             out[name] = self._maxpool(pop, out, counts)
             return True
-        lam = self.thresholds[name]
-        fire = lam / 2 if self.method == "threshold_shift" else lam
-        vm = v[name] + self._current(name, out)
-        z = (vm >= fire).to(self.dtype)
-        if pop.kind == "signed":
-            # norse's resets take z in {0, 1}: a negative spike resets the mirrored membrane
-            # like a positive one.
-            neg = (vm <= -fire).to(self.dtype)
-            vm = torch.where(neg > 0, -reset(neg, -vm, zero, lam), reset(z, vm, zero, lam))
-            z = z - neg
-        else:
-            vm = reset(z, vm, zero, lam)
-        v[name] = vm
-        out[name] = z * lam
+        z, v[name] = self._fire(pop, v[name] + self._current(name, out), reset, zero)
+        out[name] = z * self.thresholds[name]
         if name in counts:
             counts[name] += z
         return True
