@@ -170,8 +170,13 @@ def test_tiny_readout_weights_take_a_negative_exponent():
     rep = lnet.fixed_point_report()
     assert rep["violations"] == [] and rep["readout_error"] < 0.05
     assert 0 < rep["readout_floor_error"] < 0.05
-    flt = lnet.run(x[:4], progress=False)
-    fix = lnet.run(x[:4], fixed_point=True, progress=False)
+    _assert_fixed_follows_float(lnet, x[:4])
+
+
+def _assert_fixed_follows_float(lnet, x) -> None:
+    """Fixed point on ``x``: no saturation, the float classes, logits within 5 %."""
+    flt = lnet.run(x, progress=False)
+    fix = lnet.run(x, fixed_point=True, progress=False)
     assert lnet.stats["saturations"] == 0
     assert (flt.argmax(1) == fix.argmax(1)).all()
     assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
@@ -192,11 +197,7 @@ def test_per_channel_thresholds_run_in_fixed_point():
         gain = 64 * vth / theta  # each threshold exact, every gain within the layer's budget
         assert gain.max() <= budget / max(lnet.membrane_peaks[name], 2 * theta.max())
         assert np.all((vth * 64) % 2**spec.t_gen == 0)  # nearest's half LSB is exact
-    flt = lnet.run(x[:4], progress=False)
-    fix = lnet.run(x[:4], fixed_point=True, progress=False)
-    assert lnet.stats["saturations"] == 0
-    assert (flt.argmax(1) == fix.argmax(1)).all()
-    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+    _assert_fixed_follows_float(lnet, x[:4])
 
 
 @pytest.mark.lava
@@ -232,10 +233,6 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     err = max(rep["layers"][name]["weight_error"].values())
     assert err < max(base_rep["layers"][name]["weight_error"].values())
     lnet._plans[True] = plan  # run the equalized plan bit-accurately
-    flt = lnet.run(x[:4], progress=False)
-    fix = lnet.run(x[:4], fixed_point=True, progress=False)
-    assert lnet.stats["saturations"] == 0
-    assert (flt.argmax(1) == fix.argmax(1)).all()
-    assert np.max(np.abs(fix - flt)) < 0.05 * np.max(np.abs(flt))
+    _assert_fixed_follows_float(lnet, x[:4])
     with pytest.raises(ValueError, match="equalize"):
         fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks, equalize=0)

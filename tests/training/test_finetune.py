@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from trainhelpers import shuffled_digits, trained_cnn
 
 from spikeconverter.converters import (
     Edge,
@@ -22,7 +22,6 @@ from spikeconverter.converters import (
     convert,
     load,
 )
-from spikeconverter.models import small_cnn
 from spikeconverter.training import (
     FinetuneConfig,
     TrainableSpikingNetwork,
@@ -37,23 +36,9 @@ from spikeconverter.training.cli import add_finetune_parser, run_finetune
 def digits():
     """sklearn digits (8x8), split 1000 train / 300 validation / 497 test, and an ANN trained
     on the train split (about 97 % test accuracy)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    tr, va, te = perm[:1000], perm[1000:1300], perm[1300:]
-    torch.manual_seed(0)
-    model = small_cnn(input_size=8, width=8, hidden=32)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(12):
-        for i in range(0, 1000, 50):
-            opt.zero_grad()
-            F.cross_entropy(model(x[tr[i:i + 50]]), y[tr[i:i + 50]]).backward()
-            opt.step()
-    model.eval()
-    return model, (x[tr], y[tr]), (x[va], y[va]), (x[te], y[te])
+    x, y = shuffled_digits(0)
+    model = trained_cnn(x[:1000], y[:1000], epochs=12)
+    return model, (x[:1000], y[:1000]), (x[1000:1300], y[1000:1300]), (x[1300:], y[1300:])
 
 
 def test_finetune_raises_snn_accuracy_at_T2(digits):

@@ -9,11 +9,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
+from trainhelpers import shuffled_digits, trained_cnn
 
 from spikeconverter.converters import convert
-from spikeconverter.models import small_cnn
 from spikeconverter.training import FinetuneConfig, finetune
 from spikeconverter.training.cli import _config, add_finetune_parser
 from spikeconverter.training.finetune import lr_factor
@@ -22,22 +21,10 @@ from spikeconverter.training.finetune import lr_factor
 @pytest.fixture(scope="module")
 def digits():
     """sklearn digits (8x8): 400 training images, an ANN trained on them, its T=2 network."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(2))[:400]
-    x, y = x[perm], y[perm]
-    torch.manual_seed(0)
-    model = small_cnn(input_size=8, width=8, hidden=32)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(8):
-        for i in range(0, 400, 50):
-            opt.zero_grad()
-            F.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
-            opt.step()
-    net = convert(model.eval(), x[:128], T=2, progress=False)
+    x, y = shuffled_digits(2)
+    x, y = x[:400], y[:400]
+    model = trained_cnn(x, y, epochs=8)
+    net = convert(model, x[:128], T=2, progress=False)
     return net, (x, y)
 
 

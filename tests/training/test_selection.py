@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from trainhelpers import shuffled_digits, trained_cnn
 
 from spikeconverter.converters import convert, load
-from spikeconverter.models import small_cnn
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.holdout import holdout_indices, split_holdout
 from spikeconverter.training.losses import distillation_loss
@@ -20,22 +20,9 @@ from spikeconverter.training.losses import distillation_loss
 @pytest.fixture(scope="module")
 def digits():
     """sklearn digits (8x8): 600 training images and an ANN trained on them."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
-    y = torch.tensor(d.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))[:600]
-    x, y = x[perm], y[perm]
-    torch.manual_seed(0)
-    model = small_cnn(input_size=8, width=8, hidden=32)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(10):
-        for i in range(0, 600, 50):
-            opt.zero_grad()
-            F.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
-            opt.step()
-    return model.eval(), (x, y)
+    x, y = shuffled_digits(1)
+    x, y = x[:600], y[:600]
+    return trained_cnn(x, y, epochs=10), (x, y)
 
 
 def test_holdout_indices_are_a_seeded_partition():
