@@ -43,8 +43,13 @@ def main() -> None:
     ap.add_argument("--draws", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=None, help="reconstruct_steps of correct()")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--flip", action="store_true", help="correct on the draw plus its mirrors")
     ap.add_argument("--out", default="out/low_T_quick.jsonl")
+    ap.add_argument("--search-images", type=int, default=64)
+    ap.add_argument("--block", default="{}", help="JSON overrides of correction.BLOCK")
     args = ap.parse_args()
+    from spikeconverter.converters import correction as corr
+    corr.BLOCK.update(json.loads(args.block))
     torch.set_num_threads(args.threads)
     blob = torch.load(args.cache)
     xs, ys = blob["xs"], blob["ys"]
@@ -58,12 +63,17 @@ def main() -> None:
                     g = calibrate(copy.deepcopy(graph0), blob["draws"][d], T, mode="max",
                                   granularity=gr, progress=False)
                     t0 = time.time()
-                    correct(g, blob["draws"][d], method=args.correction,
-                            reconstruct_steps=args.steps)
+                    cal = blob["draws"][d]
+                    if args.flip:
+                        cal = torch.cat([cal, cal.flip(-1)])
+                    correct(g, cal, method=args.correction, reconstruct_steps=args.steps,
+                            search_images=args.search_images)
                     sec = time.time() - t0
                     pred = argmax(lambda x, g=g: g.forward(x)[g.output], xs)
                     row = {"net": net, "draw": d, "T": T, "granularity": gr,
-                           "correction": args.correction, "steps": args.steps,
+                           "correction": args.correction, "steps": args.steps, "flip": args.flip,
+                           "search_images": args.search_images,
+                           "block": args.block if args.correction == "block" else None,
                            "correct": int((pred == ys).sum()), "agree": int((pred == ann).sum()),
                            "images": len(xs), "ann_correct": int((ann == ys).sum()),
                            "correction_seconds": round(sec, 1),

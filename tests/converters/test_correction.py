@@ -7,10 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from convhelpers import SHARED, SMALL_SHAPE, small_cnn, small_images, with_bn_statistics
+from convhelpers import (
+    SHARED,
+    SMALL_SHAPE,
+    TinyResNet,
+    small_cnn,
+    small_images,
+    with_bn_statistics,
+)
 
 from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
 from spikeconverter.converters.correction import CORRECTIONS, correct
+from spikeconverter.converters.reconstruction import BlockFit, blocks
 from spikeconverter.models import get_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,7 +48,7 @@ def test_channel_thresholds_are_per_channel_maxima(model):
 
 
 @pytest.mark.parametrize("mode", ["max", "percentile", "optimal"])
-@pytest.mark.parametrize("method", ["none", "both", "refit", "reconstruct"])
+@pytest.mark.parametrize("method", ["none", "both", "refit", "reconstruct", "block"])
 def test_channel_thresholds_keep_the_snn_exact(model, mode, method):
     x = images(16)
     g = calibrate(capture(model, x[:2]), x, T=3, mode=mode, granularity="channel",
@@ -75,25 +83,55 @@ def test_correction_brings_a_small_net_closer_to_its_ann_at_low_T(seed):
     graph = capture(net, cal[:2])
     ann = graph.forward(test, quantized=False)[graph.output]
     err = {}
-    for method in ("none", "threshold", "both", "reconstruct"):
+    for method in ("none", "threshold", "both", "reconstruct", "block"):
         g = calibrate(copy.deepcopy(graph), cal, T=3, progress=False, dtype=torch.float64)
         correct(g, cal, method=method, dtype=torch.float64)
         err[method] = float((g.forward(test)[g.output] - ann).square().mean())
     # on other draws of the same nets: both 0.0052 vs none 0.0068, 0.0041 vs 0.0060
     assert err["both"] < 0.85 * err["none"] and err["threshold"] < 0.85 * err["none"], err
     assert err["reconstruct"] < 0.85 * err["none"], err
+    assert err["block"] < 0.85 * err["none"], err
 
 
-def test_bias_correction_removes_the_mean_shift_on_its_data():
-    graph = calibrate(conv_graph(seed=4), inputs(conv_graph(), 32), T=2, progress=False,
-                      dtype=torch.float64)
-    cal = inputs(graph, 32, seed=7)
-    ann = graph.forward(cal, quantized=False)[graph.output]  # before: correction moves biases
-    correct(graph, cal, method="bias", dtype=torch.float64)
-    q = graph.forward(cal)[graph.output]
-    # the readout is corrected last, given all quantised layers: its mean error is zero
-    torch.testing.assert_close((q - ann).mean(0), torch.zeros(3, dtype=torch.float64),
-                               rtol=0, atol=1e-9)
+def tiny_resnet_graph(cal, seed=0):
+    torch.manual_seed(seed)  # the net's weights
+    net = with_bn_statistics(TinyResNet(), SHAPE)
+    return capture(net.double(), cal[:2])
+
+
+def test_blocks_are_the_residual_blocks():
+    g = tiny_resnet_graph(images(4))
+    cut = [[p.name for p in b] for b in blocks(g)]
+    names = [p.name for p in g]
+    # input | stem | block a (a1, a2 + skip) | block b (b1, b2 + option-A skip) | readout
+    assert [len(b) for b in cut] == [1, 1, 2, 2, 1], cut
+    assert [n for b in cut for n in b] == names
+
+
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_block_reconstruction_keeps_a_resnet_exact(granularity):
+    cal, test = images(32, seed=3), images(16, seed=4)
+    g = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
+                  dtype=torch.float64)
+    correct(g, cal, method="block", dtype=torch.float64, reconstruct_steps=10)
+    want = g.forward(test)[g.output]
+    got = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)(test)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_a_block_fit_lowers_its_output_error_and_writes_it_into_the_graph(granularity):
+    cal = images(64, seed=3)
+    g = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
+                  dtype=torch.float64)
+    block = blocks(g)[2]  # the residual block a1, a2 + identity skip
+    quant, ann = g.forward(cal), g.forward(cal, quantized=False)
+    fit = BlockFit(g, block, quant, ann[block[-1].name], torch.Generator().manual_seed(0))
+    before, after = fit.fit(60)
+    assert after < 0.95 * before, (before, after)
+    # the graph now holds the fit: its quantised block output has the error the fit reports
+    out = g.forward(cal)[block[-1].name]
+    assert float((out - ann[block[-1].name]).square().mean()) == pytest.approx(after, rel=1e-9)
 
 
 def test_refit_fits_the_readout_to_the_ann_on_its_data():
@@ -120,7 +158,8 @@ def test_bad_arguments_are_named():
         correct(graph, inputs(graph, 4), max_images=0)
     with pytest.raises(ValueError, match="granularity"):
         calibrate(graph, inputs(graph, 4), T=3, granularity="neuron", progress=False)
-    assert set(CORRECTIONS) == {"none", "bias", "threshold", "both", "refit", "reconstruct"}
+    assert set(CORRECTIONS) == {"none", "bias", "threshold", "both", "refit", "reconstruct",
+                                "block"}
 
 
 @pytest.mark.slow

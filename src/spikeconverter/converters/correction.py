@@ -54,10 +54,21 @@ from tqdm.auto import tqdm
 from spikeconverter import coding
 from spikeconverter.converters.calibrate import iter_batches
 from spikeconverter.converters.ir import Graph, Op, Population, apply_op
+from spikeconverter.converters.reconstruction import (
+    BLOCK,
+    RECONSTRUCT,
+    BlockFit,
+    activation,
+    blocks,
+    op_bias,
+    per_channel,
+    reconstruct_population,
+    trainable,
+)
 
-__all__ = ["CORRECTIONS", "LOW_T", "correct", "default_settings"]
+__all__ = ["BLOCK", "CORRECTIONS", "LOW_T", "RECONSTRUCT", "correct", "default_settings"]
 
-CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct")
+CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block")
 
 #: Up to this T, :func:`default_settings` adds both corrections to the per-layer thresholds.
 LOW_T = 8
@@ -121,7 +132,7 @@ def correct(
     if method not in CORRECTIONS:
         raise ValueError(f"correction method must be one of {CORRECTIONS}, got {method!r}")
     if reconstruct_steps is None:
-        reconstruct_steps = RECONSTRUCT["steps"]
+        reconstruct_steps = (BLOCK if method == "block" else RECONSTRUCT)["steps"]
     for name, n in (("max_images", max_images), ("search_images", search_images),
                     ("reconstruct_steps", reconstruct_steps)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -135,7 +146,8 @@ def correct(
         return graph
     x = _inputs(calibration, batch_size, max_images).to(device=device, dtype=dtype)
     with torch.no_grad():
-        _Pass(graph, method, search_images, reconstruct_steps).run(x, progress)
+        cls = _BlockPass if method == "block" else _Pass
+        cls(graph, method, search_images, reconstruct_steps).run(x, progress)
     return graph
 
 
@@ -188,24 +200,28 @@ class _Pass:
         self.quant: dict[str, torch.Tensor] = {}
         self.remaining = {p.name: len(graph.consumers(p.name)) for p in graph}
         self.gen = torch.Generator().manual_seed(0)  # the reconstruction's minibatches
+        self.block_errors: list = []  # (block output, error before, after)
 
     def run(self, x: torch.Tensor, progress: bool) -> None:
         for pop in tqdm(list(self.graph), desc="correcting", disable=not progress, leave=False):
-            if pop.kind == "input":
-                self.ann[pop.name] = x
-                self.quant[pop.name] = (self._quantize(pop, x, pop.theta)
-                                        if pop.spiking else x)
-            elif pop.kind == "maxpool":
-                a = pop.attrs
-                pool = (a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1),
-                        a.get("ceil_mode", False))
-                src = pop.edges[0].source
-                pop.theta = self.graph[src].theta  # its codes are its source's: same theta
-                self.ann[pop.name] = F.max_pool2d(self.ann[src], *pool)
-                self.quant[pop.name] = F.max_pool2d(self.quant[src], *pool)
-            else:
-                self._population(pop)
+            self._step(pop, x)
             self._release(pop)
+
+    def _step(self, pop: Population, x: torch.Tensor) -> None:
+        """Correct one population and store its ANN and quantised values."""
+        if pop.kind == "input":
+            self.ann[pop.name] = x
+            self.quant[pop.name] = self._quantize(pop, x, pop.theta) if pop.spiking else x
+        elif pop.kind == "maxpool":
+            a = pop.attrs
+            pool = (a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1),
+                    a.get("ceil_mode", False))
+            src = pop.edges[0].source
+            pop.theta = self.graph[src].theta  # its codes are its source's: same theta
+            self.ann[pop.name] = F.max_pool2d(self.ann[src], *pool)
+            self.quant[pop.name] = F.max_pool2d(self.quant[src], *pool)
+        else:
+            self._population(pop)
 
     def _population(self, pop: Population) -> None:
         g = self.graph
@@ -213,17 +229,17 @@ class _Pass:
         u_q = sum(g.edge_value(e, self.quant[e.source]) for e in pop.edges)
         if self.method == "refit" and _refit(g, pop, self.quant, u):
             u_q = sum(g.edge_value(e, self.quant[e.source]) for e in pop.edges)
-        elif self.method in ("bias", "both", "reconstruct"):
+        elif self.method in ("bias", "both", "reconstruct", "block"):
             shift = _channel_mean(u - u_q)
             if _add_bias(pop, shift.double().cpu().numpy()):
-                u_q = u_q + _per_channel(shift, u_q)
+                u_q = u_q + per_channel(shift, u_q)
         if self.method == "reconstruct" and self._reconstruct(pop, u):
             u_q = sum(g.edge_value(e, self.quant[e.source]) for e in pop.edges)
         if pop.kind == "readout":
             self.ann[pop.name], self.quant[pop.name] = u, u_q
             return
-        target = _activation(pop, u)
-        if self.method in ("threshold", "both", "refit", "reconstruct"):
+        target = activation(pop, u)
+        if self.method in ("threshold", "both", "refit", "reconstruct", "block"):
             n = self.search
             pop.theta = self._search(pop, u_q[:n], target[:n])
         self.ann[pop.name] = target
@@ -231,12 +247,12 @@ class _Pass:
 
     def _reconstruct(self, pop: Population, u: torch.Tensor) -> bool:
         with torch.enable_grad():
-            return _reconstruct(self.graph, pop, self.quant, u, self.gen, self.steps)
+            return reconstruct_population(self.graph, pop, self.quant, u, self.gen, self.steps)
 
     def _quantize(self, pop: Population, u: torch.Tensor, theta: Any,
                   check: bool = True) -> torch.Tensor:
         g = self.graph
-        th = _per_channel(torch.as_tensor(np.asarray(theta), dtype=u.dtype, device=u.device), u)
+        th = per_channel(torch.as_tensor(np.asarray(theta), dtype=u.dtype, device=u.device), u)
         return coding.quantize(u, th, pop.T, g.k, g.rounding, pop.kind != "relu",
                                check_finite=check)
 
@@ -284,23 +300,9 @@ def _grid(factors: np.ndarray, hi: float | None) -> np.ndarray:
     return f[:, None]
 
 
-def _activation(pop: Population, u: torch.Tensor) -> torch.Tensor:
-    """The ANN's activation of ``pop`` for pre-activation ``u``."""
-    if pop.kind == "signed":
-        return u
-    return torch.relu(u) if pop.clip is None else torch.clamp(u, 0.0, pop.clip)
-
-
 def _channel_mean(v: torch.Tensor) -> torch.Tensor:
     """Mean over everything but the channel (dim 1 of a batch ``(B, C, ...)``)."""
     return v.transpose(0, 1).reshape(v.shape[1], -1).mean(1)
-
-
-def _per_channel(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A per-channel (or scalar) tensor shaped to broadcast against a batch ``like``."""
-    if c.ndim == 0:
-        return c
-    return c.reshape(-1, *([1] * (like.ndim - 2)))
 
 
 def _add_bias(pop: Population, shift: np.ndarray) -> bool:
@@ -352,7 +354,7 @@ def _refit(graph: Graph, pop: Population, quant: dict[str, torch.Tensor],
                                  _rows((u - rest)[part]))
         gram, cross = gram + g, cross + c
     old = np.concatenate([_flat_weight(e.ops[-1]) for e in fit] + [np.zeros((1, u.shape[1]))])
-    old[-1] = sum(_bias(e.ops[-1]) for e in fit)
+    old[-1] = sum(op_bias(e.ops[-1]) for e in fit)
     ridge = _RIDGE * float(np.trace(gram)) / gram.shape[0]
     sol = np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), cross + ridge * old)
     _store(fit, sol)
@@ -396,10 +398,6 @@ def _flat_weight(op: Op) -> np.ndarray:
     return np.asarray(op.weight, dtype=np.float64).reshape(op.weight.shape[0], -1).T
 
 
-def _bias(op: Op) -> np.ndarray:
-    return np.zeros(op.weight.shape[0]) if op.bias is None else np.asarray(op.bias, np.float64)
-
-
 def _store(fit: list, sol: np.ndarray) -> None:
     """Write the solution back: each edge's weight, the whole bias on the first edge."""
     start = 0
@@ -409,102 +407,29 @@ def _store(fit: list, sol: np.ndarray) -> None:
         op.weight = sol[start:start + n].T.reshape(op.weight.shape).astype(op.weight.dtype)
         start += n
         if i == 0:
-            others = sum((_bias(f.ops[-1]) for f in fit[1:]), np.zeros(sol.shape[1]))
+            others = sum((op_bias(f.ops[-1]) for f in fit[1:]), np.zeros(sol.shape[1]))
             op.bias = (sol[-1] - others).astype(op.weight.dtype)
 
 
-# -- reconstruction ("reconstruct") ----------------------------------------------------------
+class _BlockPass(_Pass):
+    """The pass of "both", then each block reconstructed against the ANN (:class:`BlockFit`)."""
 
-#: The reconstruction's optimiser: Adam steps per population, minibatch of calibration images,
-#: learning rates of the weights and bias and of the log threshold factor (benchmarks/low_T.py
-#: measured these; ``correct(..., reconstruct_steps=)`` overrides the steps).
-RECONSTRUCT = {"steps": 100, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2}
+    def run(self, x: torch.Tensor, progress: bool) -> None:
+        for block in tqdm(blocks(self.graph), desc="correcting", disable=not progress,
+                          leave=False):
+            for pop in block:
+                self._step(pop, x)
+            # blocks with an input or max pooling keep "both" (BlockFit trains neither)
+            if all(p.kind not in ("input", "maxpool") for p in block) and any(
+                    trainable(e) for p in block for e in p.edges):
+                fit = BlockFit(self.graph, block, self.quant, self.ann[block[-1].name], self.gen)
+                self.block_errors.append((pop.name, *fit.fit(self.steps)))
+                self._requantize(block)
+            for p in block:
+                self._release(p)
 
-
-def _ste_quantize(graph: Graph, pop: Population, u: torch.Tensor,
-                  theta: torch.Tensor) -> torch.Tensor:
-    """:func:`coding.quantize` in the forward pass; straight through in the backward pass.
-
-    ``q = theta * code(c)`` with ``c = clip(u / theta, 0, top)``: the gradient in ``u`` is 1
-    inside the code's range and 0 outside, the one in ``theta`` is ``code(c) - u / theta``
-    inside and ``top`` above it (the step-size gradient of LSQ, Esser et al. 2020).
-    """
-    signed = pop.kind == "signed"
-    th = _per_channel(theta, u)
-    x = (u.abs() if signed else u) / th
-    top = coding.quantize(torch.tensor([np.finfo(np.float32).max], dtype=torch.float64), 1.0,
-                          pop.T, graph.k, graph.rounding)
-    c = x.clamp(0.0, float(top[0]))
-    with torch.no_grad():
-        code = coding.quantize(c, 1.0, pop.T, graph.k, graph.rounding, check_finite=False)
-    q = th * (c + (code - c).detach())
-    return q * torch.sign(u) if signed else q
-
-
-def _reconstruct(graph: Graph, pop: Population, quant: dict[str, torch.Tensor],
-                 u: torch.Tensor, gen: torch.Generator, steps: int) -> bool:
-    """Fit ``pop``'s weights, bias and threshold(s) to the ANN's output by gradient descent.
-
-    The last op of every edge that ends in ``conv2d`` or ``linear`` is trained (Adam, minibatches
-    of the calibration inputs, the straight-through quantiser :func:`_ste_quantize`) so that the
-    population's *quantised* output from the already quantised sources matches the ANN's
-    activation in mean squared error; the threshold (per population or per channel) is trained
-    with it, as a log factor on the calibrated one (never above it under a ReLU6 clip). The
-    readout fits its logits. Other edges (identity shortcuts) stay fixed. Returns False (and
-    changes nothing) when no edge can be trained.
-    """
-    fit = [e for e in pop.edges if e.ops and e.ops[-1].kind in ("conv2d", "linear")]
-    if not fit:
-        return False
-    fixed = [e for e in pop.edges if all(e is not f for f in fit)]  # by identity
-    rest = sum((graph.edge_value(e, quant[e.source]) for e in fixed), torch.zeros_like(u))
-    feats = [_edge_inputs(e, quant[e.source]) for e in fit]
-    like = {"dtype": u.dtype, "device": u.device}
-    ws = [torch.nn.Parameter(torch.as_tensor(e.ops[-1].weight, **like).clone()) for e in fit]
-    bs = [torch.nn.Parameter(torch.as_tensor(_bias(e.ops[-1]), **like)) for e in fit]
-    spiking = pop.kind != "readout"
-    target = _activation(pop, u) if spiking else u
-    theta0 = torch.as_tensor(np.asarray(pop.theta if spiking else 1.0, np.float64), **like)
-    log_f = torch.nn.Parameter(torch.zeros_like(theta0))
-    groups = [{"params": ws + bs, "lr": RECONSTRUCT["lr"]}]
-    if spiking:
-        groups.append({"params": [log_f], "lr": RECONSTRUCT["theta_lr"]})
-    opt = torch.optim.Adam(groups)
-    for _ in range(steps):
-        idx = torch.randint(0, u.shape[0], (min(RECONSTRUCT["batch"], u.shape[0]),),
-                            generator=gen).to(u.device)
-        v = rest[idx]
-        for e, x, w, b in zip(fit, feats, ws, bs, strict=True):
-            v = v + _apply_weighted(e.ops[-1], x[idx], w, b)
-        if spiking:
-            v = _ste_quantize(graph, pop, v, theta0 * log_f.exp())
-        loss = (v - target[idx]).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if pop.clip is not None:
-            log_f.data.clamp_(max=0.0)
-    for e, w, b in zip(fit, ws, bs, strict=True):
-        op = e.ops[-1]
-        op.weight = w.detach().cpu().double().numpy().astype(op.weight.dtype)
-        op.bias = b.detach().cpu().double().numpy().astype(op.weight.dtype)
-    if spiking:
-        th = (theta0 * log_f.exp()).detach().cpu().double().numpy()
-        pop.theta = th if th.ndim else float(th)
-    return True
-
-
-def _edge_inputs(edge, x: torch.Tensor) -> torch.Tensor:
-    """The input of an edge's last op: its other ops applied to the source's values."""
-    for op in edge.ops[:-1]:
-        x = apply_op(op, x)
-    return x
-
-
-def _apply_weighted(op: Op, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """A ``conv2d`` or ``linear`` op with trainable weight and bias."""
-    if op.kind == "linear":
-        return F.linear(x, w, b)
-    a = op.attrs
-    return F.conv2d(x, w, b, a.get("stride", 1), a.get("padding", 0), a.get("dilation", 1),
-                    a.get("groups", 1))
+    def _requantize(self, block: list[Population]) -> None:
+        """The block's quantised values from its trained weights and thresholds."""
+        for p in block:
+            u_q = sum(self.graph.edge_value(e, self.quant[e.source]) for e in p.edges)
+            self.quant[p.name] = u_q if p.kind == "readout" else self._quantize(p, u_q, p.theta)
