@@ -92,14 +92,15 @@ def add_data(p: argparse.ArgumentParser, *, required: bool = True,
 
 #: ``converters.correction.CORRECTIONS`` (kept literal so that ``--help`` imports nothing heavy;
 #: tests/test_cli_grammar.py checks that the two agree)
-CORRECTION_CHOICES = ("none", "bias", "threshold", "both", "refit", "reconstruct")
+CORRECTION_CHOICES = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block")
 
 
 def add_low_T(p: argparse.ArgumentParser) -> None:
     """Threshold granularity, post-training correction and double buffering (``convert``)."""
     g = p.add_argument_group("thresholds and pipelining (default: the best measured for -T)")
     g.add_argument("--threshold-granularity", choices=("layer", "channel"), default=None,
-                   help="one threshold per layer or per channel (default: by T)")
+                   help="one threshold per layer or per channel (default: by T: channel for "
+                        "T <= 4, layer above)")
     g.add_argument("--correction", choices=CORRECTION_CHOICES, default=None,
                    help="post-training correction against the ANN, layer by layer "
                         "(default: 'both' for T <= 8, 'none' above)")

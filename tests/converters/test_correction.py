@@ -189,10 +189,10 @@ def test_correction_keeps_the_T16_resnet20_result(shared_resnet20):
 
 def test_convert_uses_the_settings_measured_best_for_its_T(model):
     from spikeconverter.converters import convert
-    from spikeconverter.converters.correction import LOW_T, default_settings
+    from spikeconverter.converters.correction import CHANNEL_T, LOW_T, default_settings
 
     x = images(8)
-    for T in (3, LOW_T + 8):
+    for T in (3, CHANNEL_T + 2, LOW_T + 8):
         want = default_settings(T)
         g = convert(model, x, T=T, progress=False).graph
         assert g.meta["correction"] == want["correction"]

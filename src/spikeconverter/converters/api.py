@@ -179,12 +179,13 @@ def convert(
         Threshold choice (see :func:`calibrate`).
     threshold_granularity : {"layer", "channel"}, optional
         One threshold per population or one per channel.
-    correction : {"both", "refit", "reconstruct", "bias", "threshold", "none"}, optional
+    correction : {"both", "refit", "reconstruct", "block", "bias", "threshold", "none"}, optional
         Post-training correction against the ANN, layer by layer
         (:func:`~spikeconverter.converters.correction.correct`).
         Left out, these three take the best measured setting for ``T``
-        (:func:`~spikeconverter.converters.correction.default_settings`: per-layer ``max``
-        thresholds, with both corrections up to T = 8). Both granularities also run in the
+        (:func:`~spikeconverter.converters.correction.default_settings`: per-channel ``max``
+        thresholds with both corrections up to T = 4, per-layer ones with both corrections up
+        to T = 8, plain per-layer ``max`` above). Both granularities also run in the
         Lava backend's fixed point (per-neuron ``vth``).
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
@@ -263,7 +264,7 @@ def convert(
               input_encoding=input_encoding, batch_size=batch_size, progress=progress,
               dtype=work, device=dev)
     correct(graph, batches, method=correction or best["correction"], batch_size=batch_size,
-            dtype=work, device=dev)
+            dtype=work, device=dev, progress=progress)
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     # passed only when set: a third-party builder need not know the option

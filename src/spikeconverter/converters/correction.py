@@ -36,6 +36,13 @@ already quantised populations before it) against the ANN's activation, through a
 straight-through quantiser; step 2 follows. No labels; its cost is ``RECONSTRUCT["steps"]``
 minibatch steps per population.
 
+``method="block"`` runs steps 1 and 2, then trains each *block* of populations together (a
+residual block; one layer of a chain): weights, biases and thresholds, so that the block's
+quantised *output* matches the ANN's (BRECQ's block reconstruction with real weights; QDrop as
+an option), keeping the result only where it lowers the block's error on the calibration data
+(:class:`~spikeconverter.converters.reconstruction.BlockFit`). Its cost is ``BLOCK["steps"]``
+minibatch steps per block.
+
 The readout gets the bias correction (or the refit, or the reconstruction of its logits) only.
 Max pooling populations keep sharing their source's threshold. The result is an ordinary
 calibrated graph: every backend runs it unchanged, and the spiking network still equals the
@@ -66,12 +73,15 @@ from spikeconverter.converters.reconstruction import (
     trainable,
 )
 
-__all__ = ["BLOCK", "CORRECTIONS", "LOW_T", "RECONSTRUCT", "correct", "default_settings"]
+__all__ = ["BLOCK", "CHANNEL_T", "CORRECTIONS", "LOW_T", "RECONSTRUCT", "correct",
+           "default_settings"]
 
 CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block")
 
-#: Up to this T, :func:`default_settings` adds both corrections to the per-layer thresholds.
+#: Up to this T, :func:`default_settings` adds both corrections to the thresholds.
 LOW_T = 8
+#: Up to this T, :func:`default_settings` takes one threshold per channel (else per layer).
+CHANNEL_T = 4
 
 # Threshold candidates, as factors on the calibrated threshold: a coarse grid, then a finer one
 # around each channel's best factor.
@@ -154,26 +164,36 @@ def correct(
 def default_settings(T: int) -> dict[str, str]:
     """The best measured conversion settings for trains of length ``T``.
 
-    Measured with ``benchmarks/low_T.py`` (README, "Low T without training": the full table)
-    on the shared CIFAR-10 ResNet-20 / ResNet-32 (1,017 test images, 256 calibration images,
-    draw 0; ANN 932 / 944 correct). Per-layer thresholds with the correction ("both"):
-    T = 3: 904 / 890, T = 4: 929 / 934, T = 6: 930 / 945, T = 8: 934 / 945 (plain per-layer
-    ``max``: 671 / 465, 878 / 890, 937 / 941, 933 / 948); over three calibration draws
-    T = 3: 892-904 / 888-895, T = 4: 928-930 / 934-939. Per-channel thresholds with the
-    correction gain more at small T (T = 3: 920 / 912, T = 4: 935 / 940; over three
-    calibration draws 896-920 / 909-912 and 926-935 / 934-945) and run in both backends
-    (Lava fixed point included), but they are not the default: their spread over draws is
-    wider (ResNet-20 T = 4 reaches a lower minimum) and their Lava fixed point is tested on
-    small nets only. ``correction="reconstruct"`` (layer-wise reconstruction) is an option
-    only: it moves the count by about 10 images either way and takes minutes. Above
-    ``LOW_T`` the plain per-layer ``max`` calibration is already lossless (T = 16: all 1,017
-    predictions agree) and stays the default.
+    Measured on the quantised ANN, which the spiking network equals exactly
+    (``benchmarks/low_T_quick.py``; README, "Low T without training: the measured table"):
+    shared CIFAR-10 ResNet-20 / ResNet-32, 1,017 test images, 256 calibration images, three
+    calibration draws; ANN 932 / 944 correct. Correct counts, min-max over the three draws:
+
+    ========  ==========================  ==========================
+    T         layer + both                channel + both
+    ========  ==========================  ==========================
+    2         472 / 366 (draw 0)          640 / 524 (draw 0)
+    3         892-904 / 888-895           896-920 / 909-912
+    4         928-930 / 934-939           926-935 / 934-945
+    6         930-932 / 945-947           935 / 940 (draw 0)
+    8         930-934 / 945-947           933 / 943 (draw 0)
+    ========  ==========================  ==========================
+
+    Up to ``CHANNEL_T`` per-channel thresholds with the correction ("both") are ahead on the
+    mean over draws and nets (T = 3 on every draw of both nets); from there to ``LOW_T``
+    per-layer thresholds with the correction are as good and steadier; above ``LOW_T`` the
+    plain per-layer ``max`` calibration is already lossless (T = 16: all 1,017 predictions
+    agree). ``correction="block"`` (block reconstruction) and ``"reconstruct"`` raise the
+    agreement with the ANN but not reliably the correct count and cost minutes: options only.
 
     Returns
     -------
     dict
         ``calibration_mode``, ``threshold_granularity`` and ``correction``.
     """
+    if T <= CHANNEL_T:
+        return {"calibration_mode": "max", "threshold_granularity": "channel",
+                "correction": "both"}
     if T <= LOW_T:
         return {"calibration_mode": "max", "threshold_granularity": "layer",
                 "correction": "both"}
