@@ -24,7 +24,8 @@ def digits():
     x, y = shuffled_digits(2)
     x, y = x[:400], y[:400]
     model = trained_cnn(x, y, epochs=8)
-    net = convert(model, x[:128], T=2, progress=False)
+    # one threshold per layer: the step sizes below are checked against scalar thresholds
+    net = convert(model, x[:128], T=2, threshold_granularity="layer", progress=False)
     return net, (x, y)
 
 

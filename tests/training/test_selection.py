@@ -49,7 +49,8 @@ def test_best_on_validation_keeps_the_best_epoch(digits, tmp_path):
     """Epochs 1-2 train, epoch 3 ascends the loss (a deliberately bad epoch): the network kept,
     its checkpoint and ``best_epoch`` are those of the best validation, not the last."""
     model, (x, y) = digits
-    net = convert(model, x[:128], T=2, rounding="floor", correction="none", progress=False)
+    net = convert(model, x[:128], T=2, rounding="floor", correction="none",
+                  threshold_granularity="layer", progress=False)
     steps_per_epoch = 480 // 60
     calls = {"n": 0}
 

@@ -264,7 +264,7 @@ def convert(
               input_encoding=input_encoding, batch_size=batch_size, progress=progress,
               dtype=work, device=dev)
     correct(graph, batches, method=correction or best["correction"], batch_size=batch_size,
-            dtype=work, device=dev, progress=progress)
+            search_images=best["search_images"], dtype=work, device=dev, progress=progress)
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     # passed only when set: a third-party builder need not know the option
