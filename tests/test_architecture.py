@@ -254,7 +254,7 @@ def in_group(module: str, prefixes: tuple[str, ...]) -> bool:
 
 
 CORE = ("converters.ir", "converters.calibrate", "converters.schedule", "converters.counting",
-        "converters.serialize")
+        "converters.serialize", "converters.correction", "converters.reconstruction")
 NORSE_BACKEND = ("converters.norse_backend", "converters.norse_stream")
 LAVA_BACKEND = ("converters.lava_backend", "converters.to_lava")
 API = ("converters.api",)
