@@ -173,7 +173,7 @@ def default_settings(T: int) -> dict[str, Any]:
     ====  ======================  ======================  ===========================
     T     layer (64)              channel (64)            channel (256)
     ====  ======================  ======================  ===========================
-    2     472 / 366 (draw 0)      640 / 524 (draw 0)      T2CELL
+    2     472 / 366 (draw 0)      640 / 524 (draw 0)      606 630 636 / T2R32
     3     892-904 / 888-895       920 896 901 / 912 909   913 914 909 / 914 910
                                   909                     919
     4     928-930 / 934-939       935 926 926 / 940 945   927 925 934 / 943 930
@@ -182,8 +182,9 @@ def default_settings(T: int) -> dict[str, Any]:
     8     930-934 / 945-947       933 / 943 (draw 0)
     ====  ======================  ======================  ===========================
 
-    Hence: up to T = 3 per-channel thresholds searched on all calibration images (ahead of per
-    layer on every draw of both nets, and of a 64-image search on the worst draw); at T = 4
+    Hence: at T = 2 per-channel thresholds, 64-image search (640 against 606 with all 256 on
+    draw 0); at T = 3 per channel searched on all calibration images (ahead of per layer on
+    every draw of both nets, and of a 64-image search on the mean and the worst draw); at T = 4
     (``CHANNEL_T``) per channel with a 64-image search (the best mean over the six net-draw
     pairs, 934.3 against ~932.7 per layer); from there to ``LOW_T`` per-layer thresholds with
     the correction (as good and steadier); above ``LOW_T`` the plain per-layer ``max``
@@ -199,7 +200,7 @@ def default_settings(T: int) -> dict[str, Any]:
     """
     if T <= CHANNEL_T:
         return {"calibration_mode": "max", "threshold_granularity": "channel",
-                "correction": "both", "search_images": 256 if T <= 3 else 64}
+                "correction": "both", "search_images": 256 if T == 3 else 64}
     if T <= LOW_T:
         return {"calibration_mode": "max", "threshold_granularity": "layer",
                 "correction": "both", "search_images": 64}
