@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -12,7 +14,11 @@ from torch import nn
 
 import spikeconverter as sc
 from spikeconverter.converters.hardware import LOIHI2
-from spikeconverter.converters.to_lava.fixed_point import WEIGHT_EXP_RANGE, plan_violations
+from spikeconverter.converters.to_lava.fixed_point import (
+    WEIGHT_EXP_RANGE,
+    fixed_point_plan,
+    plan_violations,
+)
 
 
 def assert_in_formats(plan, hw=LOIHI2):
@@ -169,8 +175,58 @@ def test_tiny_readout_weights_take_a_negative_exponent():
     assert readout.weight_exp + (0 if readout.kind == "conv" else 1) < 0
     rep = lnet.fixed_point_report()
     assert rep["violations"] == [] and rep["readout_error"] < 0.05
-    assert 0 < rep["readout_floor_error"] < 0.05
+    # aligned to the synapses (the default): the readout applies part of 2**(6 + exp) itself
+    assert rep["readout_floor_error"] == 0
+    assert plan.populations[plan.output].a_in_exp == readout.weight_exp
+    assert rep["layers"][plan.output]["a_in_shift"] == 6 + readout.weight_exp
     _assert_fixed_follows_float(lnet, x[:4])
+    floored, frep = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule,
+                                     lnet.membrane_peaks, alignment="floor")
+    assert_in_formats(floored)
+    assert 0 < frep["readout_floor_error"] < 0.05
+    assert all(p.a_in_exp == 0 for p in floored.populations.values())
+
+
+def _integer_twin(plan):
+    """The float64 plan of a fixed-point plan's integers as Loihi combines them: weights
+    ``m * 2**(6 + weight_exp)``, thresholds ``vth << 6``, biases ``mant * 2**exp`` (exact
+    in float64 at these sizes, and never floored)."""
+    twin = copy.deepcopy(plan)
+    twin.select_tag = "floating_pt"
+    for syn in twin.synapses:
+        syn.weight = syn.weight.astype(np.float64) * 2.0 ** (6 + syn.weight_exp)
+        syn.weight_exp = 0
+    for spec in twin.populations.values():
+        if spec.kind in ("relu", "signed", "readout"):
+            if spec.kind != "readout":
+                spec.vth = np.asarray(spec.vth, dtype=np.float64) * 64
+            spec.bias = np.asarray(spec.bias, dtype=np.float64) * 2.0 ** np.asarray(
+                spec.bias_exp, dtype=np.float64)
+            spec.bias_exp, spec.a_in_exp = 0, 0
+    return twin
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("alignment", ["synapse", "floor"])
+def test_aligned_fixed_point_is_loihis_exact_weight_scaling(alignment):
+    """Aligned to the synapses, the bit-accurate Lava run (batched and the unbatched graph of
+    Lava's own Dense/Conv) is the exact integer arithmetic ``m * 2**(6 + weight_exp)`` of its
+    plan, bit for bit; the floor-shifted convention is not (its summed input is floored)."""
+    lnet, x = _pool_readout()
+    plan, _ = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                               alignment=alignment)
+    assert any(s.weight_exp < 0 for s in plan.synapses)
+    lnet._plans[True], lnet._plans[False] = plan, _integer_twin(plan)
+    x = x[:3]
+    exact = lnet.run(torch.round(x * 2.0 ** plan.input_shift), progress=False)
+    batched = lnet.run(x, fixed_point=True, batch_size=2, progress=False)
+    assert lnet.stats["saturations"] == 0
+    if alignment == "floor":
+        assert not np.array_equal(batched, exact)
+        return
+    np.testing.assert_array_equal(batched, exact)
+    np.testing.assert_array_equal(lnet.run(x, fixed_point=True, graph="lava", progress=False),
+                                  exact)
 
 
 def _assert_fixed_follows_float(lnet, x) -> None:
@@ -205,8 +261,6 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     # per-channel gains under one layer threshold: rows above `equalize` x the largest are
     # brought down to it (their gains lowered), so the group's exponent drops and small rows
     # gain mantissa bits; every threshold stays exact and within the layer's budget
-    from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1),
                           nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 3)).double().eval()

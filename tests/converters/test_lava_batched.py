@@ -174,7 +174,7 @@ def test_unverified_window_reruns_step_by_step(lnet, monkeypatch):
     (Forced here by an input bound no membrane satisfies.)"""
     net, x = lnet
     ref = net.run(x, fixed_point=True, batch_size=2, progress=False, windowed=False)
-    monkeypatch.setattr(windowed, "input_bound", lambda syns: 2**23)
+    monkeypatch.setattr(windowed, "input_bound", lambda plan, syns: 2**23)
     seen = []
     for first, part in net.iter_run(x, fixed_point=True, batch_size=2, chunk_steps=1):
         seen.append(first)

@@ -149,6 +149,8 @@ def test_fixed_point_check_rejects_what_the_bit_accurate_model_cannot_run():
         (dict(shape=(4,), bias_exp=0.5), "bias_exp"),
         (dict(shape=(4,), rounding="ceil"), "rounding"),
         (dict(shape=(4,), signed="yes"), "signed"),
+        (dict(shape=(4,), a_in_shift=7), "a_in_shift"),
+        (dict(shape=(4,), a_in_shift=-1), "a_in_shift"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs, culprit):
@@ -248,3 +250,21 @@ def test_bias_shift_must_lie_within_the_accumulate_phase():
     with pytest.raises(ValueError, match="bias_shift"):
         ILIF(shape=(2,), t_acc=4, bias_shift=4)
     assert ILIF(shape=(2,), t_acc=4, bias_shift=3).bias_shift == 3
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("a_in_shift", [0, 2])
+def test_input_alignment_moves_the_shift_without_changing_the_membrane(a_in_shift, rng):
+    # Loihi's 2**(6 + weight_exp) split between synapse and neuron: an input already shifted
+    # by 6 - a_in_shift (as a synapse would send it) gives the same membrane and spikes
+    current = rng.integers(-40, 60, size=(N, STEPS))
+    common = dict(shape=(N,), t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, rounding="nearest",
+                  vth=2**9, bias_mant=rng.integers(-300, 300, N))
+    ref = ILIF(**common)
+    moved = ILIF(**common, a_in_shift=a_in_shift)
+    assert moved.a_in_shift == a_in_shift and ref.a_in_shift == SHIFT
+    z_ref, (v_ref,) = run_chain(current, [ref], (N,), "fixed_pt", read=[(ref, "v")])
+    z_mov, (v_mov,) = run_chain(current << (SHIFT - a_in_shift), [moved], (N,), "fixed_pt",
+                                read=[(moved, "v")])
+    assert z_ref.any() and np.array_equal(z_ref, z_mov)
+    assert np.array_equal(v_ref, v_mov)

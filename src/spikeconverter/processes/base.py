@@ -20,6 +20,7 @@ from lava.magma.core.process.variable import Var
 from spikeconverter.coding import ROUNDING_MODES
 
 __all__ = [
+    "A_IN_SHIFT_MAX",
     "AbstractMembrane",
     "BatchedProcess",
     "ShapedProcess",
@@ -107,6 +108,10 @@ def broadcast_integers(proc: str, name: str, value: Any, shape: tuple[int, ...])
         raise ValueError(f"{proc}: {name} must hold integers, got {value!r}")
     return arr.astype(np.int32)
 
+
+#: Loihi's MSB alignment of the synaptic input (Lava LIF's ``a_in << 6``): the largest
+#: ``a_in_shift`` of a membrane (:data:`spikeconverter.processes.loihi.SHIFT`).
+A_IN_SHIFT_MAX = 6
 
 #: What a batched synapse's window sums (see :func:`validate_window`).
 WINDOW_PAYLOADS = ("binary", "signed", "analog")
@@ -244,6 +249,11 @@ class AbstractMembrane(ShapedProcess):
         ``tau = t_acc - 1 - bias_shift``), so the window's doublings multiply it by
         ``k**bias_shift`` for free: a bias ``m * 2**(e + j)`` is carried exactly by an exponent
         ``e`` in range and ``bias_shift = j`` (the bias-shift trick). In ``[0, t_acc - 1]``.
+    a_in_shift : int
+        Fixed-point models: the summed input enters the membrane as ``a_in << a_in_shift``.
+        Default 6, Lava LIF's MSB alignment; smaller when the synapses apply part of Loihi's
+        ``2**(6 + weight_exp)`` themselves (see :class:`spikeconverter.processes.ILIF`). In
+        ``[0, 6]``; the float models ignore it.
     v : float or array
         Initial membrane.
     name : str, optional
@@ -264,12 +274,17 @@ class AbstractMembrane(ShapedProcess):
         bias_mant: Any,
         bias_exp: Any,
         bias_shift: int = 0,
+        a_in_shift: int = A_IN_SHIFT_MAX,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
         **proc_params: Any,
     ) -> None:
         proc = type(self).__name__
+        a_in_shift = validate_int(proc, "a_in_shift", a_in_shift, 0)
+        if a_in_shift > A_IN_SHIFT_MAX:
+            raise ValueError(f"{proc}: a_in_shift must be in [0, {A_IN_SHIFT_MAX}] (Loihi's "
+                             f"6-bit MSB alignment, or less of it), got {a_in_shift}")
         shape = validate_shape(proc, shape)
         k = validate_k(proc, k)
         t_acc = validate_int(proc, "t_acc", t_acc, 1)
@@ -287,6 +302,7 @@ class AbstractMembrane(ShapedProcess):
             t_acc=t_acc,
             offset=offset,
             bias_shift=bias_shift,
+            a_in_shift=a_in_shift,
             name=name,
             log_config=log_config,
             **proc_params,
@@ -325,6 +341,11 @@ class AbstractMembrane(ShapedProcess):
     def offset(self) -> int:
         """Idle steps before the first window (read-only)."""
         return self.proc_params["offset"]
+
+    @property
+    def a_in_shift(self) -> int:
+        """Left shift of the summed input in the fixed-point models (read-only)."""
+        return self.proc_params["a_in_shift"]
 
     @property
     def model_class(self):

@@ -12,6 +12,7 @@ from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import IdentityTransformer, PyInPort
 
 from spikeconverter.coding import rounding_offset
+from spikeconverter.processes.base import A_IN_SHIFT_MAX
 
 __all__ = [
     "SHIFT",
@@ -32,7 +33,7 @@ __all__ = [
 V_MIN = -(2**23)
 V_MAX = 2**23 - 1
 #: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
-SHIFT = 6
+SHIFT = A_IN_SHIFT_MAX
 #: Mantissa ranges of the fixed-point Vars (Lava LIF: 17-bit unsigned vth, 13-bit signed bias).
 VTH_RANGE = (1, 2**17 - 1)
 BIAS_MANT_RANGE = (-(2**12), 2**12 - 1)
@@ -267,9 +268,16 @@ class FixedPointMembrane:
                 "implements only k=2 (a left shift)"
             )
 
+    @property
+    def _a_in_shift(self) -> int:
+        """The input's left shift (``a_in_shift``; 6, Lava LIF's, unless the synapses apply
+        part of Loihi's ``2**(6 + weight_exp)``)."""
+        return int(self.proc_params.get("a_in_shift", SHIFT))
+
     def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
-        """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
-        ``bias_mant << bias_exp`` at the bias step ``t_acc - 1 - bias_shift``; not yet clamped.
+        """``V <- 2V + (a_in << a_in_shift)`` (``V <- a_in << a_in_shift`` at ``tau = 0``;
+        the shift is 6 by default), plus the bias ``bias_mant << bias_exp`` at the bias step
+        ``t_acc - 1 - bias_shift``; not yet clamped.
 
         In int32 when that is exact: integer input below ``2**24`` in magnitude (a 24-bit
         message) and a bias below ``2**24`` keep ``|V|`` below ``2**31`` (the stored membrane
@@ -282,7 +290,7 @@ class FixedPointMembrane:
         if bias is not None and bias.size and np.abs(bias).max() >= INT32_SAFE:
             wide = True
         dtype = np.int64 if wide else np.int32
-        v = np.left_shift(a_in.astype(dtype), SHIFT)
+        v = np.left_shift(a_in.astype(dtype), self._a_in_shift)
         if tau > 0:
             v += np.left_shift(self.v.astype(dtype, copy=False), 1)
         if bias is not None:

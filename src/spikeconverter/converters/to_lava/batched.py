@@ -51,7 +51,7 @@ from spikeconverter import coding
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.build import ProcessGraph
 from spikeconverter.converters.to_lava.layout import to_lava
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 from spikeconverter.converters.to_lava.runtime import import_lava_runtime
 from spikeconverter.converters.to_lava.windowed import WindowPlan, window_plan
 
@@ -173,7 +173,8 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
             port = d.s_out
             g.delays.append(d)
         proc = _synapse(syn, batch, None if modes is None
-                        else modes.windows.get((syn.target, syn.edge)))
+                        else modes.windows.get((syn.target, syn.edge)),
+                        synapse_shift(plan, syn))
         port.connect(proc.s_in)
         proc.a_out.connect(ins[syn.target])
         g.synapses.append(proc)
@@ -182,6 +183,7 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
 
 def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
     from spikeconverter.processes import BatchILIF, BatchMaxPool, Readout
+    from spikeconverter.processes.loihi import SHIFT
 
     shape = (batch, *spec.shape)
     if spec.kind == "maxpool":
@@ -193,7 +195,8 @@ def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
     if spec.kind == "readout":
         return Readout(shape=shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
                        offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
-                       bias_shift=spec.bias_shift, name=spec.name)
+                       bias_shift=spec.bias_shift, a_in_shift=SHIFT + spec.a_in_exp,
+                       name=spec.name)
     fast = {}
     if modes is not None:
         name = spec.name
@@ -202,11 +205,14 @@ def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
                 "code_output": modes.code_output.get(name, False)}
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
                      offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
-                     bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,
+                     bias_shift=spec.bias_shift, a_in_shift=SHIFT + spec.a_in_exp,
+                     rounding=plan.rounding, signed=spec.signed,
                      double_buffered=plan.double_buffered, name=spec.name, **fast)
 
 
-def _synapse(syn, batch: int, window: dict | None = None):
+def _synapse(syn, batch: int, window: dict | None, weight_exp: int):
+    """The batched synapse of ``syn``; ``weight_exp``: the shift its model applies
+    (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`)."""
     from spikeconverter.processes import BatchConv, BatchDense
 
     bits = GRADED_BITS if syn.graded else 0
@@ -215,14 +221,14 @@ def _synapse(syn, batch: int, window: dict | None = None):
         c = syn.conv
         proc = BatchConv(weight=syn.weight, input_shape=c["input_shape"], batch=batch,
                          padding=c["padding"], stride=c["stride"], dilation=c["dilation"],
-                         groups=c["groups"], weight_exp=syn.weight_exp, num_message_bits=bits,
+                         groups=c["groups"], weight_exp=weight_exp, num_message_bits=bits,
                          window=window, name=name)
         if tuple(proc.output_shape) != tuple(syn.out_shape):
             raise RuntimeError(f"BatchConv for {syn.target!r} gives shape {proc.output_shape}, "
                                f"the graph expects {syn.out_shape}")
         return proc
     return BatchDense(weights=syn.weight, batch=batch, in_shape=syn.in_shape,
-                      out_shape=syn.out_shape, weight_exp=syn.weight_exp, num_message_bits=bits,
+                      out_shape=syn.out_shape, weight_exp=weight_exp, num_message_bits=bits,
                       window=window, name=name)
 
 

@@ -59,10 +59,11 @@ from spikeconverter import coding
 from spikeconverter.converters.hardware import LOIHI2, Loihi2, core_mapping
 from spikeconverter.converters.ir import Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 from spikeconverter.plugin.kernels import SpikeTrain, spike_max_pool2d, start_generate
 
-__all__ = ["EQUALIZE", "LOIHI2_LIKE", "CoreBudget", "WEIGHT_EXP_RANGE", "fixed_point_plan",
+__all__ = ["ALIGNMENTS", "ALIGNED_EXP_MIN", "EQUALIZE", "LOIHI2_LIKE", "CoreBudget",
+           "WEIGHT_EXP_RANGE", "fixed_point_plan",
            "format_report", "membrane_peaks", "plan_violations"]
 
 V_BITS = 24
@@ -70,6 +71,15 @@ W_MAX = 127
 BIAS_MANT_MAX = 2**12 - 1
 #: Exponent of the shared 8-bit weight mantissa (Loihi's synaptic weight exponent).
 WEIGHT_EXP_RANGE = (-8, 7)
+#: Loihi's MSB alignment: a weight mantissa enters the membrane times ``2**(SHIFT + exp)``.
+SHIFT = 6
+#: Lowest weight exponent of a plan aligned to the synapses: ``2**(6 + exp)`` is an integer,
+#: so every weight is applied exactly (no summed input floored).
+ALIGNED_EXP_MIN = -SHIFT
+#: How a negative weight exponent is applied (``fixed_point_plan(alignment=)``): "synapse"
+#: (Loihi's ``2**(6 + weight_exp)``, exact) or "floor" (Lava's bit-accurate Dense: the
+#: summed input floor-shifted before the neuron's ``<< 6``; kept to compare).
+ALIGNMENTS = ("synapse", "floor")
 #: Default of ``fixed_point_plan(equalize=)``: 1 (off). Evening out weight rows lowered the
 #: weight error but not the agreement with float on ResNet-20, T = 8: lower gains make the
 #: floor-shifted sums of negative weight exponents cost more (measured, docs/loihi2.md).
@@ -304,10 +314,13 @@ def _bias_format(b: np.ndarray, t_acc: int, hw: Loihi2) -> tuple[np.ndarray, np.
     return mant, exp, shift, err
 
 
-def _weight_exp_bounds(kind: str) -> tuple[int, int]:
+def _weight_exp_bounds(kind: str, alignment: str = "synapse") -> tuple[int, int]:
     """Range of the exponent ``e`` of the 8-bit mantissa a synapse kind can take (Dense/Sparse
-    get ``2 m`` with ``weight_exp = e - 1``)."""
+    get ``2 m`` with ``weight_exp = e - 1``). Aligned to the synapses, the lowest
+    ``weight_exp`` is ``ALIGNED_EXP_MIN`` (``2**(6 + weight_exp)`` stays an integer)."""
     lo, hi = WEIGHT_EXP_RANGE
+    if alignment == "synapse":
+        lo = max(lo, ALIGNED_EXP_MIN)
     return (lo, hi) if kind == "conv" else (lo + 1, hi + 1)
 
 
@@ -316,13 +329,14 @@ def _synapses_fit(syns: list, gain: Any) -> bool:
                for s in syns)
 
 
-def _weight_exponent(syn: Any, factor: Any) -> tuple[Any, int, float]:
+def _weight_exponent(syn: Any, factor: Any,
+                     alignment: str = "synapse") -> tuple[Any, int, float]:
     """Mantissas, exponent and relative RMS error of ``syn.weight * factor``: the smallest
     exponent in the format whose mantissas fit 8 bits, negative where the weights are small
     (the synapse then floor-shifts its summed input); mantissas that are all even move to the
     next exponent (an exactly representable weight set keeps ``e >= 0`` and stays exact)."""
     scaled = _scaled_weight(syn, factor)
-    lo, _ = _weight_exp_bounds(syn.kind)
+    lo, _ = _weight_exp_bounds(syn.kind, alignment)
     exp = max(lo, _exp_for(_scaled_abs_max(syn, factor), W_MAX))
     m, err = _round_weights(scaled, exp)
     while exp < 0:
@@ -426,7 +440,8 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
                      margin: float = 0.5, budget: Loihi2 = LOIHI2, *,
                      allow_violations: bool = False,
                      max_readout_error: float = 0.05,
-                     equalize: float = EQUALIZE) -> tuple[LavaPlan, dict[str, Any]]:
+                     equalize: float = EQUALIZE,
+                     alignment: str = "synapse") -> tuple[LavaPlan, dict[str, Any]]:
     """Turn a float plan into Loihi-style integers (module docstring); also the report.
 
     Every value of the plan lies in its documented format (:func:`plan_violations`): 8-bit
@@ -445,13 +460,21 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     equalize : float
         In ``(0, 1]``: per-channel gains even out each iLIF layer's weight rows down to this
         fraction of its largest (``_row_equalizer``); 1 keeps one gain per threshold.
+    alignment : {"synapse", "floor"}
+        How a negative weight exponent is applied. ``"synapse"`` (default): as Loihi, every
+        weight mantissa enters the membrane times ``2**(6 + weight_exp)``, exactly, with
+        exponents down to ``ALIGNED_EXP_MIN`` (the target's ``a_in_exp`` and the synapses'
+        shifts split it, :func:`~spikeconverter.converters.to_lava.plan.synapse_shift`).
+        ``"floor"``: Lava's bit-accurate Dense convention, the summed input floor-shifted by
+        a negative exponent before the neuron's ``<< 6`` (exponents down to -8).
 
     Returns
     -------
     (LavaPlan, dict)
         The fixed-point plan and the report: ``layers`` (per population: ``neurons``,
         ``synapses``, ``max_fan_in``, ``max_fan_out``, ``membrane_bits``, ``gain``, ``vth``,
-        ``weight_exp``, ``weight_error``, ``floor_error`` (bound of the membrane error from
+        ``weight_exp``, ``a_in_shift``, ``weight_error``, ``floor_error`` (bound of the
+        membrane error from
         floor-shifted sums, in float units), ``bias_exp_max``, ``bias_shift``, ``bias_error``,
         ``cores``, ``limits``, ``saturations`` after a fixed-point run), ``budget``, ``cores``,
         ``input_shift``, ``readout_error``, ``readout_floor_error``, ``violations``,
@@ -467,6 +490,8 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
         raise ValueError(f"fixed point needs k = 2 (a left shift), the graph has k = {graph.k}")
     if not 0 < equalize <= 1:
         raise ValueError(f"equalize must be in (0, 1], got {equalize!r}")
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
     out = copy.deepcopy(plan)
     out.select_tag = "fixed_pt"
     budget_v = margin * 2.0 ** (V_BITS - 1)
@@ -500,7 +525,7 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
                                  if peak > 0 else 0.0,
                                  weight_exp={}, weight_error={}, floor_error=0.0)
     _set_input_shift(out, peaks, gains)
-    _set_weights(out, gains, layers)
+    _set_weights(out, gains, layers, alignment)
     out.output_gain = gains[out.output]
     report = _connectivity_report(graph, layers, budget)
     readout_error = max(layers[out.output]["weight_error"].values(), default=0.0)
@@ -553,23 +578,42 @@ def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, fl
 
 
 def _set_weights(out: LavaPlan, gains: dict[str, float],
-                 layers: dict[str, dict[str, Any]]) -> None:
+                 layers: dict[str, dict[str, Any]], alignment: str = "synapse") -> None:
     analog = out.input_encoding == "analog"
     for syn in out.synapses:
         factor = gains[syn.target] / 64
         if analog and syn.source == out.input:
             factor /= 2.0 ** out.input_shift  # that part of the scale sits in the input
-        m, exp, err = _weight_exponent(syn, factor)
+        m, exp, err = _weight_exponent(syn, factor, alignment)
         if syn.kind == "conv":
             syn.weight, syn.weight_exp = m, exp
         else:
             syn.weight, syn.weight_exp = 2 * m, exp - 1
         layers[syn.target]["weight_exp"][syn.source] = exp
         layers[syn.target]["weight_error"][syn.source] = err
-        if exp < 0:  # the floored sum: < 1 unit of a_in (64 of V) per accumulate step
-            t_acc = out.populations[syn.target].t_acc
-            layers[syn.target]["floor_error"] += (64.0 * (2.0 ** t_acc - 1)
+    if alignment == "synapse":
+        _align_to_synapses(out)
+    for syn in out.synapses:
+        shift = synapse_shift(out, syn)
+        if shift < 0:  # the floored sum: < 1 unit of a_in (64 of V) per accumulate step
+            spec = out.populations[syn.target]
+            unit = 2.0 ** (SHIFT + spec.a_in_exp)
+            layers[syn.target]["floor_error"] += (unit * (2.0 ** spec.t_acc - 1)
                                                   / float(np.min(gains[syn.target])))
+    for name, info in layers.items():
+        info["a_in_shift"] = SHIFT + out.populations[name].a_in_exp
+
+
+def _align_to_synapses(out: LavaPlan) -> None:
+    """Loihi's alignment: every weight enters the membrane as ``m * 2**(6 + weight_exp)``.
+    Each target applies ``2**(6 + a_in_exp)`` with ``a_in_exp`` its synapses' smallest
+    (negative) exponent, each synapse the rest, ``2**(weight_exp - a_in_exp)`` (a left
+    shift): no summed input is floored, and the messages stay as small as they can."""
+    lowest: dict[str, int] = {}
+    for syn in out.synapses:
+        lowest[syn.target] = min(lowest.get(syn.target, 0), int(syn.weight_exp))
+    for name, e in lowest.items():
+        out.populations[name].a_in_exp = max(e, -SHIFT)
 
 
 def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
@@ -601,6 +645,9 @@ def _population_violations(spec: Any, hw: Loihi2) -> list[str]:
     if exp.size and (exp.min() < 0 or exp.max() > hw.bias_exp_max):
         bad.append(f"layer {spec.name!r}: bias exponent {int(exp.max())} outside "
                    f"[0, {hw.bias_exp_max}]")
+    if not -SHIFT <= spec.a_in_exp <= 0:
+        bad.append(f"layer {spec.name!r}: input alignment exponent {spec.a_in_exp} outside "
+                   f"[{-SHIFT}, 0] (the neuron's share of 2**(6 + weight_exp))")
     if not 0 <= spec.bias_shift <= spec.t_acc - 1:
         bad.append(f"layer {spec.name!r}: bias shift {spec.bias_shift} outside "
                    f"[0, {spec.t_acc - 1}]")

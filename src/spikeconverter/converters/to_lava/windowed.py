@@ -13,7 +13,9 @@ step; the same numbers where the arithmetic is exact, which this module decides 
 and the neurons check at run time:
 
 * **fixed point, static** (per incoming synapse, else the target accumulates per step):
-  the weight exponent is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
+  the synapse's shift (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`: its
+  weight exponent less the part its target applies; ``>= 0`` in a plan aligned to the
+  synapses, the default) is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
   negative exponent floor-shifts every step's sum, which is linear only then), or ``-1`` on a
   Conv of binary spikes: ``sum_t 2**k floor(y_t / 2) = (W c - P) / 2`` where the bits of ``P``
   are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``,
@@ -64,7 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 
 __all__ = ["WindowPlan", "input_bound", "row_abs_sum", "window_plan"]
 
@@ -126,10 +128,12 @@ def row_abs_sum(syn: Any) -> int:
     return int(np.ceil(float(w.reshape(w.shape[0], -1).sum(axis=1).max())))
 
 
-def input_bound(syns: list[Any]) -> int:
+def input_bound(plan: LavaPlan, syns: list[Any]) -> int:
     """The largest per-step input of a neuron from spike trains (``|s| <= 1``): the sum over
-    its synapses of ``max_row sum |w| * 2**weight_exp`` (an upper bound; exponents >= 0)."""
-    return int(sum(row_abs_sum(s) << max(int(s.weight_exp), 0) for s in syns))
+    its synapses of ``max_row sum |w| * 2**shift`` with each synapse's shift
+    (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`; an upper bound, shifts
+    taken as >= 0)."""
+    return int(sum(row_abs_sum(s) << max(synapse_shift(plan, s), 0) for s in syns))
 
 
 def _payload(plan: LavaPlan, syn: Any) -> str:
@@ -152,7 +156,7 @@ def _divides(syn: Any, m: int) -> bool:
 
 def _fixed_synapse_reason(plan: LavaPlan, syn: Any, t_acc: int) -> str | None:
     """Why a fixed-point synapse cannot be summed per window, or None."""
-    e = int(syn.weight_exp)
+    e = synapse_shift(plan, syn)
     payload = _payload(plan, syn)
     if payload == "analog":
         return None  # one frame: the windowed product is the per-step one
@@ -199,7 +203,8 @@ def window_plan(plan: LavaPlan, schedule: Schedule) -> WindowPlan:
         out.accumulate[name] = "window"
         payloads = {_payload(plan, s) for s in syns}
         out.prefix[name] = 0 if payloads == {"analog"} else 1
-        out.bound[name] = input_bound([s for s in syns if _payload(plan, s) != "analog"]) \
+        out.bound[name] = input_bound(plan, [s for s in syns
+                                             if _payload(plan, s) != "analog"]) \
             if fixed else 0
         start = int(spec.offset) - 1  # the synapse sees step n's spikes, the target at n + 1
         for s in syns:

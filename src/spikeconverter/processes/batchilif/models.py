@@ -18,7 +18,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from spikeconverter.coding import rounding_offset
 from spikeconverter.processes.batchilif.process import BatchILIF
 from spikeconverter.processes.ilif.models import PyILIFModelBitAcc, PyILIFModelFloat
-from spikeconverter.processes.loihi import SHIFT, V_MAX, V_MIN, receive, receive_sum
+from spikeconverter.processes.loihi import V_MAX, V_MIN, receive, receive_sum
 
 __all__ = ["PyBatchILIFModelBitAcc", "PyBatchILIFModelFloat"]
 
@@ -149,24 +149,26 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         self.v[:] = v
 
     def _accumulate_window(self, total: np.ndarray) -> None:
-        """``v = (sum << 6) + (bias << bias_shift)`` (+ half an LSB), clamped: the per-step
-        membrane when nothing clamped before the last step, which is checked here."""
+        """``v = (sum << a) + (bias << bias_shift)`` (+ half an LSB), clamped, with
+        ``a = a_in_shift`` (6 by default): the per-step membrane when nothing clamped before
+        the last step, which is checked here."""
         self._scale()
+        a = self._a_in_shift
         bias = self._bias_term()
         if self._shift_b:
             bias = np.left_shift(bias, self._shift_b)
         top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
         b_top = int(np.abs(bias).max(initial=0))
-        if self._gain * (top << SHIFT) + 128 * self._bound + b_top > 2 * V_MAX:
-            # some neuron may fail: test each (64 |sum| + 128 S + |bias| <= 2 V_MAX)
-            slack = 2 * V_MAX - 128 * self._bound - np.abs(bias)
-            over = np.left_shift(np.abs(total), SHIFT) * self._gain > slack
+        if self._gain * (top << a) + (self._bound << (a + 1)) + b_top > 2 * V_MAX:
+            # some neuron may fail: test each (2**a |sum| + 2**(a+1) S + |bias| <= 2 V_MAX)
+            slack = 2 * V_MAX - (self._bound << (a + 1)) - np.abs(bias)
+            over = np.left_shift(np.abs(total), a) * self._gain > slack
             bad = int(np.count_nonzero(np.broadcast_to(over, total.shape)))
             if bad:
                 self.unverified += bad
         # int32 when |sum| < 2**24 and |bias| < 2**29: |v| < 2**30 + 2**29 + 2**23
         small = top < 2**24 and b_top < 2**29
-        v = np.left_shift(total.astype(np.int32) if small else total, SHIFT)
+        v = np.left_shift(total.astype(np.int32) if small else total, a)
         v += bias.astype(v.dtype, copy=False)
         if self._nearest:
             v += self._half * np.sign(v) if self._signed else self._half

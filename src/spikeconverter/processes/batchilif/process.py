@@ -35,8 +35,9 @@ class BatchILIF(ILIF):
       ``k**bias_shift``) and half an LSB in one step: ``v`` jumps to its window's end value
       instead of doubling step by step. Fixed point: with ``input_bound`` the largest input of
       one step from spike trains and ``prefix_gain`` 1 (0 when the input is one analog frame
-      at the last step), a neuron whose ``64 * prefix_gain * |sum| + 128 * input_bound +
-      |bias << bias_shift|`` exceeds ``2 * (2**23 - 1)`` might have clamped before the last
+      at the last step), a neuron whose ``2**a * prefix_gain * |sum| + 2**(a + 1) *
+      input_bound + |bias << bias_shift|`` (``a = a_in_shift``, 6 by default) exceeds
+      ``2 * (2**23 - 1)`` might have clamped before the last
       step in the per-step model: it is counted in the Var ``unverified`` (shape ``(1,)``),
       and a run with a nonzero count must be repeated step by step.
     * ``code_output=True`` (fixed point): the generate phase sends the bits of the window's
