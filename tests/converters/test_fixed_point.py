@@ -19,6 +19,7 @@ from spikeconverter.converters.to_lava.fixed_point import (
     fixed_point_plan,
     plan_violations,
 )
+from spikeconverter.converters.to_lava.plan import synapse_groups
 
 
 def assert_in_formats(plan, hw=LOIHI2):
@@ -207,15 +208,19 @@ def _integer_twin(plan):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("alignment", ["synapse", "floor"])
-def test_aligned_fixed_point_is_loihis_exact_weight_scaling(alignment):
+@pytest.mark.parametrize(("alignment", "split"), [("synapse", False), ("synapse", True),
+                                                  ("floor", False)])
+def test_aligned_fixed_point_is_loihis_exact_weight_scaling(alignment, split):
     """Aligned to the synapses, the bit-accurate Lava run (batched and the unbatched graph of
     Lava's own Dense/Conv) is the exact integer arithmetic ``m * 2**(6 + weight_exp)`` of its
-    plan, bit for bit; the floor-shifted convention is not (its summed input is floored)."""
+    plan, bit for bit, split weights included (two synapse groups on one edge); the
+    floor-shifted convention is not (its summed input is floored)."""
     lnet, x = _pool_readout()
-    plan, _ = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
-                               alignment=alignment)
+    plan, rep = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 alignment=alignment, split_weights=split)
+    assert_in_formats(plan)
     assert any(s.weight_exp < 0 for s in plan.synapses)
+    assert any(s.part for s in plan.synapses) == split
     lnet._plans[True], lnet._plans[False] = plan, _integer_twin(plan)
     x = x[:3]
     exact = lnet.run(torch.round(x * 2.0 ** plan.input_shift), progress=False)
@@ -290,3 +295,30 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     _assert_fixed_follows_float(lnet, x[:4])
     with pytest.raises(ValueError, match="equalize"):
         fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks, equalize=0)
+
+
+@pytest.mark.lava
+def test_split_weights_add_a_low_group_and_cost_twice_the_synapses():
+    lnet, _ = _pool_readout()
+    one, rep1 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks)
+    two, rep2 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 split_weights=True)
+    name = next(n for n, s in two.populations.items() if s.kind == "relu")
+    hi, lo = (s for s in two.synapses if s.target == name)
+    assert (hi.part, lo.part, hi.edge) == (0, 1, lo.edge) and lo.weight_exp < hi.weight_exp
+    np.testing.assert_array_equal(hi.weight, next(s for s in one.synapses
+                                                  if s.target == name).weight)
+    # the two groups carry the weights ~8 bits more precisely
+    err1 = max(rep1["layers"][name]["weight_error"].values())
+    err2 = max(rep2["layers"][name]["weight_error"].values())
+    assert err2 < err1 / 50
+    assert synapse_groups(two)[name] == [2] and synapse_groups(one)[name] == [1]
+    # the hardware report counts both groups: weights stored twice, every spike drives both
+    lnet.split_weights = False
+    base = lnet.hardware_report()
+    lnet.split_weights = True
+    split = lnet.hardware_report()
+    b, s_ = base["layers"][name], split["layers"][name]
+    assert s_["stored_weights"] == 2 * b["stored_weights"]
+    assert s_["synaptic_ops"] == pytest.approx(2 * b["synaptic_ops"])
+    assert split["per_inference"]["synaptic_ops"] > base["per_inference"]["synaptic_ops"]

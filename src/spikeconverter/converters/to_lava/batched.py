@@ -216,7 +216,7 @@ def _synapse(syn, batch: int, window: dict | None, weight_exp: int):
     from spikeconverter.processes import BatchConv, BatchDense
 
     bits = GRADED_BITS if syn.graded else 0
-    name = f"syn_{syn.target}_{syn.edge}"
+    name = f"syn_{syn.target}_{syn.edge}" + (f"_{syn.part}" if syn.part else "")
     if syn.kind == "conv":
         c = syn.conv
         proc = BatchConv(weight=syn.weight, input_shape=c["input_shape"], batch=batch,

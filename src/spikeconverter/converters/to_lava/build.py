@@ -186,7 +186,7 @@ def _add_synapse(syn: Any, port: Any, target_in: Any, weight_exp: int) -> Any:
         port.connect(d.a_in)
         port = d.s_out
     bits = GRADED_BITS if syn.graded else 0
-    name = f"syn_{syn.target}_{syn.edge}"
+    name = f"syn_{syn.target}_{syn.edge}" + (f"_{syn.part}" if syn.part else "")
     if syn.kind == "conv":
         c = syn.conv
         proc = Conv(weight=syn.weight, weight_exp=weight_exp,

@@ -19,7 +19,7 @@ from spikeconverter.converters.to_lava.layout import lava_shape, to_lava
 from spikeconverter.converters.to_lava.synapses import SynapseSpec, edge_synapse, input_landing
 from spikeconverter.plugin.kernels import pair
 
-__all__ = ["LavaPlan", "PopulationSpec", "float_plan", "synapse_shift"]
+__all__ = ["LavaPlan", "PopulationSpec", "float_plan", "synapse_groups", "synapse_shift"]
 
 
 @dataclass
@@ -158,3 +158,14 @@ def synapse_shift(plan: LavaPlan, syn: SynapseSpec) -> int:
     (``PopulationSpec.a_in_exp``). Never negative when the planner aligned the target to its
     smallest exponent, so nothing is floored."""
     return int(syn.weight_exp) - int(plan.populations[syn.target].a_in_exp)
+
+
+def synapse_groups(plan: LavaPlan) -> dict[str, list[int]]:
+    """Population -> per incoming edge, the synapse groups that carry it (2 where fixed
+    point's split weights add a low-order group), for the hardware report."""
+    out: dict[str, list[int]] = {}
+    for syn in plan.synapses:
+        groups = out.setdefault(syn.target, [])
+        groups.extend([0] * (syn.edge + 1 - len(groups)))
+        groups[syn.edge] += 1
+    return out
