@@ -176,10 +176,12 @@ def test_tiny_readout_weights_take_a_negative_exponent():
     assert readout.weight_exp + (0 if readout.kind == "conv" else 1) < 0
     rep = lnet.fixed_point_report()
     assert rep["violations"] == [] and rep["readout_error"] < 0.05
-    # aligned to the synapses (the default): the readout applies part of 2**(6 + exp) itself
+    # aligned to the synapses (the default): the readout applies part of 2**(6 + exp) itself,
+    # down to its synapses' lowest exponent (a split's low group included)
     assert rep["readout_floor_error"] == 0
-    assert plan.populations[plan.output].a_in_exp == readout.weight_exp
-    assert rep["layers"][plan.output]["a_in_shift"] == 6 + readout.weight_exp
+    lowest = min(s.weight_exp for s in plan.synapses if s.target == plan.output)
+    assert plan.populations[plan.output].a_in_exp == lowest
+    assert rep["layers"][plan.output]["a_in_shift"] == 6 + lowest
     _assert_fixed_follows_float(lnet, x[:4])
     floored, frep = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule,
                                      lnet.membrane_peaks, alignment="floor")
@@ -274,9 +276,11 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     lnet = sc.convert(model, x, T=6, progress=False, backend="lava")
     flt_plan = lnet.plan()
-    base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks)
+    # one synapse group per edge: what equalizing is for (split weights need no evening out)
+    base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                      split_weights=False)
     plan, rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
-                                 equalize=0.25)
+                                 equalize=0.25, split_weights=False)
     assert_in_formats(plan)
     assert rep["violations"] == []
     name = [n for n, s in plan.populations.items() if s.kind == "relu"][1]  # the input's
@@ -291,6 +295,7 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     assert conv.weight_exp < next(s for s in base.synapses if s.target == name).weight_exp
     err = max(rep["layers"][name]["weight_error"].values())
     assert err < max(base_rep["layers"][name]["weight_error"].values())
+    lnet.split_weights = False
     lnet._plans[True] = plan  # run the equalized plan bit-accurately
     _assert_fixed_follows_float(lnet, x[:4])
     with pytest.raises(ValueError, match="equalize"):
@@ -300,7 +305,8 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
 @pytest.mark.lava
 def test_split_weights_add_a_low_group_and_cost_twice_the_synapses():
     lnet, _ = _pool_readout()
-    one, rep1 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks)
+    one, rep1 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 split_weights=False)
     two, rep2 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
                                  split_weights=True)
     name = next(n for n, s in two.populations.items() if s.kind == "relu")
@@ -308,10 +314,12 @@ def test_split_weights_add_a_low_group_and_cost_twice_the_synapses():
     assert (hi.part, lo.part, hi.edge) == (0, 1, lo.edge) and lo.weight_exp < hi.weight_exp
     np.testing.assert_array_equal(hi.weight, next(s for s in one.synapses
                                                   if s.target == name).weight)
-    # the two groups carry the weights ~8 bits more precisely
+    # the two groups carry the weights more precisely: 3 bits for the input's synapses (at
+    # exponents -3 and -6; the input takes the other 3 bits of resolution)
     err1 = max(rep1["layers"][name]["weight_error"].values())
     err2 = max(rep2["layers"][name]["weight_error"].values())
-    assert err2 < err1 / 50
+    assert (hi.weight_exp, lo.weight_exp) == (-3, -6) and err2 < err1 / 4
+    assert two.input_shift == one.input_shift - 3
     assert synapse_groups(two)[name] == [2] and synapse_groups(one)[name] == [1]
     # the hardware report counts both groups: weights stored twice, every spike drives both
     lnet.split_weights = False

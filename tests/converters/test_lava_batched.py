@@ -137,7 +137,10 @@ def _floor_shifted_net():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
+    net.split_weights = False  # one synapse group per edge
     plan = net.plan(True)
+    for spec in plan.populations.values():  # Lava Dense's convention: the neurons shift by 6
+        spec.a_in_exp = 0
     convs = [s for s in plan.synapses if s.kind == "conv" and s.source != plan.input]
     for i, syn in enumerate(convs):
         w = np.asarray(syn.weight).copy()
