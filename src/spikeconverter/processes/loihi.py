@@ -289,11 +289,23 @@ class FixedPointMembrane:
             v += bias.astype(dtype, copy=False)
         return v
 
+    _bias_cache: np.ndarray | None = None
+
     def _bias_term(self) -> np.ndarray:
-        """``bias_mant << bias_exp`` (right shift for negative exponents), int64."""
-        exp = self.bias_exp.astype(np.int64)
-        bias = self.bias_mant.astype(np.int64)
-        return np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
+        """``bias_mant << bias_exp`` (right shift for negative exponents), int64; computed
+        once and kept until a Var is set from the host (:meth:`on_var_update`). Read only."""
+        if self._bias_cache is None:
+            exp = self.bias_exp.astype(np.int64)
+            bias = self.bias_mant.astype(np.int64)
+            self._bias_cache = np.where(exp >= 0, bias << np.maximum(exp, 0),
+                                        bias >> np.maximum(-exp, 0))
+        return self._bias_cache
+
+    def on_var_update(self) -> None:
+        """Lava calls this after the host set a Var: what is derived from the Vars is
+        recomputed at its next use."""
+        self._bias_cache = None
+        super().on_var_update()
 
     def _clamp(self, v: np.ndarray) -> None:
         """Store ``v`` (integers) in the 24-bit membrane, counting the clamped entries."""

@@ -16,9 +16,8 @@ and the neurons check at run time:
   the weight exponent is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
   negative exponent floor-shifts every step's sum, which is linear only then), or ``-1`` on a
   Conv of binary spikes: ``sum_t 2**k floor(y_t / 2) = (W c - P) / 2`` where the bits of ``P``
-  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``,
-  counted for all steps at once by one float64 product of the 0/1 odd-weight matrix with
-  the code's bits spread into lanes (two products for 8 steps); a Conv's per-step sum can
+  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``:
+  bit for bit the XOR of those inputs' codes, for all steps at once; a Conv's per-step sum can
   never wrap to 24 bits (``max_row sum |w| * 2**e < 2**23``); the window's sum fits the
   32-bit message (``max_row sum |w| * (2**t_acc - 1) * 2**e < 2**31``); an analog input is
   one frame per window landing at the window's last step (then ``W c`` *is* the per-step

@@ -152,11 +152,8 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         """``v = (sum << 6) + (bias << bias_shift)`` (+ half an LSB), clamped: the per-step
         membrane when nothing clamped before the last step, which is checked here."""
         self._scale()
-        bias = self._bias_term()
-        if self._shift_b:
-            bias = np.left_shift(bias, self._shift_b)
+        bias, b_top, bias32 = self._window_bias()
         top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
-        b_top = int(np.abs(bias).max(initial=0))
         if self._gain * (top << SHIFT) + 128 * self._bound + b_top > 2 * V_MAX:
             # some neuron may fail: test each (64 |sum| + 128 S + |bias| <= 2 V_MAX)
             slack = 2 * V_MAX - 128 * self._bound - np.abs(bias)
@@ -165,12 +162,29 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
             if bad:
                 self.unverified += bad
         # int32 when |sum| < 2**24 and |bias| < 2**29: |v| < 2**30 + 2**29 + 2**23
-        small = top < 2**24 and b_top < 2**29
+        small = top < 2**24 and bias32 is not None
         v = np.left_shift(total.astype(np.int32) if small else total, SHIFT)
-        v += bias.astype(v.dtype, copy=False)
+        v += bias32 if small else bias
         if self._nearest:
             v += self._half * np.sign(v) if self._signed else self._half
         self._clamp(v)
+
+    _wbias: tuple | None = None
+
+    def _window_bias(self) -> tuple:
+        """``(bias, top, bias32)``: ``bias << bias_shift`` (int64), its largest magnitude and
+        the same as int32 (None when ``top >= 2**29``); kept until a Var is set."""
+        if self._wbias is None:
+            bias = self._bias_term()
+            if self._shift_b:
+                bias = np.left_shift(bias, self._shift_b)
+            b_top = int(np.abs(bias).max(initial=0))
+            self._wbias = (bias, b_top, bias.astype(np.int32) if b_top < 2**29 else None)
+        return self._wbias
+
+    def on_var_update(self) -> None:
+        self._wbias = None
+        super().on_var_update()
 
     def _make_code(self, v: np.ndarray) -> tuple:
         """The generate phase's spikes from the membrane ``v`` at the window's end:
