@@ -166,14 +166,15 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
         g.neurons[spec.name] = p
     for syn in plan.synapses:
         port = outs[syn.source]
-        if syn.delay > 0:
+        window = None if modes is None else modes.windows.get((syn.target, syn.edge))
+        folded = window is not None and window.get("lead", 0) == syn.delay  # in the synapse
+        if syn.delay > 0 and not folded:
             d = Delay(shape=(batch, *syn.in_shape), delay=syn.delay,
                       name=f"delay_{syn.target}_{syn.edge}")
             port.connect(d.a_in)
             port = d.s_out
             g.delays.append(d)
-        proc = _synapse(syn, batch, None if modes is None
-                        else modes.windows.get((syn.target, syn.edge)))
+        proc = _synapse(syn, batch, window)
         port.connect(proc.s_in)
         proc.a_out.connect(ins[syn.target])
         g.synapses.append(proc)
@@ -199,7 +200,8 @@ def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
         name = spec.name
         fast = {"window_input": modes.windowed(name), "input_bound": modes.bound.get(name, 0),
                 "prefix_gain": modes.prefix.get(name, 1),
-                "code_output": modes.code_output.get(name, False)}
+                "code_output": modes.code_output.get(name, False),
+                "code_send": modes.code_send.get(name, False)}
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
                      offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
                      bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,

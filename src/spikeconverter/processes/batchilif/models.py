@@ -36,6 +36,7 @@ class _FastModes:
         p = proc_params
         self._window_in = bool(p.get("window_input", False))
         self._code_out = bool(p.get("code_output", False)) and self._code_output_supported
+        self._code_send = self._code_out and bool(p.get("code_send", False))
         self._bound = int(p.get("input_bound", 0))
         self._gain = int(p.get("prefix_gain", 1))
         self._shift_b = int(p.get("bias_shift", 0))
@@ -55,10 +56,14 @@ class _FastModes:
             self._accumulating = True
             self._accumulate_fast(a_in, tau, 0)
         if tau < self._t_acc:  # idle or accumulating
-            self._send_silence(self.s_out)
+            if not self._code_send:
+                self._send_silence(self.s_out)
             return
         self._accumulating = False
-        self.s_out.send(self._generate_fast(0, tau - self._t_acc))
+        if not self._code_send:
+            self.s_out.send(self._generate_fast(0, tau - self._t_acc))
+        elif tau == self._t_acc:  # the whole generate phase in one message: the code's bytes
+            self.s_out.send(self._generate_fast(0, -1))
 
     def _run_banks_fast(self, a_in) -> None:
         # as _run_banks, without zeroing idle banks: no fast hook reads a bank before it
@@ -205,6 +210,8 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         np.minimum(code, 2**t - 1, out=code)
         code = code.astype(np.uint8 if t <= 8 else np.int64)
         sign = np.sign(v).astype(np.int8) if self._signed else None
+        if self._code_send:  # unsigned, t <= 8: sent as it is
+            return None, code, None
         if t <= 8:
             planes = np.unpackbits(code.astype(np.uint8)[None], axis=0)[8 - t:]
             planes = planes.view(np.int8)
@@ -214,7 +221,11 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         return None, code, sign
 
     def _code_spikes(self, state: tuple, tau: int) -> np.ndarray:
+        """The spikes of generate step ``tau``; ``tau = -1``: the code itself as int8 bytes
+        (``code_send``)."""
         planes, code, sign = state
+        if tau < 0:
+            return code.view(np.int8)
         if planes is not None:
             return planes[tau]
         z = ((code >> (self._t_gen - 1 - tau)) & 1).astype(np.int8)
