@@ -65,6 +65,11 @@ DEFAULT_BATCH = 32
 DEFAULT_CHUNK_WINDOWS = 8
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
 GRADED_BITS = 24
+#: Messages each Lava channel of a batched run holds (Lava's default is 64). Every channel
+#: carries at most one message per step, read in the same step, so a few slots keep the
+#: pipeline moving; each slot is one message of shared memory (``B`` samples: megabytes),
+#: touched once the ring has come round to it, so 64 slots made memory grow with the run.
+CHANNEL_SLOTS = 4
 
 
 @dataclass
@@ -309,7 +314,8 @@ def _stream(plan: LavaPlan, schedule: Schedule, images: Any, batch: int, chunk_w
         check_fixed_point(g.sink)  # a model raising inside Lava would hang the run
     # the project's one signal policy: SIGINT/SIGTERM are held inside Lava calls and raised
     # between chunks (signals.check), the runtime and its workers always stopped
-    with lava_runtime(g.sink, run_config(plan.select_tag)) as signals:
+    with lava_runtime(g.sink, run_config(plan.select_tag),
+                      {"pypy_channel_size": CHANNEL_SLOTS}) as signals:
         g.sink.run(condition=RunSteps(num_steps=first))
         done, stepping = first, 0.0
         first_seconds = time.perf_counter() - started
