@@ -21,8 +21,10 @@ sample (float) or per batch (integers, exact in any order); sparse edges with at
 synapse per output (identity and option-A shortcuts) are a gather; silent inputs skip the
 product. And where the arithmetic allows it (:mod:`spikeconverter.converters.to_lava.windowed`)
 a population accumulates once per window: its synapses keep each input's spike code and apply
-their weights once, at the window's end, instead of once per step, and a fixed-point
-population sends its train as the bits of one integer code. ``run`` uses these windowed
+their weights once, at the window's end, instead of once per step (a delay in front of such a
+synapse is folded into it: no Delay Process), and a fixed-point population sends its train as
+the bits of one integer code (one message per window when every receiver is such a synapse of
+its generate phase). ``run`` uses these windowed
 models (``stats["accumulate"]`` lists the choice per population) and repeats a run step by step
 in the (never yet seen) case where a fixed-point neuron cannot prove it equals the per-step
 one; :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.processes` builds the
