@@ -60,9 +60,11 @@ from spikeconverter.converters.to_lava.windowed import WindowPlan, window_plan
 __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
            "window_frames"]
 
-#: Default samples per batch: makes the per-step runtime cost small per sample; measured
-#: fastest of 16/32/64 on ResNet-20 T=8 fixed point (64 is slower: larger working set).
-DEFAULT_BATCH = 32
+#: Default samples per batch: makes the per-step runtime cost small per sample. On ResNet-20
+#: T=8 fixed point 64 gave 50-54 images/s against 35-37 at 32 (``benchmarks/bench_lava.py
+#: --part marginal``, idle machine); a whole-set run's peak RSS stays near the parent's
+#: ~1.3 GB (the channels hold 4 messages).
+DEFAULT_BATCH = 64
 #: Default windows per ``RunSteps`` call (and per pipe fill): bounds the input buffer.
 DEFAULT_CHUNK_WINDOWS = 8
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
