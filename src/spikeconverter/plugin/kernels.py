@@ -32,9 +32,11 @@ __all__ = [
     "generate_code",
     "pair",
     "popcount",
+    "reciprocal_above",
     "code_max_pool2d",
     "BLOCK",
     "blocks",
+    "code_totals",
     "fast_code",
     "start_and_code",
     "spike_max_pool2d",
@@ -209,6 +211,44 @@ def _int_code_counts(code: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
     return acc.to(torch.float64).view(code.shape[1:])
 
 
+def code_totals(code: torch.Tensor, T: int, signed: bool, weight: torch.Tensor) -> torch.Tensor:
+    """Spikes of int32 codes ``(B, ...)`` with ``T <= 16`` over the whole batch and their sum
+    weighted by ``weight`` (float64, shape ``code.shape[1:]``, e.g. each neuron's fan-out): a
+    float64 ``[spikes, sum_i spikes_i weight_i]``.
+
+    The same numbers as :meth:`SpikeTrain.counts` summed and dotted with ``weight``, without
+    the per-neuron counts: one gather from the float64 popcount table, then a sum and a dot
+    product of each cache-sized block (on a CPU row by row; every partial sum an integer, or
+    exact products of integers by the weights, below ``2**53`` for integer weights, so any
+    order of summation gives the same result).
+    """
+    if code.is_floating_point() or T > 16:
+        raise ValueError(f"code_totals takes integer codes with T <= 16, got {code.dtype}, T={T}")
+    B = code.shape[0]
+    rows = code.reshape(B, -1)
+    w = weight.reshape(-1)
+    table = _popcount_table_as(code.device, torch.float64)
+    if code.device.type != "cpu" or rows.numel() <= BLOCK:
+        idx = rows.reshape(-1)
+        per = table.index_select(0, idx.abs() if signed else idx).view(rows.shape)
+        return torch.stack([per.sum(), torch.mv(per, w).sum()])
+    n = rows.shape[1]
+    step = min(BLOCK, n)
+    gathered = torch.empty(step, dtype=torch.float64)
+    mags = torch.empty(step, dtype=code.dtype) if signed else None
+    spikes, weighted = [], []
+    for b in range(B):
+        for j in range(0, n, step):
+            idx = rows[b, j:j + step]
+            k = idx.numel()
+            if signed:
+                idx = torch.abs(idx, out=mags[:k])
+            g = torch.index_select(table, 0, idx, out=gathered[:k])
+            spikes.append(g.sum())
+            weighted.append(torch.dot(g, w[j:j + k]))
+    return torch.stack([torch.stack(spikes).sum(), torch.stack(weighted).sum()])
+
+
 # -- the accumulate and generate phases -------------------------------------------------------
 
 def accumulate_weights(n: int, k: float, t_acc: int, at: int, like: torch.Tensor) -> torch.Tensor:
@@ -342,11 +382,15 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
       ``u = 2 theta + margin`` (exact in float64), i.e. ``v > t`` for ``t`` the largest float32
       not above ``u``; on a CPU only blocks whose maximum passes ``t`` are counted;
     * the code ``floor(x)``, ``x = v 2**(T-1) / theta``, clipped to ``[0, 2**T - 1]`` (signed:
-      ``sign(x) floor(|x|)`` clipped symmetrically), by one float64 division: with ``v`` and
+      ``sign(x) floor(|x|)`` clipped symmetrically): ``v`` is first clipped in float32 to
+      ``[0, c]`` (signed: ``[-c, c]``), ``c`` the largest float32 below ``2 theta``, whose code
+      is the top code for ``T <= 23`` (``T = 24``: the quotient is clipped instead); then one
+      float64 product with :func:`reciprocal_above` of ``theta 2**(1-T)``. With ``v`` and
       ``theta`` float32 a non-integer ``x >= 1/2`` lies at least ``2**-25`` from every integer
-      (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``) and the correctly
-      rounded float64 quotient is off by at most ``2**(T-53) <= 2**-29`` (exact when ``x`` is
-      an integer), so its truncation (by the conversion to int32) is ``floor(x)`` exactly.
+      (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``); the product is
+      never below ``|x|`` (the reciprocal is above ``1/d``, rounding is monotone and an integer
+      ``|x|`` is a float64) and at most ``|x| 2**-50 < 2**-26`` above it, so its truncation
+      (by the conversion to int32) is ``floor(x)`` exactly, integers included.
 
     Parameters
     ----------
@@ -376,9 +420,11 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     cpu = v.device.type == "cpu"
     th = theta.to(torch.float32)
     half = coding.rounding_offset(th, T, 2.0, rounding) if rounding == "nearest" else None
-    d = th.double() * 2.0 ** (1 - T)  # exact: a power of two
+    r = reciprocal_above(th.double() * 2.0 ** (1 - T))  # of an exact float64 (a power of two)
     top = float(2**T - 1)
     lo = -top if signed else 0.0
+    # the float32 clip below 2 theta codes as the top code for T <= 23 (see above)
+    c = torch.nextafter(coding.code_range(th), torch.zeros_like(th)) if T <= 23 else None
     t = t_min = None
     if saturations:
         # u = code_range + margin = 2 theta + (offset + lsb / 2), exact in float64
@@ -392,7 +438,8 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     count = torch.zeros((), dtype=torch.int64, device=v.device) if saturations else None
     # scalar thresholds on a CPU: Python numbers once, not a read per block
     plain_half = None if half is None or signed else _scalar(half)
-    plain_t, plain_d = (_scalar(x) if x is not None else None for x in (t, d))
+    plain_t, plain_r, plain_c = (_scalar(x) if x is not None else None for x in (t, r, c))
+    neg_c = None if c is None or not signed else _scalar(-c)
     for bs, cs in blocks(tuple(v.shape), cpu):
         vb = v[bs, cs]
         if bias is not None:
@@ -407,9 +454,25 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
         n = vb.numel()
         q = work[:n].view(vb.shape) if work is not None and work.numel() >= n else \
             torch.empty(vb.shape, dtype=torch.float64, device=v.device)
-        q.copy_(vb).div_(_part(plain_d, cs)).clamp_(lo, top)
+        if c is None:
+            q.copy_(vb).mul_(_part(plain_r, cs)).clamp_(lo, top)
+        else:  # two one-sided clips: a tensor pair in one clamp is several times slower
+            vb.clamp_min_(_part(neg_c, cs) if signed else 0.0).clamp_max_(_part(plain_c, cs))
+            q.copy_(vb).mul_(_part(plain_r, cs))
         out[bs, cs].copy_(q)  # truncates toward zero: floor(x) (sign(x) floor(|x|))
     return out, count
+
+
+def reciprocal_above(d: torch.Tensor) -> torch.Tensor:
+    """A float64 ``r`` with ``1/d <= r <= (1/d) (1 + 2**-51)`` for positive float64 ``d``: the
+    float64 above the correctly rounded ``1/d`` (which lies within half an ulp of ``1/d``).
+
+    ``x r`` then never falls below ``x / d`` after rounding wherever ``x / d`` is a float64
+    (rounding is monotone), which makes the truncated product the exact floor of the quotient
+    (see :func:`start_and_code`) at a product's cost instead of a division's.
+    """
+    r = 1.0 / d.double()
+    return torch.nextafter(r, torch.full_like(r, math.inf))
 
 
 def _exceeds(vb: torch.Tensor, t_min: float, signed: bool) -> bool:
