@@ -57,7 +57,6 @@ from spikeconverter.plugin.kernels import (
     SpikeTrain,
     accumulate_weights,
     code_max_pool2d,
-    code_totals,
     fast_code,
     generate,
     generate_code,
@@ -489,12 +488,6 @@ class SpikingNetwork(nn.Module):
     def _count(self, name: str, train: SpikeTrain, signed: bool) -> torch.Tensor:
         """``[spikes, synaptic ops]`` of population ``name``'s train, on its device (read back
         with all others at once by :meth:`_read_counts`)."""
-        code = train.code
-        if code is not None and not code.is_floating_point() and train.T <= 16:
-            # int32 codes: spikes and synaptic ops straight from the codes (no per-neuron
-            # counts), the same integers
-            return code_totals(code, train.T, signed,
-                               self._fan_out(name, code.new_empty((), dtype=torch.float64)))
         per_neuron = train.counts(signed)
         fan = self._fan_out(name, per_neuron)
         return torch.stack([per_neuron.sum(), torch.dot(per_neuron.reshape(-1), fan.reshape(-1))])

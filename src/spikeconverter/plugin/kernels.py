@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from spikeconverter import coding
+from spikeconverter.plugin.compiled import compiled, veltkamp_split
+from spikeconverter.plugin.compiled import failed as compile_failed
 
 __all__ = [
     "SpikeTrain",
@@ -36,7 +38,6 @@ __all__ = [
     "code_max_pool2d",
     "BLOCK",
     "blocks",
-    "code_totals",
     "fast_code",
     "start_and_code",
     "spike_max_pool2d",
@@ -209,44 +210,6 @@ def _int_code_counts(code: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
                 idx = torch.abs(idx, out=mags[:k])
             acc[j:j + k].add_(torch.index_select(table, 0, idx, out=gathered[:k]))
     return acc.to(torch.float64).view(code.shape[1:])
-
-
-def code_totals(code: torch.Tensor, T: int, signed: bool, weight: torch.Tensor) -> torch.Tensor:
-    """Spikes of int32 codes ``(B, ...)`` with ``T <= 16`` over the whole batch and their sum
-    weighted by ``weight`` (float64, shape ``code.shape[1:]``, e.g. each neuron's fan-out): a
-    float64 ``[spikes, sum_i spikes_i weight_i]``.
-
-    The same numbers as :meth:`SpikeTrain.counts` summed and dotted with ``weight``, without
-    the per-neuron counts: one gather from the float64 popcount table, then a sum and a dot
-    product of each cache-sized block (on a CPU row by row; every partial sum an integer, or
-    exact products of integers by the weights, below ``2**53`` for integer weights, so any
-    order of summation gives the same result).
-    """
-    if code.is_floating_point() or T > 16:
-        raise ValueError(f"code_totals takes integer codes with T <= 16, got {code.dtype}, T={T}")
-    B = code.shape[0]
-    rows = code.reshape(B, -1)
-    w = weight.reshape(-1)
-    table = _popcount_table_as(code.device, torch.float64)
-    if code.device.type != "cpu" or rows.numel() <= BLOCK:
-        idx = rows.reshape(-1)
-        per = table.index_select(0, idx.abs() if signed else idx).view(rows.shape)
-        return torch.stack([per.sum(), torch.mv(per, w).sum()])
-    n = rows.shape[1]
-    step = min(BLOCK, n)
-    gathered = torch.empty(step, dtype=torch.float64)
-    mags = torch.empty(step, dtype=code.dtype) if signed else None
-    spikes, weighted = [], []
-    for b in range(B):
-        for j in range(0, n, step):
-            idx = rows[b, j:j + step]
-            k = idx.numel()
-            if signed:
-                idx = torch.abs(idx, out=mags[:k])
-            g = torch.index_select(table, 0, idx, out=gathered[:k])
-            spikes.append(g.sum())
-            weighted.append(torch.dot(g, w[j:j + k]))
-    return torch.stack([torch.stack(spikes).sum(), torch.stack(weighted).sum()])
 
 
 # -- the accumulate and generate phases -------------------------------------------------------
@@ -435,6 +398,14 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     if out is None:
         out = v.view(torch.int32) if v.is_contiguous() else torch.empty(
             v.shape, dtype=torch.int32, device=v.device)
+    fn = compiled("start_code_sat", v.numel(), v.device) if v.ndim >= 2 and T <= 23 and \
+        v.is_contiguous() and out.data_ptr() == v.data_ptr() else None
+    if fn is not None:
+        try:
+            count = _start_and_code_compiled(fn, v, bias, th, T, half, t, c, signed)
+            return out, count if saturations else None
+        except Exception as error:  # noqa: BLE001 (any compiler failure: eager takes over)
+            compile_failed("start_code_sat", error)
     count = torch.zeros((), dtype=torch.int64, device=v.device) if saturations else None
     # scalar thresholds on a CPU: Python numbers once, not a read per block
     plain_half = None if half is None or signed else _scalar(half)
@@ -461,6 +432,28 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
             q.copy_(vb).mul_(_part(plain_r, cs))
         out[bs, cs].copy_(q)  # truncates toward zero: floor(x) (sign(x) floor(|x|))
     return out, count
+
+
+def _start_and_code_compiled(fn, v: torch.Tensor, bias: torch.Tensor | None, th: torch.Tensor,
+                             T: int, half: torch.Tensor | None, t: torch.Tensor | None,
+                             clip: torch.Tensor, signed: bool) -> torch.Tensor:
+    """:func:`start_and_code` by the compiled one-loop kernel ``fn``
+    (:func:`spikeconverter.plugin.compiled.start_code_sat`; codes over ``v``): the values as
+    tensors of one shape per channel (one compiled form serves every population; a missing
+    bias, offset or saturation test as the neutral ``0`` and infinities)."""
+    shape = (v.shape[1],) + (1,) * (v.ndim - 2)
+
+    def per_channel(x: torch.Tensor | float) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float32, device=v.device)
+        return x.expand(shape).contiguous() if x.ndim == 0 else x.reshape(shape).float()
+
+    hi = per_channel(math.inf if t is None else t)
+    lo_sat = -hi if signed else per_channel(-math.inf)
+    theta = per_channel(th)
+    theta_hi, theta_lo = veltkamp_split(theta)
+    return fn(v, torch.zeros((), dtype=v.dtype) if bias is None else bias,
+              per_channel(0.0 if half is None else half), hi, lo_sat, per_channel(clip),
+              torch.tensor(2.0 ** (T - 1)), theta, theta_hi, theta_lo, signed)
 
 
 def reciprocal_above(d: torch.Tensor) -> torch.Tensor:
