@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["MIN_ELEMENTS", "compiled", "failed", "start_code_sat", "veltkamp_split"]
+__all__ = ["MIN_ELEMENTS", "compiled", "failed", "popcount32", "start_code_sat", "veltkamp_split"]
 
 #: Smallest population (neurons times batch) that takes the compiled kernel.
 MIN_ELEMENTS = 1 << 20
@@ -36,7 +36,8 @@ _state: dict[str, Callable | None] = {}
 def start_code_sat(v: torch.Tensor, bias: torch.Tensor, half: torch.Tensor, hi: torch.Tensor,
                    lo_sat: torch.Tensor, clip: torch.Tensor, scale: torch.Tensor,
                    theta: torch.Tensor, theta_hi: torch.Tensor, theta_lo: torch.Tensor,
-                   signed: bool) -> torch.Tensor:
+                   weight: torch.Tensor, unit: torch.Tensor, signed: bool,
+                   ) -> tuple[torch.Tensor, ...]:
     """Start, saturation count and int32 code of contiguous float32 membranes ``v`` in float32
     arithmetic alone, the codes written over ``v`` (``v.view(torch.int32)`` reads them).
 
@@ -55,7 +56,16 @@ def start_code_sat(v: torch.Tensor, bias: torch.Tensor, half: torch.Tensor, hi: 
       (``m`` split by Veltkamp into 12-bit halves, ``theta = theta_hi + theta_lo`` split so
       beforehand).
 
-    Returns the saturation count (0-dim int64).
+    The spikes of each code (its set bits, counted by shifts and masks) are summed over all
+    neurons and samples, and weighted by ``weight`` (int32 per neuron, e.g. the fan-out), in
+    int64: exact.
+
+    The decoded value ``code unit`` (float32: ``unit = theta 2**(1-T)`` gives exactly
+    :meth:`spikeconverter.plugin.kernels.SpikeTrain.value`) is written on the way too, so that
+    a consumer's synapses read it without another pass.
+
+    Returns the saturation count, the spikes and the weighted spikes (0-dim int64 each) and
+    the decoded values.
     """
     u = v + bias
     u = u + half * torch.sign(u) if signed else u + half
@@ -68,13 +78,24 @@ def start_code_sat(v: torch.Tensor, bias: torch.Tensor, half: torch.Tensor, hi: 
     m_lo = m - m_hi
     err = ((m_hi * theta_hi - p) + m_hi * theta_lo + m_lo * theta_hi) + m_lo * theta_lo
     m = m - ((a < p) | ((a == p) & (err > 0))).to(m.dtype)
-    code = m.to(torch.int32)
-    if signed:
-        code = code * torch.sign(u).to(torch.int32)
+    mag = m.to(torch.int32)
+    code = mag * torch.sign(u).to(torch.int32) if signed else mag
     # the int32 bits stored as float32 (a bit cast): compiled code may mutate an input only in
     # its own dtype, and a fresh output would cost the CPU a page fault per 4 KiB
     v.copy_(code.view(torch.float32))
-    return sat
+    spikes = popcount32(mag)
+    return (sat, spikes.sum(dtype=torch.int64), (spikes * weight).sum(dtype=torch.int64),
+            code.to(torch.float32) * unit)
+
+
+def popcount32(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of non-negative int32 values, by shifts, masks and adds (no table: the form a
+    compiler vectorises)."""
+    x = x - ((x >> 1) & 0x55555555)
+    x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+    x = (x + (x >> 4)) & 0x0F0F0F0F
+    x = x + (x >> 8)
+    return (x + (x >> 16)) & 0x3F
 
 
 def veltkamp_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

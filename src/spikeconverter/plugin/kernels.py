@@ -128,14 +128,20 @@ class SpikeTrain:
         Inverse leak (the weight ratio of successive spikes).
     frames, code : torch.Tensor, optional
         Exactly one of them.
+    decoded : torch.Tensor, optional
+        A code's value ``value(1.0)``, computed already (by the compiled kernel, with the
+        codes): returned by :meth:`value` for ``factor = 1`` instead of a new one (read only).
     """
 
     def __init__(self, theta: torch.Tensor, T: int, start: int, *, k: float = 2.0,
-                 frames: torch.Tensor | None = None, code: torch.Tensor | None = None):
+                 frames: torch.Tensor | None = None, code: torch.Tensor | None = None,
+                 decoded: torch.Tensor | None = None):
         if (frames is None) == (code is None):
             raise ValueError("SpikeTrain needs exactly one of frames and code")
+        if decoded is not None and code is None:
+            raise ValueError("SpikeTrain: decoded values come with a code")
         self.theta, self.T, self.start, self.k = theta, T, start, k
-        self._frames, self.code = frames, code
+        self._frames, self.code, self.decoded = frames, code, decoded
 
     def frames(self) -> torch.Tensor:
         """The spikes ``(T, B, ...)`` (unpacked once from the code when packed)."""
@@ -147,8 +153,11 @@ class SpikeTrain:
         """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``.
 
         ``out``: where a bit-packed train's value goes (a tensor of the code's shape and the
-        threshold's dtype, e.g. a reused work buffer; not under autograd).
+        threshold's dtype, e.g. a reused work buffer; not under autograd). A train with
+        ``decoded`` values returns them for ``factor = 1`` (not ``out``; not to be modified).
         """
+        if self.decoded is not None and factor == 1.0:
+            return self.decoded
         if self.code is not None:
             # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
             scale = self.theta * (factor * 2.0 ** (1 - self.T))
@@ -331,6 +340,7 @@ def _scalar(t: torch.Tensor) -> float | torch.Tensor:
 def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tensor, T: int,
                    rounding: str, signed: bool, *, saturations: bool = True,
                    out: torch.Tensor | None = None, work: torch.Tensor | None = None,
+                   weight: torch.Tensor | None = None, found: dict | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`start_generate`, the saturation test and :func:`generate_code` of ``k = 2``
     neurons in one pass over float32 membranes ``v`` (``T <= 24``; ``v`` is overwritten): the
@@ -372,6 +382,12 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     work : torch.Tensor, optional
         A float64 buffer for the quotients of a block (at least :data:`BLOCK` elements on a CPU,
         ``v.numel()`` elsewhere; any block that does not fit gets a fresh one).
+    weight, found : torch.Tensor and dict, optional
+        Where the compiled kernel (:mod:`spikeconverter.plugin.compiled`) runs, it counts the
+        codes' spikes and decodes them on the way: ``found["totals"]`` is ``[spikes, sum of
+        spikes times weight]`` (float64, exact; ``weight`` int32 per neuron, e.g. the
+        fan-out), ``found["value"]`` the float32 values ``code theta 2**(1-T)`` (see
+        :class:`SpikeTrain`'s ``decoded``). Nothing is added where the eager kernel ran.
 
     Returns
     -------
@@ -402,7 +418,10 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
         v.is_contiguous() and out.data_ptr() == v.data_ptr() else None
     if fn is not None:
         try:
-            count = _start_and_code_compiled(fn, v, bias, th, T, half, t, c, signed)
+            count, *spikes, value = _start_and_code_compiled(fn, v, bias, th, T, half, t, c,
+                                                             signed, weight)
+            if found is not None:
+                found.update(totals=torch.stack(spikes).to(torch.float64), value=value)
             return out, count if saturations else None
         except Exception as error:  # noqa: BLE001 (any compiler failure: eager takes over)
             compile_failed("start_code_sat", error)
@@ -436,7 +455,8 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
 
 def _start_and_code_compiled(fn, v: torch.Tensor, bias: torch.Tensor | None, th: torch.Tensor,
                              T: int, half: torch.Tensor | None, t: torch.Tensor | None,
-                             clip: torch.Tensor, signed: bool) -> torch.Tensor:
+                             clip: torch.Tensor, signed: bool,
+                             weight: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     """:func:`start_and_code` by the compiled one-loop kernel ``fn``
     (:func:`spikeconverter.plugin.compiled.start_code_sat`; codes over ``v``): the values as
     tensors of one shape per channel (one compiled form serves every population; a missing
@@ -453,7 +473,9 @@ def _start_and_code_compiled(fn, v: torch.Tensor, bias: torch.Tensor | None, th:
     theta_hi, theta_lo = veltkamp_split(theta)
     return fn(v, torch.zeros((), dtype=v.dtype) if bias is None else bias,
               per_channel(0.0 if half is None else half), hi, lo_sat, per_channel(clip),
-              torch.tensor(2.0 ** (T - 1)), theta, theta_hi, theta_lo, signed)
+              torch.tensor(2.0 ** (T - 1)), theta, theta_hi, theta_lo,
+              torch.zeros((), dtype=torch.int32) if weight is None else weight,
+              per_channel(th * 2.0 ** (1 - T)), signed)
 
 
 def reciprocal_above(d: torch.Tensor) -> torch.Tensor:
