@@ -27,7 +27,7 @@ import torch
 __all__ = ["MIN_ELEMENTS", "compiled", "failed", "popcount32", "start_code_sat", "veltkamp_split"]
 
 #: Smallest population (neurons times batch) that takes the compiled kernel.
-MIN_ELEMENTS = 1 << 20
+MIN_ELEMENTS = 1 << 21
 
 _lock = threading.Lock()
 _state: dict[str, Callable | None] = {}
