@@ -307,6 +307,13 @@ def test_compiled_kernel_is_exact_at_every_boundary(signed, compile_all):
                 assert torch.equal(found["value"], train.value())
 
 
+def test_shift_and_mask_popcount_is_the_table():
+    n = torch.cat([torch.arange(1 << 16), torch.randint(0, 1 << 31, (5000,),
+                                                         generator=torch.Generator().manual_seed(0))])
+    n = n.to(torch.int32)
+    assert torch.equal(compiled.popcount32(n).long(), popcount(n.double()).long())
+
+
 def test_a_failed_compilation_leaves_the_eager_kernel(compile_all, monkeypatch):
     """Where torch.compile fails (no compiler), one warning names the cause, the eager kernel
     gives its results, and the compiled form is not tried again."""
