@@ -14,7 +14,8 @@ come.
 Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 8]
 [--lr 1e-3] [--optimizer adam|sgd] [--cosine] [--batch 64] [--clip 1] [--weight-decay 0]
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
-[--warmup STEPS] [--threshold-lr-scale S] [--max-steps N] [--granularity layer|channel]
+[--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
+[--granularity layer|channel]
 [--correction both|refit|...] [--cache DIR] [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
@@ -100,6 +101,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
     ap.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    ap.add_argument("--weight-lr-scale", type=float, default=1.0,
+                    help="the weights' lr as a multiple of --lr (0: frozen)")
     ap.add_argument("--threshold-lr-scale", type=float, default=1.0,
                     help="the thresholds' lr as a multiple of --lr")
     ap.add_argument("--batch", type=int, default=64)
@@ -150,6 +153,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     h = finetune(net, loader, val_data=val, epochs=args.epochs, lr=args.lr,
                  optimizer=args.optimizer, momentum=args.momentum, cosine=args.cosine,
                  warmup=args.warmup, threshold_lr_scale=args.threshold_lr_scale,
+                 weight_lr_scale=args.weight_lr_scale,
                  clip_grad_norm=args.clip or None, weight_decay=args.weight_decay,
                  train_thresholds=not args.fixed_thresholds, progress=False, seed=seed,
                  val_every=args.val_every, max_steps=args.max_steps,
