@@ -70,14 +70,15 @@ at load 6-33; validation on 517 held-out images, accuracies of the spiking netwo
     a       0 3    907    -  -        converted so far             146  ~1100 13-17
     b       0 3    907  902  -2.95p   step 146 (494 -> 497)        146   1407  6-33
     c       0 2    593  803  -12.68p  step 110 (297 -> 415)        110    978 13-24
-    d       1 2    (being measured)
+    d       1 2    657  806  -12.39p  step 110 (327 -> 429)        110   1097  9-14
 
 Validation of a: 95.55 % (converted) -> 88.59 (step 37) -> 87.81 (73) -> 85.69 (74) -> 90.52
 (111) -> 92.46 % (146). Of b: 95.55 -> 95.16 (25) -> 94.78 (50) -> 94.97 (73) -> 93.04 (75)
 -> 94.97 (100) -> 94.78 (125) -> 96.13 % (146): with the weights frozen the knock is small,
 but two bias steps move the validation by 2 points, more than the gains sought, and the
 network kept at the end was 5 images worse on the test set. Of c: 57.45 -> 67.12 (37) -> 76.98
-(74) -> 80.27 % (110), still rising. An 8-epoch run of a with a 73-step warm-up was at 91.10 %
+(74) -> 80.27 % (110), of d: 63.25 -> 76.40 (37) -> 79.50 (73) -> 82.98 % (110), both still
+rising. An 8-epoch run of a with a 73-step warm-up was at 91.10 %
 after 37 steps (stopped for time).
 """
 
