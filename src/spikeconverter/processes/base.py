@@ -118,16 +118,21 @@ def validate_window(proc: str, window: Any) -> dict[str, Any] | None:
     Keys: ``start`` (first step of window 0, ``n = time_step - 1``), ``length`` (steps summed,
     >= 1), ``period`` (steps between windows, >= ``length``), ``k`` (the code's base: the
     spike of step ``t`` weighs ``k**(length - 1 - t)``), ``payload`` (one of
-    ``WINDOW_PAYLOADS``) and ``bits`` (of the integer code, >= ``length``).
+    ``WINDOW_PAYLOADS``) and ``bits`` (of the integer code, >= ``length``). Optional:
+    ``lead`` (the input's window starts that many steps before ``start``: a delay in front of
+    the synapse, folded into it; ``0 <= lead <= min(start, period - 1)``, default 0) and
+    ``code_in`` (binary payload of at most 8 steps only: the input arrives as one message per
+    window, at its first step, holding the window's code instead of one spike vector per
+    step; default False).
     """
     if window is None:
         return None
     if not isinstance(window, dict):
         raise ValueError(f"{proc}: window must be None or a dict, got {window!r}")
     keys = {"start", "length", "period", "k", "payload", "bits"}
-    if set(window) != keys:
-        raise ValueError(f"{proc}: window needs exactly the keys {sorted(keys)}, got "
-                         f"{sorted(window)}")
+    if not keys <= set(window) <= keys | {"lead", "code_in"}:
+        raise ValueError(f"{proc}: window needs the keys {sorted(keys)} (and optionally "
+                         f"'lead', 'code_in'), got {sorted(window)}")
     length = validate_int(proc, "window['length']", window["length"], 1)
     out = {"start": validate_int(proc, "window['start']", window["start"], 0),
            "length": length,
@@ -138,6 +143,16 @@ def validate_window(proc: str, window: Any) -> dict[str, Any] | None:
         raise ValueError(f"{proc}: window['payload'] must be one of {WINDOW_PAYLOADS}, got "
                          f"{window['payload']!r}")
     out["payload"] = window["payload"]
+    lead = validate_int(proc, "window['lead']", window.get("lead", 0), 0)
+    if lead > min(out["start"], out["period"] - 1):
+        raise ValueError(f"{proc}: window['lead'] must be at most min(start, period - 1) = "
+                         f"{min(out['start'], out['period'] - 1)}, got {lead}")
+    out["lead"] = lead
+    out["code_in"] = validate_bool(proc, "window['code_in']", window.get("code_in", False))
+    if out["code_in"] and (out["payload"] != "binary" or length > 8 or out["k"] != 2.0):
+        raise ValueError(f"{proc}: window['code_in'] needs a binary payload of at most 8 "
+                         f"steps and k = 2, got {out['payload']!r}, length {length}, "
+                         f"k = {out['k']}")
     return out
 
 

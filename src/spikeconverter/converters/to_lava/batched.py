@@ -21,8 +21,10 @@ sample (float) or per batch (integers, exact in any order); sparse edges with at
 synapse per output (identity and option-A shortcuts) are a gather; silent inputs skip the
 product. And where the arithmetic allows it (:mod:`spikeconverter.converters.to_lava.windowed`)
 a population accumulates once per window: its synapses keep each input's spike code and apply
-their weights once, at the window's end, instead of once per step, and a fixed-point
-population sends its train as the bits of one integer code. ``run`` uses these windowed
+their weights once, at the window's end, instead of once per step (a delay in front of such a
+synapse is folded into it: no Delay Process), and a fixed-point population sends its train as
+the bits of one integer code (one message per window when every receiver is such a synapse of
+its generate phase). ``run`` uses these windowed
 models (``stats["accumulate"]`` lists the choice per population) and repeats a run step by step
 in the (never yet seen) case where a fixed-point neuron cannot prove it equals the per-step
 one; :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.processes` builds the
@@ -58,13 +60,20 @@ from spikeconverter.converters.to_lava.windowed import WindowPlan, window_plan
 __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
            "window_frames"]
 
-#: Default samples per batch: makes the per-step runtime cost small per sample; measured
-#: fastest of 16/32/64 on ResNet-20 T=8 fixed point (64 is slower: larger working set).
-DEFAULT_BATCH = 32
+#: Default samples per batch: makes the per-step runtime cost small per sample. On ResNet-20
+#: T=8 fixed point 64 gave 50-54 images/s against 35-37 at 32 (``benchmarks/bench_lava.py
+#: --part marginal``, idle machine); a whole-set run's peak RSS stays near the parent's
+#: ~1.3 GB (the channels hold 4 messages).
+DEFAULT_BATCH = 64
 #: Default windows per ``RunSteps`` call (and per pipe fill): bounds the input buffer.
 DEFAULT_CHUNK_WINDOWS = 8
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
 GRADED_BITS = 24
+#: Messages each Lava channel of a batched run holds (Lava's default is 64). Every channel
+#: carries at most one message per step, read in the same step, so a few slots keep the
+#: pipeline moving; each slot is one message of shared memory (``B`` samples: megabytes),
+#: touched once the ring has come round to it, so 64 slots made memory grow with the run.
+CHANNEL_SLOTS = 4
 
 
 @dataclass
@@ -166,14 +175,15 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
         g.neurons[spec.name] = p
     for syn in plan.synapses:
         port = outs[syn.source]
-        if syn.delay > 0:
+        window = None if modes is None else modes.windows.get((syn.target, syn.edge))
+        folded = window is not None and window.get("lead", 0) == syn.delay  # in the synapse
+        if syn.delay > 0 and not folded:
             d = Delay(shape=(batch, *syn.in_shape), delay=syn.delay,
                       name=f"delay_{syn.target}_{syn.edge}")
             port.connect(d.a_in)
             port = d.s_out
             g.delays.append(d)
-        proc = _synapse(syn, batch, None if modes is None
-                        else modes.windows.get((syn.target, syn.edge)))
+        proc = _synapse(syn, batch, window)
         port.connect(proc.s_in)
         proc.a_out.connect(ins[syn.target])
         g.synapses.append(proc)
@@ -199,7 +209,8 @@ def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
         name = spec.name
         fast = {"window_input": modes.windowed(name), "input_bound": modes.bound.get(name, 0),
                 "prefix_gain": modes.prefix.get(name, 1),
-                "code_output": modes.code_output.get(name, False)}
+                "code_output": modes.code_output.get(name, False),
+                "code_send": modes.code_send.get(name, False)}
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
                      offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
                      bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,
@@ -307,7 +318,8 @@ def _stream(plan: LavaPlan, schedule: Schedule, images: Any, batch: int, chunk_w
         check_fixed_point(g.sink)  # a model raising inside Lava would hang the run
     # the project's one signal policy: SIGINT/SIGTERM are held inside Lava calls and raised
     # between chunks (signals.check), the runtime and its workers always stopped
-    with lava_runtime(g.sink, run_config(plan.select_tag)) as signals:
+    with lava_runtime(g.sink, run_config(plan.select_tag),
+                      {"pypy_channel_size": CHANNEL_SLOTS}) as signals:
         g.sink.run(condition=RunSteps(num_steps=first))
         done, stepping = first, 0.0
         first_seconds = time.perf_counter() - started

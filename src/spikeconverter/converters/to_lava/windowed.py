@@ -16,9 +16,8 @@ and the neurons check at run time:
   the weight exponent is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
   negative exponent floor-shifts every step's sum, which is linear only then), or ``-1`` on a
   Conv of binary spikes: ``sum_t 2**k floor(y_t / 2) = (W c - P) / 2`` where the bits of ``P``
-  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``,
-  counted for all steps at once by one float64 product of the 0/1 odd-weight matrix with
-  the code's bits spread into lanes (two products for 8 steps); a Conv's per-step sum can
+  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``:
+  bit for bit the XOR of those inputs' codes, for all steps at once; a Conv's per-step sum can
   never wrap to 24 bits (``max_row sum |w| * 2**e < 2**23``); the window's sum fits the
   32-bit message (``max_row sum |w| * (2**t_acc - 1) * 2**e < 2**31``); an analog input is
   one frame per window landing at the window's last step (then ``W c`` *is* the per-step
@@ -95,6 +94,9 @@ class WindowPlan:
         (nothing arrives before the last step).
     code_output : dict of str to bool
         Fixed point: the population generates from its window's code.
+    code_send : dict of str to bool
+        Fixed point: the population sends its code once per window (every receiver takes it
+        whole: ``window["code_in"]``).
     """
 
     accumulate: dict[str, str] = field(default_factory=dict)
@@ -102,6 +104,7 @@ class WindowPlan:
     bound: dict[str, int] = field(default_factory=dict)
     prefix: dict[str, int] = field(default_factory=dict)
     code_output: dict[str, bool] = field(default_factory=dict)
+    code_send: dict[str, bool] = field(default_factory=dict)
 
     def windowed(self, name: str) -> bool:
         return self.accumulate.get(name) == "window"
@@ -208,8 +211,42 @@ def window_plan(plan: LavaPlan, schedule: Schedule) -> WindowPlan:
                 "start": start, "length": int(spec.t_acc), "period": int(plan.period),
                 "k": float(plan.k), "payload": payload,
                 "bits": _code_bits(int(spec.t_acc), payload),
+                "lead": _lead(s.delay, start, int(plan.period)),
             }
+    if fixed and not plan.double_buffered:
+        _plan_code_messages(plan, out)
     return out
+
+
+def _lead(delay: int, start: int, period: int) -> int:
+    """The delay in front of a windowed synapse that the synapse takes over (its input's
+    window leading by it; see ``WindowedSynapse``): all of it when it is shorter than a
+    period and window 0 starts after it, else none (a Delay Process stays)."""
+    return int(delay) if 0 < delay <= min(start, period - 1) else 0
+
+
+def _plan_code_messages(plan: LavaPlan, out: WindowPlan) -> None:
+    """Mark the populations whose generate phase can travel as one code message: unsigned,
+    generating from the code, ``t_gen <= 8``, and every receiver a windowed synapse of
+    binary payload whose (delay-folded) window is exactly that generate phase."""
+    receivers: dict[str, list[Any]] = {}
+    for syn in plan.synapses:
+        receivers.setdefault(syn.source, []).append(syn)
+    pooled = {spec.pool["source"] for spec in plan.populations.values()
+              if spec.kind == "maxpool"}
+    for name, spec in plan.populations.items():
+        syns = receivers.get(name, [])
+        if not out.code_output.get(name) or spec.signed or spec.t_gen > 8 or name in pooled \
+                or not syns:
+            continue
+        first = int(spec.offset) + int(spec.t_acc)  # the first generate step
+        wins = [out.windows.get((s.target, s.edge)) for s in syns]
+        if all(w is not None and w["payload"] == "binary" and w["length"] == spec.t_gen
+               and w["lead"] == s.delay and w["start"] - w["lead"] == first
+               for s, w in zip(syns, wins, strict=True)):
+            out.code_send[name] = True
+            for w in wins:
+                w["code_in"] = True
 
 
 def _population_reason(plan: LavaPlan, spec: Any, syns: list[Any], fixed: bool,
