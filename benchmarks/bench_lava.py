@@ -17,6 +17,10 @@ Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
   batch, alternated; images/s is ``(n_big - n_small) / (t_big - t_small)``, so runtime start,
   pipeline fill and drain cancel (the ``speed`` figure times steps while a single batch drains,
   when the windowed early layers are idle, and flatters the batched run).
+* ``steady``: fixed point, one run per batch size of ``max(--windows, 24)`` windows in
+  chunks of 2 windows; images/s of each chunk during which the pipeline is full (some window
+  already out, the last not yet in), so neither the runtime start, whose time jitters by
+  tens of seconds under load, nor fill and drain count; B=1 and the default batch alternated.
 * ``conv``: the im2col Conv model against Lava's own Conv model (one 32x32x16 layer).
 
 Everything needs ``../shared`` (checkpoint and CIFAR-10); it says so and skips otherwise.
@@ -120,8 +124,10 @@ def marginal_part(rounds: int, batch: int, windows: int, calibration: int,
     runtime start, the pipeline's fill and drain cancel and only full-pipeline steps count."""
     import spikeconverter as sc
 
-    sizes = {1: (windows, 3 * windows), batch: (batch, (1 + windows) * batch)}
-    model, calib, x = _load(calibration, sizes[batch][1])
+    # B=1 gets 6 windows' worth of extra images (its rate is ~1/15 of the batched one): both
+    # differences take several times the jitter of a runtime start under load
+    sizes = {1: (windows, 7 * windows), batch: (batch, (1 + windows) * batch)}
+    model, calib, x = _load(calibration, max(sizes[1][1], sizes[batch][1]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lnet = sc.convert(model, calib, T=8, progress=False, backend="lava")
@@ -131,20 +137,73 @@ def marginal_part(rounds: int, batch: int, windows: int, calibration: int,
         lnet.plan(fixed)  # built once, outside the timed runs
         _wall(lnet, x[:1], fixed, 1)  # and Lava's first compile
         rates: dict[int, list[float]] = {1: [], batch: []}
-        for _ in range(rounds):
+        loads = []
+        for r in range(rounds):
             for b, (small, big) in sizes.items():
                 t_small, t_big = _wall(lnet, x[:small], fixed, b), _wall(lnet, x[:big], fixed, b)
                 if t_big <= t_small:
                     raise SystemExit(f"B={b}: {big} images ran no slower than {small} "
                                      "(runtime start dominates): raise --windows")
                 rates[b].append((big - small) / (t_big - t_small))
+                loads.append(os.getloadavg()[0])
+                print(f"    round {r + 1} B={b:<3} {rates[b][-1]:7.3f} images/s  "
+                      f"({t_small:.1f} s / {t_big:.1f} s)  load {loads[-1]:.1f}", flush=True)
         kind = "fixed point" if fixed else "float"
         ratios = [bb / one for one, bb in zip(rates[1], rates[batch], strict=True)]
         for b in (1, batch):
             print(f"  {kind:<11} B={b:<3} marginal images/s min {min(rates[b]):7.3f} median "
                   f"{statistics.median(rates[b]):7.3f}")
         print(f"  {kind:<11} marginal speed-up B={batch} / B=1: min {min(ratios):.1f}x median "
-              f"{statistics.median(ratios):.1f}x  load {os.getloadavg()[0]:.1f}")
+              f"{statistics.median(ratios):.1f}x  load min {min(loads):.1f} max {max(loads):.1f}")
+
+
+def _steady_rates(lnet, x, fixed: bool, batch: int, chunk_windows: int) -> list[float]:
+    """Images/s of every chunk of one run during which the pipeline is full: some window has
+    already come out and the last one has not yet gone in (start, fill and drain excluded)."""
+    sched, period = lnet.schedule, lnet.schedule.steps_per_sample
+    chunk = chunk_windows * period
+    out = lnet.graph.output
+    read = sched.offset[out] + sched.t_acc[out] - 1  # the step window 0's logits are read
+    windows = -(-len(x) // batch)
+    last_in = lnet.plan(fixed).input_delay + (windows - 1) * period
+    stamps: dict[int, list] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for first, logits in lnet.iter_run(x, fixed, batch_size=batch, chunk_steps=chunk):
+            k = (read + (first // batch) * period) // chunk  # the chunk it came out of
+            stamps.setdefault(k, [time.perf_counter(), 0])[1] += len(logits)
+    first_k = min(stamps)
+    return [stamps[k][1] / (stamps[k][0] - stamps[k - 1][0]) for k in sorted(stamps)
+            if k > first_k and k - 1 in stamps and last_in >= chunk * (k + 1)]
+
+
+def steady_part(rounds: int, batch: int, windows: int, chunk_windows: int,
+                calibration: int) -> None:
+    """Steady-state images/s: chunks of a running, full pipeline only (robust to the runtime
+    start's jitter under load), B=1 and B=batch alternated; min and median of the ratio of
+    each round's median chunk rates."""
+    import spikeconverter as sc
+
+    model, calib, x = _load(calibration, min(1017, windows * batch))
+    n = windows * batch
+    x = x.repeat((-(-n // len(x)), 1, 1, 1))[:n]  # test images, repeated past the 1,017 shared
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lnet = sc.convert(model, calib, T=8, progress=False, backend="lava")
+        lnet.plan(True)
+    print(f"steady images/s, fixed point: {windows} windows per run (B=1: {windows} images, "
+          f"B={batch}: {n}), chunks of {chunk_windows} windows, {rounds} rounds alternated")
+    ratios, med = [], {1: [], batch: []}
+    for r in range(rounds):
+        for b in (1, batch):
+            rates = _steady_rates(lnet, x[:windows * b], True, b, chunk_windows)
+            med[b].append(statistics.median(rates))
+            print(f"    round {r + 1} B={b:<3} median {med[b][-1]:7.3f} images/s over "
+                  f"{len(rates)} chunks (min {min(rates):.3f}, max {max(rates):.3f})  load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
+        ratios.append(med[batch][-1] / med[1][-1])
+    print(f"  steady speed-up B={batch} / B=1: min {min(ratios):.1f}x median "
+          f"{statistics.median(ratios):.1f}x (goal >= 15x)")
 
 
 def speed_part(rounds: int, images: int, batch: int, calibration: int,
@@ -220,7 +279,7 @@ def conv_part(steps: int = 20) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all",
-                        choices=["all", "convert", "speed", "marginal", "conv",
+                        choices=["all", "convert", "speed", "marginal", "steady", "conv",
                                  "convert-json"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--images", type=int, default=3, help="images of the batch_size=1 runs")
@@ -228,7 +287,7 @@ def main() -> None:
                         help="batched run's batch size (default: the library default)")
     parser.add_argument("--calibration", type=int, default=256)
     parser.add_argument("--windows", type=int, default=8,
-                        help="marginal: extra batches of the big run (B=1: 2x this many images)")
+                        help="marginal: extra batches of the big run (B=1: 6x this many images)")
     parser.add_argument("--fixed-only", action="store_true", help="speed: fixed point only")
     args = parser.parse_args()
     missing = [p for p in (CHECKPOINT, CIFAR_TEST, CIFAR_TRAIN) if not p.exists()]
@@ -250,6 +309,10 @@ def main() -> None:
 
         marginal_part(args.rounds, args.batch or DEFAULT_BATCH, args.windows, 64,
                       (True,) if args.fixed_only else (False, True))
+    if args.part == "steady":
+        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
+
+        steady_part(args.rounds, args.batch or DEFAULT_BATCH, max(args.windows, 24), 2, 64)
     if args.part == "conv":
         conv_part()
 

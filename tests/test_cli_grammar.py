@@ -67,7 +67,8 @@ def test_finetune_defaults_are_the_apis():
     args = build_parser().parse_args(["finetune", "n.snn", "-d", "x", "-o", "y"])
     api = FinetuneConfig()
     for key in ("epochs", "lr", "momentum", "weight_decay", "batch_size", "clip_grad_norm",
-                "surrogate", "alpha", "seed", "optimizer"):
+                "surrogate", "alpha", "seed", "optimizer", "warmup", "threshold_lr_scale",
+                "weight_lr_scale"):
         assert getattr(args, key) == getattr(api, key), key
 
 

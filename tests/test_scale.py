@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from spikeconverter.converters import convert
 from spikeconverter.devices import resolve_device
 from spikeconverter.evaluation import evaluate
 from spikeconverter.models import small_cnn
-from spikeconverter.plugin import kernels
+from spikeconverter.plugin import compiled, kernels
 from spikeconverter.plugin.kernels import (
     SpikeTrain,
     code_max_pool2d,
@@ -193,6 +194,44 @@ def float32_saturations(v, theta, T, rounding, signed) -> int:
     return int(((v.abs() if signed else v) - coding.code_range(theta) > margin).sum())
 
 
+def boundary_membranes(T: int, signed: bool, rounding: str, theta: torch.Tensor,
+                       g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Accumulated membranes ``v`` and a bias whose start (bias and rounding offset added) lies
+    on, just below and just above the saturation boundary, the code range and code boundaries
+    (and random values), with the started membranes of :func:`start_generate`."""
+    lsb = coding.lsb(theta, T)
+    margin = coding.rounding_offset(theta, T, 2.0, rounding) + lsb / 2
+    rng = coding.code_range(theta)
+    base = torch.ones(2, 4, 3, 3) * torch.ones_like(theta)
+    points = [rng + margin, rng, rng - lsb, rng + lsb / 2, rng + 2 * lsb, rng * 2, theta,
+              theta * 0.75, lsb * 3]
+    started = torch.cat([p * base for p in points])
+    ulp = [torch.nextafter(started, torch.tensor(d)) for d in (-1e30, 1e30)]
+    started = torch.cat([started, *ulp, torch.nextafter(ulp[0], torch.tensor(-1e30)),
+                         torch.randn(base.shape, generator=g) * 3 * theta])
+    if signed:
+        started = started * (torch.randint(0, 2, started.shape, generator=g) * 2 - 1)
+    # the accumulated membranes whose start (bias and offset added) lands there
+    bias = (torch.randn(started.shape[1:], generator=g) * theta).float()
+    v = started - bias
+    if rounding == "nearest":
+        half = coding.rounding_offset(theta, T, 2.0, rounding)
+        v = v - (half * torch.sign(started) if signed else half)
+    return v, bias, start_generate(v.clone(), bias, theta, T, 2.0, rounding, signed)
+
+
+def boundary_thetas(g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Scalar and per-channel thresholds, tiny and huge ones too."""
+    return (torch.rand((), generator=g) * 3 + 0.01, torch.rand(4, 1, 1, generator=g) * 3 + 0.01,
+            torch.tensor(2.0**-20), torch.tensor(3.0 * 2**40))
+
+
+def exact_code(ref: torch.Tensor, theta: torch.Tensor, T: int, signed: bool) -> torch.Tensor:
+    """The code of started membranes ``ref``, computed in float64 (the reference)."""
+    code = coding.binary_code(ref.double().abs() if signed else ref.double(), theta.double(), T)
+    return code * torch.sign(ref.double()) if signed else code
+
+
 @pytest.mark.parametrize("T", [1, 4, 16, 24])
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("rounding", ["nearest", "floor"])
@@ -206,42 +245,107 @@ def test_start_and_code_is_start_generate_then_code(T, signed, rounding, block, 
     if block is not None:
         block_size(block)
     g = torch.Generator().manual_seed(T)
-    for theta in (torch.rand((), generator=g) * 3 + 0.01,
-                  torch.rand(4, 1, 1, generator=g) * 3 + 0.01,
-                  torch.tensor(2.0**-20), torch.tensor(3.0 * 2**40)):
-        lsb = coding.lsb(theta, T)
-        margin = coding.rounding_offset(theta, T, 2.0, rounding) + lsb / 2
-        rng = coding.code_range(theta)
-        base = torch.ones(2, 4, 3, 3) * torch.ones_like(theta)
-        points = [rng + margin, rng, rng - lsb, rng + lsb / 2, rng + 2 * lsb, rng * 2, theta,
-                  theta * 0.75, lsb * 3]
-        started = torch.cat([p * base for p in points])
-        ulp = [torch.nextafter(started, torch.tensor(d)) for d in (-1e30, 1e30)]
-        started = torch.cat([started, *ulp, torch.nextafter(ulp[0], torch.tensor(-1e30)),
-                             torch.randn(base.shape, generator=g) * 3 * theta])
-        if signed:
-            started = started * (torch.randint(0, 2, started.shape, generator=g) * 2 - 1)
-        # the accumulated membranes whose start (bias and offset added) lands there
-        bias = (torch.randn(started.shape[1:], generator=g) * theta).float()
-        v = started - bias
-        if rounding == "nearest":
-            half = coding.rounding_offset(theta, T, 2.0, rounding)
-            v = v - (half * torch.sign(started) if signed else half)
-        ref = start_generate(v.clone(), bias, theta, T, 2.0, rounding, signed)
+    for theta in boundary_thetas(g):
+        v, bias, ref = boundary_membranes(T, signed, rounding, theta, g)
         want = float32_saturations(ref, theta, T, rounding, signed)
-        code_want = coding.binary_code(ref.double().abs() if signed else ref.double(),
-                                       theta.double(), T)
-        code_want = code_want * torch.sign(ref.double()) if signed else code_want
         work = torch.full((max(block or 1, 1),), float("nan"), dtype=torch.float64)
         code, sat = start_and_code(v.clone(), bias, theta, T, rounding, signed, work=work)
         assert code.dtype == torch.int32 and int(sat) == want
-        assert torch.equal(code.double(), code_want)
-        assert 0 < want < started.numel()  # both sides of the boundary were probed
+        assert torch.equal(code.double(), exact_code(ref, theta, T, signed))
+        assert 0 < want < v.numel()  # both sides of the boundary were probed
         fresh = v.clone()
         assert int(start_and_code(fresh, bias, theta, T, rounding, signed, out=torch.empty(
             v.shape, dtype=torch.int32))[1]) == want
         _, none = start_and_code(v.clone(), bias, theta, T, rounding, signed, saturations=False)
         assert none is None
+
+
+@pytest.fixture
+def compile_all(monkeypatch):
+    """Every population of two or more dimensions takes the compiled kernel (the state of the
+    compiled forms is the test's own)."""
+    monkeypatch.setattr(compiled, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(compiled, "_state", {})
+    monkeypatch.delenv("SPIKECONVERTER_COMPILE", raising=False)
+
+
+def compiled_or_skip(call, *args, **kwargs):
+    """``call(*args, **kwargs)``, skipped where torch.compile cannot build here (no C++
+    compiler): the eager kernels then run instead, which other tests check."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = call(*args, **kwargs)
+    failed = [w for w in seen if "torch.compile of" in str(w.message)]
+    if failed:
+        pytest.skip(f"torch.compile unavailable here: {failed[0].message}")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signed", [False, True])
+def test_compiled_kernel_is_exact_at_every_boundary(signed, compile_all):
+    """The compiled kernel (float32 floor division checked by Dekker's product; spikes by
+    shifts and masks) gives exactly the eager kernel's codes, saturation counts, spike and
+    weighted spike totals and decoded values, at every code and saturation boundary, for
+    scalar and per-channel, tiny and huge thresholds."""
+    g = torch.Generator().manual_seed(16 + signed)
+    for T in (1, 4, 16, 23):
+        for rounding in ("nearest", "floor"):
+            for theta in boundary_thetas(g):
+                v, bias, ref = boundary_membranes(T, signed, rounding, theta, g)
+                weight = torch.randint(0, 5000, v.shape[1:], generator=g, dtype=torch.int32)
+                found: dict = {}
+                code, sat = compiled_or_skip(start_and_code, v.clone(), bias, theta, T,
+                                             rounding, signed, weight=weight, found=found)
+                assert set(found) == {"totals", "value"}  # the compiled kernel ran
+                assert int(sat) == float32_saturations(ref, theta, T, rounding, signed)
+                assert torch.equal(code.double(), exact_code(ref, theta, T, signed))
+                train = SpikeTrain(theta.float(), T, 0, code=code)
+                per = train.counts(signed)
+                assert torch.equal(found["totals"],
+                                   torch.stack([per.sum(), (per * weight.double()).sum()]))
+                assert torch.equal(found["value"], train.value())
+
+
+def test_shift_and_mask_popcount_is_the_table():
+    n = torch.cat([torch.arange(1 << 16), torch.randint(0, 1 << 31, (5000,),
+                                                         generator=torch.Generator().manual_seed(0))])
+    n = n.to(torch.int32)
+    assert torch.equal(compiled.popcount32(n).long(), popcount(n.double()).long())
+
+
+def test_a_failed_compilation_leaves_the_eager_kernel(compile_all, monkeypatch):
+    """Where torch.compile fails (no compiler), one warning names the cause, the eager kernel
+    gives its results, and the compiled form is not tried again."""
+    calls = []
+
+    def broken(fn, **_):
+        def run(*args):
+            calls.append(1)
+            raise RuntimeError("no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    g = torch.Generator().manual_seed(3)
+    v, bias, ref = boundary_membranes(8, False, "nearest", torch.tensor(0.5), g)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler"):
+        code, _ = start_and_code(v.clone(), bias, torch.tensor(0.5), 8, "nearest", False)
+    assert torch.equal(code.double(), exact_code(ref, torch.tensor(0.5), 8, False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        start_and_code(v.clone(), bias, torch.tensor(0.5), 8, "nearest", False)
+    assert len(calls) == 1
+
+
+def test_decoded_values_serve_factor_one_only():
+    code = torch.tensor([[3, 0, 7]], dtype=torch.int32)
+    theta = torch.tensor(0.75)
+    plain = SpikeTrain(theta, 3, 0, code=code)
+    decoded = plain.value()
+    train = SpikeTrain(theta, 3, 0, code=code, decoded=decoded)
+    assert train.value() is decoded and torch.equal(train.value(0.5), plain.value(0.5))
+    with pytest.raises(ValueError, match="decoded values come with a code"):
+        SpikeTrain(theta, 3, 0, frames=unpack_code(code, 3), decoded=decoded)
 
 
 def test_blocks_cover_every_element_once(block_size):
@@ -315,6 +419,23 @@ def test_fused_float32_network_equals_the_float_code_path(float32_nets, rounding
         if name == "mobilenet_v2":
             assert any(p["kind"] == "signed" and p["saturations"] for p in
                        want[1]["populations"].values())
+
+
+@pytest.mark.slow
+def test_compiled_network_equals_the_eager_network(float32_nets, compile_all, monkeypatch):
+    """With every population on the compiled kernel (codes, saturations, counts and decoded
+    values in one loop), the fused float32 networks give bit for bit the eager path's logits
+    and exactly its stats (saturations, signed trains, residual adds, max pooling)."""
+    for name, (net, x) in float32_nets.items():
+        for rounding in ("nearest", "floor"):
+            monkeypatch.setattr(net.graph, "rounding", rounding)
+            got = [compiled_or_skip(net, x), net.stats]
+            assert net._counted == {} and got[1]["spikes"] > 0
+            with monkeypatch.context() as m:
+                m.setenv("SPIKECONVERTER_COMPILE", "0")
+                want = [net(x), net.stats]
+            assert torch.equal(got[0], want[0]), name
+            assert got[1] == want[1], name
 
 
 def test_work_buffers_are_scratch_not_state():

@@ -352,6 +352,9 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="linear learning-rate warm-up over this many steps (default: 0)")
     g.add_argument("--threshold-lr-scale", type=float, default=1.0, metavar="S",
                    help="the thresholds' learning rate as a multiple of --lr (default: 1)")
+    g.add_argument("--weight-lr-scale", type=float, default=1.0, metavar="S",
+                   help="the weights' learning rate as a multiple of --lr; 0 freezes them "
+                        "(biases and thresholds only) (default: 1)")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="sgd (the paper's, default) or adam (AdamW; --momentum is beta1)")
     g.add_argument("--clip-grad-norm", type=float, default=1.0,

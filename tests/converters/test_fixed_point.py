@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -12,7 +14,12 @@ from torch import nn
 
 import spikeconverter as sc
 from spikeconverter.converters.hardware import LOIHI2
-from spikeconverter.converters.to_lava.fixed_point import WEIGHT_EXP_RANGE, plan_violations
+from spikeconverter.converters.to_lava.fixed_point import (
+    WEIGHT_EXP_RANGE,
+    fixed_point_plan,
+    plan_violations,
+)
+from spikeconverter.converters.to_lava.plan import synapse_groups
 
 
 def assert_in_formats(plan, hw=LOIHI2):
@@ -169,8 +176,64 @@ def test_tiny_readout_weights_take_a_negative_exponent():
     assert readout.weight_exp + (0 if readout.kind == "conv" else 1) < 0
     rep = lnet.fixed_point_report()
     assert rep["violations"] == [] and rep["readout_error"] < 0.05
-    assert 0 < rep["readout_floor_error"] < 0.05
+    # aligned to the synapses (the default): the readout applies part of 2**(6 + exp) itself,
+    # down to its synapses' lowest exponent (a split's low group included)
+    assert rep["readout_floor_error"] == 0
+    lowest = min(s.weight_exp for s in plan.synapses if s.target == plan.output)
+    assert plan.populations[plan.output].a_in_exp == lowest
+    assert rep["layers"][plan.output]["a_in_shift"] == 6 + lowest
     _assert_fixed_follows_float(lnet, x[:4])
+    floored, frep = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule,
+                                     lnet.membrane_peaks, alignment="floor")
+    assert_in_formats(floored)
+    assert 0 < frep["readout_floor_error"] < 0.05
+    assert all(p.a_in_exp == 0 for p in floored.populations.values())
+
+
+def _integer_twin(plan):
+    """The float64 plan of a fixed-point plan's integers as Loihi combines them: weights
+    ``m * 2**(6 + weight_exp)``, thresholds ``vth << 6``, biases ``mant * 2**exp`` (exact
+    in float64 at these sizes, and never floored)."""
+    twin = copy.deepcopy(plan)
+    twin.select_tag = "floating_pt"
+    for syn in twin.synapses:
+        syn.weight = syn.weight.astype(np.float64) * 2.0 ** (6 + syn.weight_exp)
+        syn.weight_exp = 0
+    for spec in twin.populations.values():
+        if spec.kind in ("relu", "signed", "readout"):
+            if spec.kind != "readout":
+                spec.vth = np.asarray(spec.vth, dtype=np.float64) * 64
+            spec.bias = np.asarray(spec.bias, dtype=np.float64) * 2.0 ** np.asarray(
+                spec.bias_exp, dtype=np.float64)
+            spec.bias_exp, spec.a_in_exp = 0, 0
+    return twin
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize(("alignment", "split"), [("synapse", False), ("synapse", True),
+                                                  ("floor", False)])
+def test_aligned_fixed_point_is_loihis_exact_weight_scaling(alignment, split):
+    """Aligned to the synapses, the bit-accurate Lava run (batched and the unbatched graph of
+    Lava's own Dense/Conv) is the exact integer arithmetic ``m * 2**(6 + weight_exp)`` of its
+    plan, bit for bit, split weights included (two synapse groups on one edge); the
+    floor-shifted convention is not (its summed input is floored)."""
+    lnet, x = _pool_readout()
+    plan, rep = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 alignment=alignment, split_weights=split)
+    assert_in_formats(plan)
+    assert any(s.weight_exp < 0 for s in plan.synapses)
+    assert any(s.part for s in plan.synapses) == split
+    lnet._plans[True], lnet._plans[False] = plan, _integer_twin(plan)
+    x = x[:3]
+    exact = lnet.run(torch.round(x * 2.0 ** plan.input_shift), progress=False)
+    batched = lnet.run(x, fixed_point=True, batch_size=2, progress=False)
+    assert lnet.stats["saturations"] == 0
+    if alignment == "floor":
+        assert not np.array_equal(batched, exact)
+        return
+    np.testing.assert_array_equal(batched, exact)
+    np.testing.assert_array_equal(lnet.run(x, fixed_point=True, graph="lava", progress=False),
+                                  exact)
 
 
 def _assert_fixed_follows_float(lnet, x) -> None:
@@ -205,8 +268,6 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     # per-channel gains under one layer threshold: rows above `equalize` x the largest are
     # brought down to it (their gains lowered), so the group's exponent drops and small rows
     # gain mantissa bits; every threshold stays exact and within the layer's budget
-    from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1),
                           nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 3)).double().eval()
@@ -215,9 +276,11 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     lnet = sc.convert(model, x, T=6, progress=False, backend="lava")
     flt_plan = lnet.plan()
-    base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks)
+    # one synapse group per edge: what equalizing is for (split weights need no evening out)
+    base, base_rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                      split_weights=False)
     plan, rep = fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks,
-                                 equalize=0.25)
+                                 equalize=0.25, split_weights=False)
     assert_in_formats(plan)
     assert rep["violations"] == []
     name = [n for n, s in plan.populations.items() if s.kind == "relu"][1]  # the input's
@@ -232,7 +295,38 @@ def test_equalized_rows_keep_formats_and_thresholds_exact():
     assert conv.weight_exp < next(s for s in base.synapses if s.target == name).weight_exp
     err = max(rep["layers"][name]["weight_error"].values())
     assert err < max(base_rep["layers"][name]["weight_error"].values())
+    lnet.split_weights = False
     lnet._plans[True] = plan  # run the equalized plan bit-accurately
     _assert_fixed_follows_float(lnet, x[:4])
     with pytest.raises(ValueError, match="equalize"):
         fixed_point_plan(flt_plan, lnet.graph, lnet.schedule, lnet.membrane_peaks, equalize=0)
+
+
+@pytest.mark.lava
+def test_split_weights_add_a_low_group_and_cost_twice_the_synapses():
+    lnet, _ = _pool_readout()
+    one, rep1 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 split_weights=False)
+    two, rep2 = fixed_point_plan(lnet.plan(), lnet.graph, lnet.schedule, lnet.membrane_peaks,
+                                 split_weights=True)
+    name = next(n for n, s in two.populations.items() if s.kind == "relu")
+    hi, lo = (s for s in two.synapses if s.target == name)
+    assert (hi.part, lo.part, hi.edge) == (0, 1, lo.edge) and lo.weight_exp < hi.weight_exp
+    np.testing.assert_array_equal(hi.weight, next(s for s in one.synapses
+                                                  if s.target == name).weight)
+    # the two groups carry the weights more precisely: 3 bits for the input's synapses (at
+    # exponents -3 and -6; the input takes the other 3 bits of resolution)
+    err1 = max(rep1["layers"][name]["weight_error"].values())
+    err2 = max(rep2["layers"][name]["weight_error"].values())
+    assert (hi.weight_exp, lo.weight_exp) == (-3, -6) and err2 < err1 / 4
+    assert two.input_shift == one.input_shift - 3
+    assert synapse_groups(two)[name] == [2] and synapse_groups(one)[name] == [1]
+    # the hardware report counts both groups: weights stored twice, every spike drives both
+    lnet.split_weights = False
+    base = lnet.hardware_report()
+    lnet.split_weights = True
+    split = lnet.hardware_report()
+    b, s_ = base["layers"][name], split["layers"][name]
+    assert s_["stored_weights"] == 2 * b["stored_weights"]
+    assert s_["synaptic_ops"] == pytest.approx(2 * b["synaptic_ops"])
+    assert split["per_inference"]["synaptic_ops"] > base["per_inference"]["synaptic_ops"]

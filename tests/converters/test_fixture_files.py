@@ -47,9 +47,12 @@ def test_lava_file_of_v1_loads_with_the_same_logits(tmp_path):
     floating = lnet.run(x, progress=False)
     np.testing.assert_allclose(floating, EXPECTED["lava_logits"].numpy(), rtol=0, atol=1e-12)
     # the planner has chosen weight exponents differently since v1 was recorded (the smallest
-    # exponent that fits 8 bits, negative ones included), so the fixed-point logits moved within
-    # the format's resolution: near the recorded ones and the float ones, same classes
+    # exponent that fits 8 bits, negative ones included; then Loihi's alignment and split
+    # weights), so the fixed-point logits moved within the old format's resolution: near the
+    # recorded ones and the float ones, same classes
     fixed = lnet.run(x, fixed_point=True, progress=False)
-    np.testing.assert_allclose(fixed, EXPECTED["lava_fixed_logits"].numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(fixed, EXPECTED["lava_fixed_logits"].numpy(), rtol=0, atol=5e-3)
+    assert np.abs(fixed - floating).max() < np.abs(EXPECTED["lava_fixed_logits"].numpy()
+                                                    - floating).max()  # now closer to float
     np.testing.assert_allclose(fixed, floating, rtol=0, atol=0.02 * np.abs(floating).max())
     np.testing.assert_array_equal(fixed.argmax(1), floating.argmax(1))

@@ -137,7 +137,10 @@ def _floor_shifted_net():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
+    net.split_weights = False  # one synapse group per edge
     plan = net.plan(True)
+    for spec in plan.populations.values():  # Lava Dense's convention: the neurons shift by 6
+        spec.a_in_exp = 0
     convs = [s for s in plan.synapses if s.kind == "conv" and s.source != plan.input]
     for i, syn in enumerate(convs):
         w = np.asarray(syn.weight).copy()
@@ -174,10 +177,48 @@ def test_unverified_window_reruns_step_by_step(lnet, monkeypatch):
     (Forced here by an input bound no membrane satisfies.)"""
     net, x = lnet
     ref = net.run(x, fixed_point=True, batch_size=2, progress=False, windowed=False)
-    monkeypatch.setattr(windowed, "input_bound", lambda syns: 2**23)
+    monkeypatch.setattr(windowed, "input_bound", lambda plan, syns: 2**23)
     seen = []
     for first, part in net.iter_run(x, fixed_point=True, batch_size=2, chunk_steps=1):
         seen.append(first)
         np.testing.assert_array_equal(part, ref[first:first + len(part)])
     assert sorted(seen) == list(range(0, len(x), 2))
     assert net.stats["window_fallback"]
+
+
+def test_skip_delays_fold_into_synapses_and_codes_travel_whole():
+    """On the residual net the skip edges' delays are taken over by their windowed synapses
+    (no Delay Process left in the batched graph) and, in fixed point, the populations whose
+    receivers are all windowed synapses of their generate phase send one code message per
+    window: the graphs that test_batched_equals_batch_size_1 checks bit for bit."""
+    model, x = _model(TinyResNet), _data(16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
+    for fixed in (False, True):
+        plan = net.plan(fixed)
+        modes = windowed.window_plan(plan, net.schedule)
+        delayed = [s for s in plan.synapses if s.delay]
+        assert delayed and all(modes.windows[(s.target, s.edge)]["lead"] == s.delay
+                               for s in delayed)
+        g = batched.build_batched(plan, net.schedule, 2, 1, None, buffer=2, modes=modes)
+        assert g.delays == []
+        senders = {n for n, on in modes.code_send.items() if on}
+        assert bool(senders) == fixed
+        for s in plan.synapses:
+            w = modes.windows.get((s.target, s.edge))
+            assert (s.source in senders) == bool(w and w.get("code_in")), (s.source, s.target)
+
+
+@pytest.mark.parametrize("extra, culprit", [({"lead": 5}, "lead"),
+                                            ({"code_in": True, "payload": "signed"}, "code_in"),
+                                            ({"stride": 1}, "optionally")])
+def test_window_options_are_checked(extra, culprit):
+    from spikeconverter.processes import BatchDense
+
+    window = {"start": 4, "length": 3, "period": 6, "k": 2.0, "payload": "binary", "bits": 3}
+    BatchDense(weights=np.ones((2, 3)), batch=1, in_shape=(3,), out_shape=(2,),
+               window={**window, "lead": 4, "code_in": True})  # the largest lead: accepted
+    with pytest.raises(ValueError, match=culprit):
+        BatchDense(weights=np.ones((2, 3)), batch=1, in_shape=(3,), out_shape=(2,),
+                   window={**window, **extra})

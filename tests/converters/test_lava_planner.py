@@ -51,6 +51,22 @@ def test_sparse_weights_round_like_dense_and_stay_sparse():
     assert err == pytest.approx(err_dense)
 
 
+def test_plan_violations_reads_sparse_weights_without_densifying():
+    # an identity shortcut between 200,000-neuron layers: 320 GB once densified
+    from types import SimpleNamespace
+
+    n = 200_000
+    eye = sp.identity(n, format="csr") * 2.0  # Dense/Sparse hold 2m: mantissa 1
+    syn = synapses.SynapseSpec(kind="sparse", target="b", edge=1, source="a", weight=eye,
+                               in_shape=(n,), out_shape=(n,), graded=False, delay=0,
+                               weight_exp=-1)
+    plan = SimpleNamespace(synapses=[syn], populations={})
+    assert fixed_point.plan_violations(plan) == []
+    eye.data[7] = 3.0  # mantissa 1.5: not an integer
+    assert fixed_point.plan_violations(plan) == [
+        "layer 'b': weights from 'a' are not 8-bit mantissas"]
+
+
 def test_plan_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
     from spikeconverter.converters.lava_backend import LavaNetwork
     from spikeconverter.converters.to_lava import network

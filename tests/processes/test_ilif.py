@@ -149,6 +149,8 @@ def test_fixed_point_check_rejects_what_the_bit_accurate_model_cannot_run():
         (dict(shape=(4,), bias_exp=0.5), "bias_exp"),
         (dict(shape=(4,), rounding="ceil"), "rounding"),
         (dict(shape=(4,), signed="yes"), "signed"),
+        (dict(shape=(4,), a_in_shift=7), "a_in_shift"),
+        (dict(shape=(4,), a_in_shift=-1), "a_in_shift"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs, culprit):
@@ -248,3 +250,52 @@ def test_bias_shift_must_lie_within_the_accumulate_phase():
     with pytest.raises(ValueError, match="bias_shift"):
         ILIF(shape=(2,), t_acc=4, bias_shift=4)
     assert ILIF(shape=(2,), t_acc=4, bias_shift=3).bias_shift == 3
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("a_in_shift", [0, 2])
+def test_input_alignment_moves_the_shift_without_changing_the_membrane(a_in_shift, rng):
+    # Loihi's 2**(6 + weight_exp) split between synapse and neuron: an input already shifted
+    # by 6 - a_in_shift (as a synapse would send it) gives the same membrane and spikes
+    current = rng.integers(-40, 60, size=(N, STEPS))
+    common = dict(shape=(N,), t_acc=T_ACC, t_gen=T_GEN, offset=OFFSET, rounding="nearest",
+                  vth=2**9, bias_mant=rng.integers(-300, 300, N))
+    ref = ILIF(**common)
+    moved = ILIF(**common, a_in_shift=a_in_shift)
+    assert moved.a_in_shift == a_in_shift and ref.a_in_shift == SHIFT
+    z_ref, (v_ref,) = run_chain(current, [ref], (N,), "fixed_pt", read=[(ref, "v")])
+    z_mov, (v_mov,) = run_chain(current << (SHIFT - a_in_shift), [moved], (N,), "fixed_pt",
+                                read=[(moved, "v")])
+    assert z_ref.any() and np.array_equal(z_ref, z_mov)
+    assert np.array_equal(v_ref, v_mov)
+
+
+def test_fixed_point_threshold_and_bias_set_between_runs_take_effect(rng):
+    """The fixed-point model keeps ``vth << 6``, half an LSB and the bias until the host sets
+    a Var: set between two windows, they act from the next window on, as in a neuron built
+    with them."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from spikeconverter.processes.run import lava_runtime, run_config
+
+    period = T_ACC + T_GEN
+    current = rng.integers(-6, 9, size=(N, 2 * period)).astype(np.int32)
+    vth, bias = rng.integers(8, 40, size=(2, N)), 64 * rng.integers(-3, 4, size=(2, N))
+    common = dict(shape=(N,), t_acc=T_ACC, t_gen=T_GEN, offset=0, rounding="nearest")
+    neuron = ILIF(**common, vth=vth[0], bias_mant=bias[0])
+    source, sink = Source(data=current), Sink(shape=(N,), buffer=2 * period)
+    source.s_out.connect(neuron.a_in)
+    neuron.s_out.connect(sink.a_in)
+    with lava_runtime(sink, run_config("fixed_pt")):
+        sink.run(condition=RunSteps(num_steps=period))
+        neuron.vth.set(vth[1])
+        neuron.bias_mant.set(bias[1])
+        sink.run(condition=RunSteps(num_steps=period))
+        z = sink.data.get()
+    old, new = (run_chain(current, [ILIF(**common, vth=vth[i], bias_mant=bias[i])], (N,),
+                          "fixed_pt")[0] for i in (0, 1))
+    assert not np.array_equal(old[:, period:], new[:, period:])  # the set changes spikes
+    np.testing.assert_array_equal(z[:, :period], old[:, :period])
+    np.testing.assert_array_equal(z[:, period:], new[:, period:])

@@ -64,6 +64,18 @@ def test_fixed_readout_is_64_times_the_float_one_and_counts_saturation(rng):
 
 
 @pytest.mark.lava
+def test_fixed_readout_input_alignment(rng):
+    # a_in_shift = 1: the input enters << 1 (the synapses applied the other 5 bits of << 6)
+    current = rng.integers(-20, 20, size=(N, STEPS))
+    bias = rng.integers(-3, 4, size=N)
+    fixed = Readout(shape=(N,), t_acc=T_ACC, period=PERIOD, offset=OFFSET, bias_mant=64 * bias,
+                    a_in_shift=1)
+    out, _ = run_chain((current << 5).astype(np.int32), [fixed], (N,), "fixed_pt")
+    logits = expected_logits(current.astype(float), bias.astype(float))
+    assert np.array_equal(out[:, report_steps()].T, 64 * logits)
+
+
+@pytest.mark.lava
 def test_ilif_dense_readout_pipeline_reads_the_quantised_layer(rng):
     # source -> ILIF -> Dense -> Readout: the Dense hop adds one step, so the readout's windows
     # start at the iLIF's offset + t_acc + 1 and accumulate exactly the iLIF's trains.

@@ -96,6 +96,40 @@ def test_threshold_lr_scale(digits):
         FinetuneConfig(warmup=1.5)
 
 
+def _params(graph, attr: str) -> np.ndarray:
+    return np.concatenate([np.asarray(getattr(op, attr), dtype=np.float64).ravel()
+                           for pop in graph for e in pop.edges for op in e.ops
+                           if getattr(op, attr) is not None])
+
+
+def test_weight_lr_scale(digits):
+    """Adam's first step moves the weights by ``lr * weight_lr_scale`` and the biases by lr;
+    scale 0 freezes the weights exactly (no gradients) while biases and thresholds train."""
+    net, (x, y) = digits
+    data = (x[:32], y[:32])
+    w0, b0, th0 = _params(net.graph, "weight"), _params(net.graph, "bias"), \
+        _thresholds(net.graph)
+    for scale in (0.0, 0.1):
+        ft = copy.deepcopy(net)
+        finetune(ft, data, max_steps=1, batch_size=32, optimizer="adam", lr=1e-3,
+                 weight_decay=0.0, weight_lr_scale=scale, progress=False)
+        dw = np.abs(_params(ft.graph, "weight") - w0)
+        assert np.abs(_params(ft.graph, "bias") - b0).max() == pytest.approx(1e-3, rel=1e-3)
+        assert np.abs(_thresholds(ft.graph) - th0).max() == pytest.approx(1e-3, rel=1e-3)
+        if scale == 0:
+            assert dw.max() == 0.0
+        else:
+            assert dw.max() == pytest.approx(1e-4, rel=1e-3)
+    # SGD with frozen weights over several steps: weights unchanged, biases trained
+    sgd = copy.deepcopy(net)
+    finetune(sgd, data, max_steps=3, batch_size=32, lr=0.05, weight_lr_scale=0.0,
+             progress=False)
+    assert np.array_equal(_params(sgd.graph, "weight"), w0)
+    assert not np.array_equal(_params(sgd.graph, "bias"), b0)
+    with pytest.raises(ValueError, match="weight_lr_scale"):
+        FinetuneConfig(weight_lr_scale=-0.5)
+
+
 def test_best_label_tells_the_converted_network_from_trained_steps(digits):
     """Validation before training is step 0, "converted"; a mid-epoch winner is labelled by its
     step and the epochs done, not by ``best_epoch`` alone (0 for both)."""
@@ -126,6 +160,7 @@ def test_cli_passes_warmup_and_threshold_scale(tmp_path):
     add_finetune_parser(parser.add_subparsers(dest="command", required=True))
     common = ["finetune", "net.snn", "-d", "train", "-o", str(tmp_path / "o.snn")]
     cfg = _config(parser.parse_args(common))
-    assert cfg.warmup == 0 and cfg.threshold_lr_scale == 1.0
-    cfg = _config(parser.parse_args(common + ["--warmup", "20", "--threshold-lr-scale", "0.1"]))
-    assert cfg.warmup == 20 and cfg.threshold_lr_scale == 0.1
+    assert cfg.warmup == 0 and cfg.threshold_lr_scale == 1.0 and cfg.weight_lr_scale == 1.0
+    cfg = _config(parser.parse_args(common + ["--warmup", "20", "--threshold-lr-scale", "0.1",
+                                              "--weight-lr-scale", "0"]))
+    assert cfg.warmup == 20 and cfg.threshold_lr_scale == 0.1 and cfg.weight_lr_scale == 0.0

@@ -163,6 +163,12 @@ def _edge_storage(graph: Graph, target: str, i: int, hw: Loihi2) -> dict[str, An
             "connections": connections, "channels": 1}
 
 
+def _grouped(storage: dict[str, Any], groups: int) -> dict[str, Any]:
+    """An edge's storage when ``groups`` synapse groups carry it (each stores the weights)."""
+    return {**storage, "stored": storage["stored"] * groups,
+            "bytes": storage["bytes"] * groups, "groups": int(groups)}
+
+
 def _core_bytes(c: int, fixed: int, edges: list[dict[str, Any]]) -> float:
     """Bytes on each of ``c`` cores: shared state and routing split evenly; a conv kernel
     split by output channels (replicated once channels run out), other synapses split."""
@@ -190,9 +196,12 @@ def _cores_for(neurons: int, fixed: int, edges: list[dict[str, Any]], hw: Loihi2
     return lo
 
 
-def core_mapping(graph: Graph, hw: Loihi2 = LOIHI2,
-                 double_buffered: bool = False) -> dict[str, Any]:
+def core_mapping(graph: Graph, hw: Loihi2 = LOIHI2, double_buffered: bool = False,
+                 synapse_groups: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Partition every population onto neurocores (module docstring).
+
+    ``synapse_groups`` (population -> per edge, the synapse groups that carry it; default 1):
+    an edge carried by two 8-bit groups (fixed point's split weights) stores its weights twice.
 
     Returns
     -------
@@ -212,7 +221,9 @@ def core_mapping(graph: Graph, hw: Loihi2 = LOIHI2,
         if pop.kind not in _MAPPED:
             continue
         neurons = math.prod(pop.shape)
-        edges = [_edge_storage(graph, pop.name, i, hw) for i in range(len(pop.edges))]
+        groups = (synapse_groups or {}).get(pop.name) or [1] * len(pop.edges)
+        edges = [_grouped(_edge_storage(graph, pop.name, i, hw), groups[i])
+                 for i in range(len(pop.edges))]
         consumers = len(graph.consumers(pop.name))
         state = neurons * hw.state_bytes * banks
         routing = neurons * hw.route_bytes * consumers
@@ -314,24 +325,27 @@ def measure_activity(graph: Graph, batches: Iterable[torch.Tensor]) -> dict[str,
     dict
         ``samples`` (how many were measured), ``spikes`` (per population: spikes it emits per
         sample) and ``synaptic_ops`` (per population: synaptic operations of its incoming
-        synapses per sample, each spike times the synapses it drives through that edge).
+        synapses per sample, each spike times the synapses it drives through that edge),
+        ``edge_synaptic_ops`` (the same per incoming edge, a list).
     """
     spikes, n = spike_counts(graph, batches)
-    synops = {}
+    edge_ops = {}
     for pop in graph:
         if pop.kind in _MAPPED:
-            synops[pop.name] = sum(
+            edge_ops[pop.name] = [
                 float((spikes[e.source] * edge_fan_out(graph, pop.name, i)).sum())
-                for i, e in enumerate(pop.edges))
+                for i, e in enumerate(pop.edges)]
     return {"samples": n, "spikes": {k: float(v.sum()) for k, v in spikes.items()},
-            "synaptic_ops": synops}
+            "synaptic_ops": {k: sum(v) for k, v in edge_ops.items()},
+            "edge_synaptic_ops": edge_ops}
 
 
 # -- the report --------------------------------------------------------------------------------
 
 def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
                     hw: Loihi2 = LOIHI2, double_buffered: bool | None = None,
-                    steps_per_sample: int | None = None) -> dict[str, Any]:
+                    steps_per_sample: int | None = None,
+                    synapse_groups: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Core mapping and per-inference cost estimate of a converted network (module docstring).
 
     Parameters
@@ -347,6 +361,11 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         schedule's (``schedule.double_buffered``, which also sets the steps per sample).
     steps_per_sample : int, optional
         Steps per sample of a stream (default: the schedule's).
+    synapse_groups : dict, optional
+        Population -> per edge, the synapse groups that carry it (fixed point's split
+        weights: 2); each group stores the weights and is driven by every spike. Activity
+        measured before per-edge counts existed scales a population's operations by its
+        largest count (an upper bound).
 
     Returns
     -------
@@ -365,7 +384,7 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
             f"double_buffered={double_buffered!r} but the schedule is "
             f"{'double' if schedule.double_buffered else 'single'}-banked: pass a schedule "
             "computed with compute_schedule(..., double_buffered=...) (its period differs)")
-    mapping = core_mapping(graph, hw, double_buffered)
+    mapping = core_mapping(graph, hw, double_buffered, synapse_groups)
     period = int(steps_per_sample or schedule.steps_per_sample)
     layers = mapping["layers"]
     # two banks: both are updated at every step (one accumulates, one generates), so per
@@ -373,7 +392,7 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
     banks = 2 if double_buffered else 1
     step_ns = 0.0
     for name, info in layers.items():
-        synops = float(activity["synaptic_ops"][name])
+        synops = _grouped_synops(activity, name, info["synapses"])
         info.update(spikes=float(activity["spikes"].get(name, 0.0)), synaptic_ops=synops,
                     neuron_updates=info["neurons"] * period * banks,
                     ann_macs=ann_macs(graph, name))
@@ -389,6 +408,17 @@ def hardware_report(graph: Graph, schedule: Schedule, activity: dict[str, Any],
         "estimate_note": ("energy and time are estimates from Loihi (2018) pre-silicon per-op "
                           "figures; Intel has not published Loihi 2 per-op costs"),
     }
+
+
+def _grouped_synops(activity: dict[str, Any], name: str,
+                    synapses: list[dict[str, Any]]) -> float:
+    """Synaptic operations per sample of a population whose edges are carried by
+    ``synapses[i]["groups"]`` synapse groups each."""
+    groups = [int(s.get("groups", 1)) for s in synapses]
+    per_edge = activity.get("edge_synaptic_ops", {}).get(name)
+    if per_edge is not None and len(per_edge) == len(groups):
+        return float(sum(o * g for o, g in zip(per_edge, groups, strict=True)))
+    return float(activity["synaptic_ops"][name]) * max(groups, default=1)
 
 
 def _per_inference(schedule: Schedule, layers: dict[str, dict[str, Any]],

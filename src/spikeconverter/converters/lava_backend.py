@@ -23,12 +23,13 @@ __all__ = ["LavaNetwork", "build", "from_file", "lava_schedule"]
 
 def build(graph: Graph, *, calibration: Any = None, progress: bool = True,
           margin: float = 0.5, allow_violations: bool = False, double_buffered: bool = False,
-          **_: Any) -> LavaNetwork:
+          split_weights: bool | None = None, **_: Any) -> LavaNetwork:
     """A :class:`LavaNetwork` of a calibrated graph (``double_buffered``: neurons with two
-    membrane banks); with ``calibration`` data it also measures the membrane peaks that fixed
-    point needs. Norse options (``mode``, ``dtype``) are ignored."""
+    membrane banks; ``split_weights``: fixed point with two 8-bit synapse groups per edge); with
+    ``calibration`` data it also measures the membrane peaks that fixed point needs. Norse
+    options (``mode``, ``dtype``) are ignored."""
     net = LavaNetwork(graph, margin=margin, allow_violations=allow_violations,
-                      double_buffered=double_buffered)
+                      double_buffered=double_buffered, split_weights=split_weights)
     if calibration is not None:
         net.calibrate_fixed_point(calibration, progress=progress)
     return net
@@ -50,7 +51,8 @@ def from_file(data: NetworkFile, *, double_buffered: bool | None = None,
                       membrane_peaks=data.state.get("membrane_peaks"),
                       margin=float(data.options.get("margin", 0.5)),
                       activity=data.state.get("activity"),
-                      allow_violations=bool(data.options.get("allow_violations", False)))
+                      allow_violations=bool(data.options.get("allow_violations", False)),
+                      split_weights=data.options.get("split_weights"))
     if data.path is not None:
         net.use_plan_cache(plan_cache_path(data.path))
     return net

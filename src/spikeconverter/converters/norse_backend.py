@@ -130,11 +130,12 @@ class SpikingNetwork(nn.Module):
         self.spikes: dict[str, torch.Tensor] = {}
         self.stats: dict[str, Any] | None = None
         self._saturations: dict[str, Any] = {}
+        self._counted: dict[str, torch.Tensor] = {}
         self._work: dict[tuple, torch.Tensor] = {}
         self.init_tensors(dtype)
         fan_out = counting.fan_outs(graph)
         self._fanout = {name: f.float() for name, f in fan_out.items()}
-        self._fanout_cache: dict[tuple, torch.Tensor] = {}
+        self._fanout_cache: dict[tuple, torch.Tensor | None] = {}
         self._macs = {p.name: counting.ann_macs(graph, p.name) for p in graph}
         self._consumer_count = {p.name: len(graph.consumers(p.name)) for p in graph}
 
@@ -213,6 +214,7 @@ class SpikingNetwork(nn.Module):
         per_pop: dict[str, dict[str, Any]] = {}
         self.spikes = {}
         self._saturations = {}
+        self._counted = {}
         self.stats = None  # the last call's uncounted codes go now, not after this call
         logits, steps = None, 0
         with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
@@ -326,9 +328,10 @@ class SpikingNetwork(nn.Module):
         shape = train.code.shape
         buf = self._workspace("a", shape, self.theta(pop.edges[i].source).dtype,
                               train.code.device)
-        cur = self.apply_edge(pop, i, train.value(factor, out=buf))
-        if cur.untyped_storage().data_ptr() == buf.untyped_storage().data_ptr():
-            cur = cur.clone()  # an edge without synapse ops passes the buffer itself on
+        x = train.value(factor, out=buf)  # the buffer, or the train's own decoded values
+        cur = self.apply_edge(pop, i, x)
+        if cur.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+            cur = cur.clone()  # an edge without synapse ops passes its input itself on
         return cur
 
     def _workspace(self, slot: str, shape: tuple[int, ...], dtype: torch.dtype,
@@ -414,10 +417,13 @@ class SpikingNetwork(nn.Module):
             # float32: start, saturation count and code in one blocked pass (the same values)
             cpu = v.device.type == "cpu"
             work = self._workspace("q", (BLOCK if cpu else v.numel(),), torch.float64, v.device)
+            found: dict[str, torch.Tensor] = {}
             code, self._saturations[pop.name] = start_and_code(
                 v, self.population_bias(pop.name), theta, t_gen, self.graph.rounding, signed,
-                work=work)
-            return SpikeTrain(theta, t_gen, start, code=code)
+                work=work, weight=self._int_fan_out(pop.name), found=found)
+            if "totals" in found:  # counted on the way (the compiled kernel): nothing left
+                self._counted[pop.name] = found["totals"]
+            return SpikeTrain(theta, t_gen, start, code=code, decoded=found.get("value"))
         v = start_generate(v, self.population_bias(pop.name), theta, t_gen, k,
                            self.graph.rounding, signed, inplace=not v.requires_grad)
         self._count_saturated(pop, v, theta, signed, t_gen, 0)
@@ -476,7 +482,9 @@ class SpikingNetwork(nn.Module):
             st.update(spikes=0, firing_rate=0.0, synaptic_ops=0)
             return st
         signed = pop.kind in ("signed", "input")
-        if train.code is not None:
+        if pop.name in self._counted:  # [spikes, synaptic ops], counted with the codes
+            st["_counts"] = self._counted.pop(pop.name)
+        elif train.code is not None:
             # bit-packed: counted when the stats are first read (the codes are kept, one
             # number per neuron), so a caller who only wants logits never pays for counting
             st["_train"] = (train, signed)
@@ -499,6 +507,16 @@ class SpikingNetwork(nn.Module):
         if fan is None:
             fan = self._fanout_cache[key] = self._fanout[name].to(like.device, like.dtype)
         return fan
+
+    def _int_fan_out(self, name: str) -> torch.Tensor | None:
+        """Fan-out of population ``name`` as int32 on the CPU (cached; ``None`` where a
+        neuron's spikes times its fan-out could leave int32, ``2**31 / 64``: then the codes are
+        counted afterwards, in float64)."""
+        key = (name, torch.int32, torch.device("cpu"))
+        if key not in self._fanout_cache:
+            f = self._fanout[name]
+            self._fanout_cache[key] = f.to(torch.int32) if float(f.max()) < 2**25 else None
+        return self._fanout_cache[key]
 
     @torch.no_grad()
     def _read_counts(self, per_pop: dict) -> None:

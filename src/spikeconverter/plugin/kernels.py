@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from spikeconverter import coding
+from spikeconverter.plugin.compiled import compiled, veltkamp_split
+from spikeconverter.plugin.compiled import failed as compile_failed
 
 __all__ = [
     "SpikeTrain",
@@ -32,6 +34,7 @@ __all__ = [
     "generate_code",
     "pair",
     "popcount",
+    "reciprocal_above",
     "code_max_pool2d",
     "BLOCK",
     "blocks",
@@ -125,14 +128,20 @@ class SpikeTrain:
         Inverse leak (the weight ratio of successive spikes).
     frames, code : torch.Tensor, optional
         Exactly one of them.
+    decoded : torch.Tensor, optional
+        A code's value ``value(1.0)``, computed already (by the compiled kernel, with the
+        codes): returned by :meth:`value` for ``factor = 1`` instead of a new one (read only).
     """
 
     def __init__(self, theta: torch.Tensor, T: int, start: int, *, k: float = 2.0,
-                 frames: torch.Tensor | None = None, code: torch.Tensor | None = None):
+                 frames: torch.Tensor | None = None, code: torch.Tensor | None = None,
+                 decoded: torch.Tensor | None = None):
         if (frames is None) == (code is None):
             raise ValueError("SpikeTrain needs exactly one of frames and code")
+        if decoded is not None and code is None:
+            raise ValueError("SpikeTrain: decoded values come with a code")
         self.theta, self.T, self.start, self.k = theta, T, start, k
-        self._frames, self.code = frames, code
+        self._frames, self.code, self.decoded = frames, code, decoded
 
     def frames(self) -> torch.Tensor:
         """The spikes ``(T, B, ...)`` (unpacked once from the code when packed)."""
@@ -144,8 +153,11 @@ class SpikeTrain:
         """Decoded value times ``factor``: ``factor * theta * sum_j k^-j s_j``.
 
         ``out``: where a bit-packed train's value goes (a tensor of the code's shape and the
-        threshold's dtype, e.g. a reused work buffer; not under autograd).
+        threshold's dtype, e.g. a reused work buffer; not under autograd). A train with
+        ``decoded`` values returns them for ``factor = 1`` (not ``out``; not to be modified).
         """
+        if self.decoded is not None and factor == 1.0:
+            return self.decoded
         if self.code is not None:
             # one multiply; exact like theta * (code * 2^(1-T)) when factor is a power of two
             scale = self.theta * (factor * 2.0 ** (1 - self.T))
@@ -328,6 +340,7 @@ def _scalar(t: torch.Tensor) -> float | torch.Tensor:
 def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tensor, T: int,
                    rounding: str, signed: bool, *, saturations: bool = True,
                    out: torch.Tensor | None = None, work: torch.Tensor | None = None,
+                   weight: torch.Tensor | None = None, found: dict | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`start_generate`, the saturation test and :func:`generate_code` of ``k = 2``
     neurons in one pass over float32 membranes ``v`` (``T <= 24``; ``v`` is overwritten): the
@@ -342,11 +355,15 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
       ``u = 2 theta + margin`` (exact in float64), i.e. ``v > t`` for ``t`` the largest float32
       not above ``u``; on a CPU only blocks whose maximum passes ``t`` are counted;
     * the code ``floor(x)``, ``x = v 2**(T-1) / theta``, clipped to ``[0, 2**T - 1]`` (signed:
-      ``sign(x) floor(|x|)`` clipped symmetrically), by one float64 division: with ``v`` and
+      ``sign(x) floor(|x|)`` clipped symmetrically): ``v`` is first clipped in float32 to
+      ``[0, c]`` (signed: ``[-c, c]``), ``c`` the largest float32 below ``2 theta``, whose code
+      is the top code for ``T <= 23`` (``T = 24``: the quotient is clipped instead); then one
+      float64 product with :func:`reciprocal_above` of ``theta 2**(1-T)``. With ``v`` and
       ``theta`` float32 a non-integer ``x >= 1/2`` lies at least ``2**-25`` from every integer
-      (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``) and the correctly
-      rounded float64 quotient is off by at most ``2**(T-53) <= 2**-29`` (exact when ``x`` is
-      an integer), so its truncation (by the conversion to int32) is ``floor(x)`` exactly.
+      (``v 2**(T-1) - m theta`` is a nonzero multiple of ``ulp(theta) / 2``); the product is
+      never below ``|x|`` (the reciprocal is above ``1/d``, rounding is monotone and an integer
+      ``|x|`` is a float64) and at most ``|x| 2**-50 < 2**-26`` above it, so its truncation
+      (by the conversion to int32) is ``floor(x)`` exactly, integers included.
 
     Parameters
     ----------
@@ -365,6 +382,12 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     work : torch.Tensor, optional
         A float64 buffer for the quotients of a block (at least :data:`BLOCK` elements on a CPU,
         ``v.numel()`` elsewhere; any block that does not fit gets a fresh one).
+    weight, found : torch.Tensor and dict, optional
+        Where the compiled kernel (:mod:`spikeconverter.plugin.compiled`) runs, it counts the
+        codes' spikes and decodes them on the way: ``found["totals"]`` is ``[spikes, sum of
+        spikes times weight]`` (float64, exact; ``weight`` int32 per neuron, e.g. the
+        fan-out), ``found["value"]`` the float32 values ``code theta 2**(1-T)`` (see
+        :class:`SpikeTrain`'s ``decoded``). Nothing is added where the eager kernel ran.
 
     Returns
     -------
@@ -376,9 +399,11 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     cpu = v.device.type == "cpu"
     th = theta.to(torch.float32)
     half = coding.rounding_offset(th, T, 2.0, rounding) if rounding == "nearest" else None
-    d = th.double() * 2.0 ** (1 - T)  # exact: a power of two
+    r = reciprocal_above(th.double() * 2.0 ** (1 - T))  # of an exact float64 (a power of two)
     top = float(2**T - 1)
     lo = -top if signed else 0.0
+    # the float32 clip below 2 theta codes as the top code for T <= 23 (see above)
+    c = torch.nextafter(coding.code_range(th), torch.zeros_like(th)) if T <= 23 else None
     t = t_min = None
     if saturations:
         # u = code_range + margin = 2 theta + (offset + lsb / 2), exact in float64
@@ -389,10 +414,22 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
     if out is None:
         out = v.view(torch.int32) if v.is_contiguous() else torch.empty(
             v.shape, dtype=torch.int32, device=v.device)
+    fn = compiled("start_code_sat", v.numel(), v.device) if v.ndim >= 2 and T <= 23 and \
+        v.is_contiguous() and out.data_ptr() == v.data_ptr() else None
+    if fn is not None:
+        try:
+            count, *spikes, value = _start_and_code_compiled(fn, v, bias, th, T, half, t, c,
+                                                             signed, weight)
+            if found is not None:
+                found.update(totals=torch.stack(spikes).to(torch.float64), value=value)
+            return out, count if saturations else None
+        except Exception as error:  # noqa: BLE001 (any compiler failure: eager takes over)
+            compile_failed("start_code_sat", error)
     count = torch.zeros((), dtype=torch.int64, device=v.device) if saturations else None
     # scalar thresholds on a CPU: Python numbers once, not a read per block
     plain_half = None if half is None or signed else _scalar(half)
-    plain_t, plain_d = (_scalar(x) if x is not None else None for x in (t, d))
+    plain_t, plain_r, plain_c = (_scalar(x) if x is not None else None for x in (t, r, c))
+    neg_c = None if c is None or not signed else _scalar(-c)
     for bs, cs in blocks(tuple(v.shape), cpu):
         vb = v[bs, cs]
         if bias is not None:
@@ -407,9 +444,50 @@ def start_and_code(v: torch.Tensor, bias: torch.Tensor | None, theta: torch.Tens
         n = vb.numel()
         q = work[:n].view(vb.shape) if work is not None and work.numel() >= n else \
             torch.empty(vb.shape, dtype=torch.float64, device=v.device)
-        q.copy_(vb).div_(_part(plain_d, cs)).clamp_(lo, top)
+        if c is None:
+            q.copy_(vb).mul_(_part(plain_r, cs)).clamp_(lo, top)
+        else:  # two one-sided clips: a tensor pair in one clamp is several times slower
+            vb.clamp_min_(_part(neg_c, cs) if signed else 0.0).clamp_max_(_part(plain_c, cs))
+            q.copy_(vb).mul_(_part(plain_r, cs))
         out[bs, cs].copy_(q)  # truncates toward zero: floor(x) (sign(x) floor(|x|))
     return out, count
+
+
+def _start_and_code_compiled(fn, v: torch.Tensor, bias: torch.Tensor | None, th: torch.Tensor,
+                             T: int, half: torch.Tensor | None, t: torch.Tensor | None,
+                             clip: torch.Tensor, signed: bool,
+                             weight: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """:func:`start_and_code` by the compiled one-loop kernel ``fn``
+    (:func:`spikeconverter.plugin.compiled.start_code_sat`; codes over ``v``): the values as
+    tensors of one shape per channel (one compiled form serves every population; a missing
+    bias, offset or saturation test as the neutral ``0`` and infinities)."""
+    shape = (v.shape[1],) + (1,) * (v.ndim - 2)
+
+    def per_channel(x: torch.Tensor | float) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float32, device=v.device)
+        return x.expand(shape).contiguous() if x.ndim == 0 else x.reshape(shape).float()
+
+    hi = per_channel(math.inf if t is None else t)
+    lo_sat = -hi if signed else per_channel(-math.inf)
+    theta = per_channel(th)
+    theta_hi, theta_lo = veltkamp_split(theta)
+    return fn(v, torch.zeros((), dtype=v.dtype) if bias is None else bias,
+              per_channel(0.0 if half is None else half), hi, lo_sat, per_channel(clip),
+              torch.tensor(2.0 ** (T - 1)), theta, theta_hi, theta_lo,
+              torch.zeros((), dtype=torch.int32) if weight is None else weight,
+              per_channel(th * 2.0 ** (1 - T)), signed)
+
+
+def reciprocal_above(d: torch.Tensor) -> torch.Tensor:
+    """A float64 ``r`` with ``1/d <= r <= (1/d) (1 + 2**-51)`` for positive float64 ``d``: the
+    float64 above the correctly rounded ``1/d`` (which lies within half an ulp of ``1/d``).
+
+    ``x r`` then never falls below ``x / d`` after rounding wherever ``x / d`` is a float64
+    (rounding is monotone), which makes the truncated product the exact floor of the quotient
+    (see :func:`start_and_code`) at a product's cost instead of a division's.
+    """
+    r = 1.0 / d.double()
+    return torch.nextafter(r, torch.full_like(r, math.inf))
 
 
 def _exceeds(vb: torch.Tensor, t_min: float, signed: bool) -> bool:

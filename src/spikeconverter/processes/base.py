@@ -20,6 +20,7 @@ from lava.magma.core.process.variable import Var
 from spikeconverter.coding import ROUNDING_MODES
 
 __all__ = [
+    "A_IN_SHIFT_MAX",
     "AbstractMembrane",
     "BatchedProcess",
     "ShapedProcess",
@@ -108,6 +109,10 @@ def broadcast_integers(proc: str, name: str, value: Any, shape: tuple[int, ...])
     return arr.astype(np.int32)
 
 
+#: Loihi's MSB alignment of the synaptic input (Lava LIF's ``a_in << 6``): the largest
+#: ``a_in_shift`` of a membrane (:data:`spikeconverter.processes.loihi.SHIFT`).
+A_IN_SHIFT_MAX = 6
+
 #: What a batched synapse's window sums (see :func:`validate_window`).
 WINDOW_PAYLOADS = ("binary", "signed", "analog")
 
@@ -118,16 +123,21 @@ def validate_window(proc: str, window: Any) -> dict[str, Any] | None:
     Keys: ``start`` (first step of window 0, ``n = time_step - 1``), ``length`` (steps summed,
     >= 1), ``period`` (steps between windows, >= ``length``), ``k`` (the code's base: the
     spike of step ``t`` weighs ``k**(length - 1 - t)``), ``payload`` (one of
-    ``WINDOW_PAYLOADS``) and ``bits`` (of the integer code, >= ``length``).
+    ``WINDOW_PAYLOADS``) and ``bits`` (of the integer code, >= ``length``). Optional:
+    ``lead`` (the input's window starts that many steps before ``start``: a delay in front of
+    the synapse, folded into it; ``0 <= lead <= min(start, period - 1)``, default 0) and
+    ``code_in`` (binary payload of at most 8 steps only: the input arrives as one message per
+    window, at its first step, holding the window's code instead of one spike vector per
+    step; default False).
     """
     if window is None:
         return None
     if not isinstance(window, dict):
         raise ValueError(f"{proc}: window must be None or a dict, got {window!r}")
     keys = {"start", "length", "period", "k", "payload", "bits"}
-    if set(window) != keys:
-        raise ValueError(f"{proc}: window needs exactly the keys {sorted(keys)}, got "
-                         f"{sorted(window)}")
+    if not keys <= set(window) <= keys | {"lead", "code_in"}:
+        raise ValueError(f"{proc}: window needs the keys {sorted(keys)} (and optionally "
+                         f"'lead', 'code_in'), got {sorted(window)}")
     length = validate_int(proc, "window['length']", window["length"], 1)
     out = {"start": validate_int(proc, "window['start']", window["start"], 0),
            "length": length,
@@ -138,6 +148,16 @@ def validate_window(proc: str, window: Any) -> dict[str, Any] | None:
         raise ValueError(f"{proc}: window['payload'] must be one of {WINDOW_PAYLOADS}, got "
                          f"{window['payload']!r}")
     out["payload"] = window["payload"]
+    lead = validate_int(proc, "window['lead']", window.get("lead", 0), 0)
+    if lead > min(out["start"], out["period"] - 1):
+        raise ValueError(f"{proc}: window['lead'] must be at most min(start, period - 1) = "
+                         f"{min(out['start'], out['period'] - 1)}, got {lead}")
+    out["lead"] = lead
+    out["code_in"] = validate_bool(proc, "window['code_in']", window.get("code_in", False))
+    if out["code_in"] and (out["payload"] != "binary" or length > 8 or out["k"] != 2.0):
+        raise ValueError(f"{proc}: window['code_in'] needs a binary payload of at most 8 "
+                         f"steps and k = 2, got {out['payload']!r}, length {length}, "
+                         f"k = {out['k']}")
     return out
 
 
@@ -244,6 +264,11 @@ class AbstractMembrane(ShapedProcess):
         ``tau = t_acc - 1 - bias_shift``), so the window's doublings multiply it by
         ``k**bias_shift`` for free: a bias ``m * 2**(e + j)`` is carried exactly by an exponent
         ``e`` in range and ``bias_shift = j`` (the bias-shift trick). In ``[0, t_acc - 1]``.
+    a_in_shift : int
+        Fixed-point models: the summed input enters the membrane as ``a_in << a_in_shift``.
+        Default 6, Lava LIF's MSB alignment; smaller when the synapses apply part of Loihi's
+        ``2**(6 + weight_exp)`` themselves (see :class:`spikeconverter.processes.ILIF`). In
+        ``[0, 6]``; the float models ignore it.
     v : float or array
         Initial membrane.
     name : str, optional
@@ -264,12 +289,17 @@ class AbstractMembrane(ShapedProcess):
         bias_mant: Any,
         bias_exp: Any,
         bias_shift: int = 0,
+        a_in_shift: int = A_IN_SHIFT_MAX,
         v: Any = 0.0,
         name: str | None = None,
         log_config: LogConfig | None = None,
         **proc_params: Any,
     ) -> None:
         proc = type(self).__name__
+        a_in_shift = validate_int(proc, "a_in_shift", a_in_shift, 0)
+        if a_in_shift > A_IN_SHIFT_MAX:
+            raise ValueError(f"{proc}: a_in_shift must be in [0, {A_IN_SHIFT_MAX}] (Loihi's "
+                             f"6-bit MSB alignment, or less of it), got {a_in_shift}")
         shape = validate_shape(proc, shape)
         k = validate_k(proc, k)
         t_acc = validate_int(proc, "t_acc", t_acc, 1)
@@ -287,6 +317,7 @@ class AbstractMembrane(ShapedProcess):
             t_acc=t_acc,
             offset=offset,
             bias_shift=bias_shift,
+            a_in_shift=a_in_shift,
             name=name,
             log_config=log_config,
             **proc_params,
@@ -325,6 +356,11 @@ class AbstractMembrane(ShapedProcess):
     def offset(self) -> int:
         """Idle steps before the first window (read-only)."""
         return self.proc_params["offset"]
+
+    @property
+    def a_in_shift(self) -> int:
+        """Left shift of the summed input in the fixed-point models (read-only)."""
+        return self.proc_params["a_in_shift"]
 
     @property
     def model_class(self):

@@ -12,6 +12,7 @@ from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import IdentityTransformer, PyInPort
 
 from spikeconverter.coding import rounding_offset
+from spikeconverter.processes.base import A_IN_SHIFT_MAX
 
 __all__ = [
     "SHIFT",
@@ -32,7 +33,7 @@ __all__ = [
 V_MIN = -(2**23)
 V_MAX = 2**23 - 1
 #: Loihi MSB-aligns thresholds and synaptic input with a 6-bit shift (Lava's LIF convention).
-SHIFT = 6
+SHIFT = A_IN_SHIFT_MAX
 #: Mantissa ranges of the fixed-point Vars (Lava LIF: 17-bit unsigned vth, 13-bit signed bias).
 VTH_RANGE = (1, 2**17 - 1)
 BIAS_MANT_RANGE = (-(2**12), 2**12 - 1)
@@ -173,6 +174,13 @@ class WindowedSynapse:
     calls ``_init_window`` with its input's shape and runs ``_run_window`` as its
     ``run_spk`` when ``self._window`` is set; it provides ``window_sum(code)``, ``a_out``,
     ``s_in`` and ``_zero`` (zeros of ``a_out``'s shape).
+
+    With ``window["lead"] = d`` the code is taken over the steps ``d`` earlier (a delay of
+    ``d`` steps in front of the synapse, folded into it: the output is held until the
+    delayed window's end, at most one window, since ``d < period``). With
+    ``window["code_in"]`` the source sends one message per window, at its first step, whose
+    bytes are the window's code (bit ``length - 1 - t`` is the spike of step ``t``), and
+    nothing at the other steps: the code arrives whole instead of being built step by step.
     """
 
     _window: dict[str, Any] | None = None
@@ -185,6 +193,8 @@ class WindowedSynapse:
         self._w_start, self._w_len = int(window["start"]), int(window["length"])
         self._w_period, self._w_k = int(window["period"]), float(window["k"])
         self._w_payload = window["payload"]
+        self._w_lead = int(window.get("lead", 0))
+        self._w_code_in = bool(window.get("code_in", False))
         self._code = np.zeros(in_shape, dtype=code_dtype(window, fixed))
         self._pending = None
         self._live = False
@@ -194,6 +204,10 @@ class WindowedSynapse:
         if rel >= self._w_len and (rel - self._w_len) % self._w_period == 0:
             self.a_out.send(self._zero if self._pending is None else self._pending)
             self._pending = None
+        rel += self._w_lead  # the input's window leads by the folded delay
+        if self._w_code_in:
+            self._take_code(rel)
+            return
         s = receive(self.s_in).reshape(self._code.shape)
         if rel < 0:
             return
@@ -207,6 +221,19 @@ class WindowedSynapse:
         elif s.any():  # the first spikes of the window: the code is just them
             self._add_to_code(s, True)
             self._live = True
+        if tau == self._w_len - 1 and self._live:
+            self._pending = self.window_sum(self._code)
+
+    def _take_code(self, rel: int) -> None:
+        """``code_in``: receive the window's code at its first step, sum it at its last."""
+        if rel < 0:
+            return
+        tau = rel % self._w_period
+        if tau == 0:
+            c = receive(self.s_in).reshape(self._code.shape)
+            self._live = bool(c.any())
+            if self._live:  # the bytes of the code, sent as int8
+                np.copyto(self._code, c.view(self._code.dtype))
         if tau == self._w_len - 1 and self._live:
             self._pending = self.window_sum(self._code)
 
@@ -267,9 +294,16 @@ class FixedPointMembrane:
                 "implements only k=2 (a left shift)"
             )
 
+    @property
+    def _a_in_shift(self) -> int:
+        """The input's left shift (``a_in_shift``; 6, Lava LIF's, unless the synapses apply
+        part of Loihi's ``2**(6 + weight_exp)``)."""
+        return int(self.proc_params.get("a_in_shift", SHIFT))
+
     def _accumulate(self, a_in: np.ndarray, tau: int) -> np.ndarray:
-        """``V <- 2V + (a_in << 6)`` (``V <- a_in << 6`` at ``tau = 0``), plus the bias
-        ``bias_mant << bias_exp`` at the bias step ``t_acc - 1 - bias_shift``; not yet clamped.
+        """``V <- 2V + (a_in << a_in_shift)`` (``V <- a_in << a_in_shift`` at ``tau = 0``;
+        the shift is 6 by default), plus the bias ``bias_mant << bias_exp`` at the bias step
+        ``t_acc - 1 - bias_shift``; not yet clamped.
 
         In int32 when that is exact: integer input below ``2**24`` in magnitude (a 24-bit
         message) and a bias below ``2**24`` keep ``|V|`` below ``2**31`` (the stored membrane
@@ -282,18 +316,30 @@ class FixedPointMembrane:
         if bias is not None and bias.size and np.abs(bias).max() >= INT32_SAFE:
             wide = True
         dtype = np.int64 if wide else np.int32
-        v = np.left_shift(a_in.astype(dtype), SHIFT)
+        v = np.left_shift(a_in.astype(dtype), self._a_in_shift)
         if tau > 0:
             v += np.left_shift(self.v.astype(dtype, copy=False), 1)
         if bias is not None:
             v += bias.astype(dtype, copy=False)
         return v
 
+    _bias_cache: np.ndarray | None = None
+
     def _bias_term(self) -> np.ndarray:
-        """``bias_mant << bias_exp`` (right shift for negative exponents), int64."""
-        exp = self.bias_exp.astype(np.int64)
-        bias = self.bias_mant.astype(np.int64)
-        return np.where(exp >= 0, bias << np.maximum(exp, 0), bias >> np.maximum(-exp, 0))
+        """``bias_mant << bias_exp`` (right shift for negative exponents), int64; computed
+        once and kept until a Var is set from the host (:meth:`on_var_update`). Read only."""
+        if self._bias_cache is None:
+            exp = self.bias_exp.astype(np.int64)
+            bias = self.bias_mant.astype(np.int64)
+            self._bias_cache = np.where(exp >= 0, bias << np.maximum(exp, 0),
+                                        bias >> np.maximum(-exp, 0))
+        return self._bias_cache
+
+    def on_var_update(self) -> None:
+        """Lava calls this after the host set a Var: what is derived from the Vars is
+        recomputed at its next use."""
+        self._bias_cache = None
+        super().on_var_update()
 
     def _clamp(self, v: np.ndarray) -> None:
         """Store ``v`` (integers) in the 24-bit membrane, counting the clamped entries."""

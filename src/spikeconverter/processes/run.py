@@ -111,7 +111,8 @@ def simulation(
 
 
 @contextmanager
-def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[SignalGate]:
+def lava_runtime(process: AbstractProcess, run_cfg: RunConfig,
+                 compile_config: dict | None = None) -> Iterator[SignalGate]:
     """Compile and start the runtime of ``process``'s graph; always stop it on exit.
 
     Inside the block run it with ``process.run(condition=...)`` (no ``run_cfg``) as often as
@@ -129,6 +130,9 @@ def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[Signa
         Any Process of the graph.
     run_cfg : RunConfig
         The run configuration (see :func:`run_config`).
+    compile_config : dict, optional
+        Passed to Lava's compiler (e.g. ``{"pypy_channel_size": 4}``: messages each
+        channel holds, 64 by default, each slot one message's bytes of shared memory).
 
     Raises
     ------
@@ -138,7 +142,7 @@ def lava_runtime(process: AbstractProcess, run_cfg: RunConfig) -> Iterator[Signa
     before = set(multiprocessing.active_children())
     try:
         with deferred_signals(block=True):
-            process.create_runtime(run_cfg=run_cfg)
+            process.create_runtime(run_cfg=run_cfg, compile_config=compile_config)
         with deferred_signals() as gate:
             yield gate
     finally:

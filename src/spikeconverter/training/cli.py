@@ -68,6 +68,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         batch_size=args.batch_size, val_every=args.val_every, checkpoint=args.output,
         resume=args.resume, progress=not args.no_progress, max_steps=args.max_steps,
         cosine=args.cosine, warmup=args.warmup, threshold_lr_scale=args.threshold_lr_scale,
+        weight_lr_scale=args.weight_lr_scale,
         train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
         clip_grad_norm=args.clip_grad_norm or None, device=args.device,

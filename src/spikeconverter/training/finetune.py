@@ -55,7 +55,7 @@ __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor"
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: three optimiser groups (weights, biases, thresholds)
 
 
 def state_path(checkpoint: str | os.PathLike) -> Path:
@@ -162,8 +162,8 @@ def finetune(
     **options
         Any field of :class:`FinetuneConfig` (``lr``, ``momentum``, ``weight_decay``,
         ``batch_size``, ``val_every``, ``checkpoint``, ``resume``, ``progress``, ``max_steps``,
-        ``cosine``, ``warmup``, ``threshold_lr_scale``, ``optimizer``, ``clip_grad_norm``,
-        ``train_thresholds``, ``surrogate``,
+        ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
+        ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
         ``distill_temperature``, ``distill_weight``), documented there.
 
@@ -206,11 +206,13 @@ def finetune(
 
 
 def _optimizer(trainable: TrainableSpikingNetwork, cfg: FinetuneConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over the weights and biases (decayed) and the thresholds (not decayed)."""
+    """SGD or AdamW over the weights, the biases (both decayed) and the thresholds (not
+    decayed), each group at its multiple of ``lr``."""
     groups = trainable.parameter_groups()
     param_groups = [
-        {"params": groups["weights"] + groups["biases"], "weight_decay": cfg.weight_decay,
-         "lr_scale": 1.0},
+        {"params": groups["weights"], "weight_decay": cfg.weight_decay,
+         "lr": cfg.lr * cfg.weight_lr_scale, "lr_scale": cfg.weight_lr_scale},
+        {"params": groups["biases"], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
         {"params": groups["thresholds"], "weight_decay": 0.0, "lr": cfg.lr * cfg.threshold_lr_scale,
          "lr_scale": cfg.threshold_lr_scale},
     ]
@@ -260,6 +262,9 @@ class _Run:
         self.trainable = TrainableSpikingNetwork(
             copy.deepcopy(net.graph), net.schedule, surrogate=cfg.surrogate, alpha=cfg.alpha,
             train_thresholds=cfg.train_thresholds, dtype=net.dtype).to(self.dev)
+        if cfg.weight_lr_scale == 0:  # before DDP, which hooks the parameters with gradients
+            for p in self.trainable.parameter_groups()["weights"]:
+                p.requires_grad_(False)  # saves the weight-gradient part of the backward
         # under torch.distributed DDP averages the gradients of the processes' batches
         self.model: torch.nn.Module = self.trainable
         if is_distributed():

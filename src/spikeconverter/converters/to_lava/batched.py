@@ -21,8 +21,10 @@ sample (float) or per batch (integers, exact in any order); sparse edges with at
 synapse per output (identity and option-A shortcuts) are a gather; silent inputs skip the
 product. And where the arithmetic allows it (:mod:`spikeconverter.converters.to_lava.windowed`)
 a population accumulates once per window: its synapses keep each input's spike code and apply
-their weights once, at the window's end, instead of once per step, and a fixed-point
-population sends its train as the bits of one integer code. ``run`` uses these windowed
+their weights once, at the window's end, instead of once per step (a delay in front of such a
+synapse is folded into it: no Delay Process), and a fixed-point population sends its train as
+the bits of one integer code (one message per window when every receiver is such a synapse of
+its generate phase). ``run`` uses these windowed
 models (``stats["accumulate"]`` lists the choice per population) and repeats a run step by step
 in the (never yet seen) case where a fixed-point neuron cannot prove it equals the per-step
 one; :meth:`~spikeconverter.converters.to_lava.network.LavaNetwork.processes` builds the
@@ -51,20 +53,27 @@ from spikeconverter import coding
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.build import ProcessGraph
 from spikeconverter.converters.to_lava.layout import to_lava
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 from spikeconverter.converters.to_lava.runtime import import_lava_runtime
 from spikeconverter.converters.to_lava.windowed import WindowPlan, window_plan
 
 __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
            "window_frames"]
 
-#: Default samples per batch: makes the per-step runtime cost small per sample; measured
-#: fastest of 16/32/64 on ResNet-20 T=8 fixed point (64 is slower: larger working set).
-DEFAULT_BATCH = 32
+#: Default samples per batch: makes the per-step runtime cost small per sample. On ResNet-20
+#: T=8 fixed point 64 gave 50-54 images/s against 35-37 at 32 (``benchmarks/bench_lava.py
+#: --part marginal``, idle machine); a whole-set run's peak RSS stays near the parent's
+#: ~1.3 GB (the channels hold 4 messages).
+DEFAULT_BATCH = 64
 #: Default windows per ``RunSteps`` call (and per pipe fill): bounds the input buffer.
 DEFAULT_CHUNK_WINDOWS = 8
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.
 GRADED_BITS = 24
+#: Messages each Lava channel of a batched run holds (Lava's default is 64). Every channel
+#: carries at most one message per step, read in the same step, so a few slots keep the
+#: pipeline moving; each slot is one message of shared memory (``B`` samples: megabytes),
+#: touched once the ring has come round to it, so 64 slots made memory grow with the run.
+CHANNEL_SLOTS = 4
 
 
 @dataclass
@@ -166,14 +175,15 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
         g.neurons[spec.name] = p
     for syn in plan.synapses:
         port = outs[syn.source]
-        if syn.delay > 0:
+        window = None if modes is None else modes.windows.get((syn.target, syn.edge))
+        folded = window is not None and window.get("lead", 0) == syn.delay  # in the synapse
+        if syn.delay > 0 and not folded:
             d = Delay(shape=(batch, *syn.in_shape), delay=syn.delay,
                       name=f"delay_{syn.target}_{syn.edge}")
             port.connect(d.a_in)
             port = d.s_out
             g.delays.append(d)
-        proc = _synapse(syn, batch, None if modes is None
-                        else modes.windows.get((syn.target, syn.edge)))
+        proc = _synapse(syn, batch, window, synapse_shift(plan, syn))
         port.connect(proc.s_in)
         proc.a_out.connect(ins[syn.target])
         g.synapses.append(proc)
@@ -182,6 +192,7 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
 
 def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
     from spikeconverter.processes import BatchILIF, BatchMaxPool, Readout
+    from spikeconverter.processes.loihi import SHIFT
 
     shape = (batch, *spec.shape)
     if spec.kind == "maxpool":
@@ -193,36 +204,41 @@ def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
     if spec.kind == "readout":
         return Readout(shape=shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
                        offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
-                       bias_shift=spec.bias_shift, name=spec.name)
+                       bias_shift=spec.bias_shift, a_in_shift=SHIFT + spec.a_in_exp,
+                       name=spec.name)
     fast = {}
     if modes is not None:
         name = spec.name
         fast = {"window_input": modes.windowed(name), "input_bound": modes.bound.get(name, 0),
                 "prefix_gain": modes.prefix.get(name, 1),
-                "code_output": modes.code_output.get(name, False)}
+                "code_output": modes.code_output.get(name, False),
+                "code_send": modes.code_send.get(name, False)}
     return BatchILIF(shape=shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc, t_gen=spec.t_gen,
                      offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
-                     bias_shift=spec.bias_shift, rounding=plan.rounding, signed=spec.signed,
+                     bias_shift=spec.bias_shift, a_in_shift=SHIFT + spec.a_in_exp,
+                     rounding=plan.rounding, signed=spec.signed,
                      double_buffered=plan.double_buffered, name=spec.name, **fast)
 
 
-def _synapse(syn, batch: int, window: dict | None = None):
+def _synapse(syn, batch: int, window: dict | None, weight_exp: int):
+    """The batched synapse of ``syn``; ``weight_exp``: the shift its model applies
+    (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`)."""
     from spikeconverter.processes import BatchConv, BatchDense
 
     bits = GRADED_BITS if syn.graded else 0
-    name = f"syn_{syn.target}_{syn.edge}"
+    name = f"syn_{syn.target}_{syn.edge}" + (f"_{syn.part}" if syn.part else "")
     if syn.kind == "conv":
         c = syn.conv
         proc = BatchConv(weight=syn.weight, input_shape=c["input_shape"], batch=batch,
                          padding=c["padding"], stride=c["stride"], dilation=c["dilation"],
-                         groups=c["groups"], weight_exp=syn.weight_exp, num_message_bits=bits,
+                         groups=c["groups"], weight_exp=weight_exp, num_message_bits=bits,
                          window=window, name=name)
         if tuple(proc.output_shape) != tuple(syn.out_shape):
             raise RuntimeError(f"BatchConv for {syn.target!r} gives shape {proc.output_shape}, "
                                f"the graph expects {syn.out_shape}")
         return proc
     return BatchDense(weights=syn.weight, batch=batch, in_shape=syn.in_shape,
-                      out_shape=syn.out_shape, weight_exp=syn.weight_exp, num_message_bits=bits,
+                      out_shape=syn.out_shape, weight_exp=weight_exp, num_message_bits=bits,
                       window=window, name=name)
 
 
@@ -307,7 +323,8 @@ def _stream(plan: LavaPlan, schedule: Schedule, images: Any, batch: int, chunk_w
         check_fixed_point(g.sink)  # a model raising inside Lava would hang the run
     # the project's one signal policy: SIGINT/SIGTERM are held inside Lava calls and raised
     # between chunks (signals.check), the runtime and its workers always stopped
-    with lava_runtime(g.sink, run_config(plan.select_tag)) as signals:
+    with lava_runtime(g.sink, run_config(plan.select_tag),
+                      {"pypy_channel_size": CHANNEL_SLOTS}) as signals:
         g.sink.run(condition=RunSteps(num_steps=first))
         done, stepping = first, 0.0
         first_seconds = time.perf_counter() - started

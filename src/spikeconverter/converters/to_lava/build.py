@@ -19,7 +19,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 
 from spikeconverter import coding
 from spikeconverter.converters.to_lava.layout import to_lava
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 from spikeconverter.converters.to_lava.runtime import import_lava_runtime
 
 __all__ = ["Built", "ProcessGraph", "build", "input_data", "run_config"]
@@ -132,7 +132,8 @@ def build(plan: LavaPlan, data: np.ndarray) -> Built:
         if spec.kind != "input":
             _add_population(plan, spec, built, ins, outs, data.shape[-1])
     for syn in plan.synapses:
-        built.synapses.append(_add_synapse(syn, outs[syn.source], ins[syn.target]))
+        built.synapses.append(_add_synapse(syn, outs[syn.source], ins[syn.target],
+                                           synapse_shift(plan, syn)))
     return built
 
 
@@ -141,6 +142,7 @@ def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any]
     from lava.proc.io.sink import RingBuffer as Sink
 
     from spikeconverter.processes import ILIF, Readout, SpikingMaxPool
+    from spikeconverter.processes.loihi import SHIFT
 
     if spec.kind == "maxpool":
         p = SpikingMaxPool(shape=_source_shape(plan, spec.name), t_gen=spec.t_gen,
@@ -151,14 +153,16 @@ def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any]
     elif spec.kind == "readout":
         p = Readout(shape=spec.shape, k=plan.k, t_acc=spec.t_acc, period=plan.period,
                     offset=spec.offset, bias_mant=spec.bias, bias_exp=spec.bias_exp,
-                    bias_shift=spec.bias_shift, name=spec.name)
+                    bias_shift=spec.bias_shift, a_in_shift=SHIFT + spec.a_in_exp,
+                    name=spec.name)
         ins[spec.name] = p.a_in
         built.sink = Sink(shape=spec.shape, buffer=num_steps)
         p.v_out.connect(built.sink.a_in)
     else:
         p = ILIF(shape=spec.shape, vth=spec.vth, k=plan.k, t_acc=spec.t_acc,
                  t_gen=spec.t_gen, offset=spec.offset, bias_mant=spec.bias,
-                 bias_exp=spec.bias_exp, bias_shift=spec.bias_shift, rounding=plan.rounding,
+                 bias_exp=spec.bias_exp, bias_shift=spec.bias_shift,
+                 a_in_shift=SHIFT + spec.a_in_exp, rounding=plan.rounding,
                  signed=spec.signed, double_buffered=plan.double_buffered,
                  name=spec.name)
         ins[spec.name], outs[spec.name] = p.a_in, p.s_out
@@ -167,7 +171,10 @@ def _add_population(plan: LavaPlan, spec: Any, built: Built, ins: dict[str, Any]
         outs[_pool_source(plan, spec.name)].connect(p.s_in)
 
 
-def _add_synapse(syn: Any, port: Any, target_in: Any) -> Any:
+def _add_synapse(syn: Any, port: Any, target_in: Any, weight_exp: int) -> Any:
+    """The Lava synapse of ``syn`` (Lava's own Conv/Dense/Sparse; their bit-accurate models
+    shift the summed input by ``weight_exp``: :func:`~spikeconverter.converters.to_lava.plan.
+    synapse_shift`), behind a Delay where the schedule asks for one."""
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.sparse.process import Sparse
@@ -179,10 +186,10 @@ def _add_synapse(syn: Any, port: Any, target_in: Any) -> Any:
         port.connect(d.a_in)
         port = d.s_out
     bits = GRADED_BITS if syn.graded else 0
-    name = f"syn_{syn.target}_{syn.edge}"
+    name = f"syn_{syn.target}_{syn.edge}" + (f"_{syn.part}" if syn.part else "")
     if syn.kind == "conv":
         c = syn.conv
-        proc = Conv(weight=syn.weight, weight_exp=syn.weight_exp,
+        proc = Conv(weight=syn.weight, weight_exp=weight_exp,
                     input_shape=c["input_shape"], padding=c["padding"], stride=c["stride"],
                     dilation=c["dilation"], groups=c["groups"], num_message_bits=bits,
                     name=name)
@@ -193,7 +200,7 @@ def _add_synapse(syn: Any, port: Any, target_in: Any) -> Any:
         out = proc.a_out
     else:
         cls = Dense if syn.kind == "dense" else Sparse
-        proc = cls(weights=syn.weight, weight_exp=syn.weight_exp, num_message_bits=bits,
+        proc = cls(weights=syn.weight, weight_exp=weight_exp, num_message_bits=bits,
                    name=name)
         (port.flatten() if len(syn.in_shape) > 1 else port).connect(proc.s_in)
         out = proc.a_out.reshape(syn.out_shape) if len(syn.out_shape) > 1 else proc.a_out

@@ -12,18 +12,26 @@ mapped to ``margin * 2**23``. Then, in the conventions of the fixed-point
 * each incoming synapse group (one Conv/Dense/Sparse) with float weights ``W`` gets integer
   weights ``m = round(W G / 64 / 2**e)``, 8-bit signed (``|m| <= 127``), with the smallest
   exponent ``e`` in the format that fits, negative where the weights are small (e.g. the
-  readout's average-pool + linear matrix: 4,096 tiny weights): the mantissas keep their 8 bits
-  and the synapse floor-shifts its *summed* input, as Lava's bit-accurate Dense does (less than
-  one unit of ``a_in`` per step; bounded and reported as ``floor_error``). Mantissas that are
-  all even move to the next exponent, so an exactly representable weight set stays exact.
+  readout's average-pool + linear matrix: 4,096 tiny weights), so the mantissas keep their 8
+  bits. As on Loihi, a mantissa enters the membrane as ``m * 2**(6 + e)`` (``alignment=
+  "synapse"``, the default; exponents down to -6): the target neuron applies
+  ``2**(6 + a_in_exp)``, ``a_in_exp`` its synapses' smallest exponent, each synapse the rest
+  as a left shift, so nothing is floored. ``alignment="floor"`` keeps Lava's bit-accurate Dense
+  convention instead (the synapse floor-shifts its *summed* input, less than one unit of
+  ``a_in`` per step; bounded and reported as ``floor_error``). Mantissas that are all even
+  move to the next exponent, so an exactly representable weight set stays exact. With
+  ``split_weights`` (the default) a second synapse group on the same edge carries the first's
+  rounding residual at a lower exponent: about 8 more bits of weight precision.
   Dense/Sparse receive ``2 m`` with ``weight_exp = e - 1``: Lava's
   bit-accurate models keep only even mixed-sign weights (8 bits including the sign over a 9-bit
   range) and the shift undoes the factor exactly. Conv receives ``m`` with ``weight_exp = e``
   (the im2col fixed model applies it as Dense does);
 * bias ``b G`` as a 13-bit signed mantissa and a per-neuron exponent ``>= 0``;
-* the readout (no threshold) gets a power-of-two gain and the logits are ``v_out / G``;
+* the readout (no threshold) gets the largest gain its membrane budget allows (a power of two
+  under ``alignment="floor"``) and the logits are ``v_out / G``;
 * an analog input is sent as ``round(x 2**q)`` graded spikes, ``q`` chosen so that the first
-  synapses' weights keep their 8 bits.
+  synapses' weights keep their 8 bits at exponent -3 (split weights; -6 without, 0 under
+  ``alignment="floor"``): the input takes the remaining resolution.
 
 Rounding happens only in weights, bias, the input and (negative weight exponents) the summed
 synaptic input; thresholds, leaks, half LSBs and the generate phase are exact.
@@ -35,8 +43,8 @@ accumulate phase's doublings multiply it by ``2**j`` exactly (the bias-shift tri
 only if ``j`` would exceed ``t_acc - 1``, or a weight exponent 7, is the layer's whole scale
 (threshold mantissa and gain) halved until they fit. Whatever still breaks a format is refused
 with a ValueError naming the layer and the limit; ``allow_violations=True`` simulates it anyway
-and lists it under ``violations`` in every report. The readout's gain is the largest power of
-two that fits, and its weights' quantisation error is reported (``readout_error``) and bounded
+and lists it under ``violations`` in every report. The readout's gain is the largest that
+fits, and its weights' quantisation error is reported (``readout_error``) and bounded
 (``max_readout_error``). Core counts, fan-in/out and the chip figures come from
 :mod:`spikeconverter.converters.hardware`, the one home of the Loihi 2 figures.
 """
@@ -59,10 +67,12 @@ from spikeconverter import coding
 from spikeconverter.converters.hardware import LOIHI2, Loihi2, core_mapping
 from spikeconverter.converters.ir import Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_groups, synapse_shift
 from spikeconverter.plugin.kernels import SpikeTrain, spike_max_pool2d, start_generate
 
-__all__ = ["EQUALIZE", "LOIHI2_LIKE", "CoreBudget", "WEIGHT_EXP_RANGE", "fixed_point_plan",
+__all__ = ["ALIGNMENTS", "ALIGNED_EXP_MIN", "EQUALIZE", "LOIHI2_LIKE", "SPLIT_WEIGHTS",
+           "CoreBudget",
+           "WEIGHT_EXP_RANGE", "fixed_point_plan",
            "format_report", "membrane_peaks", "plan_violations"]
 
 V_BITS = 24
@@ -70,6 +80,17 @@ W_MAX = 127
 BIAS_MANT_MAX = 2**12 - 1
 #: Exponent of the shared 8-bit weight mantissa (Loihi's synaptic weight exponent).
 WEIGHT_EXP_RANGE = (-8, 7)
+#: Loihi's MSB alignment: a weight mantissa enters the membrane times ``2**(SHIFT + exp)``.
+SHIFT = 6
+#: Lowest weight exponent of a plan aligned to the synapses: ``2**(6 + exp)`` is an integer,
+#: so every weight is applied exactly (no summed input floored).
+ALIGNED_EXP_MIN = -SHIFT
+#: How a negative weight exponent is applied (``fixed_point_plan(alignment=)``): "synapse"
+#: (Loihi's ``2**(6 + weight_exp)``, exact) or "floor" (Lava's bit-accurate Dense: the
+#: summed input floor-shifted before the neuron's ``<< 6``; kept to compare).
+ALIGNMENTS = ("synapse", "floor")
+#: Default of ``fixed_point_plan(split_weights=)`` and ``LavaNetwork(split_weights=)``.
+SPLIT_WEIGHTS = True
 #: Default of ``fixed_point_plan(equalize=)``: 1 (off). Evening out weight rows lowered the
 #: weight error but not the agreement with float on ResNet-20, T = 8: lower gains make the
 #: floor-shifted sums of negative weight exponents cost more (measured, docs/loihi2.md).
@@ -304,10 +325,13 @@ def _bias_format(b: np.ndarray, t_acc: int, hw: Loihi2) -> tuple[np.ndarray, np.
     return mant, exp, shift, err
 
 
-def _weight_exp_bounds(kind: str) -> tuple[int, int]:
+def _weight_exp_bounds(kind: str, alignment: str = "synapse") -> tuple[int, int]:
     """Range of the exponent ``e`` of the 8-bit mantissa a synapse kind can take (Dense/Sparse
-    get ``2 m`` with ``weight_exp = e - 1``)."""
+    get ``2 m`` with ``weight_exp = e - 1``). Aligned to the synapses, the lowest
+    ``weight_exp`` is ``ALIGNED_EXP_MIN`` (``2**(6 + weight_exp)`` stays an integer)."""
     lo, hi = WEIGHT_EXP_RANGE
+    if alignment == "synapse":
+        lo = max(lo, ALIGNED_EXP_MIN)
     return (lo, hi) if kind == "conv" else (lo + 1, hi + 1)
 
 
@@ -316,21 +340,29 @@ def _synapses_fit(syns: list, gain: Any) -> bool:
                for s in syns)
 
 
-def _weight_exponent(syn: Any, factor: Any) -> tuple[Any, int, float]:
+def _weight_exponent(syn: Any, factor: Any,
+                     alignment: str = "synapse") -> tuple[Any, int, float]:
     """Mantissas, exponent and relative RMS error of ``syn.weight * factor``: the smallest
     exponent in the format whose mantissas fit 8 bits, negative where the weights are small
     (the synapse then floor-shifts its summed input); mantissas that are all even move to the
     next exponent (an exactly representable weight set keeps ``e >= 0`` and stays exact)."""
     scaled = _scaled_weight(syn, factor)
-    lo, _ = _weight_exp_bounds(syn.kind)
+    lo, _ = _weight_exp_bounds(syn.kind, alignment)
     exp = max(lo, _exp_for(_scaled_abs_max(syn, factor), W_MAX))
     m, err = _round_weights(scaled, exp)
+    m, exp = _canonical(m, exp)
+    return m, exp, err
+
+
+def _canonical(m: Any, exp: int) -> tuple[Any, int]:
+    """Mantissas that are all even move to the next exponent while it is negative (the same
+    values; no negative exponent where it buys no bits)."""
     while exp < 0:
         data = m.data if sp.issparse(m) else m
         if data.size and np.any(np.asarray(data) % 2):
             break
         m, exp = (m / 2 if sp.issparse(m) else m // 2), exp + 1
-    return m, exp, err
+    return m, exp
 
 
 def _choose_threshold(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
@@ -410,11 +442,14 @@ def _uniform(a: np.ndarray) -> Any:
 
 
 def _readout_gain(spec: Any, peak: float, budget_v: float, syns: list, t_acc: int,
-                  hw: Loihi2) -> float:
-    """Largest power-of-two gain that keeps the readout's membrane, weight exponents and bias
-    (with the bias shift) in their formats: the finest logits and the smallest weight error."""
+                  hw: Loihi2, power_of_two: bool = True) -> float:
+    """Largest gain that keeps the readout's membrane, weight exponents and bias (with the
+    bias shift) in their formats: the finest logits and the smallest weight error. A power of
+    two, or (``power_of_two=False``) the whole membrane budget, halved as long as something
+    does not fit: the logits are ``v_out / G`` on the host, any ``G`` will do, and a larger one
+    leaves the readout's weight mantissas more of their 8 bits."""
     limit = budget_v / peak if peak > 0 else 2.0 ** 16
-    g = 2.0 ** math.floor(math.log2(limit))
+    g = 2.0 ** math.floor(math.log2(limit)) if power_of_two else limit
     b = np.asarray(spec.bias, dtype=np.float64)
     while g > 2.0 ** -40 and (not _synapses_fit(syns, g)
                               or _bias_format(b * g, t_acc, hw) is None):
@@ -426,7 +461,9 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
                      margin: float = 0.5, budget: Loihi2 = LOIHI2, *,
                      allow_violations: bool = False,
                      max_readout_error: float = 0.05,
-                     equalize: float = EQUALIZE) -> tuple[LavaPlan, dict[str, Any]]:
+                     equalize: float = EQUALIZE,
+                     alignment: str = "synapse",
+                     split_weights: bool = SPLIT_WEIGHTS) -> tuple[LavaPlan, dict[str, Any]]:
     """Turn a float plan into Loihi-style integers (module docstring); also the report.
 
     Every value of the plan lies in its documented format (:func:`plan_violations`): 8-bit
@@ -445,13 +482,25 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     equalize : float
         In ``(0, 1]``: per-channel gains even out each iLIF layer's weight rows down to this
         fraction of its largest (``_row_equalizer``); 1 keeps one gain per threshold.
+    alignment : {"synapse", "floor"}
+        How a negative weight exponent is applied. ``"synapse"`` (default): as Loihi, every
+        weight mantissa enters the membrane times ``2**(6 + weight_exp)``, exactly, with
+        exponents down to ``ALIGNED_EXP_MIN`` (the target's ``a_in_exp`` and the synapses'
+        shifts split it, :func:`~spikeconverter.converters.to_lava.plan.synapse_shift`).
+        ``"floor"``: Lava's bit-accurate Dense convention, the summed input floor-shifted by
+        a negative exponent before the neuron's ``<< 6`` (exponents down to -8).
+    split_weights : bool
+        Carry each edge's weights by two 8-bit synapse groups, the second holding the
+        rounding residual of the first at a lower exponent (``SynapseSpec.part = 1``):
+        about 8 more bits of weight precision for twice the synapses of that edge.
 
     Returns
     -------
     (LavaPlan, dict)
         The fixed-point plan and the report: ``layers`` (per population: ``neurons``,
         ``synapses``, ``max_fan_in``, ``max_fan_out``, ``membrane_bits``, ``gain``, ``vth``,
-        ``weight_exp``, ``weight_error``, ``floor_error`` (bound of the membrane error from
+        ``weight_exp``, ``a_in_shift``, ``weight_error``, ``floor_error`` (bound of the
+        membrane error from
         floor-shifted sums, in float units), ``bias_exp_max``, ``bias_shift``, ``bias_error``,
         ``cores``, ``limits``, ``saturations`` after a fixed-point run), ``budget``, ``cores``,
         ``input_shift``, ``readout_error``, ``readout_floor_error``, ``violations``,
@@ -467,6 +516,8 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
         raise ValueError(f"fixed point needs k = 2 (a left shift), the graph has k = {graph.k}")
     if not 0 < equalize <= 1:
         raise ValueError(f"equalize must be in (0, 1], got {equalize!r}")
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
     out = copy.deepcopy(plan)
     out.select_tag = "fixed_pt"
     budget_v = margin * 2.0 ** (V_BITS - 1)
@@ -479,7 +530,8 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
         syns = [s for s in out.synapses if s.target == spec.name and s.source != out.input]
         peak = float(peaks.get(spec.name, 0.0))
         if spec.kind == "readout":
-            g = _readout_gain(spec, peak, budget_v, syns, spec.t_acc, budget)
+            g = _readout_gain(spec, peak, budget_v, syns, spec.t_acc, budget,
+                              power_of_two=alignment != "synapse")
             layers[spec.name] = {"gain": g}
         else:
             vth, g, why = _choose_threshold(spec, peak, budget_v, syns, spec.t_acc,
@@ -499,10 +551,10 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
         layers[spec.name].update(membrane_bits=math.log2(peak * float(np.max(g)))
                                  if peak > 0 else 0.0,
                                  weight_exp={}, weight_error={}, floor_error=0.0)
-    _set_input_shift(out, peaks, gains)
-    _set_weights(out, gains, layers)
+    _set_input_shift(out, peaks, gains, _input_weight_exp(alignment, split_weights))
+    _set_weights(out, gains, layers, alignment, split_weights)
     out.output_gain = gains[out.output]
-    report = _connectivity_report(graph, layers, budget)
+    report = _connectivity_report(graph, layers, budget, synapse_groups(out))
     readout_error = max(layers[out.output]["weight_error"].values(), default=0.0)
     if readout_error > max_readout_error:
         violations.append(f"layer {out.output!r}: readout weight error {readout_error:.3g} > "
@@ -539,13 +591,25 @@ def _set_bias(spec: Any, g: float, hw: Loihi2, info: dict[str, Any]) -> None:
                 bias_shift=int(spec.bias_shift), bias_error=err)
 
 
-def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, float]) -> None:
-    """Analog input: one shift for all its synapses, the smallest they want (>= 0)."""
+def _input_weight_exp(alignment: str, split: bool) -> int:
+    """The exponent an analog input's synapses aim at: 0 under the floor convention; aligned
+    to the synapses, the lowest exact one (-6), the input taking the 6 bits of resolution
+    instead; with split weights -3 (3 bits for the input, 3 for the weights' low group)."""
+    if alignment != "synapse":
+        return 0
+    return ALIGNED_EXP_MIN // 2 if split else ALIGNED_EXP_MIN
+
+
+def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, float],
+                     weight_exp: int = 0) -> None:
+    """Analog input: one shift for all its synapses, the smallest they want (>= 0), that
+    puts their exponent at ``weight_exp`` (the rest of the scale sits in the input, sent as
+    ``round(x * 2**shift)``: the finer, the less the input is rounded)."""
     input_edges = [s for s in out.synapses if s.source == out.input]
     if out.input_encoding != "analog" or not input_edges:
         return
     shift = max(0, min(_exp_for(_scaled_abs_max(s, gains[s.target]) / 64, W_MAX)
-                       for s in input_edges))
+                       for s in input_edges) - weight_exp)
     x_max = float(peaks.get(INPUT_KEY, 0.0))
     if x_max > 0:  # the graded input must fit 24 bits
         shift = min(shift, math.floor(math.log2((2.0 ** (V_BITS - 1) - 1) / x_max)))
@@ -553,23 +617,83 @@ def _set_input_shift(out: LavaPlan, peaks: dict[str, float], gains: dict[str, fl
 
 
 def _set_weights(out: LavaPlan, gains: dict[str, float],
-                 layers: dict[str, dict[str, Any]]) -> None:
+                 layers: dict[str, dict[str, Any]], alignment: str = "synapse",
+                 split: bool = False) -> None:
     analog = out.input_encoding == "analog"
+    synapses = []
     for syn in out.synapses:
         factor = gains[syn.target] / 64
         if analog and syn.source == out.input:
             factor /= 2.0 ** out.input_shift  # that part of the scale sits in the input
-        m, exp, err = _weight_exponent(syn, factor)
-        if syn.kind == "conv":
-            syn.weight, syn.weight_exp = m, exp
-        else:
-            syn.weight, syn.weight_exp = 2 * m, exp - 1
+        scaled = _scaled_weight(syn, factor)
+        m, exp, err = _weight_exponent(syn, factor, alignment)
+        low = _low_part(syn, scaled, m, exp, alignment) if split else None
+        _set_mantissas(syn, m, exp)
+        synapses.append(syn)
+        if low is not None:
+            synapses.append(copy.copy(syn))
+            _set_mantissas(synapses[-1], low[0], low[1])
+            synapses[-1].part, err = 1, low[2]
         layers[syn.target]["weight_exp"][syn.source] = exp
         layers[syn.target]["weight_error"][syn.source] = err
-        if exp < 0:  # the floored sum: < 1 unit of a_in (64 of V) per accumulate step
-            t_acc = out.populations[syn.target].t_acc
-            layers[syn.target]["floor_error"] += (64.0 * (2.0 ** t_acc - 1)
+    out.synapses = synapses
+    if alignment == "synapse":
+        _align_to_synapses(out)
+    for syn in out.synapses:
+        shift = synapse_shift(out, syn)
+        if shift < 0:  # the floored sum: < 1 unit of a_in (64 of V) per accumulate step
+            spec = out.populations[syn.target]
+            unit = 2.0 ** (SHIFT + spec.a_in_exp)
+            layers[syn.target]["floor_error"] += (unit * (2.0 ** spec.t_acc - 1)
                                                   / float(np.min(gains[syn.target])))
+    for name, info in layers.items():
+        info["a_in_shift"] = SHIFT + out.populations[name].a_in_exp
+
+
+def _set_mantissas(syn: Any, m: Any, exp: int) -> None:
+    """Store 8-bit mantissas ``m`` with exponent ``exp`` (Dense/Sparse: ``2 m``, ``exp - 1``:
+    Lava's bit-accurate models keep only even mixed-sign weights)."""
+    if syn.kind == "conv":
+        syn.weight, syn.weight_exp = m, exp
+    else:
+        syn.weight, syn.weight_exp = 2 * m, exp - 1
+
+
+def _low_part(syn: Any, scaled: Any, m: Any, exp: int,
+              alignment: str) -> tuple[Any, int, float] | None:
+    """Split weights: the rounding residual ``scaled - m 2**exp`` as a second 8-bit synapse
+    group on the same edge, at the smallest exponent that holds it (at most 8 below ``exp``,
+    not below the format's lowest); with the relative RMS error of both parts together.
+    None when the residual is zero or no lower exponent is available."""
+    residual = scaled - m * 2.0 ** exp
+    values = residual.data if sp.issparse(residual) else np.asarray(residual)
+    r_max = float(np.max(np.abs(values), initial=0.0))
+    lo, _ = _weight_exp_bounds(syn.kind, alignment)
+    low_exp = max(lo, _exp_for(r_max, W_MAX))
+    if r_max == 0 or low_exp >= exp:
+        return None
+    m2, _ = _round_weights(residual, low_exp)
+    m2, low_exp = _canonical(m2, low_exp)
+    if low_exp >= exp or not np.any(m2.data if sp.issparse(m2) else m2):
+        return None
+    total = m * 2.0 ** exp + m2 * 2.0 ** low_exp
+    diff = (total - scaled)
+    d = diff.data if sp.issparse(diff) else np.asarray(diff)
+    ref = scaled.data if sp.issparse(scaled) else np.asarray(scaled)
+    err = float(np.sqrt(np.sum(d ** 2) / max(np.sum(ref ** 2), 1e-300)))
+    return m2, low_exp, err
+
+
+def _align_to_synapses(out: LavaPlan) -> None:
+    """Loihi's alignment: every weight enters the membrane as ``m * 2**(6 + weight_exp)``.
+    Each target applies ``2**(6 + a_in_exp)`` with ``a_in_exp`` its synapses' smallest
+    (negative) exponent, each synapse the rest, ``2**(weight_exp - a_in_exp)`` (a left
+    shift): no summed input is floored, and the messages stay as small as they can."""
+    lowest: dict[str, int] = {}
+    for syn in out.synapses:
+        lowest[syn.target] = min(lowest.get(syn.target, 0), int(syn.weight_exp))
+    for name, e in lowest.items():
+        out.populations[name].a_in_exp = max(e, -SHIFT)
 
 
 def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
@@ -578,7 +702,9 @@ def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
     bad: list[str] = []
     lo, hi = WEIGHT_EXP_RANGE
     for syn in plan.synapses:
-        w = syn.weight.toarray() if sp.issparse(syn.weight) else np.asarray(syn.weight)
+        # a sparse matrix's stored values only: its zeros are valid mantissas, and densifying
+        # an identity shortcut between 16,384-neuron layers would take 2 GB
+        w = syn.weight.data if sp.issparse(syn.weight) else np.asarray(syn.weight)
         m = w if syn.kind == "conv" else w / 2
         if not np.all(m == np.rint(m)) or (m.size and np.abs(m).max() > W_MAX + 1):
             bad.append(f"layer {syn.target!r}: weights from {syn.source!r} are not 8-bit "
@@ -601,6 +727,9 @@ def _population_violations(spec: Any, hw: Loihi2) -> list[str]:
     if exp.size and (exp.min() < 0 or exp.max() > hw.bias_exp_max):
         bad.append(f"layer {spec.name!r}: bias exponent {int(exp.max())} outside "
                    f"[0, {hw.bias_exp_max}]")
+    if not -SHIFT <= spec.a_in_exp <= 0:
+        bad.append(f"layer {spec.name!r}: input alignment exponent {spec.a_in_exp} outside "
+                   f"[{-SHIFT}, 0] (the neuron's share of 2**(6 + weight_exp))")
     if not 0 <= spec.bias_shift <= spec.t_acc - 1:
         bad.append(f"layer {spec.name!r}: bias shift {spec.bias_shift} outside "
                    f"[0, {spec.t_acc - 1}]")
@@ -612,11 +741,11 @@ def _population_violations(spec: Any, hw: Loihi2) -> list[str]:
     return bad
 
 
-def _connectivity_report(graph: Graph, layers: dict[str, dict[str, Any]],
-                         hw: Loihi2) -> dict[str, Any]:
+def _connectivity_report(graph: Graph, layers: dict[str, dict[str, Any]], hw: Loihi2,
+                         groups: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Per layer: neurons, stored synapses, fan-in/out and cores from the core mapping
     (:func:`spikeconverter.converters.hardware.core_mapping`); warns on fan-in/out limits."""
-    mapping = core_mapping(graph, hw)
+    mapping = core_mapping(graph, hw, synapse_groups=groups)
     for name, info in layers.items():
         m = mapping["layers"][name]
         info.update(neurons=m["neurons"], synapses=m["stored_weights"],

@@ -27,8 +27,12 @@ from spikeconverter.converters.to_lava.batched import (
     prepared_batched,
 )
 from spikeconverter.converters.to_lava.build import ProcessGraph, build, input_data, run_config
-from spikeconverter.converters.to_lava.fixed_point import fixed_point_plan, membrane_peaks
-from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan
+from spikeconverter.converters.to_lava.fixed_point import (
+    SPLIT_WEIGHTS,
+    fixed_point_plan,
+    membrane_peaks,
+)
+from spikeconverter.converters.to_lava.plan import LavaPlan, float_plan, synapse_groups
 from spikeconverter.converters.to_lava.plancache import load_plans, plan_key, save_plans
 from spikeconverter.converters.to_lava.stored import graph_fingerprint, store_peaks, stored_peaks
 from spikeconverter.converters.to_lava.timing import lava_schedule
@@ -61,6 +65,11 @@ class LavaNetwork:
     allow_violations : bool
         Fixed point: build a plan that breaks a Loihi 2 number format instead of refusing it
         (the breaks are listed in every report, ``stats["violations"]`` included).
+    split_weights : bool, optional
+        Fixed point: carry every edge's weights by two 8-bit synapse groups (the second holds
+        the first's rounding residual, about 8 more bits of precision, twice the synapses;
+        ``fixed_point_plan(split_weights=)``). Default
+        :data:`~spikeconverter.converters.to_lava.fixed_point.SPLIT_WEIGHTS`.
     activity : dict, optional
         Spikes and synaptic operations per sample measured on calibration data
         (:func:`~spikeconverter.converters.hardware.measure_activity`), for
@@ -83,7 +92,7 @@ class LavaNetwork:
     def __init__(self, graph: Graph, schedule: Schedule | None = None, *,
                  membrane_peaks: dict[str, float] | None = None, margin: float = 0.5,
                  activity: dict[str, Any] | None = None, allow_violations: bool = False,
-                 double_buffered: bool = False):
+                 double_buffered: bool = False, split_weights: bool | None = None):
         for pop in graph:
             if pop.kind != "readout" and (pop.theta is None or pop.T is None):
                 raise ValueError(f"population {pop.name!r} is not calibrated (theta/T missing); "
@@ -97,6 +106,7 @@ class LavaNetwork:
         self.margin = float(margin)
         self.activity = activity
         self._allow_violations = bool(allow_violations)
+        self._split_weights = SPLIT_WEIGHTS if split_weights is None else bool(split_weights)
         self._no_peaks_reason = ""
         if membrane_peaks is not None:
             self.membrane_peaks: dict[str, float] | None = dict(membrane_peaks)
@@ -117,6 +127,18 @@ class LavaNetwork:
     @allow_violations.setter
     def allow_violations(self, value: bool) -> None:
         self._allow_violations = bool(value)
+        self._plans.pop(True, None)
+        self._fixed_report = None
+
+    @property
+    def split_weights(self) -> bool:
+        """Fixed point: two 8-bit synapse groups per edge (see the class parameters);
+        setting it drops the cached fixed-point plan."""
+        return self._split_weights
+
+    @split_weights.setter
+    def split_weights(self, value: bool) -> None:
+        self._split_weights = bool(value)
         self._plans.pop(True, None)
         self._fixed_report = None
 
@@ -154,7 +176,9 @@ class LavaNetwork:
     def _plan_key(self) -> str:
         # the plans hold the schedule's windows: one bank or two is part of what they depend on
         banks = "|double_buffered" if self.schedule.double_buffered else ""
-        return plan_key(graph_fingerprint(self.graph) + banks, self.membrane_peaks, self.margin)
+        split = "|split_weights" if self.split_weights else ""
+        return plan_key(graph_fingerprint(self.graph) + banks + split, self.membrane_peaks,
+                        self.margin)
 
     def _build_plan(self, fixed_point: bool) -> None:
         if fixed_point not in self._plans:
@@ -169,7 +193,7 @@ class LavaNetwork:
                         "measure them) or call lnet.calibrate_fixed_point(calibration) first")
                 self._plans[True], self._fixed_report = fixed_point_plan(
                     base, self.graph, self.schedule, self.membrane_peaks, self.margin,
-                    allow_violations=self.allow_violations)
+                    allow_violations=self.allow_violations, split_weights=self.split_weights)
 
     def calibrate_fixed_point(self, calibration: Any, progress: bool = True) -> None:
         """Measure the membrane peaks on ``calibration`` (tensor or iterable of batches) and
@@ -211,7 +235,10 @@ class LavaNetwork:
         schedule = self.schedule
         if double_buffered is not None and double_buffered != schedule.double_buffered:
             schedule = lava_schedule(self.graph, double_buffered)
-        report = hardware_report(self.graph, schedule, activity)
+        groups = None
+        if self.split_weights and self.membrane_peaks is not None:  # as fixed point runs it
+            groups = synapse_groups(self.plan(fixed_point=True))
+        report = hardware_report(self.graph, schedule, activity, synapse_groups=groups)
         if self._fixed_report is not None:
             report["violations"] = list(self._fixed_report.get("violations", []))
         return report
@@ -435,7 +462,7 @@ class LavaNetwork:
     def save_options(self) -> dict[str, Any]:
         """What a network file stores to rebuild this network (plain values)."""
         return {"backend": "lava", "margin": self.margin,
-                "allow_violations": self.allow_violations}
+                "allow_violations": self.allow_violations, "split_weights": self.split_weights}
 
     def backend_state(self) -> dict[str, Any]:
         """What a network file stores besides graph, schedule and options (plain data)."""

@@ -19,7 +19,7 @@ from spikeconverter.converters.to_lava.layout import lava_shape, to_lava
 from spikeconverter.converters.to_lava.synapses import SynapseSpec, edge_synapse, input_landing
 from spikeconverter.plugin.kernels import pair
 
-__all__ = ["LavaPlan", "PopulationSpec", "float_plan"]
+__all__ = ["LavaPlan", "PopulationSpec", "float_plan", "synapse_groups", "synapse_shift"]
 
 
 @dataclass
@@ -28,6 +28,11 @@ class PopulationSpec:
 
     ``bias_shift``: the bias enters that many steps before the window's last accumulate step
     (fixed point's bias-shift trick, :class:`spikeconverter.processes.ILIF`).
+    ``a_in_exp`` (fixed point, ``<= 0``): the part of its synapses' weight exponents that the
+    neuron applies: Loihi scales a weight mantissa by ``2**(6 + weight_exp)``; the neuron
+    shifts its summed input left by ``6 + a_in_exp`` and each synapse into it by
+    ``weight_exp - a_in_exp`` (:func:`synapse_shift`), so an exponent down to ``a_in_exp`` is
+    applied exactly, without flooring the summed input. 0: Lava LIF's ``a_in << 6``.
     ``vth``/``bias``/``bias_exp`` are floats in a float plan and integer mantissas (Lava LIF
     conventions, see :class:`spikeconverter.processes.ILIF`) in a fixed-point plan. ``shape`` is
     the Lava shape; ``pool`` holds max pooling's ``kernel_size``, ``stride``, ``padding`` in
@@ -46,6 +51,7 @@ class PopulationSpec:
     bias_exp: Any = 0
     bias_shift: int = 0
     pool: dict[str, Any] = field(default_factory=dict)
+    a_in_exp: int = 0
 
 
 @dataclass
@@ -144,3 +150,22 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
         input_T=int(inp.T or 1), input_delay=input_landing(graph, schedule),
         double_buffered=schedule.double_buffered,
     )
+
+
+def synapse_shift(plan: LavaPlan, syn: SynapseSpec) -> int:
+    """The exponent a synapse Process applies to its summed input (left shift, arithmetic right
+    shift when negative): its weight exponent less the part its target neuron applies
+    (``PopulationSpec.a_in_exp``). Never negative when the planner aligned the target to its
+    smallest exponent, so nothing is floored."""
+    return int(syn.weight_exp) - int(plan.populations[syn.target].a_in_exp)
+
+
+def synapse_groups(plan: LavaPlan) -> dict[str, list[int]]:
+    """Population -> per incoming edge, the synapse groups that carry it (2 where fixed
+    point's split weights add a low-order group), for the hardware report."""
+    out: dict[str, list[int]] = {}
+    for syn in plan.synapses:
+        groups = out.setdefault(syn.target, [])
+        groups.extend([0] * (syn.edge + 1 - len(groups)))
+        groups[syn.edge] += 1
+    return out

@@ -26,7 +26,7 @@ from spikeconverter.converters.to_lava.synapses import SynapseSpec
 __all__ = ["PLAN_VERSION", "load_plans", "plan_cache_path", "plan_key", "save_plans"]
 
 #: Bump when the planner's output changes for the same network.
-PLAN_VERSION = 2
+PLAN_VERSION = 4
 _FORMAT = "spikeconverter.lavaplan"
 
 

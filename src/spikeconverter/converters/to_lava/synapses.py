@@ -62,6 +62,11 @@ class SynapseSpec:
         ``num_message_bits > 0``.
     delay : int
         Steps of delay in front of the synapse (from the schedule).
+    weight_exp : int
+        Fixed point: the exponent of the weight mantissas (Loihi's ``weight_exp``).
+    part : int
+        0 for the edge's synapse; 1 for a second synapse group on the same edge that carries
+        the low-order mantissas of split weights (fixed point, ``split_weights``).
     """
 
     kind: str
@@ -75,6 +80,7 @@ class SynapseSpec:
     delay: int
     conv: dict[str, Any] = field(default_factory=dict)
     weight_exp: int = 0
+    part: int = 0
 
     def abs_max(self) -> float:
         w = self.weight

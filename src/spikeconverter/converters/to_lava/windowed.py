@@ -13,12 +13,13 @@ step; the same numbers where the arithmetic is exact, which this module decides 
 and the neurons check at run time:
 
 * **fixed point, static** (per incoming synapse, else the target accumulates per step):
-  the weight exponent is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
+  the synapse's shift (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`: its
+  weight exponent less the part its target applies; ``>= 0`` in a plan aligned to the
+  synapses, the default) is ``>= 0``, or negative with every weight a multiple of ``2**-e`` (a
   negative exponent floor-shifts every step's sum, which is linear only then), or ``-1`` on a
   Conv of binary spikes: ``sum_t 2**k floor(y_t / 2) = (W c - P) / 2`` where the bits of ``P``
-  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``,
-  counted for all steps at once by one float64 product of the 0/1 odd-weight matrix with
-  the code's bits spread into lanes (two products for 8 steps); a Conv's per-step sum can
+  are the parities ``y_t mod 2``, i.e. of the number of odd-weight inputs spiking at ``t``:
+  bit for bit the XOR of those inputs' codes, for all steps at once; a Conv's per-step sum can
   never wrap to 24 bits (``max_row sum |w| * 2**e < 2**23``); the window's sum fits the
   32-bit message (``max_row sum |w| * (2**t_acc - 1) * 2**e < 2**31``); an analog input is
   one frame per window landing at the window's last step (then ``W c`` *is* the per-step
@@ -64,7 +65,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from spikeconverter.converters.schedule import Schedule
-from spikeconverter.converters.to_lava.plan import LavaPlan
+from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 
 __all__ = ["WindowPlan", "input_bound", "row_abs_sum", "window_plan"]
 
@@ -95,6 +96,9 @@ class WindowPlan:
         (nothing arrives before the last step).
     code_output : dict of str to bool
         Fixed point: the population generates from its window's code.
+    code_send : dict of str to bool
+        Fixed point: the population sends its code once per window (every receiver takes it
+        whole: ``window["code_in"]``).
     """
 
     accumulate: dict[str, str] = field(default_factory=dict)
@@ -102,6 +106,7 @@ class WindowPlan:
     bound: dict[str, int] = field(default_factory=dict)
     prefix: dict[str, int] = field(default_factory=dict)
     code_output: dict[str, bool] = field(default_factory=dict)
+    code_send: dict[str, bool] = field(default_factory=dict)
 
     def windowed(self, name: str) -> bool:
         return self.accumulate.get(name) == "window"
@@ -126,10 +131,12 @@ def row_abs_sum(syn: Any) -> int:
     return int(np.ceil(float(w.reshape(w.shape[0], -1).sum(axis=1).max())))
 
 
-def input_bound(syns: list[Any]) -> int:
+def input_bound(plan: LavaPlan, syns: list[Any]) -> int:
     """The largest per-step input of a neuron from spike trains (``|s| <= 1``): the sum over
-    its synapses of ``max_row sum |w| * 2**weight_exp`` (an upper bound; exponents >= 0)."""
-    return int(sum(row_abs_sum(s) << max(int(s.weight_exp), 0) for s in syns))
+    its synapses of ``max_row sum |w| * 2**shift`` with each synapse's shift
+    (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`; an upper bound, shifts
+    taken as >= 0)."""
+    return int(sum(row_abs_sum(s) << max(synapse_shift(plan, s), 0) for s in syns))
 
 
 def _payload(plan: LavaPlan, syn: Any) -> str:
@@ -152,7 +159,7 @@ def _divides(syn: Any, m: int) -> bool:
 
 def _fixed_synapse_reason(plan: LavaPlan, syn: Any, t_acc: int) -> str | None:
     """Why a fixed-point synapse cannot be summed per window, or None."""
-    e = int(syn.weight_exp)
+    e = synapse_shift(plan, syn)
     payload = _payload(plan, syn)
     if payload == "analog":
         return None  # one frame: the windowed product is the per-step one
@@ -199,7 +206,8 @@ def window_plan(plan: LavaPlan, schedule: Schedule) -> WindowPlan:
         out.accumulate[name] = "window"
         payloads = {_payload(plan, s) for s in syns}
         out.prefix[name] = 0 if payloads == {"analog"} else 1
-        out.bound[name] = input_bound([s for s in syns if _payload(plan, s) != "analog"]) \
+        out.bound[name] = input_bound(plan, [s for s in syns
+                                             if _payload(plan, s) != "analog"]) \
             if fixed else 0
         start = int(spec.offset) - 1  # the synapse sees step n's spikes, the target at n + 1
         for s in syns:
@@ -208,8 +216,42 @@ def window_plan(plan: LavaPlan, schedule: Schedule) -> WindowPlan:
                 "start": start, "length": int(spec.t_acc), "period": int(plan.period),
                 "k": float(plan.k), "payload": payload,
                 "bits": _code_bits(int(spec.t_acc), payload),
+                "lead": _lead(s.delay, start, int(plan.period)),
             }
+    if fixed and not plan.double_buffered:
+        _plan_code_messages(plan, out)
     return out
+
+
+def _lead(delay: int, start: int, period: int) -> int:
+    """The delay in front of a windowed synapse that the synapse takes over (its input's
+    window leading by it; see ``WindowedSynapse``): all of it when it is shorter than a
+    period and window 0 starts after it, else none (a Delay Process stays)."""
+    return int(delay) if 0 < delay <= min(start, period - 1) else 0
+
+
+def _plan_code_messages(plan: LavaPlan, out: WindowPlan) -> None:
+    """Mark the populations whose generate phase can travel as one code message: unsigned,
+    generating from the code, ``t_gen <= 8``, and every receiver a windowed synapse of
+    binary payload whose (delay-folded) window is exactly that generate phase."""
+    receivers: dict[str, list[Any]] = {}
+    for syn in plan.synapses:
+        receivers.setdefault(syn.source, []).append(syn)
+    pooled = {spec.pool["source"] for spec in plan.populations.values()
+              if spec.kind == "maxpool"}
+    for name, spec in plan.populations.items():
+        syns = receivers.get(name, [])
+        if not out.code_output.get(name) or spec.signed or spec.t_gen > 8 or name in pooled \
+                or not syns:
+            continue
+        first = int(spec.offset) + int(spec.t_acc)  # the first generate step
+        wins = [out.windows.get((s.target, s.edge)) for s in syns]
+        if all(w is not None and w["payload"] == "binary" and w["length"] == spec.t_gen
+               and w["lead"] == s.delay and w["start"] - w["lead"] == first
+               for s, w in zip(syns, wins, strict=True)):
+            out.code_send[name] = True
+            for w in wins:
+                w["code_in"] = True
 
 
 def _population_reason(plan: LavaPlan, spec: Any, syns: list[Any], fixed: bool,

@@ -179,38 +179,34 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         exp = int(proc_params["weight_exp"])
         self._parity = None
         if window is not None and exp < 0 and np.any(np.mod(weight, 2 ** -exp)):
-            self._parity = self._parity_tables(np.mod(self._wmat, 2), int(window["length"]))
+            odd = np.mod(self._wmat, 2) != 0  # (kw kh C_in, C_out), rows in the patch order
+            self._parity = [np.flatnonzero(odd[:, o]) for o in range(odd.shape[1])]
+            self._xp_code = np.zeros(self._xp.shape, dtype=self._code.dtype)
 
-    @staticmethod
-    def _parity_tables(odd: np.ndarray, length: int) -> list:
-        """For ``weight_exp = -1`` (binary spikes, groups 1): per group of train steps, a table
-        spreading a code's bits of those steps into lanes of ``lane`` bits and the 0/1 matrix
-        of odd weights, so that one float64 product counts, per output and step, the odd-weight
-        inputs that spiked (exactly: below ``2**52``)."""
-        lane = int(odd.shape[0]).bit_length()  # a count <= fan-in fits its lane
-        per = max(1, 52 // lane)
-        values = np.arange(256 if length <= 8 else 2**length, dtype=np.int64)
-        groups = []
-        for first in range(0, length, per):
-            steps = range(first, min(length, first + per))
-            table = sum(((values >> (length - 1 - t)) & 1) << (lane * (t - first))
-                        for t in steps).astype(np.float64)
-            groups.append((list(steps), first, lane, table))
-        return [np.ascontiguousarray(odd, dtype=np.float64), groups]
-
-    def _parity_code(self, cols: np.ndarray) -> np.ndarray:
-        """``sum_t 2**(L-1-t) (y_t mod 2)`` with ``y_t`` step ``t``'s sum, from the patches of
-        the code alone: ``y_t mod 2`` is the parity of the odd-weight inputs that spiked at
-        ``t``."""
-        odd, groups = self._parity
-        idx = cols.astype(np.int64).reshape(-1, cols.shape[-1])
-        length = int(self._window["length"])
-        out = np.zeros((idx.shape[0], odd.shape[1]), dtype=np.int64)
-        for steps, first, lane, table in groups:
-            counts = (table[idx] @ odd).astype(np.int64)
-            for t in steps:
-                out |= ((counts >> (lane * (t - first))) & 1) << (length - 1 - t)
-        return out.reshape(self._out_shape)
+    def _parity_code(self, code: np.ndarray) -> np.ndarray:
+        """``sum_t 2**(L-1-t) (y_t mod 2)`` with ``y_t`` step ``t``'s sum, from the window's
+        code alone: ``y_t mod 2`` is the parity of the odd-weight inputs that spiked at ``t``,
+        i.e. bit ``t`` of the XOR of their codes, so one XOR over each output's odd-weight
+        patch entries gives every step's parity at once (``weight_exp = -1``, binary spikes,
+        groups 1)."""
+        p = self.proc_params
+        (pw, ph), (sw, sh), (dw, dh) = self._pad, p["stride"], p["dilation"]
+        xp = self._xp_code
+        _, w_in, h_in, _ = code.shape
+        xp[:, pw:pw + w_in, ph:ph + h_in] = code  # the padding stays zero
+        _, w_o, h_o, kw, kh, c_in = self._cols.shape
+        span = (dw * (kw - 1) + 1, dh * (kh - 1) + 1)
+        win = sliding_window_view(xp, span, axis=(1, 2))  # (B, W, H, C, kw', kh')
+        win = win[:, : sw * (w_o - 1) + 1: sw, : sh * (h_o - 1) + 1: sh, :, ::dw, ::dh]
+        # (kw, kh, C, B, W', H'): one row of codes per patch entry, in the rows' order
+        rows = np.ascontiguousarray(win.transpose(4, 5, 3, 0, 1, 2)).reshape(kw * kh * c_in, -1)
+        # XOR is bytewise: eight codes per uint64 word where the row length allows
+        wide = rows.view(np.uint64) if rows.nbytes % (8 * len(rows)) == 0 else rows
+        out = np.zeros((len(self._parity), wide.shape[1]), dtype=wide.dtype)
+        for o, sel in enumerate(self._parity):
+            if sel.size:
+                np.bitwise_xor.reduce(wide[sel], axis=0, out=out[o])
+        return out.view(rows.dtype).T.reshape(self._out_shape).astype(np.int64)
 
     def product(self, cols: np.ndarray, wmat: np.ndarray) -> np.ndarray:
         n = cols.shape[0] * cols.shape[1]  # integer sums are exact in any order: one product
@@ -237,9 +233,8 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         # exact integers (float32/64 as chosen above); the sum below 2**31 (the planner)
         exp = int(self.proc_params["weight_exp"])
         if self._parity is not None:
-            cols = self._patches(code)
-            out = self.product(cols, self._wmat).reshape(self._out_shape).astype(np.int64)
-            out -= self._parity_code(cols)
+            out = self._convolve(code).astype(np.int64)
+            out -= self._parity_code(code)
             np.right_shift(out, -exp, out=out)
             return out.astype(np.int32)
         out = self._convolve(code).astype(np.int64)

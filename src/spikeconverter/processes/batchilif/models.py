@@ -18,7 +18,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from spikeconverter.coding import rounding_offset
 from spikeconverter.processes.batchilif.process import BatchILIF
 from spikeconverter.processes.ilif.models import PyILIFModelBitAcc, PyILIFModelFloat
-from spikeconverter.processes.loihi import SHIFT, V_MAX, V_MIN, receive, receive_sum
+from spikeconverter.processes.loihi import V_MAX, V_MIN, receive, receive_sum
 
 __all__ = ["PyBatchILIFModelBitAcc", "PyBatchILIFModelFloat"]
 
@@ -36,6 +36,7 @@ class _FastModes:
         p = proc_params
         self._window_in = bool(p.get("window_input", False))
         self._code_out = bool(p.get("code_output", False)) and self._code_output_supported
+        self._code_send = self._code_out and bool(p.get("code_send", False))
         self._bound = int(p.get("input_bound", 0))
         self._gain = int(p.get("prefix_gain", 1))
         self._shift_b = int(p.get("bias_shift", 0))
@@ -55,10 +56,14 @@ class _FastModes:
             self._accumulating = True
             self._accumulate_fast(a_in, tau, 0)
         if tau < self._t_acc:  # idle or accumulating
-            self._send_silence(self.s_out)
+            if not self._code_send:
+                self._send_silence(self.s_out)
             return
         self._accumulating = False
-        self.s_out.send(self._generate_fast(0, tau - self._t_acc))
+        if not self._code_send:
+            self.s_out.send(self._generate_fast(0, tau - self._t_acc))
+        elif tau == self._t_acc:  # the whole generate phase in one message: the code's bytes
+            self.s_out.send(self._generate_fast(0, -1))
 
     def _run_banks_fast(self, a_in) -> None:
         # as _run_banks, without zeroing idle banks: no fast hook reads a bank before it
@@ -149,28 +154,44 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         self.v[:] = v
 
     def _accumulate_window(self, total: np.ndarray) -> None:
-        """``v = (sum << 6) + (bias << bias_shift)`` (+ half an LSB), clamped: the per-step
-        membrane when nothing clamped before the last step, which is checked here."""
+        """``v = (sum << a) + (bias << bias_shift)`` (+ half an LSB), clamped, with
+        ``a = a_in_shift`` (6 by default): the per-step membrane when nothing clamped before
+        the last step, which is checked here."""
         self._scale()
-        bias = self._bias_term()
-        if self._shift_b:
-            bias = np.left_shift(bias, self._shift_b)
+        a = self._a_in_shift
+        bias, b_top, bias32 = self._window_bias()
         top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
-        b_top = int(np.abs(bias).max(initial=0))
-        if self._gain * (top << SHIFT) + 128 * self._bound + b_top > 2 * V_MAX:
-            # some neuron may fail: test each (64 |sum| + 128 S + |bias| <= 2 V_MAX)
-            slack = 2 * V_MAX - 128 * self._bound - np.abs(bias)
-            over = np.left_shift(np.abs(total), SHIFT) * self._gain > slack
+        if self._gain * (top << a) + (self._bound << (a + 1)) + b_top > 2 * V_MAX:
+            # some neuron may fail: test each (2**a |sum| + 2**(a+1) S + |bias| <= 2 V_MAX)
+            slack = 2 * V_MAX - (self._bound << (a + 1)) - np.abs(bias)
+            over = np.left_shift(np.abs(total), a) * self._gain > slack
             bad = int(np.count_nonzero(np.broadcast_to(over, total.shape)))
             if bad:
                 self.unverified += bad
         # int32 when |sum| < 2**24 and |bias| < 2**29: |v| < 2**30 + 2**29 + 2**23
-        small = top < 2**24 and b_top < 2**29
-        v = np.left_shift(total.astype(np.int32) if small else total, SHIFT)
-        v += bias.astype(v.dtype, copy=False)
+        small = top < 2**24 and bias32 is not None
+        v = np.left_shift(total.astype(np.int32) if small else total, a)
+        v += bias32 if small else bias
         if self._nearest:
             v += self._half * np.sign(v) if self._signed else self._half
         self._clamp(v)
+
+    _wbias: tuple | None = None
+
+    def _window_bias(self) -> tuple:
+        """``(bias, top, bias32)``: ``bias << bias_shift`` (int64), its largest magnitude and
+        the same as int32 (None when ``top >= 2**29``); kept until a Var is set."""
+        if self._wbias is None:
+            bias = self._bias_term()
+            if self._shift_b:
+                bias = np.left_shift(bias, self._shift_b)
+            b_top = int(np.abs(bias).max(initial=0))
+            self._wbias = (bias, b_top, bias.astype(np.int32) if b_top < 2**29 else None)
+        return self._wbias
+
+    def on_var_update(self) -> None:
+        self._wbias = None
+        super().on_var_update()
 
     def _make_code(self, v: np.ndarray) -> tuple:
         """The generate phase's spikes from the membrane ``v`` at the window's end:
@@ -191,6 +212,8 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         np.minimum(code, 2**t - 1, out=code)
         code = code.astype(np.uint8 if t <= 8 else np.int64)
         sign = np.sign(v).astype(np.int8) if self._signed else None
+        if self._code_send:  # unsigned, t <= 8: sent as it is
+            return None, code, None
         if t <= 8:
             planes = np.unpackbits(code.astype(np.uint8)[None], axis=0)[8 - t:]
             planes = planes.view(np.int8)
@@ -200,7 +223,11 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         return None, code, sign
 
     def _code_spikes(self, state: tuple, tau: int) -> np.ndarray:
+        """The spikes of generate step ``tau``; ``tau = -1``: the code itself as int8 bytes
+        (``code_send``)."""
         planes, code, sign = state
+        if tau < 0:
+            return code.view(np.int8)
         if planes is not None:
             return planes[tau]
         z = ((code >> (self._t_gen - 1 - tau)) & 1).astype(np.int8)

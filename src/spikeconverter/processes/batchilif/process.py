@@ -35,14 +35,19 @@ class BatchILIF(ILIF):
       ``k**bias_shift``) and half an LSB in one step: ``v`` jumps to its window's end value
       instead of doubling step by step. Fixed point: with ``input_bound`` the largest input of
       one step from spike trains and ``prefix_gain`` 1 (0 when the input is one analog frame
-      at the last step), a neuron whose ``64 * prefix_gain * |sum| + 128 * input_bound +
-      |bias << bias_shift|`` exceeds ``2 * (2**23 - 1)`` might have clamped before the last
+      at the last step), a neuron whose ``2**a * prefix_gain * |sum| + 2**(a + 1) *
+      input_bound + |bias << bias_shift|`` (``a = a_in_shift``, 6 by default) exceeds
+      ``2 * (2**23 - 1)`` might have clamped before the last
       step in the per-step model: it is counted in the Var ``unverified`` (shape ``(1,)``),
       and a run with a nonzero count must be repeated step by step.
     * ``code_output=True`` (fixed point): the generate phase sends the bits of the window's
       code ``min(floor(|V| 2**(t_gen - 1) / (vth << 6)), 2**t_gen - 1)`` (signed: times the
       sign of ``V``), which are the per-step spikes when ``vth << 6 <= 2**22``; ``v`` keeps its
       end-of-accumulate value through the generate phase.
+    * ``code_send=True`` (with ``code_output``, unsigned, ``t_gen <= 8``, one bank): the
+      generate phase is one message, at its first step, whose bytes are the code (as ``int8``),
+      and nothing is sent at the other steps: every receiver must be a windowed synapse with
+      ``window["code_in"]`` whose window is this generate phase.
 
     Parameters
     ----------
@@ -54,12 +59,15 @@ class BatchILIF(ILIF):
         1 for spike-train input, 0 for one analog frame at the last step.
     code_output : bool
         Fixed point: generate from the window's code.
+    code_send : bool
+        Send the code once per window (above).
     **kwargs
         As :class:`spikeconverter.processes.ILIF`.
     """
 
     def __init__(self, *, window_input: bool = False, input_bound: int = 0,
-                 prefix_gain: int = 1, code_output: bool = False, **kwargs: Any) -> None:
+                 prefix_gain: int = 1, code_output: bool = False, code_send: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         proc = "BatchILIF"
         self.proc_params["window_input"] = validate_bool(proc, "window_input", window_input)
@@ -69,5 +77,11 @@ class BatchILIF(ILIF):
             raise ValueError(f"{proc}: prefix_gain must be 0 or 1, got {prefix_gain!r}")
         self.proc_params["prefix_gain"] = gain
         self.proc_params["code_output"] = validate_bool(proc, "code_output", code_output)
+        code_send = validate_bool(proc, "code_send", code_send)
+        if code_send and not (code_output and self.t_gen <= 8 and not self.proc_params["signed"]
+                              and not self.double_buffered):
+            raise ValueError(f"{proc}: code_send needs code_output, t_gen <= 8, unsigned spikes "
+                             "and one bank")
+        self.proc_params["code_send"] = code_send
         self.saturation_count = Var(shape=(1,), init=np.zeros(1, dtype=np.int64))
         self.unverified = Var(shape=(1,), init=np.zeros(1, dtype=np.int64))

@@ -157,9 +157,9 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
     * bias: ``bias_mant << bias_exp`` (right shift for negative exponents), added unshifted;
     * ``k = 2``: the inverse leak is a left shift by one.
 
-    Threshold, bias and half LSB are read from the Vars once per window (at its last
-    accumulate step), so ``Var.set`` between runs takes effect at the next window (with two
-    banks: at the next window of either bank).
+    Threshold, bias and half LSB are derived from the Vars once and again after the host
+    sets a Var (``on_var_update``), so ``Var.set`` between runs takes effect at the next
+    step that uses them.
     """
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
@@ -179,6 +179,9 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
         self._half = None
 
     def _scale(self) -> None:
+        """``vth << 6`` and half an LSB from the Var ``vth``, once until a Var is set."""
+        if self._vth_eff is not None:
+            return
         vth = self.vth.astype(np.int64)
         if np.any(vth <= 0) or np.any(vth >= 2**17):
             raise ValueError(
@@ -187,6 +190,10 @@ class PyILIFModelBitAcc(FixedPointMembrane, _ILIFClock):
         self._vth_eff = (vth << SHIFT).astype(np.int32)  # below 2**23
         self._half = fixed_rounding_offset(self._vth_eff, self._t_gen, self._rounding).astype(
             np.int32)
+
+    def on_var_update(self) -> None:
+        self._vth_eff = self._half = None  # the threshold may have been set: rescale
+        super().on_var_update()
 
     def _accumulate_phase(self, a_in: np.ndarray, tau: int) -> None:
         v = self._accumulate(a_in, tau)

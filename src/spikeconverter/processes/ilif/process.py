@@ -11,6 +11,7 @@ from lava.magma.core.process.variable import Var
 
 from spikeconverter.coding import window_period
 from spikeconverter.processes.base import (
+    A_IN_SHIFT_MAX,
     AbstractMembrane,
     broadcast_array,
     deprecated_bias,
@@ -58,7 +59,11 @@ class ILIF(AbstractMembrane):
     ``fixed_pt`` / ``bit_accurate_loihi``
     (:class:`~spikeconverter.processes.ilif.models.PyILIFModelBitAcc`): Lava's LIF
     conventions. ``vth`` is an unsigned 17-bit integer mantissa, the effective threshold is
-    ``vth << 6``; the input is MSB-aligned the same way (``a_in << 6``); the bias is
+    ``vth << 6``; the input is MSB-aligned the same way (``a_in << a_in_shift``, default
+    6 as in Lava's LIF; Loihi scales a synapse's weights by ``2**(6 + weight_exp)``, so with a
+    negative weight exponent the synapses may apply part of it themselves, exactly, and the
+    neuron the rest: ``a_in_shift = 6 + e`` for synapses that shift by ``weight_exp - e``,
+    see :mod:`spikeconverter.converters.to_lava.fixed_point`); the bias is
     ``bias_mant << bias_exp`` (``bias_mant`` a signed 13-bit mantissa, ``bias_exp`` may be
     negative for a right shift) and is *not* shifted. The model validates the Process itself
     when Lava compiles it, under any run configuration: a non-integer or out-of-range ``vth``
@@ -101,6 +106,9 @@ class ILIF(AbstractMembrane):
         The bias enters at accumulate step ``t_acc - 1 - bias_shift`` and reaches the window's
         end multiplied by ``k**bias_shift`` (the bias-shift trick: a large fixed-point bias
         within the 3-bit exponent, exactly); in ``[0, t_acc - 1]``, default 0.
+    a_in_shift : int
+        Fixed-point model: the summed input enters as ``a_in << a_in_shift``; in ``[0, 6]``,
+        default 6 (Lava LIF's alignment). Ignored by the float model.
     rounding : {"floor", "nearest"}
         ``"nearest"`` adds half an LSB before generating (unbiased quantisation).
     signed : bool
@@ -142,6 +150,7 @@ class ILIF(AbstractMembrane):
         bias_mant: Any = None,
         bias_exp: Any = 0,
         bias_shift: int = 0,
+        a_in_shift: int = A_IN_SHIFT_MAX,
         rounding: str = "floor",
         signed: bool = False,
         double_buffered: bool = False,
@@ -161,6 +170,7 @@ class ILIF(AbstractMembrane):
             bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
             bias_shift=bias_shift,
+            a_in_shift=a_in_shift,
             v=v,
             t_gen=validate_int(proc, "t_gen", t_gen, 1),
             rounding=validate_rounding(proc, rounding),

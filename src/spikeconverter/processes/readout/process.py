@@ -7,7 +7,12 @@ from typing import Any
 from lava.magma.core.process.ports.ports import OutPort
 from lava.magma.core.process.process import LogConfig
 
-from spikeconverter.processes.base import AbstractMembrane, deprecated_bias, validate_int
+from spikeconverter.processes.base import (
+    A_IN_SHIFT_MAX,
+    AbstractMembrane,
+    deprecated_bias,
+    validate_int,
+)
 
 __all__ = ["Readout"]
 
@@ -25,7 +30,8 @@ class Readout(AbstractMembrane):
     to the ``t_acc + t_gen`` of the layers before); the Var ``v`` holds the last ones.
 
     The ``fixed_pt`` / ``bit_accurate_loihi`` model follows the conventions of
-    :class:`spikeconverter.processes.ILIF`: ``a_in << 6``, ``bias_mant << bias_exp``, ``k = 2`` as
+    :class:`spikeconverter.processes.ILIF`: ``a_in << a_in_shift`` (default 6),
+    ``bias_mant << bias_exp``, ``k = 2`` as
     a left shift, the membrane clamped to ``[-2**23, 2**23 - 1]`` with every clamp counted in
     ``saturations``; ``v_out`` then carries ``64 *`` the float model's value.
 
@@ -51,6 +57,9 @@ class Readout(AbstractMembrane):
         The bias enters at accumulate step ``t_acc - 1 - bias_shift`` and reaches the window's
         end multiplied by ``k**bias_shift`` (the bias-shift trick: a large fixed-point bias
         within the 3-bit exponent, exactly); in ``[0, t_acc - 1]``, default 0.
+    a_in_shift : int
+        Fixed-point model: the summed input enters as ``a_in << a_in_shift``; in ``[0, 6]``,
+        default 6 (as :class:`spikeconverter.processes.ILIF`).
     name : str, optional
         Name of the Process.
     log_config : LogConfig, optional
@@ -70,6 +79,7 @@ class Readout(AbstractMembrane):
         bias_mant: Any = None,
         bias_exp: Any = 0,
         bias_shift: int = 0,
+        a_in_shift: int = A_IN_SHIFT_MAX,
         name: str | None = None,
         log_config: LogConfig | None = None,
         bias: Any = None,
@@ -86,6 +96,7 @@ class Readout(AbstractMembrane):
             bias_mant=deprecated_bias(proc, bias_mant, bias),
             bias_exp=bias_exp,
             bias_shift=bias_shift,
+            a_in_shift=a_in_shift,
             period=period,
             name=name,
             log_config=log_config,

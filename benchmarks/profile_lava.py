@@ -1,0 +1,165 @@
+"""Where the CPU of a batched Lava run goes, per ProcessModel class (fixed point).
+
+Run: ``python benchmarks/profile_lava.py NETWORK.snn --batch 64 --images 192
+[--data ../shared/data/cifar10/test]``.
+
+Every ``run_spk`` of the project's models and every channel ``send``/``recv`` is wrapped (in
+this process, before Lava forks its workers) to add up its CPU time (``time.thread_time``:
+blocked waits do not count); each worker writes its totals to a temporary folder every 50
+steps, together with its whole CPU time (all threads: Lava's command loop and channel
+threads). Printed per step: the CPU of all workers and of the runtime (``RUSAGE_CHILDREN``
+after the run), of the models' ``run_spk`` and, inside it, of the channel copies, per model
+class. The ratio of the per-image CPU at two batch sizes is what a machine with enough idle
+cores would give; the wall-clock ratio is ``bench_lava.py --part steady``'s. The wrappers
+cost a few microseconds per call (inflating the small batch most).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import glob
+import importlib
+import inspect
+import json
+import os
+import pkgutil
+import resource
+import tempfile
+import time
+import warnings
+
+FOLDER = tempfile.mkdtemp(prefix="profile_lava_")
+STATS: dict = collections.defaultdict(lambda: [0.0, 0])  # class -> [cpu seconds, calls]
+IO: dict = collections.defaultdict(float)  # class -> cpu seconds in send/recv
+CURRENT = [""]
+
+
+def _dump(model) -> None:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.path.join(FOLDER, f"{os.getpid()}.json"), "w") as f:
+        json.dump({"stats": dict(STATS), "io": dict(IO), "cpu": ru.ru_utime + ru.ru_stime}, f)
+
+
+def _wrap_run(cls) -> None:
+    orig = cls.__dict__["run_spk"]
+
+    @functools.wraps(orig)
+    def run_spk(self):
+        key = CURRENT[0] = type(self).__name__
+        start = time.thread_time()
+        orig(self)
+        s = STATS[key]
+        s[0] += time.thread_time() - start
+        s[1] += 1
+        if self.time_step % 50 == 0:
+            _dump(self)
+
+    cls.run_spk = run_spk
+
+
+def _wrap_io(cls, name: str) -> None:
+    orig = getattr(cls, name)
+
+    @functools.wraps(orig)
+    def call(self, *args):
+        start = time.thread_time()
+        out = orig(self, *args)
+        IO[CURRENT[0]] += time.thread_time() - start
+        return out
+
+    setattr(cls, name, call)
+
+
+def instrument() -> None:
+    """Wrap the models' ``run_spk`` and Lava's channel ports (before the runtime starts)."""
+    from lava.magma.compiler.channels import pypychannel
+    from lava.magma.core.model.py.model import PyLoihiProcessModel
+
+    import spikeconverter.processes as procs
+
+    done = set()
+    for info in pkgutil.walk_packages(procs.__path__, "spikeconverter.processes."):
+        if not info.name.endswith(".models"):
+            continue
+        for obj in vars(importlib.import_module(info.name)).values():
+            if not (inspect.isclass(obj) and issubclass(obj, PyLoihiProcessModel)):
+                continue
+            for cls in obj.__mro__:
+                if "run_spk" in cls.__dict__ and cls not in done \
+                        and cls.__module__.startswith("spikeconverter"):
+                    done.add(cls)
+                    _wrap_run(cls)
+    _wrap_io(pypychannel.CspSendPort, "send")
+    _wrap_io(pypychannel.CspRecvPort, "recv")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network", help="a network file written by spikeconverter convert")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--images", type=int, default=192)
+    parser.add_argument("--data", default="../shared/data/cifar10/test")
+    args = parser.parse_args()
+    import torch
+
+    from spikeconverter.converters import load
+    from spikeconverter.converters.api import resolve_backend
+    from spikeconverter.converters.to_lava.plancache import plan_cache_path
+    from spikeconverter.data import Normalization, load_dataset
+
+    instrument()
+    net = load(args.network)
+    lnet = resolve_backend("lava")(net.graph)  # as spikeconverter run-lava builds it
+    lnet.use_plan_cache(plan_cache_path(args.network))
+    meta = net.graph.meta
+    norm = Normalization(tuple(meta["input_mean"]), tuple(meta["input_std"])) \
+        if meta.get("input_mean") else None
+    ds = load_dataset(args.data, normalization=norm, limit=args.images)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lnet.plan(True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        lnet.run(x, fixed_point=True, batch_size=args.batch, progress=False)
+        wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    steps = lnet.stats["steps_simulated"]
+    children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    report(args.batch, len(x), wall, steps, children, lnet.schedule.steps_per_sample)
+
+
+def report(batch: int, n: int, wall: float, steps: int, children: float, period: int) -> None:
+    agg: dict = collections.defaultdict(lambda: [0.0, 0, 0])
+    io: dict = collections.defaultdict(float)
+    workers = 0.0
+    for path in glob.glob(os.path.join(FOLDER, "*.json")):
+        with open(path) as f:
+            d = json.load(f)
+        workers += d["cpu"]
+        for key, (cpu, calls) in d["stats"].items():
+            a = agg[key]
+            a[0] += cpu
+            a[1] += calls
+            a[2] += 1
+        for key, cpu in d["io"].items():
+            io[key] += cpu
+    dumped = max((a[1] / a[2] for a in agg.values()), default=1.0)  # steps in the dumps
+    ms = 1e3 / dumped
+    print(f"B={batch}, {n} images, {steps} steps, {wall:.1f} s wall, load "
+          f"{os.getloadavg()[0]:.1f}")
+    per_step = 1e3 * children / steps  # start-up included: run enough steps
+    print(f"  CPU of workers and runtime {per_step:7.1f} ms/step ({per_step * period / batch:.1f} "
+          f"ms per image: {period} steps per window of {batch})")
+    print(f"  workers (dumped)           {workers * ms:7.1f} ms/step; run_spk "
+          f"{sum(a[0] for a in agg.values()) * ms:.1f}, of it channel copies "
+          f"{sum(io.values()) * ms:.1f}")
+    for key, (cpu, _, procs) in sorted(agg.items(), key=lambda kv: -kv[1][0]):
+        print(f"    {key:<30} x{procs:<3} run_spk {cpu * ms:7.2f} ms/step (send+recv "
+              f"{io.get(key, 0.0) * ms:6.2f})")
+
+
+if __name__ == "__main__":
+    main()
