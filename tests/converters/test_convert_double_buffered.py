@@ -161,8 +161,7 @@ def test_lava_double_buffered_equals_single_banked(cls):
             assert s["steps_simulated"] == s["latency_steps"] + 2 * s["steps_per_sample"]
         if not fixed_point:  # and the Norse network's logits
             model, x = _setup(cls)
-            norse = sc.convert(model, x, T=4, dtype=torch.float64, progress=False,
-                               threshold_granularity="layer")
+            norse = sc.convert(model, x, T=4, dtype=torch.float64, progress=False)
             ref = norse(images).numpy()
             assert abs(b - ref).max() <= 1e-9 * abs(ref).max()
     # the batched graph (BatchILIF with two banks) too
