@@ -17,10 +17,11 @@ Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
   batch, alternated; images/s is ``(n_big - n_small) / (t_big - t_small)``, so runtime start,
   pipeline fill and drain cancel (the ``speed`` figure times steps while a single batch drains,
   when the windowed early layers are idle, and flatters the batched run).
-* ``steady``: fixed point, one run per batch size of ``max(--windows, 24)`` windows in
-  chunks of 2 windows; images/s of each chunk during which the pipeline is full (some window
-  already out, the last not yet in), so neither the runtime start, whose time jitters by
-  tens of seconds under load, nor fill and drain count; B=1 and the default batch alternated.
+* ``steady``: fixed point, one run per batch size of ``max(--windows, 48)`` windows in
+  ``run()``'s own chunks (8 windows); images/s of each chunk during which the pipeline is
+  full (some window already out, the last not yet in), so neither the runtime start, whose
+  time jitters by tens of seconds under load, nor fill and drain count; B=1 and the default
+  batch alternated.
 * ``conv``: the im2col Conv model against Lava's own Conv model (one 32x32x16 layer).
 
 Everything needs ``../shared`` (checkpoint and CIFAR-10); it says so and skips otherwise.
@@ -299,20 +300,19 @@ def main() -> None:
         return
     if args.part in ("all", "convert"):
         print_convert(args.calibration)
+    from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH, DEFAULT_CHUNK_WINDOWS
+
+    batch = args.batch or DEFAULT_BATCH
+    modes = (True,) if args.fixed_only else (False, True)
     if args.part in ("all", "speed"):
-        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
-
-        speed_part(args.rounds, args.images, args.batch or DEFAULT_BATCH, 64,
-                   (True,) if args.fixed_only else (False, True))
+        speed_part(args.rounds, args.images, batch, 64, modes)
     if args.part == "marginal":
-        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
-
-        marginal_part(args.rounds, args.batch or DEFAULT_BATCH, args.windows, 64,
-                      (True,) if args.fixed_only else (False, True))
+        marginal_part(args.rounds, batch, args.windows, 64, modes)
     if args.part == "steady":
-        from spikeconverter.converters.to_lava.batched import DEFAULT_BATCH
-
-        steady_part(args.rounds, args.batch or DEFAULT_BATCH, max(args.windows, 24), 2, 64)
+        # both sides in run()'s own chunks (smaller ones charge B=1 a RunSteps call every few
+        # images, which inflated the ratio); enough windows for several full-pipeline chunks
+        steady_part(args.rounds, batch, max(args.windows, 6 * DEFAULT_CHUNK_WINDOWS),
+                    DEFAULT_CHUNK_WINDOWS, 64)
     if args.part == "conv":
         conv_part()
 
