@@ -127,8 +127,7 @@ class LavaNetwork:
     @allow_violations.setter
     def allow_violations(self, value: bool) -> None:
         self._allow_violations = bool(value)
-        self._plans.pop(True, None)
-        self._fixed_report = None
+        self._drop_fixed_plan()
 
     @property
     def split_weights(self) -> bool:
@@ -139,6 +138,10 @@ class LavaNetwork:
     @split_weights.setter
     def split_weights(self, value: bool) -> None:
         self._split_weights = bool(value)
+        self._drop_fixed_plan()
+
+    def _drop_fixed_plan(self) -> None:
+        """Forget the fixed-point plan and its report (rebuilt by the next ``plan(True)``)."""
         self._plans.pop(True, None)
         self._fixed_report = None
 
@@ -203,7 +206,7 @@ class LavaNetwork:
                                              progress=progress)
         store_peaks(self.graph, self.membrane_peaks, self.margin)  # saved with the graph
         self.activity = measure_activity(self.graph, batches)
-        self._plans.pop(True, None)
+        self._drop_fixed_plan()
 
     def hardware_report(self, images: Any = None, *,
                         double_buffered: bool | None = None) -> dict[str, Any]:
