@@ -92,7 +92,7 @@ SGD, the training forward now the network's exact one (coded windows, see
         --correction both --cache out/cache --threads 1 --out out/ft/sgd
 
     run seed T before after  gap      best (val of 517)          steps wall s CPU s load
-    e       0 3    907  907  -2.46p   converted (494)              365   4110  1474 9-23
+    e       0 3    907  907  -2.46p   converted (494)              365   4110  1474 7-23
 
 Validation of e: 95.55 % (converted) -> 93.81 (37) -> 92.26 (73) -> 90.91 (74) -> 92.84
 (111) -> 93.81 (146) -> 94.00 (148) -> 94.78 (185) -> 95.16 (219) -> 94.97 (222) -> 94.39
