@@ -36,6 +36,12 @@ already quantised populations before it) against the ANN's activation, through a
 straight-through quantiser; step 2 follows. No labels; its cost is ``RECONSTRUCT["steps"]``
 minibatch steps per population.
 
+``method="network"`` runs steps 1 and 2, then a **network-wise threshold search**
+(:func:`~spikeconverter.converters.network_search.tune_thresholds`): each population's
+threshold(s) scaled by the factor that minimises the KL divergence of the quantised network's
+*logits* from the ANN's on the calibration images, greedily in topological order. Its cost is a
+few forward passes of the network per population (``TUNE``).
+
 ``method="block"`` runs steps 1 and 2, then trains each *block* of populations together (a
 residual block; one layer of a chain): weights, biases and thresholds, so that the block's
 quantised *output* matches the ANN's (BRECQ's block reconstruction with real weights; QDrop as
@@ -61,6 +67,7 @@ from tqdm.auto import tqdm
 from spikeconverter import coding
 from spikeconverter.converters.calibrate import iter_batches
 from spikeconverter.converters.ir import Graph, Op, Population, apply_op
+from spikeconverter.converters.network_search import TUNE, tune_thresholds
 from spikeconverter.converters.reconstruction import (
     BLOCK,
     RECONSTRUCT,
@@ -73,10 +80,10 @@ from spikeconverter.converters.reconstruction import (
     trainable,
 )
 
-__all__ = ["BLOCK", "CHANNEL_T", "CORRECTIONS", "LOW_T", "RECONSTRUCT", "correct",
+__all__ = ["BLOCK", "CHANNEL_T", "CORRECTIONS", "LOW_T", "RECONSTRUCT", "TUNE", "correct",
            "default_settings"]
 
-CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block")
+CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block", "network")
 
 #: Up to this T, :func:`default_settings` adds both corrections to the thresholds.
 LOW_T = 8
@@ -112,9 +119,9 @@ def correct(
         Inputs ``(N, ...)``, or an iterable of batches or ``(inputs, labels)`` pairs; the
         first ``max_images`` are used (they are held in memory, with two copies of the
         activations of the populations still needed downstream).
-    method : {"both", "refit", "reconstruct", "bias", "threshold", "none"}
+    method : {"both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none"}
         Which corrections to apply (see the module docstring): ``"both"`` is bias correction
-        then threshold search, ``"refit"`` least-squares refit then threshold search,
+        then threshold search, ``"network"`` is ``"both"`` then the network-wise search, ``"refit"`` least-squares refit then threshold search,
         ``"reconstruct"`` bias correction, then gradient reconstruction of weights, bias and
         threshold(s), then threshold search.
     batch_size : int
@@ -157,7 +164,10 @@ def correct(
     x = _inputs(calibration, batch_size, max_images).to(device=device, dtype=dtype)
     with torch.no_grad():
         cls = _BlockPass if method == "block" else _Pass
-        cls(graph, method, search_images, reconstruct_steps).run(x, progress)
+        cls(graph, "both" if method == "network" else method, search_images,
+            reconstruct_steps).run(x, progress)
+        if method == "network":
+            tune_thresholds(graph, x, progress=progress)
     return graph
 
 
