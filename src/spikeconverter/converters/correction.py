@@ -121,7 +121,8 @@ def correct(
         activations of the populations still needed downstream).
     method : {"both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none"}
         Which corrections to apply (see the module docstring): ``"both"`` is bias correction
-        then threshold search, ``"network"`` is ``"both"`` then the network-wise search, ``"refit"`` least-squares refit then threshold search,
+        then threshold search, ``"network"`` is ``"both"`` then the network-wise search,
+        ``"refit"`` least-squares refit then threshold search,
         ``"reconstruct"`` bias correction, then gradient reconstruction of weights, bias and
         threshold(s), then threshold search.
     batch_size : int
