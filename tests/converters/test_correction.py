@@ -153,10 +153,11 @@ def test_network_search_lowers_the_logits_kl_and_keeps_a_resnet_exact(granularit
     cal, test = images(64, seed=3), images(16, seed=4)
     g = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
                   dtype=torch.float64)
+    ann_logits = g.forward(cal, quantized=False)[g.output]  # before the bias correction
     correct(g, cal, method="both", dtype=torch.float64)
     spiking = [p for p in g if p.kind == "relu"]
     before = [np.asarray(p.theta, dtype=float).copy() for p in spiking]
-    res = tune_thresholds(g, cal, factors=(0.5, 0.8, 1.25, 2.0))
+    res = tune_thresholds(g, cal, ann_logits, factors=(0.5, 0.8, 1.25, 2.0))
     assert res["kl_after"] < 0.99 * res["kl_before"], res
     # only whole-population factors of the candidates move the thresholds
     moved = [np.asarray(p.theta, dtype=float) / b for p, b in zip(spiking, before, strict=True)]
@@ -165,7 +166,7 @@ def test_network_search_lowers_the_logits_kl_and_keeps_a_resnet_exact(granularit
         assert np.allclose(m, m.flat[0]) and any(np.isclose(m.flat[0], f)
                                                  for f in (0.5, 0.8, 1.0, 1.25, 2.0))
     # the reported KL is the graph's: the search's cached values were the graph's own
-    ann = torch.log_softmax(g.forward(cal, quantized=False)[g.output], 1)
+    ann = torch.log_softmax(ann_logits, 1)
     kl = torch.nn.functional.kl_div(torch.log_softmax(g.forward(cal)[g.output], 1), ann,
                                     log_target=True, reduction="batchmean")
     assert float(kl) == pytest.approx(res["kl_after"], rel=1e-9)
@@ -203,6 +204,8 @@ def test_bad_arguments_are_named():
         tune_thresholds(graph, inputs(graph, 4), factors=(0.9, -1.0))
     with pytest.raises(ValueError, match="sweeps"):
         tune_thresholds(graph, inputs(graph, 4), sweeps=0)
+    with pytest.raises(ValueError, match="ann_logits has 3 rows for 4 inputs"):
+        tune_thresholds(graph, inputs(graph, 4), torch.zeros(3, 10))
 
 
 @pytest.mark.slow

@@ -164,11 +164,13 @@ def correct(
         return graph
     x = _inputs(calibration, batch_size, max_images).to(device=device, dtype=dtype)
     with torch.no_grad():
+        # the search's target: the ANN's logits, before the bias correction changes them
+        ann = graph.forward(x, quantized=False)[graph.output] if method == "network" else None
         cls = _BlockPass if method == "block" else _Pass
         cls(graph, "both" if method == "network" else method, search_images,
             reconstruct_steps).run(x, progress)
         if method == "network":
-            tune_thresholds(graph, x, progress=progress)
+            tune_thresholds(graph, x, ann, progress=progress)
     return graph
 
 

@@ -35,8 +35,9 @@ __all__ = ["TUNE", "tune_thresholds"]
 TUNE = {"factors": (0.8, 0.9, 1.1, 1.25), "sweeps": 1, "min_gain": 1e-3}
 
 
-def tune_thresholds(graph: Graph, x: torch.Tensor, *, factors: Any = None,
-                    sweeps: int | None = None, progress: bool = False) -> dict[str, float]:
+def tune_thresholds(graph: Graph, x: torch.Tensor, ann_logits: torch.Tensor | None = None, *,
+                    factors: Any = None, sweeps: int | None = None,
+                    progress: bool = False) -> dict[str, float]:
     """Scale each spiking population's threshold(s) to minimise the KL of the network's logits.
 
     Parameters
@@ -45,6 +46,10 @@ def tune_thresholds(graph: Graph, x: torch.Tensor, *, factors: Any = None,
         A calibrated (and usually corrected) graph; changed in place.
     x : torch.Tensor
         Calibration inputs ``(N, ...)``, all evaluated as one batch (in ``x``'s dtype/device).
+    ann_logits : torch.Tensor, optional
+        The ANN's logits on ``x``: the target. A correction that changed biases changes the
+        graph's float forward pass too, so pass the logits computed before it; default: the
+        graph's own float forward pass.
     factors : sequence of float, optional
         Candidate factors besides 1 (default ``TUNE["factors"]``).
     sweeps : int, optional
@@ -72,7 +77,11 @@ def tune_thresholds(graph: Graph, x: torch.Tensor, *, factors: Any = None,
     if len(x) == 0:
         raise ValueError("tune_thresholds needs at least one calibration input")
     with torch.no_grad():
-        target = F.log_softmax(graph.forward(x, quantized=False)[graph.output], 1)
+        if ann_logits is None:
+            ann_logits = graph.forward(x, quantized=False)[graph.output]
+        if ann_logits.shape[0] != x.shape[0]:
+            raise ValueError(f"ann_logits has {ann_logits.shape[0]} rows for {x.shape[0]} inputs")
+        target = F.log_softmax(ann_logits, 1)
         values = graph.forward(x, quantized=True)
         start = best = _kl(target, values[graph.output])
         order = list(graph)
