@@ -20,7 +20,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 from spikeconverter.processes.batchconv.process import BatchConv
 from spikeconverter.processes.loihi import WindowedSynapse, receive
 
-__all__ = ["PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
+__all__ = ["PATCH_BYTES", "PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
+
+#: Bytes of the im2col buffer: the batch is gathered and multiplied a few samples at a time,
+#: so the patches stay in the cache between their gathering and their product (and the
+#: buffer does not grow with the batch).
+PATCH_BYTES = 2**20
 
 
 class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
@@ -55,9 +60,12 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
             self._wmat = np.ascontiguousarray(
                 flipped.transpose(1, 2, 3, 0).reshape(kw * kh * c_in, c_out), dtype=self._dtype)
             (pw, ph), (w_in, h_in, _) = self._pad, p["input_shape"]
-            self._xp = np.zeros((self._batch, w_in + 2 * pw, h_in + 2 * ph, c_in), self._dtype)
             _, w_o, h_o, _ = self._out_shape
-            self._cols = np.empty((self._batch, w_o, h_o, kw, kh, c_in), self._dtype)
+            # the patches of a few samples at a time: a buffer that stays in the cache
+            row = w_o * h_o * kw * kh * c_in * np.dtype(self._dtype).itemsize
+            self._sub = max(1, min(self._batch, PATCH_BYTES // max(row, 1)))
+            self._xp = np.zeros((self._sub, w_in + 2 * pw, h_in + 2 * ph, c_in), self._dtype)
+            self._cols = np.empty((self._sub, w_o, h_o, kw, kh, c_in), self._dtype)
 
     def _make_taps(self, weight: np.ndarray) -> list:
         p = self.proc_params
@@ -109,21 +117,27 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
         return self._part(a, 0) + self._part(a, 1)
 
     def _conv_im2col(self, x: np.ndarray) -> np.ndarray:
-        cols = self._patches(x)
-        return self.product(cols, self._wmat).reshape(self._prod_shape)
+        out = np.empty(self._prod_shape, dtype=self._dtype)
+        for lo in range(0, self._batch, self._sub):  # each sample's sums are its own
+            part = x[lo:lo + self._sub]
+            y = self.product(self._patches(part), self._wmat)
+            out[lo:lo + len(part)] = y.reshape(len(part), *self._prod_shape[1:])
+        return out
 
     def _patches(self, x: np.ndarray) -> np.ndarray:
-        """The im2col matrix ``(B, W'H', kw kh C_in)`` of ``x`` (a view of a reused buffer)."""
+        """The im2col matrix ``(b, W'H', kw kh C_in)`` of ``x`` (``b`` samples, at most
+        ``_sub``; a view of a reused buffer)."""
         p = self.proc_params
         (pw, ph), (sw, sh), (dw, dh) = self._pad, p["stride"], p["dilation"]
-        _, w_in, h_in, _ = x.shape
-        self._xp[:, pw:pw + w_in, ph:ph + h_in] = x  # the padding stays zero
-        _, w_o, h_o, kw, kh, c_in = self._cols.shape
+        b, w_in, h_in, _ = x.shape
+        xp, cols = self._xp[:b], self._cols[:b]
+        xp[:, pw:pw + w_in, ph:ph + h_in] = x  # the padding stays zero
+        _, w_o, h_o, kw, kh, c_in = cols.shape
         span = (dw * (kw - 1) + 1, dh * (kh - 1) + 1)
-        windows = sliding_window_view(self._xp, span, axis=(1, 2))  # (B, W, H, C, kw', kh')
+        windows = sliding_window_view(xp, span, axis=(1, 2))  # (b, W, H, C, kw', kh')
         windows = windows[:, : sw * (w_o - 1) + 1: sw, : sh * (h_o - 1) + 1: sh, :, ::dw, ::dh]
-        np.copyto(self._cols, windows.transpose(0, 1, 2, 4, 5, 3))
-        return self._cols.reshape(self._batch, w_o * h_o, kw * kh * c_in)
+        np.copyto(cols, windows.transpose(0, 1, 2, 4, 5, 3))
+        return cols.reshape(b, w_o * h_o, kw * kh * c_in)
 
     def _conv(self, x: np.ndarray) -> np.ndarray:
         b = self._batch
@@ -202,7 +216,8 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
                 # (kw kh C_in, C_out), rows in the patch order
                 odd = np.mod(self._part(self._wmat, i), 2) != 0
                 self._parity[i] = [np.flatnonzero(odd[:, o]) for o in range(odd.shape[1])]
-                self._xp_code = np.zeros(self._xp.shape, dtype=self._code.dtype)
+                self._xp_code = np.zeros((self._batch, *self._xp.shape[1:]),
+                                         dtype=self._code.dtype)
 
     def _parity_code(self, code: np.ndarray, parity: list) -> np.ndarray:
         """``sum_t 2**(L-1-t) (y_t mod 2)`` with ``y_t`` step ``t``'s sum, from the window's

@@ -159,6 +159,22 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         super().__init__(proc_params)
         # 8-bit integer mantissas (prepare truncated them)
         self._gather_int = None if self._gather is None else self._gather[1].astype(np.int32)
+        self._one_gather = self._merged_gather()
+
+    def _merged_gather(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Two groups gathering the same inputs with left shifts (a scaled identity's split
+        weights): ``(columns, (w_0 << e_0) + (w_1 << e_1))`` as int64, one gather and one
+        product instead of two (the same integers, wrapped to int32 the same way)."""
+        p = self.proc_params
+        if self._gather is None or self._parts != 2:
+            return None
+        exps = (int(p["weight_exp"]), int(p["low_weight_exp"]))
+        n = self._n_out
+        cols, w = self._gather[0], self._gather_int.astype(np.int64)
+        (c0, c1), (w0, w1) = (cols[:n], cols[n:]), (w[:n], w[n:])
+        if min(exps) < 0 or not np.all((c0 == c1) | (w0 == 0) | (w1 == 0)):
+            return None
+        return np.where(w0 != 0, c0, c1), (w0 << exps[0]) + (w1 << exps[1])
 
     def prepare(self, w):
         data = w.data if sp.issparse(w) else w
@@ -173,6 +189,10 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
 
     def gathered(self, s: np.ndarray) -> np.ndarray:
         # integer products: int32 is exact for binary input (8-bit weights), int64 for graded
+        if self._one_gather is not None:
+            cols, w = self._one_gather
+            x = s[:, cols].astype(np.int64) if self._graded else s[:, cols] != 0
+            return (x * w).astype(np.int32)
         cols = self._gather[0]
         if self._graded:
             a = s[:, cols].astype(np.int64) * self._gather_int.astype(np.int64)
@@ -181,6 +201,9 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         return self.shift(a)
 
     def gathered_code(self, code: np.ndarray) -> np.ndarray:
+        if self._one_gather is not None:
+            cols, w = self._one_gather
+            return (code[:, cols].astype(np.int64) * w).astype(np.int32)
         return self.shift(code[:, self._gather[0]].astype(np.int64)
                           * self._gather_int.astype(np.int64))
 
