@@ -80,6 +80,7 @@ def train(model, x, y, epochs: int, seed: int = 0, lr: float = 2e-3):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--train-images", type=int, default=0, help="0: all 5,170")
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--steps", type=int, nargs="+", default=[256, 512, 1024, 2048])
     ap.add_argument("--norm-steps", type=int, default=256)
@@ -95,6 +96,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     xt, yt = load("train")
+    if args.train_images:  # a smoke run: a seeded subset
+        keep = torch.randperm(len(xt), generator=torch.Generator().manual_seed(2))
+        xt, yt = xt[keep[:args.train_images]], yt[keep[:args.train_images]]
     model = get_model("paper_resnet")
     t0 = time.time()
     if args.weights:
