@@ -1,7 +1,8 @@
 """Lava at scale: batched simulation throughput and bounded conversion, on ResNet-20 (T=8).
 
 Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
-[--calibration 256] [--part all|convert|speed|marginal|conv] [--windows 8] [--fixed-only]``.
+[--calibration 256] [--part all|convert|speed|marginal|steady|conv] [--windows 8]
+[--big-windows 16] [--fixed-only]``.
 
 * ``convert`` (in a fresh subprocess, so its peak RSS is the conversion's own): time and peak
   RSS of ``sc.convert(resnet20, calibration, T=8, backend="lava")`` plus building the float
@@ -13,10 +14,12 @@ Run: ``python benchmarks/bench_lava.py [--rounds 2] [--images 3] [--batch 32]
   runtime; its time is printed too). The runtime overhead is fitted from the two step times as
   ``t(B) = o + a * B``: its share of the step is ``o / t(B)`` (goal: >= 15x more images/s than
   batch_size 1 in fixed point).
-* ``marginal``: whole runs of a small and a big image count at batch 1 and at the default
-  batch, alternated; images/s is ``(n_big - n_small) / (t_big - t_small)``, so runtime start,
-  pipeline fill and drain cancel (the ``speed`` figure times steps while a single batch drains,
-  when the windowed early layers are idle, and flatters the batched run).
+* ``marginal``: whole runs of a small and a big image count at batch 1 (8 vs 56 images) and at
+  the default batch (one batch vs 17), alternated; images/s is
+  ``(n_big - n_small) / (t_big - t_small)``, so runtime start, pipeline fill and drain
+  cancel (the ``speed`` figure times steps while a single batch drains, when the windowed
+  early layers are idle, and flatters the batched run). Images past the 1,017 shared ones
+  repeat them.
 * ``steady``: fixed point, one run per batch size of ``max(--windows, 48)`` windows in
   ``run()``'s own chunks (8 windows); images/s of each chunk during which the pipeline is
   full (some window already out, the last not yet in), so neither the runtime start, whose
@@ -120,15 +123,18 @@ def _wall(lnet, x, fixed: bool, batch: int) -> float:
 
 
 def marginal_part(rounds: int, batch: int, windows: int, calibration: int,
-                  modes: tuple[bool, ...] = (False, True)) -> None:
+                  modes: tuple[bool, ...] = (False, True), big_windows: int = 16) -> None:
     """Marginal throughput: ``(n_big - n_small) / (t_big - t_small)`` of whole runs, so the
     runtime start, the pipeline's fill and drain cancel and only full-pipeline steps count."""
     import spikeconverter as sc
 
-    # B=1 gets 6 windows' worth of extra images (its rate is ~1/15 of the batched one): both
-    # differences take several times the jitter of a runtime start under load
-    sizes = {1: (windows, 7 * windows), batch: (batch, (1 + windows) * batch)}
-    model, calib, x = _load(calibration, max(sizes[1][1], sizes[batch][1]))
+    # B=1 gets 6 * windows extra images (its rate is ~1/10 of the batched one), the batched
+    # run big_windows extra batches: both differences take many times the jitter of a
+    # runtime start under load (tens of seconds)
+    sizes = {1: (windows, 7 * windows), batch: (batch, (1 + big_windows) * batch)}
+    n = max(sizes[1][1], sizes[batch][1])
+    model, calib, x = _load(calibration, min(n, 1017))
+    x = x.repeat((-(-n // len(x)), 1, 1, 1))[:n]  # test images, repeated past the 1,017 shared
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lnet = sc.convert(model, calib, T=8, progress=False, backend="lava")
@@ -288,7 +294,10 @@ def main() -> None:
                         help="batched run's batch size (default: the library default)")
     parser.add_argument("--calibration", type=int, default=256)
     parser.add_argument("--windows", type=int, default=8,
-                        help="marginal: extra batches of the big run (B=1: 6x this many images)")
+                        help="marginal: B=1 runs this many vs 7x this many images")
+    parser.add_argument("--big-windows", type=int, default=16,
+                        help="marginal: extra batches of the batched big run (default 16: "
+                             "B=64 runs 64 vs 1,088 images)")
     parser.add_argument("--fixed-only", action="store_true", help="speed: fixed point only")
     args = parser.parse_args()
     missing = [p for p in (CHECKPOINT, CIFAR_TEST, CIFAR_TRAIN) if not p.exists()]
@@ -307,7 +316,7 @@ def main() -> None:
     if args.part in ("all", "speed"):
         speed_part(args.rounds, args.images, batch, 64, modes)
     if args.part == "marginal":
-        marginal_part(args.rounds, batch, args.windows, 64, modes)
+        marginal_part(args.rounds, batch, args.windows, 64, modes, args.big_windows)
     if args.part == "steady":
         # both sides in run()'s own chunks (smaller ones charge B=1 a RunSteps call every few
         # images, which inflated the ratio); enough windows for several full-pipeline chunks

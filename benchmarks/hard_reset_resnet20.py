@@ -11,7 +11,9 @@ next to the ANN on the same images. Progress is printed per batch; results go to
 ANN's ``a / lambda`` (correlation and least-squares slope), which is where a conversion that
 fails shows where it breaks. ``--method soft_reset`` runs the same thresholds with reset by
 subtraction (the control that isolates the hard reset), ``--encoding poisson`` the paper's
-Poisson input, ``--junctions identity`` the equal-threshold reading of its residual rule.
+Poisson input, ``--junctions identity`` the equal-threshold reading of its residual rule, and
+``--bias-scale 0`` a diagnosis: the same net with every bias (the folded BatchNorm's) scaled,
+the ANN it is compared with included (the paper's nets have no biases).
 
 Run: ``python benchmarks/hard_reset_resnet20.py [--images 256] [--steps 256 512 1024 2048]
 [--norm-steps 256] [--norm-images 32] [--device cpu|cuda] [--cache images.pt] [--out DIR]``
@@ -21,6 +23,7 @@ Run: ``python benchmarks/hard_reset_resnet20.py [--images 256] [--steps 256 512 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -55,6 +58,14 @@ def images(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     pick = torch.randperm(len(xs), generator=torch.Generator().manual_seed(0))
     pick = pick[: args.images].sort().values
     return xs[pick], ys[pick], cal[: args.norm_images]
+
+
+def scale_biases(graph, factor: float) -> None:
+    """Multiply every op's bias in ``graph`` by ``factor`` (in place)."""
+    for pop in graph:
+        for e in pop.edges:
+            e.ops[:] = [op if op.bias is None else dataclasses.replace(op, bias=op.bias * factor)
+                        for op in e.ops]
 
 
 def layer_table(graph, x, res, lam, T) -> dict[str, dict[str, float]]:
@@ -92,15 +103,18 @@ def main() -> None:
                     help="residual joins: the skip source's threshold, or spike-norm's max")
     ap.add_argument("--method", default="hard_reset", choices=sorted(RATE_METHODS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    ap.add_argument("--bias-scale", type=float, default=1.0,
+                    help="diagnosis: scale every bias of the captured graph (ANN included)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     xs, ys, cal = images(args)
     model = load_cifar_resnet(args.model)
-    with torch.no_grad():
-        ann = model(xs).argmax(1)
     graph = capture(model, xs[:2])
+    scale_biases(graph, args.bias_scale)
+    with torch.no_grad():
+        ann = graph.forward(xs.double(), quantized=False)[graph.output].argmax(1)
     t0 = time.time()
     lam = spike_norm_thresholds(graph, cal.to(device), args.norm_steps, args.method,
                                 device=device, progress=True, encoding=args.encoding,
@@ -123,7 +137,7 @@ def main() -> None:
               + ", ".join(f"T={t} {ok[t]}" for t in args.steps), flush=True)
     result = {"images": len(xs), "seed": 0, "ann_correct": int((ann == ys).sum()),
               "method": args.method, "correct": ok, "agreement_with_ann": agree,
-              "encoding": args.encoding, "junctions": args.junctions,
+              "encoding": args.encoding, "junctions": args.junctions, "bias_scale": args.bias_scale,
               "norm_steps": args.norm_steps, "norm_images": len(cal), "thresholds": lam,
               "layers_first_batch": layers, "load": os.getloadavg(),
               "seconds": round(time.time() - t0, 1)}

@@ -1,11 +1,12 @@
 """Where the CPU of a batched Lava run goes, per ProcessModel class (fixed point).
 
-Run: ``python benchmarks/profile_lava.py NETWORK.snn --batch 64 --images 192
-[--data ../shared/data/cifar10/test]``.
+Run: ``python benchmarks/profile_lava.py NETWORK.snn --batch 64 --images 2048
+[--data ../shared/data/cifar10/test]`` (enough windows that the pipeline is full for a while:
+the per-class figures are taken over those steps only).
 
 Every ``run_spk`` of the project's models and every channel ``send``/``recv`` is wrapped (in
 this process, before Lava forks its workers) to add up its CPU time (``time.thread_time``:
-blocked waits do not count); each worker writes its totals to a temporary folder every 50
+blocked waits do not count); each worker writes its totals to a temporary folder every 25
 steps, together with its whole CPU time (all threads: Lava's command loop and channel
 threads). Printed per step: the CPU of all workers and of the runtime (``RUSAGE_CHILDREN``
 after the run), of the models' ``run_spk`` and, inside it, of the channel copies, per model
@@ -36,10 +37,16 @@ IO: dict = collections.defaultdict(float)  # class -> cpu seconds in send/recv
 CURRENT = [""]
 
 
+HISTORY: list = []  # this worker's snapshots: one per DUMP_EVERY steps
+DUMP_EVERY = 25
+
+
 def _dump(model) -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
+    HISTORY.append({"step": int(model.time_step), "cpu": ru.ru_utime + ru.ru_stime,
+                    "stats": {k: list(v) for k, v in STATS.items()}, "io": dict(IO)})
     with open(os.path.join(FOLDER, f"{os.getpid()}.json"), "w") as f:
-        json.dump({"stats": dict(STATS), "io": dict(IO), "cpu": ru.ru_utime + ru.ru_stime}, f)
+        json.dump(HISTORY, f)
 
 
 def _wrap_run(cls) -> None:
@@ -53,7 +60,7 @@ def _wrap_run(cls) -> None:
         s = STATS[key]
         s[0] += time.thread_time() - start
         s[1] += 1
-        if self.time_step % 50 == 0:
+        if self.time_step % DUMP_EVERY == 0:
             _dump(self)
 
     cls.run_spk = run_spk
@@ -99,7 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network", help="a network file written by spikeconverter convert")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--images", type=int, default=192)
+    parser.add_argument("--images", type=int, default=2048,
+                        help="images to run (the folder's, repeated as needed)")
     parser.add_argument("--data", default="../shared/data/cifar10/test")
     args = parser.parse_args()
     import torch
@@ -118,6 +126,7 @@ def main() -> None:
         if meta.get("input_mean") else None
     ds = load_dataset(args.data, normalization=norm, limit=args.images)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
+    x = x.repeat((-(-args.images // len(x)), 1, 1, 1))[:args.images]  # past the folder's size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lnet.plan(True)
@@ -128,16 +137,44 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     steps = lnet.stats["steps_simulated"]
     children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    report(args.batch, len(x), wall, steps, children, lnet.schedule.steps_per_sample)
+    period = lnet.schedule.steps_per_sample
+    windows = -(-len(x) // args.batch)
+    # every layer busy: after the first window's logits, before the last window enters
+    full = (lnet.schedule.latency_steps, lnet.plan(True).input_delay + (windows - 1) * period)
+    report(args.batch, len(x), wall, steps, children, period, full)
 
 
-def report(batch: int, n: int, wall: float, steps: int, children: float, period: int) -> None:
+def _delta(history: list, lo: int, hi: int) -> tuple[dict, int] | None:
+    """One worker's CPU between its snapshots at the first step >= lo and the last <= hi."""
+    inside = [h for h in history if lo <= h["step"] <= hi]
+    if len(inside) < 2:
+        return None
+    a, b = inside[0], inside[-1]
+    stats = {k: [c - a["stats"].get(k, [0.0, 0])[0], n - a["stats"].get(k, [0.0, 0])[1]]
+             for k, (c, n) in b["stats"].items()}
+    io = {k: v - a["io"].get(k, 0.0) for k, v in b["io"].items()}
+    return {"cpu": b["cpu"] - a["cpu"], "stats": stats, "io": io}, b["step"] - a["step"]
+
+
+def report(batch: int, n: int, wall: float, steps: int, children: float, period: int,
+           full: tuple[int, int]) -> None:
+    """Print the CPU per step and per image: whole run (start-up included), then per model
+    class over the steps ``full`` during which the pipeline is full (every layer busy)."""
     agg: dict = collections.defaultdict(lambda: [0.0, 0, 0])
     io: dict = collections.defaultdict(float)
-    workers = 0.0
+    workers, span = 0.0, 0
+    lo, hi = full
+    histories = []
     for path in glob.glob(os.path.join(FOLDER, "*.json")):
         with open(path) as f:
-            d = json.load(f)
+            histories.append(json.load(f))
+    if not any(_delta(h, lo, hi) for h in histories):  # too few windows: every snapshot
+        lo, hi = 0, steps
+    for history in histories:
+        got = _delta(history, lo, hi)
+        if got is None:
+            continue
+        d, span = got
         workers += d["cpu"]
         for key, (cpu, calls) in d["stats"].items():
             a = agg[key]
@@ -146,19 +183,22 @@ def report(batch: int, n: int, wall: float, steps: int, children: float, period:
             a[2] += 1
         for key, cpu in d["io"].items():
             io[key] += cpu
-    dumped = max((a[1] / a[2] for a in agg.values()), default=1.0)  # steps in the dumps
-    ms = 1e3 / dumped
+    ms = 1e3 / max(span, 1)
+    per_image = period / batch
     print(f"B={batch}, {n} images, {steps} steps, {wall:.1f} s wall, load "
           f"{os.getloadavg()[0]:.1f}")
-    per_step = 1e3 * children / steps  # start-up included: run enough steps
-    print(f"  CPU of workers and runtime {per_step:7.1f} ms/step ({per_step * period / batch:.1f} "
-          f"ms per image: {period} steps per window of {batch})")
-    print(f"  workers (dumped)           {workers * ms:7.1f} ms/step; run_spk "
-          f"{sum(a[0] for a in agg.values()) * ms:.1f}, of it channel copies "
-          f"{sum(io.values()) * ms:.1f}")
+    per_step = 1e3 * children / steps  # start-up included
+    print(f"  whole run, CPU of workers and runtime {per_step:7.1f} ms/step "
+          f"({per_step * per_image:.1f} ms per image: {period} steps per window of {batch})")
+    print(f"  full pipeline (steps {lo}..{hi}, {span} steps): workers {workers * ms:7.1f} ms/step "
+          f"= {workers * ms * per_image:.1f} ms per image; run_spk "
+          f"{sum(a[0] for a in agg.values()) * ms * per_image:.1f} ms per image, of it channel "
+          f"copies {sum(io.values()) * ms * per_image:.1f}; outside run_spk (Lava's loop) "
+          f"{(workers - sum(a[0] for a in agg.values())) * ms * per_image:.1f}")
     for key, (cpu, _, procs) in sorted(agg.items(), key=lambda kv: -kv[1][0]):
-        print(f"    {key:<30} x{procs:<3} run_spk {cpu * ms:7.2f} ms/step (send+recv "
-              f"{io.get(key, 0.0) * ms:6.2f})")
+        print(f"    {key:<30} x{procs:<3} run_spk {cpu * ms:7.2f} ms/step "
+              f"{cpu * ms * per_image:6.2f} ms/image (send+recv {io.get(key, 0.0) * ms:6.2f} "
+              "ms/step)")
 
 
 if __name__ == "__main__":

@@ -261,7 +261,7 @@ def nav(tutorials: list[tuple[str, str]], reference: list[tuple[str, str]],
         lines.append("* Tutorials")
         lines += [f"    * [{t}]({p})" for t, p in tutorials]
     lines += ["* [Command line](cli.md)", "* [Measured results](results.md)",
-              "* [Targeting Loihi 2](loihi2.md)"]
+              "* [Targeting Loihi 2](loihi2.md)", "* [The batched Lava runtime](lava-batched.md)"]
     # written by benchmarks/coverage.py --docs from a sweep (issue 14)
     if (ROOT / "docs" / "coverage.md").exists():
         lines.append("* [Coverage: torchvision classifiers](coverage.md)")

@@ -92,7 +92,8 @@ def add_data(p: argparse.ArgumentParser, *, required: bool = True,
 
 #: ``converters.correction.CORRECTIONS`` (kept literal so that ``--help`` imports nothing heavy;
 #: tests/test_cli_grammar.py checks that the two agree)
-CORRECTION_CHOICES = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block")
+CORRECTION_CHOICES = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block",
+                      "network")
 
 
 def add_low_T(p: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from convhelpers import (
 
 from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
 from spikeconverter.converters.correction import CORRECTIONS, correct
+from spikeconverter.converters.network_search import tune_thresholds
 from spikeconverter.converters.reconstruction import BlockFit, blocks
 from spikeconverter.models import get_model
 
@@ -48,7 +49,7 @@ def test_channel_thresholds_are_per_channel_maxima(model):
 
 
 @pytest.mark.parametrize("mode", ["max", "percentile", "optimal"])
-@pytest.mark.parametrize("method", ["none", "both", "refit", "reconstruct", "block"])
+@pytest.mark.parametrize("method", ["none", "both", "refit", "reconstruct", "block", "network"])
 def test_channel_thresholds_keep_the_snn_exact(model, mode, method):
     x = images(16)
     g = calibrate(capture(model, x[:2]), x, T=3, mode=mode, granularity="channel",
@@ -147,6 +148,44 @@ def test_refit_fits_the_readout_to_the_ann_on_its_data():
     assert err["refit"] < err["bias"], err
 
 
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_network_search_lowers_the_logits_kl_and_keeps_a_resnet_exact(granularity):
+    cal, test = images(64, seed=3), images(16, seed=4)
+    g = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
+                  dtype=torch.float64)
+    ann_logits = g.forward(cal, quantized=False)[g.output]  # before the bias correction
+    correct(g, cal, method="both", dtype=torch.float64)
+    spiking = [p for p in g if p.kind == "relu"]
+    before = [np.asarray(p.theta, dtype=float).copy() for p in spiking]
+    res = tune_thresholds(g, cal, ann_logits, factors=(0.5, 0.8, 1.25, 2.0))
+    assert res["kl_after"] < 0.99 * res["kl_before"], res
+    # only whole-population factors of the candidates move the thresholds
+    moved = [np.asarray(p.theta, dtype=float) / b for p, b in zip(spiking, before, strict=True)]
+    assert any(not np.allclose(m, 1.0) for m in moved)
+    for m in moved:
+        assert np.allclose(m, m.flat[0]) and any(np.isclose(m.flat[0], f)
+                                                 for f in (0.5, 0.8, 1.0, 1.25, 2.0))
+    # the reported KL is the graph's: the search's cached values were the graph's own
+    ann = torch.log_softmax(ann_logits, 1)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(g.forward(cal)[g.output], 1), ann,
+                                    log_target=True, reduction="batchmean")
+    assert float(kl) == pytest.approx(res["kl_after"], rel=1e-9)
+    want = g.forward(test)[g.output]
+    got = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)(test)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_forward_from_resumes_the_forward_pass():
+    cal = images(8, seed=3)
+    g = calibrate(tiny_resnet_graph(cal), cal, T=3, progress=False, dtype=torch.float64)
+    full = g.forward(cal)
+    for start in (0, 3, len(list(g)) - 1):
+        names = [p.name for p in g][:start]
+        again = g.forward_from({n: full[n] for n in names}, start, cal)
+        for n, v in full.items():
+            assert torch.equal(again[n], v), (start, n)
+
+
 def test_bad_arguments_are_named():
     graph = conv_graph()
     with pytest.raises(ValueError, match="not calibrated"):
@@ -159,7 +198,14 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="granularity"):
         calibrate(graph, inputs(graph, 4), T=3, granularity="neuron", progress=False)
     assert set(CORRECTIONS) == {"none", "bias", "threshold", "both", "refit", "reconstruct",
-                                "block"}
+                                "block", "network"}
+    calibrate(graph, inputs(graph, 4), T=3, progress=False)
+    with pytest.raises(ValueError, match="factors"):
+        tune_thresholds(graph, inputs(graph, 4), factors=(0.9, -1.0))
+    with pytest.raises(ValueError, match="sweeps"):
+        tune_thresholds(graph, inputs(graph, 4), sweeps=0)
+    with pytest.raises(ValueError, match="ann_logits has 3 rows for 4 inputs"):
+        tune_thresholds(graph, inputs(graph, 4), torch.zeros(3, 10))
 
 
 @pytest.mark.slow

@@ -129,15 +129,16 @@ def test_batched_signed_trains(fixed):
     assert (u < -theta * 2.0 ** -3).any()  # at least the smallest code -1 * LSB
 
 
-def _floor_shifted_net():
+def _floor_shifted_net(split: bool = False):
     """TinyResNet in fixed point with every spike-fed Conv floor-shifting its sum (weight
     exponent one lower, odd mantissas): exponent -1 is windowed through the parity
-    correction, the one Conv pushed to -2 must stay per step."""
+    correction, the one Conv pushed to -2 must stay per step. ``split``: two synapse groups
+    per edge (both changed so)."""
     model, x = _model(TinyResNet), _data(16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
-    net.split_weights = False  # one synapse group per edge
+    net.split_weights = split
     plan = net.plan(True)
     for spec in plan.populations.values():  # Lava Dense's convention: the neurons shift by 6
         spec.a_in_exp = 0
@@ -169,6 +170,32 @@ def test_windowed_floor_shift_and_static_fallback():
         one = net.run(x, fixed_point=True, batch_size=1, progress=False)
     np.testing.assert_array_equal(win, step)
     np.testing.assert_array_equal(one, step)
+
+
+def test_split_weight_groups_run_as_one_process(monkeypatch):
+    """Fixed point's two synapse groups per edge (split weights) are one batched Process that
+    sends the sum of both, each group shifted (floor-shifted: parity) and wrapped as it would
+    be alone: the logits and saturations of two Processes, per window and per step."""
+    net, _ = _floor_shifted_net(split=True)
+    plan = net.plan(True)
+    edges = {(s.target, s.edge) for s in plan.synapses}
+    assert len(edges) < len(plan.synapses)
+    g = batched.build_batched(plan, net.schedule, 2, 1, None, buffer=2,
+                              modes=windowed.window_plan(plan, net.schedule))
+    assert len(g.synapses) == len(edges)
+    x = _data(5, seed=5) * 3  # large inputs: some 24-bit membranes clamp
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for win in (True, False):
+            runs.append((net.run(x, fixed_point=True, batch_size=2, progress=False,
+                                 windowed=win), net.stats["saturations"]))
+        monkeypatch.setattr(batched, "groups_fit", lambda *args: False)  # a Process per group
+        ref, sat = net.run(x, fixed_point=True, batch_size=2, progress=False, windowed=False), \
+            net.stats["saturations"]
+    for logits, saturations in runs:
+        np.testing.assert_array_equal(logits, ref)
+        assert saturations == sat
 
 
 def test_unverified_window_reruns_step_by_step(lnet, monkeypatch):
@@ -222,3 +249,13 @@ def test_window_options_are_checked(extra, culprit):
     with pytest.raises(ValueError, match=culprit):
         BatchDense(weights=np.ones((2, 3)), batch=1, in_shape=(3,), out_shape=(2,),
                    window={**window, **extra})
+
+
+def test_low_weight_groups_are_checked():
+    from spikeconverter.processes import BatchConv, BatchDense
+
+    with pytest.raises(ValueError, match="low_weights must have the shape"):
+        BatchDense(weights=np.ones((2, 3)), batch=1, low_weights=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="low_weight must have the shape"):
+        BatchConv(weight=np.ones((2, 3, 3, 2)), input_shape=(4, 4, 2), batch=1,
+                  low_weight=np.ones((2, 1, 1, 2)))

@@ -39,8 +39,20 @@ def test_small_cnn_sizes(size):
         get_model("small_cnn", input_size=10)
 
 
+def test_paper_resnet_has_no_batchnorm_and_no_bias():
+    # Sengupta et al. (2019) convert nets without BatchNorm or biases (no constant currents)
+    m = get_model("paper_resnet", in_channels=1, widths=(8, 16), blocks=2, pre_layers=1).eval()
+    assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert not any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in m.modules())
+    assert all(getattr(x, "bias", None) is None for x in m.modules()
+               if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear)))
+    with pytest.raises(ValueError, match="pre_layers"):
+        get_model("paper_resnet", pre_layers=0)
+
+
 def test_registry():
-    assert set(list_models()) >= {"cifar_resnet20", "cifar_resnet110", "small_cnn"}
+    assert set(list_models()) >= {"cifar_resnet20", "cifar_resnet110", "small_cnn",
+                                 "paper_resnet"}
     with pytest.raises(ValueError, match="unknown model 'resnet9'.*cifar_resnet20"):
         get_model("resnet9")
 

@@ -17,14 +17,18 @@ than one threshold's worth of charge per step, which is what makes the hard rese
 maximum of ``rate_thresholds`` lets the per-step current exceed the threshold, and a hard reset
 throws that excess away, layer after layer.
 
-That is not enough on a deep BN-folded ResNet (measured on the shared CIFAR-10 ResNet-20,
-``benchmarks/hard_reset_resnet20.py``): the input arrives in packets (a presynaptic spike
-carries its threshold), and at each spike the hard reset still loses the packet's overshoot.
-The rates fall short of the ANN's ``a / lambda`` by a few to tens of percent per layer, a loss
-that compounds (least-squares slope 0.84 at the first layer, 0.01 at the last), while reset by
-subtraction at the *same* thresholds tracks the ANN at every layer. The thresholds also grow
-along the residual chain (a skip spike alone delivers the previous join's threshold), to 20x
-the ANN's maxima, which makes rates small but is not what breaks it.
+Where the paper's assumptions hold it reproduces the paper's order of magnitude: on a ResNet
+built as theirs (:class:`~spikeconverter.models.PaperResNet`: no BatchNorm, no biases, average
+pooling; ``benchmarks/hard_reset_paper_net.py``, figures in the README) the hard-reset SNN
+follows its own ANN (CIFAR-10, 64 test images: 26-27 correct against 27, agreement 60/64 from
+512 steps), as the paper's -1.6 pt. On the shared BN-folded CIFAR-10 ResNet-20 (option-A
+shortcuts, ``benchmarks/hard_reset_resnet20.py``) it stays at chance up to 2048 steps. Measured
+by layer there (rates against the ANN's ``a / lambda``): the correlation falls from 0.99 at the
+first layer to 0.15 at the last, the thresholds grow along the residual chain (a skip spike
+alone delivers the previous join's threshold) to 27x the ANN's maximum, and the last layers
+fire at rates near 1e-4; with every bias scaled to zero (a diagnosis: that ANN is itself broken)
+the last layer keeps a correlation of 0.72. The biases the paper's recipe excludes are the
+leading suspect, not a proven cause.
 """
 
 from __future__ import annotations

@@ -179,12 +179,13 @@ def convert(
         Threshold choice (see :func:`calibrate`).
     threshold_granularity : {"layer", "channel"}, optional
         One threshold per population or one per channel.
-    correction : {"both", "refit", "reconstruct", "block", "bias", "threshold", "none"}, optional
+    correction : str, optional
         Post-training correction against the ANN, layer by layer
-        (:func:`~spikeconverter.converters.correction.correct`).
+        (:func:`~spikeconverter.converters.correction.correct`): one of ``CORRECTIONS``,
+        "both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none".
         Left out, these three take the best measured setting for ``T``
         (:func:`~spikeconverter.converters.correction.default_settings`: per-channel ``max``
-        thresholds with both corrections up to T = 4, per-layer ones with both corrections up
+        thresholds with both corrections up to T = 3, per-layer ones with both corrections up
         to T = 8, plain per-layer ``max`` above). Both granularities also run in the
         Lava backend's fixed point (per-neuron ``vth``).
     rounding : {"nearest", "floor"}

@@ -240,33 +240,47 @@ class Graph:
         dict of str to torch.Tensor
             Each population's value, ``(B, *shape)``.
         """
-        values: dict[str, torch.Tensor] = {}
-        for pop in self:
-            if pop.kind == "input":
-                v = x
-                if quantized and pop.attrs.get("encoding") == "spikes":
-                    v = coding.quantize(v, _theta(pop, v), pop.T, self.k, self.rounding, True)
-                values[pop.name] = v
-                continue
-            if pop.kind == "maxpool":
-                a = pop.attrs
-                values[pop.name] = F.max_pool2d(
-                    values[pop.edges[0].source], a["kernel_size"], a["stride"], a["padding"],
-                    a.get("dilation", 1), a.get("ceil_mode", False),
-                )
-                continue
-            u = sum(self.edge_value(e, values[e.source]) for e in pop.edges)
-            if pop.kind == "readout":
-                values[pop.name] = u
-            elif not quantized:
-                if pop.kind == "relu":
-                    u = torch.relu(u) if pop.clip is None else torch.clamp(u, 0.0, pop.clip)
-                values[pop.name] = u
-            else:
-                values[pop.name] = coding.quantize(
-                    u, _theta(pop, u), pop.T, self.k, self.rounding, pop.kind == "signed"
-                )
+        return self.forward_from({}, 0, x, quantized)
+
+    def forward_from(self, values: dict[str, torch.Tensor], start: int,
+                     x: torch.Tensor | None = None,
+                     quantized: bool = True) -> dict[str, torch.Tensor]:
+        """:meth:`forward` resumed at the ``start``-th population (in topological order).
+
+        ``values`` holds the values of the populations before ``start`` (those the rest needs);
+        it is updated in place with the values of every population from ``start`` on and
+        returned. A threshold search that changes one population re-evaluates only the
+        populations after it this way. ``x`` is the input batch (needed when ``start`` is at or
+        before the input population).
+        """
+        for pop in list(self)[start:]:
+            values[pop.name] = self._value(pop, values, x, quantized)
         return values
+
+    def _value(self, pop: Population, values: dict[str, torch.Tensor], x: torch.Tensor | None,
+               quantized: bool) -> torch.Tensor:
+        """One population's value from its sources' ``values`` (the body of :meth:`forward`)."""
+        if pop.kind == "input":
+            v = x
+            if quantized and pop.attrs.get("encoding") == "spikes":
+                v = coding.quantize(v, _theta(pop, v), pop.T, self.k, self.rounding, True)
+            return v
+        if pop.kind == "maxpool":
+            a = pop.attrs
+            return F.max_pool2d(
+                values[pop.edges[0].source], a["kernel_size"], a["stride"], a["padding"],
+                a.get("dilation", 1), a.get("ceil_mode", False),
+            )
+        u = sum(self.edge_value(e, values[e.source]) for e in pop.edges)
+        if pop.kind == "readout":
+            return u
+        if not quantized:
+            if pop.kind == "relu":
+                u = torch.relu(u) if pop.clip is None else torch.clamp(u, 0.0, pop.clip)
+            return u
+        return coding.quantize(
+            u, _theta(pop, u), pop.T, self.k, self.rounding, pop.kind == "signed"
+        )
 
 
 def theta_tensor(pop: Population, dtype: torch.dtype = torch.float64,

@@ -1,4 +1,5 @@
-"""Reference networks: the CIFAR ResNet family (option-A shortcuts) and a small CNN."""
+"""Reference networks: the CIFAR ResNet family (option-A shortcuts), a small CNN, and a
+residual net built as Sengupta et al. (2019) build theirs for conversion (no BatchNorm, no bias)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from spikeconverter.models.cifar_resnet import (
     resnet56,
     resnet110,
 )
+from spikeconverter.models.paper_resnet import PaperResNet, paper_resnet
 from spikeconverter.models.small_cnn import SmallCNN, small_cnn
 
-__all__ = ["CifarResNet", "SmallCNN", "get_model", "list_models", "load_cifar_resnet"]
+__all__ = ["CifarResNet", "PaperResNet", "SmallCNN", "get_model", "list_models",
+           "load_cifar_resnet"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet20": resnet20,
@@ -25,6 +28,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet44": resnet44,
     "cifar_resnet56": resnet56,
     "cifar_resnet110": resnet110,
+    "paper_resnet": paper_resnet,
     "small_cnn": small_cnn,
 }
 

@@ -20,6 +20,7 @@ from lava.magma.compiler.compiler_graphs import find_processes
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg, RunConfig
+from threadpoolctl import threadpool_limits
 
 from spikeconverter.interrupts import SignalGate, deferred_signals
 from spikeconverter.processes.loihi import validate_fixed_point
@@ -28,6 +29,11 @@ __all__ = ["SELECT_TAGS", "check_fixed_point", "lava_runtime", "run_config", "si
 
 #: Seconds a worker gets to exit after the runtime stopped, before it is killed.
 WORKER_EXIT_SECONDS = 10.0
+#: BLAS threads of each Lava worker. A converted network runs as dozens of worker processes,
+#: many multiplying matrices at the same step: one OpenBLAS pool per worker (threads that
+#: spin while they wait for work) oversubscribes the cores. With one thread each, a batched
+#: 32x32x16 Conv's product took 15 ms instead of 28 on a loaded 2-core machine.
+WORKER_BLAS_THREADS = 1
 
 #: Tags of the CPU models: float64, or Loihi-style integers.
 SELECT_TAGS = ("floating_pt", "fixed_pt")
@@ -120,9 +126,11 @@ def lava_runtime(process: AbstractProcess, run_cfg: RunConfig,
     raised inside Lava's channel code can leave the runtime unable to stop) and raised as
     :class:`~spikeconverter.interrupts.Interrupted` by the yielded gate's ``check()`` -- call it
     between chunks of a long run -- or at the end of the block; the workers never see them
-    (they start with both blocked). On exit -- normal, error or signal -- the runtime is
-    stopped with both signals held, and worker processes still alive
-    :data:`WORKER_EXIT_SECONDS` later are killed, so nothing outlives the call.
+    (they start with both blocked). The workers are forked with numpy's BLAS limited to
+    :data:`WORKER_BLAS_THREADS` thread(s); the calling process keeps its own setting. On
+    exit -- normal, error or signal -- the runtime is stopped with both signals held, and
+    worker processes still alive :data:`WORKER_EXIT_SECONDS` later are killed, so nothing
+    outlives the call.
 
     Parameters
     ----------
@@ -141,7 +149,9 @@ def lava_runtime(process: AbstractProcess, run_cfg: RunConfig,
     """
     before = set(multiprocessing.active_children())
     try:
-        with deferred_signals(block=True):
+        # the workers are forked here and keep the BLAS limit; the caller's is restored after
+        with deferred_signals(block=True), \
+                threadpool_limits(limits=WORKER_BLAS_THREADS, user_api="blas"):
             process.create_runtime(run_cfg=run_cfg, compile_config=compile_config)
         with deferred_signals() as gate:
             yield gate

@@ -55,7 +55,7 @@ from spikeconverter.converters.to_lava.build import ProcessGraph
 from spikeconverter.converters.to_lava.layout import to_lava
 from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 from spikeconverter.converters.to_lava.runtime import import_lava_runtime
-from spikeconverter.converters.to_lava.windowed import WindowPlan, window_plan
+from spikeconverter.converters.to_lava.windowed import WindowPlan, groups_fit, window_plan
 
 __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "prepared_batched",
            "window_frames"]
@@ -173,9 +173,19 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
         else:
             ins[spec.name], outs[spec.name] = p.a_in, p.s_out
         g.neurons[spec.name] = p
+    lows = {(s.target, s.edge): s for s in plan.synapses if s.part == 1}
+    merged = set()
     for syn in plan.synapses:
+        key = (syn.target, syn.edge)
+        if syn.part == 1 and key in merged:
+            continue  # summed inside its edge's first group
         port = outs[syn.source]
-        window = None if modes is None else modes.windows.get((syn.target, syn.edge))
+        window = None if modes is None else modes.windows.get(key)
+        low = lows.get(key) if syn.part == 0 else None
+        if low is not None and groups_fit(plan, syn, low, window):
+            merged.add(key)
+        else:
+            low = None
         folded = window is not None and window.get("lead", 0) == syn.delay  # in the synapse
         if syn.delay > 0 and not folded:
             d = Delay(shape=(batch, *syn.in_shape), delay=syn.delay,
@@ -183,7 +193,8 @@ def build_batched(plan: LavaPlan, schedule: Schedule, batch: int, windows: int,
             port.connect(d.a_in)
             port = d.s_out
             g.delays.append(d)
-        proc = _synapse(syn, batch, window, synapse_shift(plan, syn))
+        proc = _synapse(syn, batch, window, synapse_shift(plan, syn), low,
+                        None if low is None else synapse_shift(plan, low))
         port.connect(proc.s_in)
         proc.a_out.connect(ins[syn.target])
         g.synapses.append(proc)
@@ -220,26 +231,33 @@ def _population(plan: LavaPlan, spec, batch: int, modes: WindowPlan | None):
                      double_buffered=plan.double_buffered, name=spec.name, **fast)
 
 
-def _synapse(syn, batch: int, window: dict | None, weight_exp: int):
+def _synapse(syn, batch: int, window: dict | None, weight_exp: int, low=None,
+             low_exp: int | None = None):
     """The batched synapse of ``syn``; ``weight_exp``: the shift its model applies
-    (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`)."""
+    (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`); ``low``: the edge's
+    second (low-order) group summed in the same Process, with its shift ``low_exp``."""
     from spikeconverter.processes import BatchConv, BatchDense
 
     bits = GRADED_BITS if syn.graded else 0
     name = f"syn_{syn.target}_{syn.edge}" + (f"_{syn.part}" if syn.part else "")
+    groups = {} if low is None else {"low_weight_exp": low_exp}
     if syn.kind == "conv":
         c = syn.conv
+        if low is not None:
+            groups["low_weight"] = low.weight
         proc = BatchConv(weight=syn.weight, input_shape=c["input_shape"], batch=batch,
                          padding=c["padding"], stride=c["stride"], dilation=c["dilation"],
                          groups=c["groups"], weight_exp=weight_exp, num_message_bits=bits,
-                         window=window, name=name)
+                         window=window, name=name, **groups)
         if tuple(proc.output_shape) != tuple(syn.out_shape):
             raise RuntimeError(f"BatchConv for {syn.target!r} gives shape {proc.output_shape}, "
                                f"the graph expects {syn.out_shape}")
         return proc
+    if low is not None:
+        groups["low_weights"] = low.weight
     return BatchDense(weights=syn.weight, batch=batch, in_shape=syn.in_shape,
                       out_shape=syn.out_shape, weight_exp=weight_exp, num_message_bits=bits,
-                      window=window, name=name)
+                      window=window, name=name, **groups)
 
 
 def _as_numpy(images: Any, start: int, stop: int) -> np.ndarray:

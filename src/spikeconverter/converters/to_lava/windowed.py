@@ -67,7 +67,7 @@ import scipy.sparse as sp
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_shift
 
-__all__ = ["WindowPlan", "input_bound", "row_abs_sum", "window_plan"]
+__all__ = ["WindowPlan", "groups_fit", "input_bound", "row_abs_sum", "window_plan"]
 
 #: Range of the 24-bit membrane and of a Conv's wrapped per-step sum.
 V_MAX = 2**23 - 1
@@ -137,6 +137,20 @@ def input_bound(plan: LavaPlan, syns: list[Any]) -> int:
     (:func:`~spikeconverter.converters.to_lava.plan.synapse_shift`; an upper bound, shifts
     taken as >= 0)."""
     return int(sum(row_abs_sum(s) << max(synapse_shift(plan, s), 0) for s in syns))
+
+
+def groups_fit(plan: LavaPlan, high: Any, low: Any, window: dict[str, Any] | None) -> bool:
+    """Whether the two synapse groups of one edge (fixed point's split weights) can be one
+    batched Process whose message is the sum of both: always per step and for an analog
+    window (two 24-bit sums); for a window of spike codes when that sum fits the 32-bit
+    message, ``sum over groups of max_row sum |w| * 2**shift * (2**length - 1)``."""
+    if high.kind != low.kind or high.source != low.source or high.delay != low.delay \
+            or high.graded != low.graded or high.conv.get("groups", 1) != 1:
+        return False
+    if window is None or window["payload"] == "analog":
+        return True
+    top = sum(row_abs_sum(s) << max(synapse_shift(plan, s), 0) for s in (high, low))
+    return top * (2 ** int(window["length"]) - 1) <= MESSAGE_MAX
 
 
 def _payload(plan: LavaPlan, syn: Any) -> str:

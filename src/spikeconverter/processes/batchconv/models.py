@@ -20,7 +20,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 from spikeconverter.processes.batchconv.process import BatchConv
 from spikeconverter.processes.loihi import WindowedSynapse, receive
 
-__all__ = ["PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
+__all__ = ["PATCH_BYTES", "PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
+
+#: Bytes of the im2col buffer: the batch is gathered and multiplied a few samples at a time,
+#: so the patches stay in the cache between their gathering and their product (and the
+#: buffer does not grow with the batch).
+PATCH_BYTES = 2**20
 
 
 class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
@@ -39,6 +44,11 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
         self._pad = tuple(int(v) for v in p["padding"])
         self._out_shape = (self._batch, *p["output_shape"])
         weight = np.asarray(p["weight"], dtype=np.float64)
+        self._c_out = weight.shape[0]
+        if p.get("low_weight") is not None:  # two groups: their outputs side by side
+            weight = np.concatenate([weight, np.asarray(p["low_weight"], dtype=np.float64)])
+        self._parts = weight.shape[0] // self._c_out
+        self._prod_shape = (*self._out_shape[:-1], weight.shape[0])
         self._taps = self._make_taps(weight)
         self._buf = np.zeros(self._out_shape, dtype=self._payload)
         self._zero = np.zeros(self._out_shape, dtype=self._payload)
@@ -50,9 +60,12 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
             self._wmat = np.ascontiguousarray(
                 flipped.transpose(1, 2, 3, 0).reshape(kw * kh * c_in, c_out), dtype=self._dtype)
             (pw, ph), (w_in, h_in, _) = self._pad, p["input_shape"]
-            self._xp = np.zeros((self._batch, w_in + 2 * pw, h_in + 2 * ph, c_in), self._dtype)
             _, w_o, h_o, _ = self._out_shape
-            self._cols = np.empty((self._batch, w_o, h_o, kw, kh, c_in), self._dtype)
+            # the patches of a few samples at a time: a buffer that stays in the cache
+            row = w_o * h_o * kw * kh * c_in * np.dtype(self._dtype).itemsize
+            self._sub = max(1, min(self._batch, PATCH_BYTES // max(row, 1)))
+            self._xp = np.zeros((self._sub, w_in + 2 * pw, h_in + 2 * ph, c_in), self._dtype)
+            self._cols = np.empty((self._sub, w_o, h_o, kw, kh, c_in), self._dtype)
 
     def _make_taps(self, weight: np.ndarray) -> list:
         p = self.proc_params
@@ -92,24 +105,39 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
         return self.finish_window(self._convolve(code))
 
     def finish_window(self, a: np.ndarray) -> np.ndarray:
-        return a
+        return self._sum_parts(a)
+
+    def _part(self, a: np.ndarray, i: int) -> np.ndarray:
+        """Group ``i``'s outputs of a product over the groups side by side."""
+        return a if self._parts == 1 else a[..., i * self._c_out:(i + 1) * self._c_out]
+
+    def _sum_parts(self, a: np.ndarray) -> np.ndarray:
+        if self._parts == 1:
+            return a
+        return self._part(a, 0) + self._part(a, 1)
 
     def _conv_im2col(self, x: np.ndarray) -> np.ndarray:
-        cols = self._patches(x)
-        return self.product(cols, self._wmat).reshape(self._out_shape)
+        out = np.empty(self._prod_shape, dtype=self._dtype)
+        for lo in range(0, self._batch, self._sub):  # each sample's sums are its own
+            part = x[lo:lo + self._sub]
+            y = self.product(self._patches(part), self._wmat)
+            out[lo:lo + len(part)] = y.reshape(len(part), *self._prod_shape[1:])
+        return out
 
     def _patches(self, x: np.ndarray) -> np.ndarray:
-        """The im2col matrix ``(B, W'H', kw kh C_in)`` of ``x`` (a view of a reused buffer)."""
+        """The im2col matrix ``(b, W'H', kw kh C_in)`` of ``x`` (``b`` samples, at most
+        ``_sub``; a view of a reused buffer)."""
         p = self.proc_params
         (pw, ph), (sw, sh), (dw, dh) = self._pad, p["stride"], p["dilation"]
-        _, w_in, h_in, _ = x.shape
-        self._xp[:, pw:pw + w_in, ph:ph + h_in] = x  # the padding stays zero
-        _, w_o, h_o, kw, kh, c_in = self._cols.shape
+        b, w_in, h_in, _ = x.shape
+        xp, cols = self._xp[:b], self._cols[:b]
+        xp[:, pw:pw + w_in, ph:ph + h_in] = x  # the padding stays zero
+        _, w_o, h_o, kw, kh, c_in = cols.shape
         span = (dw * (kw - 1) + 1, dh * (kh - 1) + 1)
-        windows = sliding_window_view(self._xp, span, axis=(1, 2))  # (B, W, H, C, kw', kh')
+        windows = sliding_window_view(xp, span, axis=(1, 2))  # (b, W, H, C, kw', kh')
         windows = windows[:, : sw * (w_o - 1) + 1: sw, : sh * (h_o - 1) + 1: sh, :, ::dw, ::dh]
-        np.copyto(self._cols, windows.transpose(0, 1, 2, 4, 5, 3))
-        return self._cols.reshape(self._batch, w_o * h_o, kw * kh * c_in)
+        np.copyto(cols, windows.transpose(0, 1, 2, 4, 5, 3))
+        return cols.reshape(b, w_o * h_o, kw * kh * c_in)
 
     def _conv(self, x: np.ndarray) -> np.ndarray:
         b = self._batch
@@ -130,7 +158,7 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
         return cols @ wmat
 
     def finish(self, a: np.ndarray) -> np.ndarray:
-        return a
+        return self._sum_parts(a)
 
 
 @implements(proc=BatchConv, protocol=LoihiProtocol)
@@ -167,23 +195,31 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
     _fixed = True
 
     def __init__(self, proc_params):
-        weight = np.asarray(proc_params["weight"], dtype=np.float64)
-        fan_sum = np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1).max(initial=0.0)
-        window = proc_params.get("window")
+        p = proc_params
+        groups = [np.asarray(p["weight"], dtype=np.float64)]
+        self._exps = [int(p["weight_exp"])]
+        if p.get("low_weight") is not None:
+            groups.append(np.asarray(p["low_weight"], dtype=np.float64))
+            self._exps.append(int(p["low_weight_exp"]))
+        fan_sum = max(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0.0)
+                      for w in groups)
+        window = p.get("window")
         if window is None:
-            top = np.inf if int(proc_params["num_message_bits"]) > 0 else 1.0
+            top = np.inf if int(p["num_message_bits"]) > 0 else 1.0
         else:
             top = np.inf if window["payload"] == "analog" else 2.0 ** window["length"] - 1
         self._dtype = np.float32 if fan_sum * top < 2**24 else np.float64
         super().__init__(proc_params)
-        exp = int(proc_params["weight_exp"])
-        self._parity = None
-        if window is not None and exp < 0 and np.any(np.mod(weight, 2 ** -exp)):
-            odd = np.mod(self._wmat, 2) != 0  # (kw kh C_in, C_out), rows in the patch order
-            self._parity = [np.flatnonzero(odd[:, o]) for o in range(odd.shape[1])]
-            self._xp_code = np.zeros(self._xp.shape, dtype=self._code.dtype)
+        self._parity = [None] * len(groups)  # per group: odd-weight rows per output
+        for i, (w, exp) in enumerate(zip(groups, self._exps, strict=True)):
+            if window is not None and exp < 0 and np.any(np.mod(w, 2 ** -exp)):
+                # (kw kh C_in, C_out), rows in the patch order
+                odd = np.mod(self._part(self._wmat, i), 2) != 0
+                self._parity[i] = [np.flatnonzero(odd[:, o]) for o in range(odd.shape[1])]
+                self._xp_code = np.zeros((self._batch, *self._xp.shape[1:]),
+                                         dtype=self._code.dtype)
 
-    def _parity_code(self, code: np.ndarray) -> np.ndarray:
+    def _parity_code(self, code: np.ndarray, parity: list) -> np.ndarray:
         """``sum_t 2**(L-1-t) (y_t mod 2)`` with ``y_t`` step ``t``'s sum, from the window's
         code alone: ``y_t mod 2`` is the parity of the odd-weight inputs that spiked at ``t``,
         i.e. bit ``t`` of the XOR of their codes, so one XOR over each output's odd-weight
@@ -202,8 +238,8 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         rows = np.ascontiguousarray(win.transpose(4, 5, 3, 0, 1, 2)).reshape(kw * kh * c_in, -1)
         # XOR is bytewise: eight codes per uint64 word where the row length allows
         wide = rows.view(np.uint64) if rows.nbytes % (8 * len(rows)) == 0 else rows
-        out = np.zeros((len(self._parity), wide.shape[1]), dtype=wide.dtype)
-        for o, sel in enumerate(self._parity):
+        out = np.zeros((len(parity), wide.shape[1]), dtype=wide.dtype)
+        for o, sel in enumerate(parity):
             if sel.size:
                 np.bitwise_xor.reduce(wide[sel], axis=0, out=out[o])
         return out.view(rows.dtype).T.reshape(self._out_shape).astype(np.int64)
@@ -213,7 +249,14 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         return (cols.reshape(n, -1) @ wmat).reshape(cols.shape[0], cols.shape[1], -1)
 
     def finish(self, a: np.ndarray) -> np.ndarray:
-        exp = int(self.proc_params["weight_exp"])
+        """Each group's sum shifted by its exponent and wrapped to 24 bits, the groups added
+        (two 24-bit values: int32 is exact)."""
+        out = self._finish_group(self._part(a, 0), self._exps[0])
+        for i in range(1, self._parts):
+            out += self._finish_group(self._part(a, i), self._exps[i])
+        return out
+
+    def _finish_group(self, a: np.ndarray, exp: int) -> np.ndarray:
         if self._dtype == np.float32 and 0 <= exp <= 7:
             # exact integers below 2**24, shifted by at most 7: int32 in place, no overflow;
             # then utils.signed_clamp's wrap to 24 bits, as two's-complement masking
@@ -228,16 +271,34 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
         return utils.signed_clamp(a, bits=24).astype(np.int32)
 
     def window_sum(self, code: np.ndarray) -> np.ndarray:
+        """``W c`` of the window's code, shifted by the exponent (per group, then added)."""
         if self._w_payload == "analog":
             return self.finish(self._convolve(code))  # one frame: the per-step product, wrapped
-        # exact integers (float32/64 as chosen above); the sum below 2**31 (the planner)
-        exp = int(self.proc_params["weight_exp"])
-        if self._parity is not None:
-            out = self._convolve(code).astype(np.int64)
-            out -= self._parity_code(code)
+        y = self._convolve(code)
+        if self._parts == 1:
+            return self._window_group(y, code, 0)
+        out = self._window_group(self._part(y, 0), code, 0).astype(np.int64)
+        out += self._window_group(self._part(y, 1), code, 1)
+        # the planner merges two groups only where their sum fits the int32 message
+        return out.astype(np.int32)
+
+    def _window_group(self, y: np.ndarray, code: np.ndarray, i: int) -> np.ndarray:
+        """Group ``i``'s window sum from its product ``y`` (exact integers in float32/64 as
+        chosen above); below ``2**31`` (the planner)."""
+        exp, parity = self._exps[i], self._parity[i]
+        if parity is not None:
+            out = y.astype(np.int64)
+            out -= self._parity_code(code, parity)
             np.right_shift(out, -exp, out=out)
             return out.astype(np.int32)
-        out = self._convolve(code).astype(np.int64)
+        if self._dtype == np.float32 and exp >= 0:
+            # float32 was chosen because the sum is below 2**24; shifted, below 2**31 (the
+            # planner): int32 throughout, no int64 temporaries
+            out = y.astype(np.int32)
+            if exp:
+                np.left_shift(out, exp, out=out)
+            return out
+        out = y.astype(np.int64)
         if exp > 0:
             np.left_shift(out, exp, out=out)
         elif exp < 0:

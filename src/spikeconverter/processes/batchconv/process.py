@@ -57,6 +57,14 @@ class BatchConv(BatchedProcess):
     num_message_bits : int
     window : dict, optional
         Sum once per window (above); default per step.
+    low_weight : numpy.ndarray, optional
+        A second synapse group on the same connection, shaped as ``weight`` (fixed point's
+        split weights: the low-order mantissas), with its own ``low_weight_exp``; groups 1
+        only. ``a_out`` is the sum of both groups' outputs, each computed as it would be
+        alone (shifted, and wrapped per step, by its own exponent): what two Processes into
+        the same target send, with one gathering of the input and one message instead of two.
+    low_weight_exp : int
+        The exponent of ``low_weight``.
     name : str, optional
     log_config : LogConfig, optional
     """
@@ -64,10 +72,17 @@ class BatchConv(BatchedProcess):
     def __init__(self, *, weight: np.ndarray, input_shape: tuple[int, int, int], batch: int,
                  padding: Any = 0, stride: Any = 1, dilation: Any = 1, groups: int = 1,
                  weight_exp: int = 0, num_message_bits: int = 0,
-                 window: dict[str, Any] | None = None, name: str | None = None,
+                 window: dict[str, Any] | None = None, low_weight: np.ndarray | None = None,
+                 low_weight_exp: int = 0, name: str | None = None,
                  log_config: LogConfig | None = None) -> None:
         proc = "BatchConv"
         weight = np.asarray(weight)
+        if low_weight is not None:
+            low_weight = np.asarray(low_weight)
+            if low_weight.shape != weight.shape or int(groups) != 1:
+                raise ValueError(f"{proc}: low_weight must have the shape of weight "
+                                 f"{weight.shape} and groups be 1, got {low_weight.shape} "
+                                 f"and groups={groups}")
         input_shape = validate_shape(proc, input_shape)
         if weight.ndim != 4 or len(input_shape) != 3:
             raise ValueError(f"{proc}: weight must be (C_out, kw, kh, C_in/groups) and "
@@ -88,8 +103,10 @@ class BatchConv(BatchedProcess):
                          weight_exp=validate_int(proc, "weight_exp", weight_exp, -64),
                          num_message_bits=validate_int(proc, "num_message_bits",
                                                        num_message_bits, 0),
-                         window=validate_window(proc, window), name=name,
-                         log_config=log_config)
+                         window=validate_window(proc, window), low_weight=low_weight,
+                         low_weight_exp=validate_int(proc, "low_weight_exp", low_weight_exp,
+                                                     -64),
+                         name=name, log_config=log_config)
         self.s_in = InPort(shape=(batch, *input_shape))
         self.a_out = OutPort(shape=(batch, *out_shape))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from lava.magma.core.decorator import implements, requires, tag
@@ -32,6 +34,15 @@ def gather_rows(w: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
     return cols, weights
 
 
+def _stack(groups: list) -> Any:
+    """The groups' matrices one above the other (their outputs side by side)."""
+    if len(groups) == 1:
+        return groups[0]
+    if any(sp.issparse(w) for w in groups):
+        return sp.vstack([sp.csr_matrix(w) for w in groups], format="csr")
+    return np.vstack(groups)
+
+
 class _BatchMatrixModel(WindowedSynapse, PyLoihiProcessModel):
     """Sends last step's result, then computes this step's ``W @ s_in[b]`` for every ``b``
     (windowed: ``W @ c[b]`` of the window's code, once per window)."""
@@ -45,8 +56,12 @@ class _BatchMatrixModel(WindowedSynapse, PyLoihiProcessModel):
         self._init_window(proc_params.get("window"), (self._batch, self._n_in), self._fixed)
         self._out_shape = (self._batch, *proc_params["out_shape"])
         self._graded = int(proc_params["num_message_bits"]) > 0
-        w = proc_params["weights"]
-        self._w = self.prepare(w)
+        groups = [proc_params["weights"]]
+        if proc_params.get("low_weights") is not None:
+            groups.append(proc_params["low_weights"])
+        self._n_out = int(np.prod(proc_params["out_shape"]))
+        self._parts = len(groups)
+        self._w = _stack([self.prepare(w) for w in groups])  # each group prepared alone
         self._sparse = sp.issparse(self._w)
         self._wt = None if self._sparse else np.ascontiguousarray(self._w.T, dtype=np.float64)
         self._gather = gather_rows(self._w) if self._sparse else None
@@ -94,17 +109,24 @@ class _BatchMatrixModel(WindowedSynapse, PyLoihiProcessModel):
         y = s[:, cols].astype(np.float64) if self._graded else (s[:, cols] != 0).astype(float)
         y *= weights
         y += 0.0
-        return y
+        return self._sum_parts(y)
 
     def gathered_code(self, code: np.ndarray) -> np.ndarray:
         cols, weights = self._gather
         y = code[:, cols].astype(np.float64)
         y *= weights
         y += 0.0
-        return y
+        return self._sum_parts(y)
 
     def finish(self, y: np.ndarray) -> np.ndarray:
-        return y
+        return self._sum_parts(y)
+
+    def _part(self, y: np.ndarray, i: int) -> np.ndarray:
+        """Group ``i``'s outputs ``(B, n_out)`` of a result over the groups side by side."""
+        return y if self._parts == 1 else y[:, i * self._n_out:(i + 1) * self._n_out]
+
+    def _sum_parts(self, y: np.ndarray) -> np.ndarray:
+        return y if self._parts == 1 else self._part(y, 0) + self._part(y, 1)
 
 
 @implements(proc=BatchDense, protocol=LoihiProtocol)
@@ -137,6 +159,22 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         super().__init__(proc_params)
         # 8-bit integer mantissas (prepare truncated them)
         self._gather_int = None if self._gather is None else self._gather[1].astype(np.int32)
+        self._one_gather = self._merged_gather()
+
+    def _merged_gather(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Two groups gathering the same inputs with left shifts (a scaled identity's split
+        weights): ``(columns, (w_0 << e_0) + (w_1 << e_1))`` as int64, one gather and one
+        product instead of two (the same integers, wrapped to int32 the same way)."""
+        p = self.proc_params
+        if self._gather is None or self._parts != 2:
+            return None
+        exps = (int(p["weight_exp"]), int(p["low_weight_exp"]))
+        n = self._n_out
+        cols, w = self._gather[0], self._gather_int.astype(np.int64)
+        (c0, c1), (w0, w1) = (cols[:n], cols[n:]), (w[:n], w[n:])
+        if min(exps) < 0 or not np.all((c0 == c1) | (w0 == 0) | (w1 == 0)):
+            return None
+        return np.where(w0 != 0, c0, c1), (w0 << exps[0]) + (w1 << exps[1])
 
     def prepare(self, w):
         data = w.data if sp.issparse(w) else w
@@ -151,6 +189,10 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
 
     def gathered(self, s: np.ndarray) -> np.ndarray:
         # integer products: int32 is exact for binary input (8-bit weights), int64 for graded
+        if self._one_gather is not None:
+            cols, w = self._one_gather
+            x = s[:, cols].astype(np.int64) if self._graded else s[:, cols] != 0
+            return (x * w).astype(np.int32)
         cols = self._gather[0]
         if self._graded:
             a = s[:, cols].astype(np.int64) * self._gather_int.astype(np.int64)
@@ -159,6 +201,9 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         return self.shift(a)
 
     def gathered_code(self, code: np.ndarray) -> np.ndarray:
+        if self._one_gather is not None:
+            cols, w = self._one_gather
+            return (code[:, cols].astype(np.int64) * w).astype(np.int32)
         return self.shift(code[:, self._gather[0]].astype(np.int64)
                           * self._gather_int.astype(np.int64))
 
@@ -166,8 +211,19 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         return self.shift(np.rint(y).astype(np.int64))
 
     def shift(self, a: np.ndarray) -> np.ndarray:
-        """``a << weight_exp`` (arithmetic right shift for a negative exponent), as int32."""
-        exp = int(self.proc_params["weight_exp"])
-        if exp:
-            a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
-        return a.astype(np.int32, copy=False)
+        """``a << weight_exp`` (arithmetic right shift for a negative exponent), as int32;
+        with two groups each by its own exponent, added as the target adds two int32
+        messages (``receive``; windowed targets sum in int64: the planner merges two groups
+        only where their window sum fits int32)."""
+        p = self.proc_params
+        out = _shifted(self._part(a, 0), int(p["weight_exp"]))
+        if self._parts == 2:
+            out = out + _shifted(self._part(a, 1), int(p["low_weight_exp"]))
+        return out
+
+
+def _shifted(a: np.ndarray, exp: int) -> np.ndarray:
+    """``a << exp`` (arithmetic right shift for a negative exponent), as int32."""
+    if exp:
+        a = np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
+    return a.astype(np.int32, copy=False)

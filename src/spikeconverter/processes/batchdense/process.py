@@ -54,6 +54,14 @@ class BatchDense(BatchedProcess):
         0 for binary spikes, > 0 for graded payloads.
     window : dict, optional
         Sum once per window; default per step.
+    low_weights : numpy.ndarray or scipy.sparse matrix, optional
+        A second synapse group on the same connection, shaped as ``weights`` (fixed point's
+        split weights: the low-order mantissas), with its own ``low_weight_exp``. ``a_out`` is
+        the sum of both groups' outputs, each computed as it would be alone (its own 8-bit
+        truncation and shift): what two Processes into the same target send, in one Process
+        and one message.
+    low_weight_exp : int
+        The exponent of ``low_weights``.
     name : str, optional
     log_config : LogConfig, optional
     """
@@ -61,11 +69,18 @@ class BatchDense(BatchedProcess):
     def __init__(self, *, weights: Any, batch: int, in_shape: tuple[int, ...] | None = None,
                  out_shape: tuple[int, ...] | None = None, weight_exp: int = 0,
                  num_message_bits: int = 0, window: dict[str, Any] | None = None,
+                 low_weights: Any = None, low_weight_exp: int = 0,
                  name: str | None = None, log_config: LogConfig | None = None) -> None:
         proc = "BatchDense"
         w = weights.tocsr() if sp.issparse(weights) else np.asarray(weights)
         if w.ndim != 2:
             raise ValueError(f"{proc}: weights must be a 2-D matrix, got shape {w.shape}")
+        if low_weights is not None:
+            low_weights = low_weights.tocsr() if sp.issparse(low_weights) \
+                else np.asarray(low_weights)
+            if low_weights.shape != w.shape:
+                raise ValueError(f"{proc}: low_weights must have the shape of weights "
+                                 f"{w.shape}, got {low_weights.shape}")
         batch = validate_int(proc, "batch", batch, 1)
         in_shape = validate_shape(proc, in_shape if in_shape is not None else (w.shape[1],))
         out_shape = validate_shape(proc, out_shape if out_shape is not None else (w.shape[0],))
@@ -77,7 +92,9 @@ class BatchDense(BatchedProcess):
         super().__init__(shape=in_shape, weights=w, batch=batch, in_shape=in_shape,
                          out_shape=out_shape,
                          weight_exp=weight_exp, num_message_bits=bits,
-                         window=validate_window(proc, window), name=name,
-                         log_config=log_config)
+                         window=validate_window(proc, window), low_weights=low_weights,
+                         low_weight_exp=validate_int(proc, "low_weight_exp", low_weight_exp,
+                                                     -64),
+                         name=name, log_config=log_config)
         self.s_in = InPort(shape=(batch, *in_shape))
         self.a_out = OutPort(shape=(batch, *out_shape))

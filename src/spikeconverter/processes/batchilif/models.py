@@ -189,8 +189,10 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
             self._wbias = (bias, b_top, bias.astype(np.int32) if b_top < 2**29 else None)
         return self._wbias
 
+    _code_div: np.ndarray | None = None
+
     def on_var_update(self) -> None:
-        self._wbias = None
+        self._wbias = self._code_div = None
         super().on_var_update()
 
     def _make_code(self, v: np.ndarray) -> tuple:
@@ -204,10 +206,13 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         mag = np.abs(v) if self._signed else np.maximum(v, 0)
         # floor(|v| 2**(t-1) / vth) in float64: the quotient is correctly rounded, and a
         # non-integer quotient below 2**t is at least 1 / vth > 2**-23 from the next integer,
-        # far more than its rounding error (< 2**(t - 53)); exact for t <= 24
+        # far more than its rounding error (< 2**(t - 53)); exact for t <= 24. Divided by
+        # vth / 2**(t-1) instead (one pass less): scaling by a power of two is exact, so the
+        # two quotients are the same real number, rounded the same
+        if self._code_div is None:
+            self._code_div = self._vth_eff.astype(np.float64) / 2.0 ** (t - 1)
         code = mag.astype(np.float64)
-        code *= 2.0 ** (t - 1)
-        code /= self._vth_eff
+        code /= self._code_div
         np.floor(code, out=code)
         np.minimum(code, 2**t - 1, out=code)
         code = code.astype(np.uint8 if t <= 8 else np.int64)
