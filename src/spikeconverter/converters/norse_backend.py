@@ -403,16 +403,23 @@ class SpikingNetwork(nn.Module):
     def population_train(self, pop: Population, trains: dict[str, SpikeTrain]) -> SpikeTrain:
         """The train of a ``relu``/``signed`` population over its whole window, from the trains
         of its sources (accumulate, bias and rounding, generate)."""
+        if self.mode == "plugin":
+            t_gen = self.schedule.t_gen[pop.name]
+            z, state = self._plugin_window(pop, trains, t_gen)
+            self._count_saturated(pop, state.v, self.theta(pop.name), pop.kind == "signed",
+                                  t_gen, t_gen)
+            return SpikeTrain(self.theta(pop.name), t_gen, self.schedule.generate_start(pop.name),
+                              k=float(self.graph.k), frames=z)
+        return self.generate_train(pop, self.membrane(pop, trains))
+
+    def generate_train(self, pop: Population, v: torch.Tensor) -> SpikeTrain:
+        """The train of ``relu``/``signed`` population ``pop`` (frame and fused modes) from
+        its accumulated membrane ``v`` (bias not yet added; overwritten outside autograd)."""
         s = self.schedule
         t_gen, start = s.t_gen[pop.name], s.generate_start(pop.name)
         theta = self.theta(pop.name)
         signed = pop.kind == "signed"
         k = float(self.graph.k)
-        if self.mode == "plugin":
-            z, state = self._plugin_window(pop, trains, t_gen)
-            self._count_saturated(pop, state.v, theta, signed, t_gen, t_gen)
-            return SpikeTrain(theta, t_gen, start, k=k, frames=z)
-        v = self.membrane(pop, trains)
         if self.mode == "fused" and k == 2.0 and fast_code(v, t_gen) and not v.requires_grad:
             # float32: start, saturation count and code in one blocked pass (the same values)
             cpu = v.device.type == "cpu"
