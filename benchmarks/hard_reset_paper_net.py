@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hard_reset_resnet20 import layer_table  # the benchmark next to this one
+from hard_reset_resnet20 import score  # the benchmark next to this one
 from low_T import folder
 
 from spikeconverter.baselines import (
@@ -129,17 +129,7 @@ def main() -> None:
     print(f"spike-norm: {args.norm_images} images x {args.norm_steps} steps, "
           f"{time.time() - t1:.0f} s", flush=True)
     net = RateNetwork(graph, lam, args.method, encoding=args.encoding)
-    ok, agree, layers = dict.fromkeys(args.steps, 0), dict.fromkeys(args.steps, 0), None
-    for i in range(0, len(xs), args.batch):
-        res = net.run(xs[i:i + args.batch], args.steps, keep_counts=layers is None)
-        for t in args.steps:
-            pred = res.logits[t].argmax(1)
-            ok[t] += int((pred == ys[i:i + args.batch]).sum())
-            agree[t] += int((pred == ann[i:i + args.batch]).sum())
-        if layers is None:
-            layers = layer_table(graph, xs[i:i + args.batch], res, lam, args.steps[-1])
-        print(f"{min(i + args.batch, len(xs))}/{len(xs)} images: "
-              + ", ".join(f"T={t} {ok[t]}" for t in args.steps), flush=True)
+    ok, agree, layers = score(net, graph, lam, xs, ys, ann, args.steps, args.batch)
     result = {"images": len(xs), "seed": 0, "ann_correct": int((ann == ys).sum()),
               "ann_correct_all_test": ann_all_ok, "test_images": len(ann_all),
               "method": args.method, "encoding": args.encoding, "correct": ok,

@@ -86,6 +86,23 @@ def layer_table(graph, x, res, lam, T) -> dict[str, dict[str, float]]:
     return out
 
 
+def score(net, graph, lam, xs, ys, ann, steps, batch) -> tuple[dict, dict, dict]:
+    """Correct and ANN-agreeing counts of ``net`` at each of ``steps``, batch by batch, with
+    progress, and the first batch's per-layer table (:func:`layer_table`)."""
+    ok, agree, layers = dict.fromkeys(steps, 0), dict.fromkeys(steps, 0), None
+    for i in range(0, len(xs), batch):
+        res = net.run(xs[i:i + batch], steps, keep_counts=layers is None)
+        for t in steps:
+            pred = res.logits[t].argmax(1)
+            ok[t] += int((pred == ys[i:i + batch]).sum())
+            agree[t] += int((pred == ann[i:i + batch]).sum())
+        if layers is None:  # the first batch: each layer's rates against the ANN's
+            layers = layer_table(graph, xs[i:i + batch], res, lam, steps[-1])
+        print(f"{min(i + batch, len(xs))}/{len(xs)} images: "
+              + ", ".join(f"T={t} {ok[t]}" for t in steps), flush=True)
+    return ok, agree, layers
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=256)
@@ -122,19 +139,7 @@ def main() -> None:
     print(f"spike-norm: {len(cal)} images x {args.norm_steps} steps, {time.time() - t0:.0f} s",
           flush=True)
     net = RateNetwork(graph, lam, args.method, device=device, encoding=args.encoding)
-    ok = dict.fromkeys(args.steps, 0)
-    agree = dict.fromkeys(args.steps, 0)
-    layers = None
-    for i in range(0, len(xs), args.batch):
-        res = net.run(xs[i:i + args.batch], args.steps, keep_counts=layers is None)
-        for t in args.steps:
-            pred = res.logits[t].argmax(1)
-            ok[t] += int((pred == ys[i:i + args.batch]).sum())
-            agree[t] += int((pred == ann[i:i + args.batch]).sum())
-        if layers is None:  # the first batch: each layer's rates against the ANN's
-            layers = layer_table(graph, xs[i:i + args.batch], res, lam, args.steps[-1])
-        print(f"{i + len(res.logits[args.steps[0]])}/{len(xs)} images: "
-              + ", ".join(f"T={t} {ok[t]}" for t in args.steps), flush=True)
+    ok, agree, layers = score(net, graph, lam, xs, ys, ann, args.steps, args.batch)
     result = {"images": len(xs), "seed": 0, "ann_correct": int((ann == ys).sum()),
               "method": args.method, "correct": ok, "agreement_with_ann": agree,
               "encoding": args.encoding, "junctions": args.junctions, "bias_scale": args.bias_scale,
