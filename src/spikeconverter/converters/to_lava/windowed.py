@@ -149,8 +149,7 @@ def groups_fit(plan: LavaPlan, high: Any, low: Any, window: dict[str, Any] | Non
         return False
     if window is None or window["payload"] == "analog":
         return True
-    top = sum(row_abs_sum(s) << max(synapse_shift(plan, s), 0) for s in (high, low))
-    return top * (2 ** int(window["length"]) - 1) <= MESSAGE_MAX
+    return input_bound(plan, [high, low]) * (2 ** int(window["length"]) - 1) <= MESSAGE_MAX
 
 
 def _payload(plan: LavaPlan, syn: Any) -> str:

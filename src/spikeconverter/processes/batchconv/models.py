@@ -216,8 +216,8 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
                 # (kw kh C_in, C_out), rows in the patch order
                 odd = np.mod(self._part(self._wmat, i), 2) != 0
                 self._parity[i] = [np.flatnonzero(odd[:, o]) for o in range(odd.shape[1])]
-                self._xp_code = np.zeros((self._batch, *self._xp.shape[1:]),
-                                         dtype=self._code.dtype)
+        if any(parity is not None for parity in self._parity):  # one padded code buffer
+            self._xp_code = np.zeros((self._batch, *self._xp.shape[1:]), dtype=self._code.dtype)
 
     def _parity_code(self, code: np.ndarray, parity: list) -> np.ndarray:
         """``sum_t 2**(L-1-t) (y_t mod 2)`` with ``y_t`` step ``t``'s sum, from the window's

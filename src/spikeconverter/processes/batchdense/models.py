@@ -195,7 +195,7 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
             return (x * w).astype(np.int32)
         cols = self._gather[0]
         if self._graded:
-            a = s[:, cols].astype(np.int64) * self._gather_int.astype(np.int64)
+            a = s[:, cols].astype(np.int64) * self._gather_int  # int64 products
         else:
             a = (s[:, cols] != 0) * self._gather_int
         return self.shift(a)
@@ -204,8 +204,8 @@ class PyBatchDenseModelBitAcc(_BatchMatrixModel):
         if self._one_gather is not None:
             cols, w = self._one_gather
             return (code[:, cols].astype(np.int64) * w).astype(np.int32)
-        return self.shift(code[:, self._gather[0]].astype(np.int64)
-                          * self._gather_int.astype(np.int64))
+        # int64 codes times the int32 mantissas: int64 products, no per-window weight copy
+        return self.shift(code[:, self._gather[0]].astype(np.int64) * self._gather_int)
 
     def finish(self, y: np.ndarray) -> np.ndarray:
         return self.shift(np.rint(y).astype(np.int64))
