@@ -198,6 +198,38 @@ def test_split_weight_groups_run_as_one_process(monkeypatch):
         assert saturations == sat
 
 
+def test_one_gather_of_two_groups_is_the_two_gathers(monkeypatch):
+    """A gathered (identity-like) edge whose two groups read the same inputs with left shifts
+    runs one gather with the combined integer weights: the logits and saturations of gathering
+    each group alone, per window and per step."""
+    from spikeconverter.processes import BatchDense
+    from spikeconverter.processes.batchdense.models import PyBatchDenseModelBitAcc
+
+    model, x = _model(TinyResNet), _data(16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = sc.convert(model, x, T=5, dtype=torch.float64, progress=False, backend="lava")
+    plan = net.plan(True)
+    g = batched.build_batched(plan, net.schedule, 2, 1, None, buffer=2,
+                              modes=windowed.window_plan(plan, net.schedule))
+    merged = [PyBatchDenseModelBitAcc(p.proc_params)._one_gather is not None
+              for p in g.synapses if isinstance(p, BatchDense)]
+    assert any(merged)  # the shortcuts take the one-gather path
+    images = _data(5, seed=5) * 3  # large inputs: some 24-bit membranes clamp
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for win in (True, False):
+            runs.append((net.run(images, fixed_point=True, batch_size=2, progress=False,
+                                 windowed=win), net.stats["saturations"]))
+        monkeypatch.setattr(PyBatchDenseModelBitAcc, "_merged_gather", lambda self: None)
+        ref, sat = net.run(images, fixed_point=True, batch_size=2, progress=False,
+                           windowed=False), net.stats["saturations"]
+    for logits, saturations in runs:
+        np.testing.assert_array_equal(logits, ref)
+        assert saturations == sat
+
+
 def test_unverified_window_reruns_step_by_step(lnet, monkeypatch):
     """A windowed neuron that cannot prove it never clamped before its window's last step is
     counted; the run is then repeated step by step: the same logits, no window yielded twice.
