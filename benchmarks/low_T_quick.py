@@ -46,6 +46,10 @@ def main() -> None:
     ap.add_argument("--flip", action="store_true", help="correct on the draw plus its mirrors")
     ap.add_argument("--out", default="out/low_T_quick.jsonl")
     ap.add_argument("--search-images", type=int, default=64)
+    ap.add_argument("--shuffle", action="store_true",
+                    help="seeded shuffle of the draw (its images are sorted by class): the "
+                         "threshold search's first --search-images then span every class")
+    ap.add_argument("--max-images", type=int, default=512, help="max_images of correct()")
     ap.add_argument("--block", default="{}", help="JSON overrides of correction.BLOCK")
     args = ap.parse_args()
     from spikeconverter.converters import correction as corr
@@ -64,15 +68,22 @@ def main() -> None:
                                   granularity=gr, progress=False)
                     t0 = time.time()
                     cal = blob["draws"][d]
+                    if args.shuffle:
+                        cal = cal[torch.randperm(len(cal), generator=torch.Generator()
+                                                 .manual_seed(d))]
                     if args.flip:
                         cal = torch.cat([cal, cal.flip(-1)])
                     correct(g, cal, method=args.correction, reconstruct_steps=args.steps,
-                            search_images=args.search_images)
+                            search_images=args.search_images,
+                            max_images=args.max_images)
                     sec = time.time() - t0
                     pred = argmax(lambda x, g=g: g.forward(x)[g.output], xs)
                     row = {"net": net, "draw": d, "T": T, "granularity": gr,
                            "correction": args.correction, "steps": args.steps, "flip": args.flip,
+                           "shuffle": args.shuffle,
                            "search_images": args.search_images,
+                           "calibration": len(cal), "max_images": args.max_images,
+                           "cache": args.cache,
                            "block": args.block if args.correction == "block" else None,
                            "correct": int((pred == ys).sum()), "agree": int((pred == ann).sum()),
                            "images": len(xs), "ann_correct": int((ann == ys).sum()),

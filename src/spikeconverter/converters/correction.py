@@ -102,7 +102,7 @@ def correct(
     *,
     method: str = "both",
     batch_size: int = 64,
-    max_images: int = 512,
+    max_images: int = 1024,
     search_images: int = 64,
     reconstruct_steps: int | None = None,
     dtype: torch.dtype = torch.float32,
@@ -116,9 +116,11 @@ def correct(
     graph : Graph
         A calibrated graph (every spiking population has ``theta`` and ``T``).
     calibration : torch.Tensor or iterable
-        Inputs ``(N, ...)``, or an iterable of batches or ``(inputs, labels)`` pairs; the
-        first ``max_images`` are used (they are held in memory, with two copies of the
-        activations of the populations still needed downstream).
+        Inputs ``(N, ...)``, or an iterable of batches or ``(inputs, labels)`` pairs; all of
+        them, or ``max_images`` spread evenly over them when there are more (over the first
+        ``8 * max_images`` of a longer iterable; the inputs used are held in
+        memory, with two copies of the activations of the populations still needed
+        downstream).
     method : {"both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none"}
         Which corrections to apply (see the module docstring): ``"both"`` is bias correction
         then threshold search, ``"network"`` is ``"both"`` then the network-wise search,
@@ -128,10 +130,12 @@ def correct(
     batch_size : int
         Batch size when ``calibration`` is one tensor.
     max_images : int
-        Cap on the calibration inputs used.
+        Cap on the calibration inputs used (spread evenly over them: a draw sorted by class,
+        as an image folder's is, keeps every class).
     search_images : int
-        The threshold search measures its error on the first ``search_images`` inputs (each
-        candidate costs a quantisation of the layer; the bias shift uses all of them).
+        The threshold search measures its error on ``search_images`` inputs spread evenly over
+        them (each candidate costs a quantisation of the layer; the bias shift uses all of
+        them).
     reconstruct_steps : int, optional
         Adam steps per population of ``"reconstruct"`` (default ``RECONSTRUCT["steps"]``); its
         cost is linear in them.
@@ -227,15 +231,31 @@ def default_settings(T: int) -> dict[str, Any]:
             "search_images": 64}
 
 
+#: Reading stops after this many times ``max_images`` inputs (a whole data set passed as the
+#: calibration data is not held in memory); ``max_images`` are then spread over those read.
+_READ_FACTOR = 8
+
+
 def _inputs(calibration: Any, batch_size: int, max_images: int) -> torch.Tensor:
     _, batches, _ = iter_batches(calibration, batch_size)
     out, n = [], 0
     for b in batches:
-        out.append(b[: max_images - n])
+        out.append(b[: _READ_FACTOR * max_images - n])
         n += out[-1].shape[0]
-        if n >= max_images:
+        if n >= _READ_FACTOR * max_images:
             break
-    return torch.cat(out)
+    return spread(torch.cat(out), max_images)
+
+
+def spread(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of ``x`` spread evenly over it (all of them when it has no more).
+
+    Calibration draws are often sorted by class (an image folder's order): the first ``n``
+    would hold a few classes only.
+    """
+    if x.shape[0] <= n:
+        return x
+    return x[torch.linspace(0, x.shape[0] - 1, n).round().long().to(x.device)]
 
 
 class _Pass:
@@ -287,8 +307,7 @@ class _Pass:
             return
         target = activation(pop, u)
         if self.method in ("threshold", "both", "refit", "reconstruct", "block"):
-            n = self.search
-            pop.theta = self._search(pop, u_q[:n], target[:n])
+            pop.theta = self._search(pop, spread(u_q, self.search), spread(target, self.search))
         self.ann[pop.name] = target
         self.quant[pop.name] = self._quantize(pop, u_q, pop.theta)
 
