@@ -195,7 +195,7 @@ def default_settings(T: int) -> dict[str, Any]:
     ====  ==========================  =========================  =========================
     2     472 / 366 (draw 0)          606 630 636 / 527 523 540
     3     892-904 / 888-895           913 914 909 / 914 910 919  910 912 912 / 930 937 922
-    4     929 933 925 / 938 943 946   927 925 934 / 943 930      935 932 933 / 940 935 (running)
+    4     929 933 925 / 938 943 946   927 925 934 / 943 930      935 932 933 / 940 935 936
     6     930-932 / 945-947
     8     930-934 / 945-947
     ====  ==========================  =========================  =========================
@@ -208,7 +208,7 @@ def default_settings(T: int) -> dict[str, Any]:
     911.3 against 912.0); measured with 1,024 calibration images. At T = 4 to ``LOW_T``
     per-layer thresholds with ``both`` (search on all 256 images at T = 4): the block
     reconstruction meets the 0.5 pt goal on ResNet-20's three draws but misses ResNet-32's
-    draw 1 by 4, and costs 3-6 times as much. Above ``LOW_T`` the plain per-layer ``max``
+    draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much. Above ``LOW_T`` the plain per-layer ``max``
     calibration, already lossless (T = 16: all 1,017 predictions agree). The block
     reconstruction costs minutes per conversion (ResNet-32: ~4-5 min on one loaded CPU thread)
     against about a minute for ``both``; pass ``correction="both"`` for speed.
