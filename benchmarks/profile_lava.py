@@ -133,7 +133,10 @@ def sample_memory(stop: threading.Event, peak: list) -> None:
     the largest sum in ``peak[0]`` (MB)."""
     me = os.getpid()
     while not stop.wait(1.0):
-        peak[0] = max(peak[0], _pss_mb(me) + sum(_pss_mb(p) for p in _children(me)))
+        workers = sorted((_pss_mb(p) for p in _children(me)), reverse=True)
+        total = _pss_mb(me) + sum(workers)
+        if total > peak[0]:
+            peak[:] = [total, _pss_mb(me), workers[:3]]
 
 
 def main() -> None:
@@ -165,7 +168,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         lnet.plan(True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        stop, peak = threading.Event(), [0.0]
+        stop, peak = threading.Event(), [0.0, 0.0, []]
         sampler = threading.Thread(target=sample_memory, args=(stop, peak), daemon=True)
         sampler.start()
         start = time.perf_counter()
@@ -184,7 +187,8 @@ def main() -> None:
     full = (lnet.schedule.latency_steps, lnet.plan(True).input_delay + (windows - 1) * period)
     report(args.batch, len(x), wall, steps, children, period, full)
     print(f"  peak memory (PSS of this process and Lava's workers, sampled every second) "
-          f"{peak[0]:.0f} MB")
+          f"{peak[0]:.0f} MB; this process {peak[1]:.0f} MB, largest workers "
+          f"{', '.join(f'{w:.0f}' for w in peak[2])} MB")
 
 
 def _delta(history: list, lo: int, hi: int) -> tuple[dict, int] | None:

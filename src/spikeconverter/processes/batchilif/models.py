@@ -202,8 +202,8 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         self._scale()
         a = self._a_in_shift
         bias, b_top, bias32 = self._window_bias()
-        bias = bias[sl]
-        bias32 = None if bias32 is None else bias32[sl]
+        bias = _rows(bias, sl)
+        bias32 = None if bias32 is None else _rows(bias32, sl)
         top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
         if self._gain * (top << a) + (self._bound << (a + 1)) + b_top > 2 * V_MAX:
             # some neuron may fail: test each (2**a |sum| + 2**(a+1) S + |bias| <= 2 V_MAX)
@@ -217,9 +217,21 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         v = np.left_shift(total.astype(np.int32) if small else total, a)
         v += bias32 if small else bias
         if self._nearest:
-            half = self._half[sl]
+            half = _rows(self._half, sl)
             v += half * np.sign(v) if self._signed else half
         self._clamp(v, sl)
+
+    def _scale(self) -> None:
+        """As the iLIF model's; the batch's thresholds kept once when every sample has the
+        same (``_one_row``)."""
+        if self._vth_eff is None:
+            super()._scale()
+            self._vth_eff, self._half = _one_row(self._vth_eff), _one_row(self._half)
+
+    def _bias_term(self) -> np.ndarray:
+        if self._bias_cache is None:
+            self._bias_cache = _one_row(super()._bias_term())
+        return self._bias_cache
 
     _wbias: tuple | None = None
 
@@ -258,7 +270,7 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         if self._code_div is None:
             self._code_div = self._vth_eff.astype(np.float64) / 2.0 ** (t - 1)
         code = mag.astype(np.float64)
-        code /= self._code_div[sl]
+        code /= _rows(self._code_div, sl)
         np.floor(code, out=code)
         np.minimum(code, 2**t - 1, out=code)
         code = code.astype(np.uint8 if t <= 8 else np.int64)
@@ -312,3 +324,17 @@ def batch_slices(shape: tuple) -> list:
     batch = int(shape[0]) if shape else 1
     rows = max(1, CHUNK_ELEMENTS // max(int(np.prod(shape[1:], dtype=np.int64)), 1))
     return [slice(lo, lo + rows) for lo in range(0, batch, rows)]
+
+
+def _one_row(a: np.ndarray) -> np.ndarray:
+    """``a``'s first sample (batch axis kept, length 1) when every sample holds the same values,
+    else ``a``: parameters derived from the Vars (thresholds, biases) are kept once and
+    broadcast, not once per sample (memory and passes that grew with the batch)."""
+    if a.ndim and a.shape[0] > 1 and bool((a == a[:1]).all()):
+        return a[:1].copy()
+    return a
+
+
+def _rows(a: np.ndarray, sl: slice) -> np.ndarray:
+    """The batch slice ``sl`` of ``a``, or ``a`` itself where it holds one sample for all."""
+    return a if a.shape[0] == 1 else a[sl]
