@@ -6,6 +6,7 @@ Kept outside the Process folders, which Lava scans for ProcessModels.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,9 @@ _HEAP_KEPT: list[bool] = []
 def keep_heap() -> None:
     """Make this process's ``malloc`` reuse freed memory for large arrays (glibc only).
 
-    Called by the batched models' constructors, which Lava runs in its worker processes.
+    Called by the batched models' constructors, which Lava runs in its worker processes; a
+    no-op elsewhere (a model built in the calling process, e.g. by a test, leaves its
+    allocator alone).
     glibc serves a request above its mmap threshold (at most 32 MiB) with a fresh mapping and
     unmaps it on ``free``: every step's fresh arrays of a large batch (a ``(256, 16384)``
     int64 membrane is 32 MiB) then fault in every page again, which made the per-sample cost
@@ -85,7 +88,7 @@ def keep_heap() -> None:
     With mappings off and no trimming, the heap keeps the worker's peak working set, the same
     arrays step after step, so memory stays bounded by one step's arrays.
     """
-    if _HEAP_KEPT:
+    if _HEAP_KEPT or multiprocessing.parent_process() is None:  # not a worker
         return
     _HEAP_KEPT.append(True)
     try:
