@@ -7,6 +7,8 @@ step, or once per window on the window's spike codes (``window``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -98,7 +100,8 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
         x = s if self._graded else s != 0
         self._buf = self._convolve(x, self.finish)
 
-    def _convolve(self, x: np.ndarray, post=None) -> np.ndarray:
+    def _convolve(self, x: np.ndarray,
+                  post: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         """The convolution of ``x``; ``post`` (elementwise, e.g. ``finish``) is applied to each
         sub-batch's product while it is in the cache (im2col) or to the whole result."""
         if self._im2col:
@@ -122,7 +125,8 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
             return a
         return self._part(a, 0) + self._part(a, 1)
 
-    def _conv_im2col(self, x: np.ndarray, post=None) -> np.ndarray:
+    def _conv_im2col(self, x: np.ndarray,
+                     post: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         out = None
         for lo in range(0, self._batch, self._sub):  # each sample's sums are its own
             part = x[lo:lo + self._sub]
