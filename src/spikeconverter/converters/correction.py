@@ -208,10 +208,11 @@ def default_settings(T: int) -> dict[str, Any]:
     911.3 against 912.0); measured with 1,024 calibration images. At T = 4 to ``LOW_T``
     per-layer thresholds with ``both`` (search on all 256 images at T = 4): the block
     reconstruction meets the 0.5 pt goal on ResNet-20's three draws but misses ResNet-32's
-    draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much. Above ``LOW_T`` the plain per-layer ``max``
-    calibration, already lossless (T = 16: all 1,017 predictions agree). The block
-    reconstruction costs minutes per conversion (ResNet-32: ~4-5 min on one loaded CPU thread)
-    against about a minute for ``both``; pass ``correction="both"`` for speed.
+    draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much. Above ``LOW_T``
+    the plain per-layer ``max`` calibration, already lossless (T = 16: all 1,017 predictions
+    agree). The block reconstruction costs minutes per conversion (ResNet-32: ~4-6 min on one
+    loaded CPU thread) against about a minute for ``both``; pass ``correction="both"`` for
+    speed.
 
     Returns
     -------
