@@ -191,28 +191,28 @@ def default_settings(T: int) -> dict[str, Any]:
 
     ====  ==========================  =========================  =========================
     T     layer + both                channel + both (256, 256)  channel + block, QDrop 0.5
-          (256, 64; at T = 4 256)                                (1024, 256)
+          (256, 64; at T = 4 256)                                (256, 256; [1024, 256])
     ====  ==========================  =========================  =========================
     2     472 / 366 (draw 0)          606 630 636 / 527 523 540
-    3     892-904 / 888-895           913 914 909 / 914 910 919  910 912 912 / 930 937 922
-    4     929 933 925 / 938 943 946   927 925 934 / 943 930      935 932 933 / 940 935 936
+    3     892-904 / 888-895           913 914 909 / 914 910 919  919 917 922 / 924 924 926
+                                                                 [910 912 912 / 930 937 922]
+    4     929 933 925 / 938 943 946   927 925 934 / 943 930      [935 932 933 / 940 935 936]
     6     930-932 / 945-947
     8     930-934 / 945-947
     ====  ==========================  =========================  =========================
 
     Hence: at T = 2 per-channel thresholds with ``both`` (64-image search: 640 / 524 on draw
     0). At T = 3 (``CHANNEL_T``, ``BLOCK_T``) per-channel thresholds with the block
-    reconstruction (``"block"``: BRECQ with QDrop, ``reconstruction.BLOCK``): it meets the 2 pt
-    goal (>= 912 / >= 924) in 4 of the 6 net-draw cells against 2, its worst cell is 2 images
-    short against 14, ResNet-32 gains 3-27 images on every draw, ResNet-20 moves -3 to +3 (mean
-    911.3 against 912.0); measured with 1,024 calibration images. At T = 4 to ``LOW_T``
+    reconstruction (``"block"``: BRECQ with QDrop, ``reconstruction.BLOCK``): with 256
+    calibration images it is ahead of ``both`` on every draw of both nets and meets the 2 pt
+    goal (>= 912 / >= 924) on all of them (``both``: 2 of 6). At T = 4 to ``LOW_T``
     per-layer thresholds with ``both`` (search on all 256 images at T = 4): the block
-    reconstruction meets the 0.5 pt goal on ResNet-20's three draws but misses ResNet-32's
-    draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much. Above ``LOW_T``
-    the plain per-layer ``max`` calibration, already lossless (T = 16: all 1,017 predictions
-    agree). The block reconstruction costs minutes per conversion (ResNet-32: ~4-6 min on one
-    loaded CPU thread) against about a minute for ``both``; pass ``correction="both"`` for
-    speed.
+    reconstruction on 1,024 images meets the 0.5 pt goal on ResNet-20's three draws but misses
+    ResNet-32's draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much.
+    Above ``LOW_T`` the plain per-layer ``max`` calibration, already lossless (T = 16: all
+    1,017 predictions agree). The block reconstruction costs 1.5-3 min per conversion on 256
+    images (one CPU thread) against about a minute for ``both``; pass ``correction="both"``
+    for speed.
 
     Returns
     -------
