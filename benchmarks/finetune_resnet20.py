@@ -118,6 +118,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -129,6 +130,7 @@ from spikeconverter.converters import convert
 from spikeconverter.converters import load as load_network
 from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
+from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -136,8 +138,8 @@ CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
 DATA = SHARED / "data" / "cifar10"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FIELDS = ["seed", "T", "correct_before", "correct_after", "ann_correct", "images", "gap_pt",
-          "val_before", "val_best", "epochs", "best", "best_step", "steps", "wall_s", "cpu_s",
-          "load_1min", "recipe"]
+          "val_before", "val_best", "epochs", "best", "best_step", "select_on", "steps", "wall_s",
+          "cpu_s", "load_1min", "recipe"]
 
 
 def datasets():
@@ -174,6 +176,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+                    help="validation score that picks the network kept (kl/agreement: with "
+                         "the ANN; need --distill-weight > 0)")
+    ap.add_argument("--trace-test", action="store_true",
+                    help="diagnostic: also score the test images at every validation, into "
+                         "OUT/trace.csv (never used for selection)")
     ap.add_argument("--fixed-thresholds", action="store_true", help="do not train thresholds")
     ap.add_argument("--granularity", choices=("layer", "channel"), default=None,
                     help="threshold granularity of the conversion (default: convert's for T)")
@@ -184,6 +192,34 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/finetune")
     return ap.parse_args()
+
+
+def _tracer(args, seed: int, T: int, test_loader, model):
+    """``on_validate`` hook appending, per validation, the validation scores and the test
+    images' correct count and agreement with the ANN to ``OUT/trace.csv`` (a diagnostic of
+    which validation score tracks the test accuracy; selection never sees it)."""
+    path = Path(args.out) / "trace.csv"
+    fields = ["seed", "T", "step", "val_acc", "val_kl", "val_agreement", "test_correct",
+              "test_agreement", "test_kl", "load_1min", "recipe"]
+
+    def hook(net, h):
+        s = validation_scores(net, test_loader, model)
+        n = len(test_loader.dataset)
+        row = {"seed": seed, "T": T, "step": h["val_steps"][-1],
+               "val_acc": h["val_accuracy"][-1], "val_kl": h["val_kl"][-1],
+               "val_agreement": h["val_agreement"][-1],
+               "test_correct": round(s["accuracy"] * n),
+               "test_agreement": round(s["agreement"] * n), "test_kl": s["kl"],
+               "load_1min": os.getloadavg()[0], "recipe": " ".join(sys.argv[1:])}
+        new = not path.is_file()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fields)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(row, flush=True)
+
+    return hook
 
 
 def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
@@ -212,6 +248,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     load = float(Path("/proc/loadavg").read_text().split()[0]) if Path(
         "/proc/loadavg").is_file() else float("nan")
     t0 = time.process_time()
+    trace = _tracer(args, seed, T, test_loader, model) if args.trace_test else None
     h = finetune(net, loader, val_data=val, epochs=args.epochs, lr=args.lr,
                  optimizer=args.optimizer, momentum=args.momentum, cosine=args.cosine,
                  warmup=args.warmup, threshold_lr_scale=args.threshold_lr_scale,
@@ -221,7 +258,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  val_every=args.val_every, max_steps=args.max_steps,
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
-                 distill_temperature=args.temperature)
+                 distill_temperature=args.temperature, select_on=args.select_on,
+                 on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)
@@ -229,7 +267,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
             "correct_after": round(after * n), "images": n,
             "val_before": round(h["val_accuracy"][0] * len(va_idx)),
             "val_best": round(h["best_accuracy"] * len(va_idx)), "epochs": h["epochs"],
-            "best": h["best"], "best_step": h["best_step"], "steps": h["steps"],
+            "best": h["best"], "best_step": h["best_step"], "select_on": args.select_on,
+            "steps": h["steps"],
             "wall_s": round(h["seconds"]),
             "cpu_s": round(cpu), "load_1min": load}
 

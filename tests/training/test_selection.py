@@ -182,3 +182,42 @@ def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
                          (["--distill-checkpoint", "w.pt"], "--distill MODEL")):
         with pytest.raises(ValueError, match=match):
             run_finetune(parser.parse_args(common + extra))
+
+
+def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
+    """``select_on="kl"`` keeps the network of the lowest validation KL to the ANN (recorded
+    per validation next to accuracy and agreement, which are those of ``validation_scores``);
+    the KL is the definition's; without a teacher it is refused."""
+    from spikeconverter.training.finetune import validation_scores
+
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, rounding="floor", correction="none",
+                  threshold_granularity="layer", progress=False)
+    calls = {"n": 0}
+
+    def loss_fn(logits, labels):  # epochs 1-2 descend, epoch 3 ascends
+        calls["n"] += 1
+        return (-1.0 if calls["n"] > 16 else 1.0) * F.cross_entropy(logits, labels)
+
+    h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
+                 loss_fn=loss_fn, teacher=model, distill_weight=0.0, select_on="kl",
+                 progress=False)
+    kl = h["val_kl"]
+    assert len(kl) == len(h["val_agreement"]) == 4 and h["select_on"] == "kl"
+    best = min(range(4), key=lambda i: (kl[i], i))
+    assert h["best_step"] == h["val_steps"][best] and h["best_score"] == -kl[best]
+    assert h["best_accuracy"] == h["val_accuracy"][best]
+    _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)
+    s = validation_scores(net, (xv, yv), model)
+    assert s["kl"] == pytest.approx(kl[best], rel=1e-9)
+    assert s["accuracy"] == pytest.approx(h["val_accuracy"][best])
+    with torch.no_grad():
+        out, ref = net(xv).double(), model(xv).double()
+    p = torch.softmax(ref, 1)
+    manual = float((p * (p.log() - torch.log_softmax(out, 1))).sum(1).mean())
+    assert s["kl"] == pytest.approx(manual, rel=1e-9)
+    assert s["agreement"] == pytest.approx(float((out.argmax(1) == ref.argmax(1)).double().mean()))
+    with pytest.raises(ValueError, match="teacher"):
+        finetune(net, (x, y), val_fraction=0.2, select_on="kl")
+    with pytest.raises(ValueError, match="select_on"):
+        finetune(net, (x, y), val_fraction=0.2, teacher=model, select_on="loss")

@@ -16,7 +16,10 @@ import torch
 
 from spikeconverter.devices import resolve_device
 
-__all__ = ["FinetuneConfig"]
+__all__ = ["SELECTION_SCORES", "FinetuneConfig"]
+
+#: Validation scores that can select the network kept (``FinetuneConfig.select_on``).
+SELECTION_SCORES = ("accuracy", "kl", "agreement")
 
 
 def _check_positive(value: Any, name: str, integer: bool = False, zero: bool = False) -> None:
@@ -109,6 +112,17 @@ class FinetuneConfig:
         in eval mode, on the training device.
     distill_temperature, distill_weight : float
         The distillation temperature (> 0) and the share of the distillation term (0..1).
+    select_on : {"accuracy", "kl", "agreement"}
+        Which validation score picks the network kept: top-1 ``"accuracy"`` (default), the
+        lowest mean ``"kl"`` divergence KL(teacher || network) of the softmax outputs (at
+        temperature 1), or the highest ``"agreement"`` (share of images whose top-1 class is
+        the teacher's). The last two need ``teacher``. Validation images come from the data
+        the ANN was trained on, where the converted network already scores ~95 %: a few
+        hundred of them cannot tell small accuracy gains from noise, while the KL to the ANN
+        is continuous and tracks how close the network is to the ANN on every image.
+    on_validate : callable, optional
+        ``on_validate(network, history)`` after each validation (the trainable network, in
+        eval mode, and the history so far): e.g. to log a diagnostic. Its result is unused.
     device : str or torch.device, optional
         Where training runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``; default: where the network
         is).
@@ -144,6 +158,8 @@ class FinetuneConfig:
     teacher: torch.nn.Module | None = None
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
+    select_on: str = "accuracy"
+    on_validate: Callable[[torch.nn.Module, dict], Any] | None = None
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
@@ -181,6 +197,12 @@ class FinetuneConfig:
             raise TypeError(f"teacher must be a torch.nn.Module (the ANN), got "
                             f"{type(self.teacher).__name__}")
         _check_positive(self.distill_temperature, "distill_temperature")
+        if self.select_on not in SELECTION_SCORES:
+            raise ValueError(f"select_on must be one of {SELECTION_SCORES}, got "
+                             f"{self.select_on!r}")
+        if self.select_on != "accuracy" and self.teacher is None:
+            raise ValueError(f"select_on={self.select_on!r} compares with the ANN: pass "
+                             "teacher=ANN (or select_on='accuracy')")
         if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):
             raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight!r}")
 

@@ -51,7 +51,7 @@ from spikeconverter.training.losses import distillation_loss
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
 __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
-           "state_path"]
+           "state_path", "validation_scores"]
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
@@ -126,6 +126,33 @@ def evaluate(net: torch.nn.Module, data: Any, *, batch_size: int = 256,
     return correct / total
 
 
+def validation_scores(net: torch.nn.Module, data: Any, teacher: torch.nn.Module | None = None,
+                      *, batch_size: int = 256) -> dict[str, float | None]:
+    """``{"accuracy", "kl", "agreement"}`` of ``net`` on ``data``: top-1 accuracy, and with a
+    ``teacher`` the mean KL(teacher || net) of the softmax outputs (temperature 1) and the
+    share of images whose top-1 class is the teacher's (``None`` without a teacher)."""
+    if teacher is None:
+        return {"accuracy": evaluate(net, data, batch_size=batch_size), "kl": None,
+                "agreement": None}
+    correct = agree = total = 0
+    kl = 0.0
+    dev = _device_of(net)
+    with torch.no_grad():
+        for batch in _loader(data, batch_size, False, 0, "data"):
+            x, y = _xy(batch, "data")
+            x, y = x.to(dev), y.to(dev)
+            out, ref = net(x), teacher(x).to(torch.float64)
+            kl += float(F.kl_div(F.log_softmax(out.to(torch.float64), 1),
+                                 F.log_softmax(ref, 1), reduction="sum", log_target=True))
+            pred = out.argmax(1)
+            correct += int((pred == y).sum())
+            agree += int((pred == ref.argmax(1)).sum())
+            total += len(y)
+    if total == 0:
+        raise ValueError("evaluation data is empty")
+    return {"accuracy": correct / total, "kl": kl / total, "agreement": agree / total}
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -172,7 +199,10 @@ def finetune(
     dict
         ``steps``, ``epochs`` (completed), ``loss`` (per step), ``val_steps`` and
         ``val_accuracy`` and ``val_epochs`` (per validation; epochs completed when it was
-        measured), ``best_accuracy``/``best_step``/``best_epoch`` (the winning validation:
+        measured), ``val_kl`` and ``val_agreement`` (per validation, with a ``teacher``: see
+        :func:`validation_scores`; ``None`` without), ``select_on`` and ``best_score`` (the
+        winning validation's score; the KL negated), ``best_accuracy``/``best_step``/
+        ``best_epoch`` (the winning validation:
         its step and the epochs completed then; ``None`` without validation), ``best`` (which
         network was kept, in words: ``"converted"`` -- the network before training, step 0 --,
         ``"step S (epoch E)"`` with ``E`` the epochs done as a decimal, e.g. ``"step 25
@@ -284,8 +314,9 @@ class _Run:
         self.total = _total_steps(self.train, cfg)
         self.history: dict[str, Any] = {
             "steps": 0, "epochs": 0, "loss": [], "val_steps": [], "val_accuracy": [],
-            "val_epochs": [], "best_accuracy": None, "best_step": None, "best_epoch": None,
-            "best": None}
+            "val_kl": [], "val_agreement": [], "val_epochs": [], "best_accuracy": None,
+            "best_score": None, "select_on": cfg.select_on, "best_step": None,
+            "best_epoch": None, "best": None}
         self.epoch, self.skip = 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
@@ -412,16 +443,25 @@ class _Run:
         # and validation leaves the training run's random stream alone
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg.seed)
-            acc = evaluate(self.trainable, self.val_data, batch_size=self.cfg.batch_size)
+            scores = validation_scores(self.trainable, self.val_data, self.cfg.teacher,
+                                       batch_size=self.cfg.batch_size)
+        acc = scores["accuracy"]
         h["val_steps"].append(h["steps"])
         h["val_accuracy"].append(acc)
+        h["val_kl"].append(scores["kl"])
+        h["val_agreement"].append(scores["agreement"])
         h["val_epochs"].append(self.epoch)
-        improved = h["best_accuracy"] is None or acc > h["best_accuracy"]
+        # the score to maximise: the KL is minimised
+        score = -scores["kl"] if self.cfg.select_on == "kl" else scores[self.cfg.select_on]
+        improved = h["best_score"] is None or score > h["best_score"]
         if improved:
-            h["best_accuracy"], h["best_step"], h["best_epoch"] = acc, h["steps"], self.epoch
+            h["best_score"], h["best_accuracy"] = score, acc
+            h["best_step"], h["best_epoch"] = h["steps"], self.epoch
             h["best"] = self.label(h["steps"])
         self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}" if h["loss"] else "-", val=f"{acc:.4f}")
-        self.log_validation(acc, improved)
+        self.log_validation(scores, improved)
+        if self.cfg.on_validate is not None:
+            self.cfg.on_validate(self.trainable, h)
         return improved
 
     def label(self, step: int) -> str:
@@ -431,16 +471,19 @@ class _Run:
         per_epoch = len(self.train) if hasattr(self.train, "__len__") else None
         return f"step {step} (epoch {step / per_epoch:.2f})" if per_epoch else f"step {step}"
 
-    def log_validation(self, acc: float, improved: bool) -> None:
+    def log_validation(self, scores: dict[str, float | None], improved: bool) -> None:
         """One INFO line per validation (``logging``): epoch, step, mean training loss since
-        the last validation, validation accuracy, wall time since the run started."""
+        the last validation, validation accuracy (KL and agreement with a teacher), wall time
+        since the run started."""
         h = self.history
         since = h["val_steps"][-2] if len(h["val_steps"]) > 1 else 0
         losses = h["loss"][since:h["steps"]]
         mean = f"{sum(losses) / len(losses):.4f}" if losses else "-"
-        _LOG.info("epoch %d step %d: train loss %s, val %.2f %%%s, %.0f s", self.epoch,
-                  h["steps"], mean, 100 * acc, " (best)" if improved else "",
-                  time.perf_counter() - self.started)
+        extra = "" if scores["kl"] is None else (
+            f", KL {scores['kl']:.5f}, agreement {100 * scores['agreement']:.2f} %")
+        _LOG.info("epoch %d step %d: train loss %s, val %.2f %%%s%s, %.0f s", self.epoch,
+                  h["steps"], mean, 100 * scores["accuracy"], extra,
+                  " (best)" if improved else "", time.perf_counter() - self.started)
 
     def save_state(self, batch_in_epoch: int) -> None:
         """Write the training state beside the checkpoint (what ``resume`` reads)."""
