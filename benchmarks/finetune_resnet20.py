@@ -142,13 +142,13 @@ FIELDS = ["seed", "T", "correct_before", "correct_after", "ann_correct", "images
           "cpu_s", "load_1min", "recipe"]
 
 
-def datasets():
+def datasets(augment: bool = True):
     from torchvision import datasets as tvd
     from torchvision import transforms as tr
 
     norm = [tr.ToTensor(), tr.Normalize(MEAN, STD)]
-    train = tvd.ImageFolder(DATA / "train", tr.Compose(
-        [tr.RandomCrop(32, padding=4), tr.RandomHorizontalFlip(), *norm]))
+    aug = [tr.RandomCrop(32, padding=4), tr.RandomHorizontalFlip()] if augment else []
+    train = tvd.ImageFolder(DATA / "train", tr.Compose([*aug, *norm]))
     plain = tvd.ImageFolder(DATA / "train", tr.Compose(norm))
     test = tvd.ImageFolder(DATA / "test", tr.Compose(norm))
     return train, plain, test
@@ -179,6 +179,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
                     help="validation score that picks the network kept (kl/agreement: with "
                          "the ANN; need --distill-weight > 0)")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="train on the images as they are (default: random crop + flip)")
     ap.add_argument("--trace-test", action="store_true",
                     help="diagnostic: also score the test images at every validation, into "
                          "OUT/trace.csv (never used for selection)")
@@ -203,7 +205,7 @@ def _tracer(args, seed: int, T: int, test_loader, model):
               "test_agreement", "test_kl", "load_1min", "recipe"]
 
     def hook(net, h):
-        s = validation_scores(net, test_loader, model)
+        s = validation_scores(net, test_loader, model, temperature=args.temperature)
         n = len(test_loader.dataset)
         row = {"seed": seed, "T": T, "step": h["val_steps"][-1],
                "val_acc": h["val_accuracy"][-1], "val_kl": h["val_kl"][-1],
@@ -280,7 +282,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout,
                         force=True)  # an imported library may have configured logging first
     torch.set_num_threads(args.threads)
-    sets = datasets()
+    sets = datasets(not args.no_augment)
     test_loader = DataLoader(sets[2], batch_size=256)
     model = load_cifar_resnet(CKPT).eval()
     ann = round(evaluate(model, test_loader) * len(sets[2]))

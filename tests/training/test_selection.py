@@ -185,9 +185,10 @@ def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
 
 
 def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
-    """``select_on="kl"`` keeps the network of the lowest validation KL to the ANN (recorded
-    per validation next to accuracy and agreement, which are those of ``validation_scores``);
-    the KL is the definition's; without a teacher it is refused."""
+    """``select_on="kl"`` keeps the network of the lowest validation KL to the ANN at the
+    distillation temperature (recorded per validation next to accuracy and agreement, which
+    are those of ``validation_scores``); the KL is the definition's; without a teacher it is
+    refused."""
     from spikeconverter.training.finetune import validation_scores
 
     model, (x, y) = digits
@@ -201,20 +202,20 @@ def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
 
     h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
                  loss_fn=loss_fn, teacher=model, distill_weight=0.0, select_on="kl",
-                 progress=False)
+                 distill_temperature=3.0, progress=False)
     kl = h["val_kl"]
     assert len(kl) == len(h["val_agreement"]) == 4 and h["select_on"] == "kl"
     best = min(range(4), key=lambda i: (kl[i], i))
     assert h["best_step"] == h["val_steps"][best] and h["best_score"] == -kl[best]
     assert h["best_accuracy"] == h["val_accuracy"][best]
     _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)
-    s = validation_scores(net, (xv, yv), model)
+    s = validation_scores(net, (xv, yv), model, temperature=3.0)
     assert s["kl"] == pytest.approx(kl[best], rel=1e-9)
     assert s["accuracy"] == pytest.approx(h["val_accuracy"][best])
     with torch.no_grad():
         out, ref = net(xv).double(), model(xv).double()
-    p = torch.softmax(ref, 1)
-    manual = float((p * (p.log() - torch.log_softmax(out, 1))).sum(1).mean())
+    p = torch.softmax(ref / 3, 1)
+    manual = float((p * (p.log() - torch.log_softmax(out / 3, 1))).sum(1).mean())
     assert s["kl"] == pytest.approx(manual, rel=1e-9)
     assert s["agreement"] == pytest.approx(float((out.argmax(1) == ref.argmax(1)).double().mean()))
     with pytest.raises(ValueError, match="teacher"):

@@ -114,12 +114,12 @@ class FinetuneConfig:
         The distillation temperature (> 0) and the share of the distillation term (0..1).
     select_on : {"accuracy", "kl", "agreement"}
         Which validation score picks the network kept: top-1 ``"accuracy"`` (default), the
-        lowest mean ``"kl"`` divergence KL(teacher || network) of the softmax outputs (at
-        temperature 1), or the highest ``"agreement"`` (share of images whose top-1 class is
-        the teacher's). The last two need ``teacher``. Validation images come from the data
-        the ANN was trained on, where the converted network already scores ~95 %: a few
-        hundred of them cannot tell small accuracy gains from noise, while the KL to the ANN
-        is continuous and tracks how close the network is to the ANN on every image.
+        lowest mean ``"kl"`` divergence KL(teacher || network) of the softmax outputs at
+        ``distill_temperature`` (the divergence the distillation loss minimises), or the
+        highest ``"agreement"`` (share of images whose top-1 class is the teacher's). The
+        last two need ``teacher``. Validation images come from the data the ANN was trained
+        on, where the converted network already scores ~95 %: a few hundred of them cannot
+        tell small accuracy gains from noise, while the KL to the ANN is continuous.
     on_validate : callable, optional
         ``on_validate(network, history)`` after each validation (the trainable network, in
         eval mode, and the history so far): e.g. to log a diagnostic. Its result is unused.

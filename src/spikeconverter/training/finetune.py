@@ -127,10 +127,12 @@ def evaluate(net: torch.nn.Module, data: Any, *, batch_size: int = 256,
 
 
 def validation_scores(net: torch.nn.Module, data: Any, teacher: torch.nn.Module | None = None,
-                      *, batch_size: int = 256) -> dict[str, float | None]:
+                      *, batch_size: int = 256, temperature: float = 1.0
+                      ) -> dict[str, float | None]:
     """``{"accuracy", "kl", "agreement"}`` of ``net`` on ``data``: top-1 accuracy, and with a
-    ``teacher`` the mean KL(teacher || net) of the softmax outputs (temperature 1) and the
-    share of images whose top-1 class is the teacher's (``None`` without a teacher)."""
+    ``teacher`` the mean KL(teacher || net) of the softmax outputs at ``temperature`` (both
+    logits divided by it) and the share of images whose top-1 class is the teacher's
+    (``None`` without a teacher)."""
     if teacher is None:
         return {"accuracy": evaluate(net, data, batch_size=batch_size), "kl": None,
                 "agreement": None}
@@ -141,9 +143,10 @@ def validation_scores(net: torch.nn.Module, data: Any, teacher: torch.nn.Module 
         for batch in _loader(data, batch_size, False, 0, "data"):
             x, y = _xy(batch, "data")
             x, y = x.to(dev), y.to(dev)
-            out, ref = net(x), teacher(x).to(torch.float64)
-            kl += float(F.kl_div(F.log_softmax(out.to(torch.float64), 1),
-                                 F.log_softmax(ref, 1), reduction="sum", log_target=True))
+            out, ref = net(x).to(torch.float64), teacher(x).to(torch.float64)
+            kl += float(F.kl_div(F.log_softmax(out / temperature, 1),
+                                 F.log_softmax(ref / temperature, 1), reduction="sum",
+                                 log_target=True))
             pred = out.argmax(1)
             correct += int((pred == y).sum())
             agree += int((pred == ref.argmax(1)).sum())
@@ -444,7 +447,8 @@ class _Run:
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg.seed)
             scores = validation_scores(self.trainable, self.val_data, self.cfg.teacher,
-                                       batch_size=self.cfg.batch_size)
+                                       batch_size=self.cfg.batch_size,
+                                       temperature=self.cfg.distill_temperature)
         acc = scores["accuracy"]
         h["val_steps"].append(h["steps"])
         h["val_accuracy"].append(acc)
