@@ -179,6 +179,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
                     help="validation score that picks the network kept (kl/agreement: with "
                          "the ANN; need --distill-weight > 0)")
+    ap.add_argument("--ema", type=float, default=None,
+                    help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
     ap.add_argument("--no-augment", action="store_true",
                     help="train on the images as they are (default: random crop + flip)")
     ap.add_argument("--trace-test", action="store_true",
@@ -261,7 +263,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 on_validate=trace)
+                 ema=args.ema, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)

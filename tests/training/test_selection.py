@@ -222,3 +222,27 @@ def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
         finetune(net, (x, y), val_fraction=0.2, select_on="kl")
     with pytest.raises(ValueError, match="select_on"):
         finetune(net, (x, y), val_fraction=0.2, teacher=model, select_on="loss")
+
+
+def test_ema_keeps_the_moving_average_of_the_parameters(digits):
+    """``ema=0.5`` writes back ``(w1 + w2) / 2`` after two steps (the average's first update
+    copies), ``ema=0`` the latest parameters, exactly as without it."""
+    model, (x, y) = digits
+    base = convert(model, x[:128], T=2, progress=False)
+    data, opts = (x[:128], y[:128]), dict(batch_size=32, lr=0.05, progress=False)
+    nets = [copy.deepcopy(base) for _ in range(4)]
+    finetune(nets[0], data, max_steps=1, **opts)
+    finetune(nets[1], data, max_steps=2, **opts)
+    finetune(nets[2], data, max_steps=2, ema=0.5, **opts)
+    finetune(nets[3], data, max_steps=2, ema=0.0, **opts)
+    w = [dict(n.named_parameters()) | dict(n.named_buffers()) for n in nets]
+    moved = 0
+    for k, w2 in w[1].items():
+        if not w2.is_floating_point():
+            continue
+        torch.testing.assert_close(w[2][k], (w[0][k] + w2) / 2)
+        torch.testing.assert_close(w[3][k], w2)
+        moved += not torch.equal(w[0][k], w2)
+    assert moved > 0  # the two steps really differ
+    with pytest.raises(ValueError, match="ema"):
+        finetune(nets[0], data, ema=1.0)

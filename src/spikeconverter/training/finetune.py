@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikeconverter.atomic import atomic_path
@@ -195,7 +196,8 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``), documented there.
+        ``distill_temperature``, ``distill_weight``, ``ema``, ``select_on``,
+        ``on_validate``), documented there.
 
     Returns
     -------
@@ -304,6 +306,8 @@ class _Run:
             self.model = DistributedDataParallel(
                 self.trainable, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.opt = _optimizer(self.trainable, cfg)
+        self.ema = None if cfg.ema is None else AveragedModel(
+            self.trainable, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
         if cfg.val_fraction is not None:
             if val_data is not None:
                 raise ValueError("pass either val_data or val_fraction, not both")
@@ -325,7 +329,8 @@ class _Run:
         self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
         if cfg.resume:
             self.epoch, self.skip, self.best_state = _load_state(
-                state_path(self.ckpt), self.trainable, self.opt, self.history, self.dev)
+                state_path(self.ckpt), self.trainable, self.opt, self.history, self.dev,
+                self.ema)
         self.bar: Any = None
         self.started = time.perf_counter()
 
@@ -393,6 +398,8 @@ class _Run:
             torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), self.cfg.clip_grad_norm)
         self.opt.step()
         self.trainable.project_()
+        if self.ema is not None:
+            self.ema.update_parameters(self.trainable)
         h = self.history
         h["steps"] += 1
         h["loss"].append(loss.item())
@@ -419,16 +426,23 @@ class _Run:
         for g in self.opt.param_groups:
             g["lr"] = self.cfg.lr * g.get("lr_scale", 1.0) * factor
 
+    @property
+    def evaluated(self) -> TrainableSpikingNetwork:
+        """The network validated, kept and written back: the parameters' moving average with
+        ``ema``, else the trained network itself."""
+        return self.trainable if self.ema is None else self.ema.module
+
     def validate_and_save(self, batch_in_epoch: int) -> None:
         """Validate, keep the parameters if they are the best so far, write the checkpoint
         (rank 0 writes; every rank validates on all of the validation data, so all agree)."""
         self.trainable.eval()
+        self.evaluated.eval()
         writer = self.ckpt is not None and rank() == 0
         if self.validate():
             self.best_state = {k: v.detach().clone()
-                               for k, v in self.trainable.state_dict().items()}
+                               for k, v in self.evaluated.state_dict().items()}
             if writer:
-                _save_network(self.trainable, self.net, self.ckpt)
+                _save_network(self.evaluated, self.net, self.ckpt)
         if writer:
             self.save_state(batch_in_epoch)
         if is_distributed():
@@ -446,7 +460,7 @@ class _Run:
         # and validation leaves the training run's random stream alone
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg.seed)
-            scores = validation_scores(self.trainable, self.val_data, self.cfg.teacher,
+            scores = validation_scores(self.evaluated, self.val_data, self.cfg.teacher,
                                        batch_size=self.cfg.batch_size,
                                        temperature=self.cfg.distill_temperature)
         acc = scores["accuracy"]
@@ -465,7 +479,7 @@ class _Run:
         self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}" if h["loss"] else "-", val=f"{acc:.4f}")
         self.log_validation(scores, improved)
         if self.cfg.on_validate is not None:
-            self.cfg.on_validate(self.trainable, h)
+            self.cfg.on_validate(self.evaluated, h)
         return improved
 
     def label(self, step: int) -> str:
@@ -496,12 +510,16 @@ class _Run:
             "model": self.trainable.state_dict(), "optimizer": self.opt.state_dict(),
             "epoch": self.epoch, "batch_in_epoch": batch_in_epoch, "history": self.history,
             "best_model": self.best_state, "rng": torch.get_rng_state(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }, state_path(self.ckpt))
 
     def write_back(self) -> None:
-        """Put the best (else the last) parameters into ``net`` 's graph and tensors."""
+        """Put the best (else the last, averaged with ``ema``) parameters into ``net`` 's
+        graph and tensors."""
         if self.best_state is not None:
             self.trainable.load_state_dict(self.best_state)
+        elif self.ema is not None:
+            self.trainable.load_state_dict(self.ema.module.state_dict())
         net = self.net
         self.trainable.sync_to_graph(net.graph)
         fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)
@@ -515,7 +533,8 @@ def _save_network(trainable: TrainableSpikingNetwork, net: SpikingNetwork, path:
 
 
 def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim.Optimizer,
-                history: dict[str, Any], device: torch.device
+                history: dict[str, Any], device: torch.device,
+                ema: AveragedModel | None = None
                 ) -> tuple[int, int, dict[str, torch.Tensor] | None]:
     if not path.is_file():
         raise ValueError(f"resume=True but there is no training state {path} (it is written "
@@ -533,6 +552,11 @@ def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim
     try:
         trainable.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
+        if (ema is None) != (blob.get("ema") is None):
+            raise ValueError("ema is " + ("off" if ema is None else "on") + " but the run "
+                             "that wrote the state had it " + ("on" if ema is None else "off"))
+        if ema is not None:
+            ema.load_state_dict(blob["ema"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ValueError(f"{path}: the training state does not fit this network ({exc})") \
             from exc
