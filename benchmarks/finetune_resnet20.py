@@ -111,6 +111,39 @@ converted network is kept.
     f       0 2    593  826  -10.42p  step 219 (297 -> 428)        292   1563   878
 
 Validation of f: 57.45 -> 73.89 -> 78.92 -> 82.79 -> 82.40 % (epochs 0-4).
+
+Which validation score tracks the test images (``--trace-test``: every validation also scores
+all 1,017 test images into ``OUT/trace.csv``, a diagnostic the selection never sees). Probes
+from seed 0 T=3 (907 converted), 60 steps, validation every 20, thresholds fixed
+(``--threshold-lr-scale 0``), ``--distill-weight 1``, 1 thread, load 6-18::
+
+    P="--seeds 0 --T 3 --epochs 1 --max-steps 60 --val-every 20 --clip 1 --weight-decay 0 \
+       --val-fraction 0.1 --distill-weight 1.0 --granularity channel --correction both \
+       --cache out/cache --threads 1 --select-on kl --trace-test --threshold-lr-scale 0 \
+       --warmup 20"
+    p1: $P --optimizer sgd --lr 1e-3 --temperature 4
+    p2: $P --optimizer adam --lr 5e-5 --temperature 4
+    p3: $P --optimizer adam --lr 5e-5 --temperature 1
+    p5: $P --optimizer adam --lr 5e-5 --temperature 4 --ema 0.95
+
+    probe  step:        0      20      40      60
+    p1     test       907     913     913     907    val acc 95.55 94.78 92.65 93.81 %
+           val KL1  0.101   0.121   0.176   0.157    test KL1 0.164 0.182 0.203 0.225
+    p2     test       907     890     900     915    val acc 95.55 93.42 93.23 94.58 %
+           val KL1  0.101   0.179   0.179   0.128    test KL1 0.164 0.200 0.229 0.201
+    p3     test       907     910     896     901    val acc 95.55 95.36 94.20 94.39 %
+           val KL1  0.101   0.101   0.138   0.115    test KL1 0.164 0.164 0.178 0.158
+    p5     test       907     904     903     902    val acc 95.55 95.94 94.39 95.36 %
+           val KL4  0.204   0.147   0.089   0.071    test KL4 0.199 0.145 0.092 0.079
+
+(KL1: KL(ANN || SNN) at temperature 1, KL4 at 4, per image.) Without averaging, one
+validation to the next moves the test count by up to 17 images (p2) while the training loss
+falls steadily: single steps flip codes near boundaries. The validation KL tracks the test
+KL closely (p5) but neither KL tracks the test accuracy: at temperature 4 the loss halves by
+matching the non-winning logits and the test count stays at 902-907; at temperature 1 it
+does not fall in 60 steps at lr 5e-5. Validation accuracy and test accuracy moved in the
+same direction in p2 and p3, not in p1. p1-p3 kept the converted network under
+``--select-on kl`` (907 -> 907); p5 was stopped after step 60.
 """
 
 from __future__ import annotations
