@@ -172,14 +172,17 @@ def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
               str(tmp_path / "ft.snn"), "--batch-size", "20", "--no-progress", "--epochs", "2"]
     args = parser.parse_args(common + [
         "--val-fraction", "0.2", "--augment", "--distill", f"{tmp_path / 'ann.py'}:ann",
-        "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1"])
+        "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1",
+        "--ema", "0.9", "--select-on", "kl"])
     assert run_finetune(args) == 0
     text = capsys.readouterr().out
     assert "4 steps, 2 epochs" in text and "(best: " in text.split("after")[-1]
     load(tmp_path / "ft.snn").graph.validate()
     for extra, match in ((["--val-fraction", "1.5"], "val-fraction"),
                          (["--val-fraction", "0.2", "--val", str(tmp_path)], "pass one"),
-                         (["--distill-checkpoint", "w.pt"], "--distill MODEL")):
+                         (["--distill-checkpoint", "w.pt"], "--distill MODEL"),
+                         (["--select-on", "kl"], "--distill MODEL"),
+                         (["--ema", "1"], "ema")):
         with pytest.raises(ValueError, match=match):
             run_finetune(parser.parse_args(common + extra))
 
