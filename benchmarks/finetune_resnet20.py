@@ -144,6 +144,23 @@ matching the non-winning logits and the test count stays at 902-907; at temperat
 does not fall in 60 steps at lr 5e-5. Validation accuracy and test accuracy moved in the
 same direction in p2 and p3, not in p1. p1-p3 kept the converted network under
 ``--select-on kl`` (907 -> 907); p5 was stopped after step 60.
+
+The T=3 recipe (issue 15 part 4; 1 thread, ``nice -n 15``, load 5-11)::
+
+    R="--T 3 --epochs 3 --cosine --clip 1 --weight-decay 0 --val-fraction 0.1 \
+       --distill-weight 0.9 --temperature 4 --granularity channel --correction both \
+       --cache out/cache --threads 1 --select-on accuracy --trace-test --optimizer adam \
+       --lr 3e-4 --warmup 20"
+    g: $R --seeds 0 --val-every 20 --ema 0.95      h: $R --seeds 1 --val-every 20 --ema 0.95
+    i: $R --seeds 1 0 --val-every 25 --ema 0.98
+
+    run seed T before after  gap      kept (val of 517)            end of run steps wall s
+    g      0 3    907   922  -0.98p   step 160 (494 -> 506)            916   219    624
+    h      1 3    915   919  -1.28p   step 180 (494 -> 504)            918   219    675
+    i      1 3    915   919  -1.28p   step 75 (494 -> 502)             926   219    632
+    i      0 3    907   917  -1.47p   step 125 (494 -> 501)            923   219    603
+
+("end of run": the test count of the last network, from ``OUT/trace.csv``, not selected.)
 """
 
 from __future__ import annotations
