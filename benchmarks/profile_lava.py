@@ -28,6 +28,7 @@ import os
 import pkgutil
 import resource
 import tempfile
+import threading
 import time
 import warnings
 
@@ -102,6 +103,42 @@ def instrument() -> None:
     _wrap_io(pypychannel.CspRecvPort, "recv")
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of one process (shared memory split among its users), MB."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(parent: int) -> list[int]:
+    pids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.split("/")[2]))
+    return pids
+
+
+def sample_memory(stop: threading.Event, peak: list) -> None:
+    """Every second: the PSS of this process and of its children (Lava's workers), summed;
+    the largest sum in ``peak[0]`` (MB)."""
+    me = os.getpid()
+    while not stop.wait(1.0):
+        workers = sorted((_pss_mb(p) for p in _children(me)), reverse=True)
+        total = _pss_mb(me) + sum(workers)
+        if total > peak[0]:
+            peak[:] = [total, _pss_mb(me), workers[:3]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network", help="a network file written by spikeconverter convert")
@@ -131,9 +168,16 @@ def main() -> None:
         warnings.simplefilter("ignore")
         lnet.plan(True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        stop, peak = threading.Event(), [0.0, 0.0, []]
+        sampler = threading.Thread(target=sample_memory, args=(stop, peak), daemon=True)
+        sampler.start()
         start = time.perf_counter()
-        lnet.run(x, fixed_point=True, batch_size=args.batch, progress=False)
-        wall = time.perf_counter() - start
+        try:
+            lnet.run(x, fixed_point=True, batch_size=args.batch, progress=False)
+        finally:
+            wall = time.perf_counter() - start
+            stop.set()
+            sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     steps = lnet.stats["steps_simulated"]
     children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -142,6 +186,9 @@ def main() -> None:
     # every layer busy: after the first window's logits, before the last window enters
     full = (lnet.schedule.latency_steps, lnet.plan(True).input_delay + (windows - 1) * period)
     report(args.batch, len(x), wall, steps, children, period, full)
+    print(f"  peak memory (PSS of this process and Lava's workers, sampled every second) "
+          f"{peak[0]:.0f} MB; this process {peak[1]:.0f} MB, largest workers "
+          f"{', '.join(f'{w:.0f}' for w in peak[2])} MB")
 
 
 def _delta(history: list, lo: int, hi: int) -> tuple[dict, int] | None:

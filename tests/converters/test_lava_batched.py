@@ -291,3 +291,37 @@ def test_low_weight_groups_are_checked():
     with pytest.raises(ValueError, match="low_weight must have the shape"):
         BatchConv(weight=np.ones((2, 3, 3, 2)), input_shape=(4, 4, 2), batch=1,
                   low_weight=np.ones((2, 1, 1, 2)))
+
+
+@pytest.mark.parametrize("floor_shifted", [False, True], ids=["shifted", "floor-shifted"])
+def test_batch_slices_equal_whole_arrays(monkeypatch, floor_shifted):
+    """A large batch is computed a slice at a time at a window's end (BatchILIF's membrane and
+    code) and BatchConv finishes each sub-batch's product at once: one sample per slice and
+    per sub-batch gives the logits and saturation counts of whole arrays (inputs large enough
+    that some 24-bit membranes clamp)."""
+    from spikeconverter.processes.batchconv import models as conv_models
+    from spikeconverter.processes.batchilif import models as ilif_models
+
+    if floor_shifted:
+        net, _ = _floor_shifted_net(split=True)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = sc.convert(_model(TinyResNet), _data(16), T=5, dtype=torch.float64,
+                             progress=False, backend="lava")
+    x = _data(5, seed=5) * (3 if floor_shifted else 40)  # large inputs: some membranes clamp
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for elements, patch in ((2**16, 2**20), (1, 1)):  # whole arrays, then one sample
+            # the workers are forked after this: they read the patched values
+            monkeypatch.setattr(ilif_models, "CHUNK_ELEMENTS", elements)
+            monkeypatch.setattr(conv_models, "PATCH_BYTES", patch)
+            assert len(ilif_models.batch_slices((5, 4, 4))) == (5 if elements == 1 else 1)
+            runs.append((net.run(x, fixed_point=True, batch_size=5, progress=False),
+                         net.stats["saturations"]))
+            windowed_now = [n for n, m in net.stats["accumulate"].items()
+                            if m.startswith("window")]
+            assert len(windowed_now) >= 2, net.stats["accumulate"]
+    np.testing.assert_array_equal(runs[1][0], runs[0][0])
+    assert runs[1][1] == runs[0][1] and runs[0][1] > 0

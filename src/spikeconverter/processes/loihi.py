@@ -5,6 +5,8 @@ Kept outside the Process folders, which Lava scans for ProcessModels.
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,9 @@ __all__ = [
     "WindowedSynapse",
     "candidate_mask_step",
     "fixed_rounding_offset",
+    "keep_heap",
     "receive",
+    "receive_parts",
     "receive_sum",
     "validate_fixed_point",
 ]
@@ -64,6 +68,35 @@ def validate_fixed_point(proc: Any) -> None:
     if "vth" in proc.vars.member_names:
         _check_mantissa(kind, proc, "vth", *VTH_RANGE, "effective threshold vth << 6")
     _check_mantissa(kind, proc, "bias_mant", *BIAS_MANT_RANGE, "scaled by 2**bias_exp")
+
+
+#: glibc's ``mallopt`` parameters (``malloc.h``).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_HEAP_KEPT: list[bool] = []
+
+
+def keep_heap() -> None:
+    """Make this process's ``malloc`` reuse freed memory for large arrays (glibc only).
+
+    Called by the batched models' constructors, which Lava runs in its worker processes; a
+    no-op elsewhere (a model built in the calling process, e.g. by a test, leaves its
+    allocator alone).
+    glibc serves a request above its mmap threshold (at most 32 MiB) with a fresh mapping and
+    unmaps it on ``free``: every step's fresh arrays of a large batch (a ``(256, 16384)``
+    int64 membrane is 32 MiB) then fault in every page again, which made the per-sample cost
+    grow with the batch (a fresh 32 MiB cast took 3.4x the time of one into a reused buffer).
+    With mappings off and no trimming, the heap keeps the worker's peak working set, the same
+    arrays step after step, so memory stays bounded by one step's arrays.
+    """
+    if _HEAP_KEPT or multiprocessing.parent_process() is None:  # not a worker
+        return
+    _HEAP_KEPT.append(True)
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc: its default policy stays
+        return
+    mallopt(_M_MMAP_MAX, 0)
+    mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
 
 
 #: Integer messages and biases below this magnitude keep the membrane update inside int32.
@@ -108,6 +141,15 @@ def receive(port: PyInPort) -> np.ndarray:
     for other in ports[1:]:
         out = out + other.recv()  # not in place: the dtypes may differ
     return out
+
+
+def receive_parts(port: PyInPort) -> list[np.ndarray]:
+    """The messages of ``port``'s channels, one array each (``[port.recv()]`` where the port
+    transforms them), to be summed a slice at a time."""
+    ports = getattr(port, "csp_ports", None)
+    if not ports or not isinstance(getattr(port, "_transformer", None), IdentityTransformer):
+        return [port.recv()]
+    return [p.recv() for p in ports]
 
 
 def receive_sum(port: PyInPort, dtype: Any) -> np.ndarray:

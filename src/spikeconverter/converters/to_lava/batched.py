@@ -61,10 +61,11 @@ __all__ = ["BatchedGraph", "DEFAULT_BATCH", "build_batched", "iter_batched", "pr
            "window_frames"]
 
 #: Default samples per batch: makes the per-step runtime cost small per sample. On ResNet-20
-#: T=8 fixed point 64 gave 50-54 images/s against 35-37 at 32 (``benchmarks/bench_lava.py
-#: --part marginal``, idle machine); a whole-set run's peak RSS stays near the parent's
-#: ~1.3 GB (the channels hold 4 messages).
-DEFAULT_BATCH = 64
+#: T=8 fixed point (``benchmarks/profile_lava.py``, CPU of all workers per image while the
+#: pipeline is full) 128 took 10.6 ms per image against 10.3 at 256 and more at 64 (Lava's
+#: per-step loop is shared by fewer images), with a peak memory (PSS of the parent and all
+#: workers) of 5.2 GB against 8.4 GB at 256; see docs/lava-batched.md.
+DEFAULT_BATCH = 128
 #: Default windows per ``RunSteps`` call (and per pipe fill): bounds the input buffer.
 DEFAULT_CHUNK_WINDOWS = 8
 #: Payload bits of graded spikes (analog input, signed trains): Loihi 2's 24-bit messages.

@@ -7,6 +7,8 @@ step, or once per window on the window's spike codes (``window``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -18,7 +20,7 @@ from lava.proc.conv import utils
 from numpy.lib.stride_tricks import sliding_window_view
 
 from spikeconverter.processes.batchconv.process import BatchConv
-from spikeconverter.processes.loihi import WindowedSynapse, receive
+from spikeconverter.processes.loihi import WindowedSynapse, keep_heap, receive
 
 __all__ = ["PATCH_BYTES", "PyBatchConvModelBitAcc", "PyBatchConvModelFloat"]
 
@@ -37,6 +39,7 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
+        keep_heap()
         p = proc_params
         self._batch = int(p["batch"])
         self._init_window(p.get("window"), (self._batch, *p["input_shape"]), self._fixed)
@@ -95,14 +98,20 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
             self._buf = self._zero
             return
         x = s if self._graded else s != 0
-        self._buf = self.finish(self._convolve(x))
+        self._buf = self._convolve(x, self.finish)
 
-    def _convolve(self, x: np.ndarray) -> np.ndarray:
-        return self._conv_im2col(x) if self._im2col else self._conv(x)
+    def _convolve(self, x: np.ndarray,
+                  post: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """The convolution of ``x``; ``post`` (elementwise, e.g. ``finish``) is applied to each
+        sub-batch's product while it is in the cache (im2col) or to the whole result."""
+        if self._im2col:
+            return self._conv_im2col(x, post)
+        y = self._conv(x)
+        return y if post is None else post(y)
 
     def window_sum(self, code: np.ndarray) -> np.ndarray:
         """The convolution of a window's code (see ``WindowedSynapse``)."""
-        return self.finish_window(self._convolve(code))
+        return self._convolve(code, self.finish_window)
 
     def finish_window(self, a: np.ndarray) -> np.ndarray:
         return self._sum_parts(a)
@@ -116,12 +125,18 @@ class _BatchConvModel(WindowedSynapse, PyLoihiProcessModel):
             return a
         return self._part(a, 0) + self._part(a, 1)
 
-    def _conv_im2col(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty(self._prod_shape, dtype=self._dtype)
+    def _conv_im2col(self, x: np.ndarray,
+                     post: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        out = None
         for lo in range(0, self._batch, self._sub):  # each sample's sums are its own
             part = x[lo:lo + self._sub]
             y = self.product(self._patches(part), self._wmat)
-            out[lo:lo + len(part)] = y.reshape(len(part), *self._prod_shape[1:])
+            y = y.reshape(len(part), *self._prod_shape[1:])
+            if post is not None:  # elementwise: the same values as on the whole batch
+                y = post(y)
+            if out is None:
+                out = np.empty((self._batch, *y.shape[1:]), dtype=y.dtype)
+            out[lo:lo + len(part)] = y
         return out
 
     def _patches(self, x: np.ndarray) -> np.ndarray:
@@ -273,8 +288,14 @@ class PyBatchConvModelBitAcc(_BatchConvModel):
     def window_sum(self, code: np.ndarray) -> np.ndarray:
         """``W c`` of the window's code, shifted by the exponent (per group, then added)."""
         if self._w_payload == "analog":
-            return self.finish(self._convolve(code))  # one frame: the per-step product, wrapped
-        y = self._convolve(code)
+            return self._convolve(code, self.finish)  # one frame: the per-step product, wrapped
+        if any(parity is not None for parity in self._parity):  # needs the whole batch's code
+            return self._window_groups(self._convolve(code), code)
+        return self._convolve(code, self._window_groups)
+
+    def _window_groups(self, y: np.ndarray, code: np.ndarray | None = None) -> np.ndarray:
+        """The window sum from the product ``y`` over the groups side by side (``code``: the
+        window's code, read only for the parity correction)."""
         if self._parts == 1:
             return self._window_group(y, code, 0)
         out = self._window_group(self._part(y, 0), code, 0).astype(np.int64)

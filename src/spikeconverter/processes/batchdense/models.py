@@ -15,7 +15,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
 from spikeconverter.processes.batchdense.process import BatchDense
-from spikeconverter.processes.loihi import WindowedSynapse, receive
+from spikeconverter.processes.loihi import WindowedSynapse, keep_heap, receive
 
 __all__ = ["PyBatchDenseModelBitAcc", "PyBatchDenseModelFloat", "gather_rows"]
 
@@ -51,6 +51,7 @@ class _BatchMatrixModel(WindowedSynapse, PyLoihiProcessModel):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
+        keep_heap()
         self._batch = int(proc_params["batch"])
         self._n_in = int(np.prod(proc_params["in_shape"]))
         self._init_window(proc_params.get("window"), (self._batch, self._n_in), self._fixed)

@@ -18,9 +18,22 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from spikeconverter.coding import rounding_offset
 from spikeconverter.processes.batchilif.process import BatchILIF
 from spikeconverter.processes.ilif.models import PyILIFModelBitAcc, PyILIFModelFloat
-from spikeconverter.processes.loihi import V_MAX, V_MIN, receive, receive_sum
+from spikeconverter.processes.loihi import (
+    V_MAX,
+    V_MIN,
+    keep_heap,
+    receive,
+    receive_parts,
+    receive_sum,
+)
 
-__all__ = ["PyBatchILIFModelBitAcc", "PyBatchILIFModelFloat"]
+__all__ = ["CHUNK_ELEMENTS", "PyBatchILIFModelBitAcc", "PyBatchILIFModelFloat", "batch_slices"]
+
+#: Neurons per slice of the batch axis at a window's end (fixed point): each slice's membrane
+#: update and code pass over arrays of about half a megabyte (int64), which stay in the cache
+#: from one pass to the next, whatever the batch size. Elementwise, so every slice computes
+#: what the whole batch would.
+CHUNK_ELEMENTS = 2**16
 
 
 class _FastModes:
@@ -30,9 +43,11 @@ class _FastModes:
 
     _code_output_supported = False
     _wide = np.float64
+    _chunked = False  # whole arrays at a window's end (float); slices of the batch (fixed)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
+        keep_heap()
         p = proc_params
         self._window_in = bool(p.get("window_input", False))
         self._code_out = bool(p.get("code_output", False)) and self._code_output_supported
@@ -42,6 +57,7 @@ class _FastModes:
         self._shift_b = int(p.get("bias_shift", 0))
         self._fast = self._window_in or self._code_out
         self._codes: list = [None, None]  # per bank: the generate phase's spikes
+        self._slices: list | None = None  # set at the first window's end (the Vars exist)
 
     def run_spk(self) -> None:
         if not self._fast:
@@ -85,11 +101,36 @@ class _FastModes:
         if not self._window_in:
             self._accumulate_phase(a_in, tau)
         elif tau == self._t_acc - 1:
-            self._accumulate_window(receive_sum(self.a_in, self._wide))
+            self._window_end(bank)
+            return
         else:
             return
         if self._code_out and tau == self._t_acc - 1:
             self._codes[bank] = self._make_code(self.v)
+
+    def _window_end(self, bank: int) -> None:
+        """The window's membrane from the summed input (and its code), a slice of the batch
+        at a time (``_slices``)."""
+        if self._slices is None:
+            self._slices = batch_slices(self.v.shape) if self._chunked else [slice(None)]
+        if len(self._slices) == 1:
+            self._accumulate_window(receive_sum(self.a_in, self._wide))
+            if self._code_out:
+                self._codes[bank] = self._make_code(self.v)
+            return
+        msgs = receive_parts(self.a_in)
+        codes = None
+        for sl in self._slices:
+            total = msgs[0][sl].astype(self._wide)
+            for m in msgs[1:]:
+                total += m[sl]
+            self._accumulate_window(total, sl)
+            if self._code_out:
+                part = self._make_code(self.v[sl], sl)
+                codes = codes or _full_like(part, len(self.v))
+                _put(codes, part, sl)
+        if self._code_out:
+            self._codes[bank] = codes
 
     def _generate_fast(self, bank: int, tau: int) -> np.ndarray:
         if not self._code_out:
@@ -143,23 +184,26 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
     unverified: np.ndarray = LavaPyType(np.ndarray, np.int64)
     _code_output_supported = True
     _wide = np.int64
+    _chunked = True
 
-    def _clamp(self, v: np.ndarray) -> None:
+    def _clamp(self, v: np.ndarray, sl: slice = slice(None)) -> None:
         if v.size and (int(v.max()) > V_MAX or int(v.min()) < V_MIN):  # two cheap reductions
             if self._accumulating:  # set by the model for the phase this clamp is in
                 over = (v > V_MAX) | (v < V_MIN)
-                self.saturations += over
+                self.saturations[sl] += over
                 self.saturation_count += int(over.sum())
             v = np.clip(v, V_MIN, V_MAX)
-        self.v[:] = v
+        self.v[sl] = v
 
-    def _accumulate_window(self, total: np.ndarray) -> None:
+    def _accumulate_window(self, total: np.ndarray, sl: slice = slice(None)) -> None:
         """``v = (sum << a) + (bias << bias_shift)`` (+ half an LSB), clamped, with
         ``a = a_in_shift`` (6 by default): the per-step membrane when nothing clamped before
-        the last step, which is checked here."""
+        the last step, which is checked here. ``total`` is the batch's slice ``sl``."""
         self._scale()
         a = self._a_in_shift
         bias, b_top, bias32 = self._window_bias()
+        bias = _rows(bias, sl)
+        bias32 = None if bias32 is None else _rows(bias32, sl)
         top = max(int(total.max(initial=0)), -int(total.min(initial=0)))
         if self._gain * (top << a) + (self._bound << (a + 1)) + b_top > 2 * V_MAX:
             # some neuron may fail: test each (2**a |sum| + 2**(a+1) S + |bias| <= 2 V_MAX)
@@ -173,8 +217,21 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         v = np.left_shift(total.astype(np.int32) if small else total, a)
         v += bias32 if small else bias
         if self._nearest:
-            v += self._half * np.sign(v) if self._signed else self._half
-        self._clamp(v)
+            half = _rows(self._half, sl)
+            v += half * np.sign(v) if self._signed else half
+        self._clamp(v, sl)
+
+    def _scale(self) -> None:
+        """As the iLIF model's; the batch's thresholds kept once when every sample has the
+        same (``_one_row``)."""
+        if self._vth_eff is None:
+            super()._scale()
+            self._vth_eff, self._half = _one_row(self._vth_eff), _one_row(self._half)
+
+    def _bias_term(self) -> np.ndarray:
+        if self._bias_cache is None:
+            self._bias_cache = _one_row(super()._bias_term())
+        return self._bias_cache
 
     _wbias: tuple | None = None
 
@@ -195,8 +252,9 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         self._wbias = self._code_div = None
         super().on_var_update()
 
-    def _make_code(self, v: np.ndarray) -> tuple:
-        """The generate phase's spikes from the membrane ``v`` at the window's end:
+    def _make_code(self, v: np.ndarray, sl: slice = slice(None)) -> tuple:
+        """The generate phase's spikes from the membrane ``v`` (the batch's slice ``sl``) at
+        the window's end:
         ``(planes, None, None)`` with ``planes[t]`` the spikes of generate step ``t``
         (``t_gen <= 8``: one unpack), else ``(None, code, sign)``."""
         if self._vth_eff is None:
@@ -212,7 +270,7 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
         if self._code_div is None:
             self._code_div = self._vth_eff.astype(np.float64) / 2.0 ** (t - 1)
         code = mag.astype(np.float64)
-        code /= self._code_div
+        code /= _rows(self._code_div, sl)
         np.floor(code, out=code)
         np.minimum(code, 2**t - 1, out=code)
         code = code.astype(np.uint8 if t <= 8 else np.int64)
@@ -237,3 +295,46 @@ class PyBatchILIFModelBitAcc(_FastModes, PyILIFModelBitAcc):
             return planes[tau]
         z = ((code >> (self._t_gen - 1 - tau)) & 1).astype(np.int8)
         return z * sign if sign is not None else z
+
+
+def _full_like(part: tuple, batch: int) -> tuple:
+    """Empty arrays for the whole batch shaped as ``_make_code``'s result for a slice (the
+    planes' batch axis is their second)."""
+    out = []
+    for i, a in enumerate(part):
+        if a is None:
+            out.append(None)
+            continue
+        axis = 1 if i == 0 else 0
+        shape = list(a.shape)
+        shape[axis] = batch
+        out.append(np.empty(shape, dtype=a.dtype))
+    return tuple(out)
+
+
+def _put(full: tuple, part: tuple, sl: slice) -> None:
+    """Copy a slice's ``_make_code`` result into the whole batch's arrays."""
+    for i, (dst, src) in enumerate(zip(full, part, strict=True)):
+        if dst is not None:
+            dst[(slice(None), sl) if i == 0 else sl] = src
+
+
+def batch_slices(shape: tuple) -> list:
+    """Slices of the batch axis (the first of ``shape``) of about ``CHUNK_ELEMENTS`` neurons."""
+    batch = int(shape[0]) if shape else 1
+    rows = max(1, CHUNK_ELEMENTS // max(int(np.prod(shape[1:], dtype=np.int64)), 1))
+    return [slice(lo, lo + rows) for lo in range(0, batch, rows)]
+
+
+def _one_row(a: np.ndarray) -> np.ndarray:
+    """``a``'s first sample (batch axis kept, length 1) when every sample holds the same values,
+    else ``a``: parameters derived from the Vars (thresholds, biases) are kept once and
+    broadcast, not once per sample (memory and passes that grew with the batch)."""
+    if a.ndim and a.shape[0] > 1 and bool((a == a[:1]).all()):
+        return a[:1].copy()
+    return a
+
+
+def _rows(a: np.ndarray, sl: slice) -> np.ndarray:
+    """The batch slice ``sl`` of ``a``, or ``a`` itself where it holds one sample for all."""
+    return a if a.shape[0] == 1 else a[sl]

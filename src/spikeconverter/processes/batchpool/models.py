@@ -10,7 +10,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from spikeconverter.processes.batchpool.process import BatchMaxPool
-from spikeconverter.processes.loihi import WindowClockModel, candidate_mask_step, receive
+from spikeconverter.processes.loihi import WindowClockModel, candidate_mask_step, keep_heap, receive
 from spikeconverter.processes.maxpool.process import pool_indices
 
 __all__ = ["PyBatchMaxPoolModelBitAcc", "PyBatchMaxPoolModelFloat"]
@@ -21,6 +21,7 @@ class _BatchCandidateMaskPool(WindowClockModel):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
+        keep_heap()
         p = proc_params
         self._idx = pool_indices(p["shape"], p["kernel_size"], p["stride"], p["padding"])
         self._batch = int(p["batch"])
