@@ -161,7 +161,8 @@ The T=3 recipe (issue 15 part 4; 1 thread, ``nice -n 15``, load 5-11)::
     i      0 3    907   917  -1.47p   step 125 (494 -> 501)            923   219    603
 
     f on seed 1 (``--seeds 1 --T 2``, load 1-5): 657 -> 857 (-7.37p), step 292 (327 -> 440),
-    292 steps, 337 s
+    292 steps, 337 s; with ``--epochs 6`` (load 1-3): 657 -> 841 (-8.95p), step 365
+    (327 -> 453), 438 steps, 477 s
 
 ("end of run": the test count of the last network, from ``OUT/trace.csv``, not selected.)
 """
