@@ -111,6 +111,60 @@ converted network is kept.
     f       0 2    593  826  -10.42p  step 219 (297 -> 428)        292   1563   878
 
 Validation of f: 57.45 -> 73.89 -> 78.92 -> 82.79 -> 82.40 % (epochs 0-4).
+
+Which validation score tracks the test images (``--trace-test``: every validation also scores
+all 1,017 test images into ``OUT/trace.csv``, a diagnostic the selection never sees). Probes
+from seed 0 T=3 (907 converted), 60 steps, validation every 20, thresholds fixed
+(``--threshold-lr-scale 0``), ``--distill-weight 1``, 1 thread, load 6-18::
+
+    P="--seeds 0 --T 3 --epochs 1 --max-steps 60 --val-every 20 --clip 1 --weight-decay 0 \
+       --val-fraction 0.1 --distill-weight 1.0 --granularity channel --correction both \
+       --cache out/cache --threads 1 --select-on kl --trace-test --threshold-lr-scale 0 \
+       --warmup 20"
+    p1: $P --optimizer sgd --lr 1e-3 --temperature 4
+    p2: $P --optimizer adam --lr 5e-5 --temperature 4
+    p3: $P --optimizer adam --lr 5e-5 --temperature 1
+    p5: $P --optimizer adam --lr 5e-5 --temperature 4 --ema 0.95
+
+    probe  step:        0      20      40      60
+    p1     test       907     913     913     907    val acc 95.55 94.78 92.65 93.81 %
+           val KL1  0.101   0.121   0.176   0.157    test KL1 0.164 0.182 0.203 0.225
+    p2     test       907     890     900     915    val acc 95.55 93.42 93.23 94.58 %
+           val KL1  0.101   0.179   0.179   0.128    test KL1 0.164 0.200 0.229 0.201
+    p3     test       907     910     896     901    val acc 95.55 95.36 94.20 94.39 %
+           val KL1  0.101   0.101   0.138   0.115    test KL1 0.164 0.164 0.178 0.158
+    p5     test       907     904     903     902    val acc 95.55 95.94 94.39 95.36 %
+           val KL4  0.204   0.147   0.089   0.071    test KL4 0.199 0.145 0.092 0.079
+
+(KL1: KL(ANN || SNN) at temperature 1, KL4 at 4, per image.) Without averaging, one
+validation to the next moves the test count by up to 17 images (p2) while the training loss
+falls steadily: single steps flip codes near boundaries. The validation KL tracks the test
+KL closely (p5) but neither KL tracks the test accuracy: at temperature 4 the loss halves by
+matching the non-winning logits and the test count stays at 902-907; at temperature 1 it
+does not fall in 60 steps at lr 5e-5. Validation accuracy and test accuracy moved in the
+same direction in p2 and p3, not in p1. p1-p3 kept the converted network under
+``--select-on kl`` (907 -> 907); p5 was stopped after step 60.
+
+The T=3 recipe (issue 15 part 4; 1 thread, ``nice -n 15``, load 5-11)::
+
+    R="--T 3 --epochs 3 --cosine --clip 1 --weight-decay 0 --val-fraction 0.1 \
+       --distill-weight 0.9 --temperature 4 --granularity channel --correction both \
+       --cache out/cache --threads 1 --select-on accuracy --trace-test --optimizer adam \
+       --lr 3e-4 --warmup 20"
+    g: $R --seeds 0 --val-every 20 --ema 0.95      h: $R --seeds 1 --val-every 20 --ema 0.95
+    i: $R --seeds 1 0 --val-every 25 --ema 0.98
+
+    run seed T before after  gap      kept (val of 517)            end of run steps wall s
+    g      0 3    907   922  -0.98p   step 160 (494 -> 506)            916   219    624
+    h      1 3    915   919  -1.28p   step 180 (494 -> 504)            918   219    675
+    i      1 3    915   919  -1.28p   step 75 (494 -> 502)             926   219    632
+    i      0 3    907   917  -1.47p   step 125 (494 -> 501)            923   219    603
+
+    f on seed 1 (``--seeds 1 --T 2``, load 1-5): 657 -> 857 (-7.37p), step 292 (327 -> 440),
+    292 steps, 337 s; with ``--epochs 6`` (load 1-3): 657 -> 841 (-8.95p), step 365
+    (327 -> 453), 438 steps, 477 s
+
+("end of run": the test count of the last network, from ``OUT/trace.csv``, not selected.)
 """
 
 from __future__ import annotations
@@ -118,6 +172,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -129,6 +184,7 @@ from spikeconverter.converters import convert
 from spikeconverter.converters import load as load_network
 from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
+from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -136,17 +192,17 @@ CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
 DATA = SHARED / "data" / "cifar10"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FIELDS = ["seed", "T", "correct_before", "correct_after", "ann_correct", "images", "gap_pt",
-          "val_before", "val_best", "epochs", "best", "best_step", "steps", "wall_s", "cpu_s",
-          "load_1min", "recipe"]
+          "val_before", "val_best", "epochs", "best", "best_step", "select_on", "steps", "wall_s",
+          "cpu_s", "load_1min", "recipe"]
 
 
-def datasets():
+def datasets(augment: bool = True):
     from torchvision import datasets as tvd
     from torchvision import transforms as tr
 
     norm = [tr.ToTensor(), tr.Normalize(MEAN, STD)]
-    train = tvd.ImageFolder(DATA / "train", tr.Compose(
-        [tr.RandomCrop(32, padding=4), tr.RandomHorizontalFlip(), *norm]))
+    aug = [tr.RandomCrop(32, padding=4), tr.RandomHorizontalFlip()] if augment else []
+    train = tvd.ImageFolder(DATA / "train", tr.Compose([*aug, *norm]))
     plain = tvd.ImageFolder(DATA / "train", tr.Compose(norm))
     test = tvd.ImageFolder(DATA / "test", tr.Compose(norm))
     return train, plain, test
@@ -174,6 +230,16 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+                    help="validation score that picks the network kept (kl/agreement: with "
+                         "the ANN; need --distill-weight > 0)")
+    ap.add_argument("--ema", type=float, default=None,
+                    help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="train on the images as they are (default: random crop + flip)")
+    ap.add_argument("--trace-test", action="store_true",
+                    help="diagnostic: also score the test images at every validation, into "
+                         "OUT/trace.csv (never used for selection)")
     ap.add_argument("--fixed-thresholds", action="store_true", help="do not train thresholds")
     ap.add_argument("--granularity", choices=("layer", "channel"), default=None,
                     help="threshold granularity of the conversion (default: convert's for T)")
@@ -184,6 +250,34 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/finetune")
     return ap.parse_args()
+
+
+def _tracer(args, seed: int, T: int, test_loader, model):
+    """``on_validate`` hook appending, per validation, the validation scores and the test
+    images' correct count and agreement with the ANN to ``OUT/trace.csv`` (a diagnostic of
+    which validation score tracks the test accuracy; selection never sees it)."""
+    path = Path(args.out) / "trace.csv"
+    fields = ["seed", "T", "step", "val_acc", "val_kl", "val_agreement", "test_correct",
+              "test_agreement", "test_kl", "load_1min", "recipe"]
+
+    def hook(net, h):
+        s = validation_scores(net, test_loader, model, temperature=args.temperature)
+        n = len(test_loader.dataset)
+        row = {"seed": seed, "T": T, "step": h["val_steps"][-1],
+               "val_acc": h["val_accuracy"][-1], "val_kl": h["val_kl"][-1],
+               "val_agreement": h["val_agreement"][-1],
+               "test_correct": round(s["accuracy"] * n),
+               "test_agreement": round(s["agreement"] * n), "test_kl": s["kl"],
+               "load_1min": os.getloadavg()[0], "recipe": " ".join(sys.argv[1:])}
+        new = not path.is_file()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fields)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(row, flush=True)
+
+    return hook
 
 
 def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
@@ -212,6 +306,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     load = float(Path("/proc/loadavg").read_text().split()[0]) if Path(
         "/proc/loadavg").is_file() else float("nan")
     t0 = time.process_time()
+    trace = _tracer(args, seed, T, test_loader, model) if args.trace_test else None
     h = finetune(net, loader, val_data=val, epochs=args.epochs, lr=args.lr,
                  optimizer=args.optimizer, momentum=args.momentum, cosine=args.cosine,
                  warmup=args.warmup, threshold_lr_scale=args.threshold_lr_scale,
@@ -221,7 +316,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  val_every=args.val_every, max_steps=args.max_steps,
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
-                 distill_temperature=args.temperature)
+                 distill_temperature=args.temperature, select_on=args.select_on,
+                 ema=args.ema, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)
@@ -229,7 +325,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
             "correct_after": round(after * n), "images": n,
             "val_before": round(h["val_accuracy"][0] * len(va_idx)),
             "val_best": round(h["best_accuracy"] * len(va_idx)), "epochs": h["epochs"],
-            "best": h["best"], "best_step": h["best_step"], "steps": h["steps"],
+            "best": h["best"], "best_step": h["best_step"], "select_on": args.select_on,
+            "steps": h["steps"],
             "wall_s": round(h["seconds"]),
             "cpu_s": round(cpu), "load_1min": load}
 
@@ -241,7 +338,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout,
                         force=True)  # an imported library may have configured logging first
     torch.set_num_threads(args.threads)
-    sets = datasets()
+    sets = datasets(not args.no_augment)
     test_loader = DataLoader(sets[2], batch_size=256)
     model = load_cifar_resnet(CKPT).eval()
     ann = round(evaluate(model, test_loader) * len(sets[2]))

@@ -383,6 +383,12 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="share of the distillation term, 0..1 (default: 0.9)")
     g.add_argument("--distill-temperature", type=float, default=4.0,
                    help="distillation temperature (default: 4)")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="validate, keep and write the parameters' moving average with this "
+                        "decay, e.g. 0.95 (default: off)")
+    g.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+                   help="validation score that picks the network kept; kl and agreement "
+                        "compare with the --distill ANN (default: accuracy)")
     add_output(p, "fine-tuned network file to write (--resume continues into it)")
     add_runtime(p)
     return p

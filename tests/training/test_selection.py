@@ -172,13 +172,80 @@ def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
               str(tmp_path / "ft.snn"), "--batch-size", "20", "--no-progress", "--epochs", "2"]
     args = parser.parse_args(common + [
         "--val-fraction", "0.2", "--augment", "--distill", f"{tmp_path / 'ann.py'}:ann",
-        "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1"])
+        "--distill-checkpoint", str(tmp_path / "ann.pt"), "--distill-weight", "1",
+        "--ema", "0.9", "--select-on", "kl"])
     assert run_finetune(args) == 0
     text = capsys.readouterr().out
     assert "4 steps, 2 epochs" in text and "(best: " in text.split("after")[-1]
     load(tmp_path / "ft.snn").graph.validate()
     for extra, match in ((["--val-fraction", "1.5"], "val-fraction"),
                          (["--val-fraction", "0.2", "--val", str(tmp_path)], "pass one"),
-                         (["--distill-checkpoint", "w.pt"], "--distill MODEL")):
+                         (["--distill-checkpoint", "w.pt"], "--distill MODEL"),
+                         (["--select-on", "kl"], "--distill MODEL"),
+                         (["--ema", "1"], "ema")):
         with pytest.raises(ValueError, match=match):
             run_finetune(parser.parse_args(common + extra))
+
+
+def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
+    """``select_on="kl"`` keeps the network of the lowest validation KL to the ANN at the
+    distillation temperature (recorded per validation next to accuracy and agreement, which
+    are those of ``validation_scores``); the KL is the definition's; without a teacher it is
+    refused."""
+    from spikeconverter.training.finetune import validation_scores
+
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, rounding="floor", correction="none",
+                  threshold_granularity="layer", progress=False)
+    calls = {"n": 0}
+
+    def loss_fn(logits, labels):  # epochs 1-2 descend, epoch 3 ascends
+        calls["n"] += 1
+        return (-1.0 if calls["n"] > 16 else 1.0) * F.cross_entropy(logits, labels)
+
+    h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
+                 loss_fn=loss_fn, teacher=model, distill_weight=0.0, select_on="kl",
+                 distill_temperature=3.0, progress=False)
+    kl = h["val_kl"]
+    assert len(kl) == len(h["val_agreement"]) == 4 and h["select_on"] == "kl"
+    best = min(range(4), key=lambda i: (kl[i], i))
+    assert h["best_step"] == h["val_steps"][best] and h["best_score"] == -kl[best]
+    assert h["best_accuracy"] == h["val_accuracy"][best]
+    _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)
+    s = validation_scores(net, (xv, yv), model, temperature=3.0)
+    assert s["kl"] == pytest.approx(kl[best], rel=1e-9)
+    assert s["accuracy"] == pytest.approx(h["val_accuracy"][best])
+    with torch.no_grad():
+        out, ref = net(xv).double(), model(xv).double()
+    p = torch.softmax(ref / 3, 1)
+    manual = float((p * (p.log() - torch.log_softmax(out / 3, 1))).sum(1).mean())
+    assert s["kl"] == pytest.approx(manual, rel=1e-9)
+    assert s["agreement"] == pytest.approx(float((out.argmax(1) == ref.argmax(1)).double().mean()))
+    with pytest.raises(ValueError, match="teacher"):
+        finetune(net, (x, y), val_fraction=0.2, select_on="kl")
+    with pytest.raises(ValueError, match="select_on"):
+        finetune(net, (x, y), val_fraction=0.2, teacher=model, select_on="loss")
+
+
+def test_ema_keeps_the_moving_average_of_the_parameters(digits):
+    """``ema=0.5`` writes back ``(w1 + w2) / 2`` after two steps (the average's first update
+    copies), ``ema=0`` the latest parameters, exactly as without it."""
+    model, (x, y) = digits
+    base = convert(model, x[:128], T=2, progress=False)
+    data, opts = (x[:128], y[:128]), dict(batch_size=32, lr=0.05, progress=False)
+    nets = [copy.deepcopy(base) for _ in range(4)]
+    finetune(nets[0], data, max_steps=1, **opts)
+    finetune(nets[1], data, max_steps=2, **opts)
+    finetune(nets[2], data, max_steps=2, ema=0.5, **opts)
+    finetune(nets[3], data, max_steps=2, ema=0.0, **opts)
+    w = [dict(n.named_parameters()) | dict(n.named_buffers()) for n in nets]
+    moved = 0
+    for k, w2 in w[1].items():
+        if not w2.is_floating_point():
+            continue
+        torch.testing.assert_close(w[2][k], (w[0][k] + w2) / 2)
+        torch.testing.assert_close(w[3][k], w2)
+        moved += not torch.equal(w[0][k], w2)
+    assert moved > 0  # the two steps really differ
+    with pytest.raises(ValueError, match="ema"):
+        finetune(nets[0], data, ema=1.0)

@@ -72,7 +72,8 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         train_thresholds=not args.fixed_thresholds,
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
         clip_grad_norm=args.clip_grad_norm or None, device=args.device,
-        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature)
+        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+        ema=args.ema)
 
 
 def _teacher(args: argparse.Namespace) -> torch.nn.Module | None:
@@ -108,6 +109,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     config = _config(args)  # settings checked before any file is read
     teacher = _teacher(args)
+    if args.select_on != "accuracy" and teacher is None:
+        raise ValueError(f"--select-on {args.select_on} compares with the ANN: pass "
+                         "--distill MODEL")
     net = load(args.network, device=args.device)
     shape = tuple(net.graph[net.graph.input].shape)
     train = _images(args, args.data, "train", shape, args.augment)
@@ -125,7 +129,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     cliparser.check_output_file(args.output, args.overwrite or args.resume)  # before training
     with process_group(args.device) as rank:
         before = evaluate(net, val) if val is not None else None
-        history = finetune(net, loader, val_data=val, config=config.updated(teacher=teacher))
+        history = finetune(net, loader, val_data=val, config=config.updated(
+            teacher=teacher, select_on=args.select_on))
     if rank != 0:
         return 0
     net.save(args.output)

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikeconverter.atomic import atomic_path
@@ -51,7 +52,7 @@ from spikeconverter.training.losses import distillation_loss
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
 __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
-           "state_path"]
+           "state_path", "validation_scores"]
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
@@ -126,6 +127,36 @@ def evaluate(net: torch.nn.Module, data: Any, *, batch_size: int = 256,
     return correct / total
 
 
+def validation_scores(net: torch.nn.Module, data: Any, teacher: torch.nn.Module | None = None,
+                      *, batch_size: int = 256, temperature: float = 1.0
+                      ) -> dict[str, float | None]:
+    """``{"accuracy", "kl", "agreement"}`` of ``net`` on ``data``: top-1 accuracy, and with a
+    ``teacher`` the mean KL(teacher || net) of the softmax outputs at ``temperature`` (both
+    logits divided by it) and the share of images whose top-1 class is the teacher's
+    (``None`` without a teacher)."""
+    if teacher is None:
+        return {"accuracy": evaluate(net, data, batch_size=batch_size), "kl": None,
+                "agreement": None}
+    correct = agree = total = 0
+    kl = 0.0
+    dev = _device_of(net)
+    with torch.no_grad():
+        for batch in _loader(data, batch_size, False, 0, "data"):
+            x, y = _xy(batch, "data")
+            x, y = x.to(dev), y.to(dev)
+            out, ref = net(x).to(torch.float64), teacher(x).to(torch.float64)
+            kl += float(F.kl_div(F.log_softmax(out / temperature, 1),
+                                 F.log_softmax(ref / temperature, 1), reduction="sum",
+                                 log_target=True))
+            pred = out.argmax(1)
+            correct += int((pred == y).sum())
+            agree += int((pred == ref.argmax(1)).sum())
+            total += len(y)
+    if total == 0:
+        raise ValueError("evaluation data is empty")
+    return {"accuracy": correct / total, "kl": kl / total, "agreement": agree / total}
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -165,14 +196,18 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``), documented there.
+        ``distill_temperature``, ``distill_weight``, ``ema``, ``select_on``,
+        ``on_validate``), documented there.
 
     Returns
     -------
     dict
         ``steps``, ``epochs`` (completed), ``loss`` (per step), ``val_steps`` and
         ``val_accuracy`` and ``val_epochs`` (per validation; epochs completed when it was
-        measured), ``best_accuracy``/``best_step``/``best_epoch`` (the winning validation:
+        measured), ``val_kl`` and ``val_agreement`` (per validation, with a ``teacher``: see
+        :func:`validation_scores`; ``None`` without), ``select_on`` and ``best_score`` (the
+        winning validation's score; the KL negated), ``best_accuracy``/``best_step``/
+        ``best_epoch`` (the winning validation:
         its step and the epochs completed then; ``None`` without validation), ``best`` (which
         network was kept, in words: ``"converted"`` -- the network before training, step 0 --,
         ``"step S (epoch E)"`` with ``E`` the epochs done as a decimal, e.g. ``"step 25
@@ -271,6 +306,8 @@ class _Run:
             self.model = DistributedDataParallel(
                 self.trainable, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.opt = _optimizer(self.trainable, cfg)
+        self.ema = None if cfg.ema is None else AveragedModel(
+            self.trainable, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
         if cfg.val_fraction is not None:
             if val_data is not None:
                 raise ValueError("pass either val_data or val_fraction, not both")
@@ -284,14 +321,16 @@ class _Run:
         self.total = _total_steps(self.train, cfg)
         self.history: dict[str, Any] = {
             "steps": 0, "epochs": 0, "loss": [], "val_steps": [], "val_accuracy": [],
-            "val_epochs": [], "best_accuracy": None, "best_step": None, "best_epoch": None,
-            "best": None}
+            "val_kl": [], "val_agreement": [], "val_epochs": [], "best_accuracy": None,
+            "best_score": None, "select_on": cfg.select_on, "best_step": None,
+            "best_epoch": None, "best": None}
         self.epoch, self.skip = 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
         if cfg.resume:
             self.epoch, self.skip, self.best_state = _load_state(
-                state_path(self.ckpt), self.trainable, self.opt, self.history, self.dev)
+                state_path(self.ckpt), self.trainable, self.opt, self.history, self.dev,
+                self.ema)
         self.bar: Any = None
         self.started = time.perf_counter()
 
@@ -359,6 +398,8 @@ class _Run:
             torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), self.cfg.clip_grad_norm)
         self.opt.step()
         self.trainable.project_()
+        if self.ema is not None:
+            self.ema.update_parameters(self.trainable)
         h = self.history
         h["steps"] += 1
         h["loss"].append(loss.item())
@@ -385,16 +426,23 @@ class _Run:
         for g in self.opt.param_groups:
             g["lr"] = self.cfg.lr * g.get("lr_scale", 1.0) * factor
 
+    @property
+    def evaluated(self) -> TrainableSpikingNetwork:
+        """The network validated, kept and written back: the parameters' moving average with
+        ``ema``, else the trained network itself."""
+        return self.trainable if self.ema is None else self.ema.module
+
     def validate_and_save(self, batch_in_epoch: int) -> None:
         """Validate, keep the parameters if they are the best so far, write the checkpoint
         (rank 0 writes; every rank validates on all of the validation data, so all agree)."""
         self.trainable.eval()
+        self.evaluated.eval()
         writer = self.ckpt is not None and rank() == 0
         if self.validate():
             self.best_state = {k: v.detach().clone()
-                               for k, v in self.trainable.state_dict().items()}
+                               for k, v in self.evaluated.state_dict().items()}
             if writer:
-                _save_network(self.trainable, self.net, self.ckpt)
+                _save_network(self.evaluated, self.net, self.ckpt)
         if writer:
             self.save_state(batch_in_epoch)
         if is_distributed():
@@ -412,16 +460,26 @@ class _Run:
         # and validation leaves the training run's random stream alone
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg.seed)
-            acc = evaluate(self.trainable, self.val_data, batch_size=self.cfg.batch_size)
+            scores = validation_scores(self.evaluated, self.val_data, self.cfg.teacher,
+                                       batch_size=self.cfg.batch_size,
+                                       temperature=self.cfg.distill_temperature)
+        acc = scores["accuracy"]
         h["val_steps"].append(h["steps"])
         h["val_accuracy"].append(acc)
+        h["val_kl"].append(scores["kl"])
+        h["val_agreement"].append(scores["agreement"])
         h["val_epochs"].append(self.epoch)
-        improved = h["best_accuracy"] is None or acc > h["best_accuracy"]
+        # the score to maximise: the KL is minimised
+        score = -scores["kl"] if self.cfg.select_on == "kl" else scores[self.cfg.select_on]
+        improved = h["best_score"] is None or score > h["best_score"]
         if improved:
-            h["best_accuracy"], h["best_step"], h["best_epoch"] = acc, h["steps"], self.epoch
+            h["best_score"], h["best_accuracy"] = score, acc
+            h["best_step"], h["best_epoch"] = h["steps"], self.epoch
             h["best"] = self.label(h["steps"])
         self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}" if h["loss"] else "-", val=f"{acc:.4f}")
-        self.log_validation(acc, improved)
+        self.log_validation(scores, improved)
+        if self.cfg.on_validate is not None:
+            self.cfg.on_validate(self.evaluated, h)
         return improved
 
     def label(self, step: int) -> str:
@@ -431,16 +489,19 @@ class _Run:
         per_epoch = len(self.train) if hasattr(self.train, "__len__") else None
         return f"step {step} (epoch {step / per_epoch:.2f})" if per_epoch else f"step {step}"
 
-    def log_validation(self, acc: float, improved: bool) -> None:
+    def log_validation(self, scores: dict[str, float | None], improved: bool) -> None:
         """One INFO line per validation (``logging``): epoch, step, mean training loss since
-        the last validation, validation accuracy, wall time since the run started."""
+        the last validation, validation accuracy (KL and agreement with a teacher), wall time
+        since the run started."""
         h = self.history
         since = h["val_steps"][-2] if len(h["val_steps"]) > 1 else 0
         losses = h["loss"][since:h["steps"]]
         mean = f"{sum(losses) / len(losses):.4f}" if losses else "-"
-        _LOG.info("epoch %d step %d: train loss %s, val %.2f %%%s, %.0f s", self.epoch,
-                  h["steps"], mean, 100 * acc, " (best)" if improved else "",
-                  time.perf_counter() - self.started)
+        extra = "" if scores["kl"] is None else (
+            f", KL {scores['kl']:.5f}, agreement {100 * scores['agreement']:.2f} %")
+        _LOG.info("epoch %d step %d: train loss %s, val %.2f %%%s%s, %.0f s", self.epoch,
+                  h["steps"], mean, 100 * scores["accuracy"], extra,
+                  " (best)" if improved else "", time.perf_counter() - self.started)
 
     def save_state(self, batch_in_epoch: int) -> None:
         """Write the training state beside the checkpoint (what ``resume`` reads)."""
@@ -449,12 +510,16 @@ class _Run:
             "model": self.trainable.state_dict(), "optimizer": self.opt.state_dict(),
             "epoch": self.epoch, "batch_in_epoch": batch_in_epoch, "history": self.history,
             "best_model": self.best_state, "rng": torch.get_rng_state(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }, state_path(self.ckpt))
 
     def write_back(self) -> None:
-        """Put the best (else the last) parameters into ``net`` 's graph and tensors."""
+        """Put the best (else the last, averaged with ``ema``) parameters into ``net`` 's
+        graph and tensors."""
         if self.best_state is not None:
             self.trainable.load_state_dict(self.best_state)
+        elif self.ema is not None:
+            self.trainable.load_state_dict(self.ema.module.state_dict())
         net = self.net
         self.trainable.sync_to_graph(net.graph)
         fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)
@@ -468,7 +533,8 @@ def _save_network(trainable: TrainableSpikingNetwork, net: SpikingNetwork, path:
 
 
 def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim.Optimizer,
-                history: dict[str, Any], device: torch.device
+                history: dict[str, Any], device: torch.device,
+                ema: AveragedModel | None = None
                 ) -> tuple[int, int, dict[str, torch.Tensor] | None]:
     if not path.is_file():
         raise ValueError(f"resume=True but there is no training state {path} (it is written "
@@ -486,6 +552,11 @@ def _load_state(path: Path, trainable: TrainableSpikingNetwork, opt: torch.optim
     try:
         trainable.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
+        if (ema is None) != (blob.get("ema") is None):
+            raise ValueError("ema is " + ("off" if ema is None else "on") + " but the run "
+                             "that wrote the state had it " + ("on" if ema is None else "off"))
+        if ema is not None:
+            ema.load_state_dict(blob["ema"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ValueError(f"{path}: the training state does not fit this network ({exc})") \
             from exc
