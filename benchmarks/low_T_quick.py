@@ -33,6 +33,20 @@ def argmax(fn, xs: torch.Tensor) -> torch.Tensor:
         return torch.cat([fn(xs[i:i + 256]).argmax(1) for i in range(0, len(xs), 256)])
 
 
+def augment(x: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
+    """``x`` and ``copies`` augmented copies of it: random crops (4-pixel zero pad) and flips."""
+    gen = torch.Generator().manual_seed(seed)
+    out = [x]
+    pad = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    h, w = x.shape[-2:]
+    for _ in range(copies):
+        dy, dx = torch.randint(0, 9, (2, len(x)), generator=gen)
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        crops = torch.stack([pad[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(len(x))])
+        out.append(torch.where(flip[:, None, None, None], crops.flip(-1), crops))
+    return torch.cat(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", required=True)
@@ -46,6 +60,12 @@ def main() -> None:
     ap.add_argument("--flip", action="store_true", help="correct on the draw plus its mirrors")
     ap.add_argument("--out", default="out/low_T_quick.jsonl")
     ap.add_argument("--search-images", type=int, default=64)
+    ap.add_argument("--shuffle", action="store_true",
+                    help="seeded shuffle of the draw (its images are sorted by class): the "
+                         "threshold search's first --search-images then span every class")
+    ap.add_argument("--augment", type=int, default=0,
+                    help="add this many randomly cropped and flipped copies of the draw")
+    ap.add_argument("--max-images", type=int, default=1024, help="max_images of correct()")
     ap.add_argument("--block", default="{}", help="JSON overrides of correction.BLOCK")
     args = ap.parse_args()
     from spikeconverter.converters import correction as corr
@@ -64,15 +84,24 @@ def main() -> None:
                                   granularity=gr, progress=False)
                     t0 = time.time()
                     cal = blob["draws"][d]
+                    if args.shuffle:
+                        cal = cal[torch.randperm(len(cal), generator=torch.Generator()
+                                                 .manual_seed(d))]
+                    if args.augment:
+                        cal = augment(cal, args.augment, d)
                     if args.flip:
                         cal = torch.cat([cal, cal.flip(-1)])
                     correct(g, cal, method=args.correction, reconstruct_steps=args.steps,
-                            search_images=args.search_images)
+                            search_images=args.search_images,
+                            max_images=args.max_images)
                     sec = time.time() - t0
                     pred = argmax(lambda x, g=g: g.forward(x)[g.output], xs)
                     row = {"net": net, "draw": d, "T": T, "granularity": gr,
                            "correction": args.correction, "steps": args.steps, "flip": args.flip,
+                           "shuffle": args.shuffle, "augment": args.augment,
                            "search_images": args.search_images,
+                           "calibration": len(cal), "max_images": args.max_images,
+                           "cache": args.cache,
                            "block": args.block if args.correction == "block" else None,
                            "correct": int((pred == ys).sum()), "agree": int((pred == ann).sum()),
                            "images": len(xs), "ann_correct": int((ann == ys).sum()),

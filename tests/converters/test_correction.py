@@ -17,7 +17,7 @@ from convhelpers import (
 )
 
 from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
-from spikeconverter.converters.correction import CORRECTIONS, correct
+from spikeconverter.converters.correction import CORRECTIONS, correct, spread
 from spikeconverter.converters.network_search import tune_thresholds
 from spikeconverter.converters.reconstruction import BlockFit, blocks
 from spikeconverter.models import get_model
@@ -184,6 +184,22 @@ def test_forward_from_resumes_the_forward_pass():
         again = g.forward_from({n: full[n] for n in names}, start, cal)
         for n, v in full.items():
             assert torch.equal(again[n], v), (start, n)
+
+
+def test_a_capped_correction_uses_inputs_spread_over_all_of_them():
+    # calibration draws come sorted by class: the first max_images would miss the later classes
+    assert spread(torch.arange(10), 4).tolist() == [0, 3, 6, 9]
+    assert spread(torch.arange(3), 4).tolist() == [0, 1, 2]
+    graph = conv_graph()
+    x = torch.cat([inputs(graph, 8), 3.0 * inputs(graph, 8)])  # two "classes", in order
+    calibrate(graph, x, T=3, progress=False)
+    capped, spread_first, prefix = (correct(copy.deepcopy(graph), data, max_images=m,
+                                            search_images=4)
+                                    for data, m in ((x, 4), (spread(x, 4), 4), (x[:4], 4)))
+    thetas = [[np.asarray(p.theta).tolist() for p in g if p.spiking] for g in
+              (capped, spread_first, prefix)]
+    assert thetas[0] == thetas[1]
+    assert thetas[0] != thetas[2]
 
 
 def test_bad_arguments_are_named():

@@ -185,8 +185,9 @@ def convert(
         "both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none".
         Left out, these three take the best measured setting for ``T``
         (:func:`~spikeconverter.converters.correction.default_settings`: per-channel ``max``
-        thresholds with both corrections up to T = 3, per-layer ones with both corrections up
-        to T = 8, plain per-layer ``max`` above). Both granularities also run in the
+        thresholds with both corrections at T = 2, with the block reconstruction at T = 3
+        (minutes per conversion), per-layer ones with both corrections up to T = 8, plain
+        per-layer ``max`` above). Both granularities also run in the
         Lava backend's fixed point (per-neuron ``vth``).
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)

@@ -39,8 +39,9 @@ __all__ = ["BLOCK", "RECONSTRUCT", "BlockFit", "activation", "blocks", "op_bias"
 RECONSTRUCT = {"steps": 100, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2}
 
 #: The block reconstruction's: Adam steps per block, minibatch, learning rates, and the QDrop
-#: probability of keeping an inner population's unquantised value (benchmarks/low_T_quick.py).
-BLOCK = {"steps": 200, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2, "drop": 0.0}
+#: probability of keeping an inner population's unquantised value (benchmarks/low_T_quick.py;
+#: QDrop's 0.5 lifted ResNet-32 T = 3 from 909 to 930 correct on draw 0, README).
+BLOCK = {"steps": 200, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2, "drop": 0.5}
 
 
 def activation(pop: Population, u: torch.Tensor) -> torch.Tensor:
