@@ -183,16 +183,25 @@ def test_split_weight_groups_run_as_one_process(monkeypatch):
     g = batched.build_batched(plan, net.schedule, 2, 1, None, buffer=2,
                               modes=windowed.window_plan(plan, net.schedule))
     assert len(g.synapses) == len(edges)
-    x = _data(5, seed=5) * 3  # large inputs: some 24-bit membranes clamp
+    # a Process per group for the reference
+    _assert_runs_equal_reference(
+        net, lambda: monkeypatch.setattr(batched, "groups_fit", lambda *args: False))
+
+
+def _assert_runs_equal_reference(net, use_reference) -> None:
+    """Fixed-point runs of ``net``, windowed and per step, equal (logits and saturation counts)
+    a per-step run after ``use_reference()`` switched the code path under test off; inputs
+    large enough that some 24-bit membranes clamp."""
+    images = _data(5, seed=5) * 3
     runs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for win in (True, False):
-            runs.append((net.run(x, fixed_point=True, batch_size=2, progress=False,
+            runs.append((net.run(images, fixed_point=True, batch_size=2, progress=False,
                                  windowed=win), net.stats["saturations"]))
-        monkeypatch.setattr(batched, "groups_fit", lambda *args: False)  # a Process per group
-        ref, sat = net.run(x, fixed_point=True, batch_size=2, progress=False, windowed=False), \
-            net.stats["saturations"]
+        use_reference()
+        ref = net.run(images, fixed_point=True, batch_size=2, progress=False, windowed=False)
+        sat = net.stats["saturations"]
     for logits, saturations in runs:
         np.testing.assert_array_equal(logits, ref)
         assert saturations == sat
@@ -215,19 +224,10 @@ def test_one_gather_of_two_groups_is_the_two_gathers(monkeypatch):
     merged = [PyBatchDenseModelBitAcc(p.proc_params)._one_gather is not None
               for p in g.synapses if isinstance(p, BatchDense)]
     assert any(merged)  # the shortcuts take the one-gather path
-    images = _data(5, seed=5) * 3  # large inputs: some 24-bit membranes clamp
-    runs = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for win in (True, False):
-            runs.append((net.run(images, fixed_point=True, batch_size=2, progress=False,
-                                 windowed=win), net.stats["saturations"]))
-        monkeypatch.setattr(PyBatchDenseModelBitAcc, "_merged_gather", lambda self: None)
-        ref, sat = net.run(images, fixed_point=True, batch_size=2, progress=False,
-                           windowed=False), net.stats["saturations"]
-    for logits, saturations in runs:
-        np.testing.assert_array_equal(logits, ref)
-        assert saturations == sat
+    # each group gathered alone for the reference
+    _assert_runs_equal_reference(
+        net, lambda: monkeypatch.setattr(PyBatchDenseModelBitAcc, "_merged_gather",
+                                         lambda self: None))
 
 
 def test_unverified_window_reruns_step_by_step(lnet, monkeypatch):
