@@ -48,7 +48,9 @@ BLOCK = {"steps": 200, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2, "drop": 0.5, "
 #: The network-level step after the block reconstruction (:func:`network_fit`): every
 #: population after the last input or max pooling trained at once so that the quantised
 #: logits match the ANN's; ``steps`` 0 skips it.
-NETWORK = {"steps": 0, "batch": 32, "lr": 1e-5, "theta_lr": 1e-3, "drop": 0.0, "cosine": True}
+#: ``loss``: ``"mse"`` of the logits or ``"kl"`` of their softmax (:meth:`BlockFit.loss`).
+NETWORK = {"steps": 0, "batch": 32, "lr": 1e-5, "theta_lr": 1e-3, "drop": 0.0, "cosine": True,
+           "loss": "mse"}
 
 
 def activation(pop: Population, u: torch.Tensor) -> torch.Tensor:
@@ -202,6 +204,7 @@ class BlockFit:
                                                                      target, gen)
         self.names = {p.name for p in block}
         self.settings = BLOCK if settings is None else settings
+        self._kl = self.settings.get("loss", "mse") == "kl"
         like = {"dtype": target.dtype, "device": target.device}
         self.edges = {(p.name, i): e for p in block for i, e in enumerate(p.edges)
                       if trainable(e)}
@@ -233,14 +236,25 @@ class BlockFit:
             vals[p.name] = v
         return vals[out.name]
 
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The fit's loss on a batch: mean squared error, or with ``settings["loss"]`` ``"kl"``
+        the mean KL divergence of the softmax of ``out`` from that of ``target`` (logits: the
+        prediction difference of PD-Quant, Liu et al. 2023)."""
+        if self._kl:
+            return F.kl_div(torch.log_softmax(out, 1), torch.log_softmax(target, 1),
+                            log_target=True, reduction="batchmean")
+        return (out - target).square().mean()
+
     def error(self, chunk: int = 64) -> float:
-        """Mean squared error of the block's output over all the calibration inputs."""
+        """:meth:`loss` of the block's output over all the calibration inputs."""
         n = self.target.shape[0]
+        total = 0.0
         with torch.no_grad():
-            total = sum(float((self.forward(torch.arange(i, min(i + chunk, n)))
-                               - self.target[i:i + chunk]).square().sum())
-                        for i in range(0, n, chunk))
-        return total / self.target.numel()
+            for i in range(0, n, chunk):
+                t = self.target[i:i + chunk]
+                out = self.forward(torch.arange(i, min(i + chunk, n)))
+                total += float(self.loss(out, t)) * (t.shape[0] if self._kl else t.numel())
+        return total / (n if self._kl else self.target.numel())
 
     def fit(self, steps: int) -> tuple[float, float]:
         """Train ``steps`` Adam steps; keep the result only if it lowers :meth:`error`.
@@ -257,7 +271,7 @@ class BlockFit:
         with torch.enable_grad():
             for _ in range(steps):
                 idx = torch.randint(0, n, (min(self.settings["batch"], n),), generator=self.gen)
-                loss = (self.forward(idx, self.settings["drop"]) - self.target[idx]).square().mean()
+                loss = self.loss(self.forward(idx, self.settings["drop"]), self.target[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
