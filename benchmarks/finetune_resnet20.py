@@ -230,9 +230,10 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
-    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement", "last"),
+                    default="accuracy",
                     help="validation score that picks the network kept (kl/agreement: with "
-                         "the ANN; need --distill-weight > 0)")
+                         "the ANN; need --distill-weight > 0; last: the end of the run)")
     ap.add_argument("--ema", type=float, default=None,
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
     ap.add_argument("--no-augment", action="store_true",

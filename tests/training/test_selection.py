@@ -249,3 +249,26 @@ def test_ema_keeps_the_moving_average_of_the_parameters(digits):
     assert moved > 0  # the two steps really differ
     with pytest.raises(ValueError, match="ema"):
         finetune(nets[0], data, ema=1.0)
+
+
+def test_select_on_last_keeps_the_end_of_the_run(digits):
+    """``select_on="last"`` keeps the network of the last validation even when an earlier one
+    scored better (a deliberately bad last epoch), still records every validation, and needs
+    no teacher."""
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, rounding="floor", correction="none",
+                  threshold_granularity="layer", progress=False)
+    calls = {"n": 0}
+
+    def loss_fn(logits, labels):  # epochs 1-2 descend, epoch 3 ascends
+        calls["n"] += 1
+        return (-1.0 if calls["n"] > 16 else 1.0) * F.cross_entropy(logits, labels)
+
+    h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
+                 loss_fn=loss_fn, select_on="last", progress=False)
+    acc = h["val_accuracy"]
+    assert len(acc) == 4 and acc[3] < max(acc[1:3]) - 0.1, acc
+    assert h["best_step"] == h["steps"] == h["val_steps"][-1] and h["best_accuracy"] == acc[3]
+    assert h["best"].startswith(f"step {h['steps']} ") and h["select_on"] == "last"
+    _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)
+    assert evaluate(net, (xv, yv)) == pytest.approx(acc[3])

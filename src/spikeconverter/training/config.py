@@ -19,7 +19,7 @@ from spikeconverter.devices import resolve_device
 __all__ = ["SELECTION_SCORES", "FinetuneConfig"]
 
 #: Validation scores that can select the network kept (``FinetuneConfig.select_on``).
-SELECTION_SCORES = ("accuracy", "kl", "agreement")
+SELECTION_SCORES = ("accuracy", "kl", "agreement", "last")
 
 
 def _check_positive(value: Any, name: str, integer: bool = False, zero: bool = False) -> None:
@@ -118,7 +118,7 @@ class FinetuneConfig:
         back the averaged network instead of the latest. At very low T a single step flips
         the codes of neurons near a boundary and moves the test accuracy by ~1 % either way
         (ResNet-20, T=3); averaging the steps smooths that noise out. ``None``: off.
-    select_on : {"accuracy", "kl", "agreement"}
+    select_on : {"accuracy", "kl", "agreement", "last"}
         Which validation score picks the network kept: top-1 ``"accuracy"`` (default), the
         lowest mean ``"kl"`` divergence KL(teacher || network) of the softmax outputs at
         ``distill_temperature`` (the divergence the distillation loss minimises), or the
@@ -126,6 +126,11 @@ class FinetuneConfig:
         last two need ``teacher``. Validation images come from the data the ANN was trained
         on, where the converted network already scores ~95 %: a few hundred of them cannot
         tell small accuracy gains from noise, while the KL to the ANN is continuous.
+        ``"last"`` keeps the network at the end of the run (with ``ema``, the final average,
+        as stochastic weight averaging does) whatever the validation says: a rule fixed
+        before any score is seen, for when validation cannot rank the candidates (ResNet-20
+        at T=3: one step moves the test count by up to 17 images, more than the gains
+        sought). Validation is still measured and reported.
     on_validate : callable, optional
         ``on_validate(network, history)`` after each validation (the trainable network, in
         eval mode, and the history so far): e.g. to log a diagnostic. Its result is unused.
@@ -212,7 +217,7 @@ class FinetuneConfig:
         if self.select_on not in SELECTION_SCORES:
             raise ValueError(f"select_on must be one of {SELECTION_SCORES}, got "
                              f"{self.select_on!r}")
-        if self.select_on != "accuracy" and self.teacher is None:
+        if self.select_on in ("kl", "agreement") and self.teacher is None:
             raise ValueError(f"select_on={self.select_on!r} compares with the ANN: pass "
                              "teacher=ANN (or select_on='accuracy')")
         if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):

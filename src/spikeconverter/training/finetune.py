@@ -469,9 +469,11 @@ class _Run:
         h["val_kl"].append(scores["kl"])
         h["val_agreement"].append(scores["agreement"])
         h["val_epochs"].append(self.epoch)
-        # the score to maximise: the KL is minimised
-        score = -scores["kl"] if self.cfg.select_on == "kl" else scores[self.cfg.select_on]
-        improved = h["best_score"] is None or score > h["best_score"]
+        # the score to maximise: the KL is minimised; "last": every newer network wins
+        select = self.cfg.select_on
+        score = -scores["kl"] if select == "kl" else scores["accuracy" if select == "last"
+                                                            else select]
+        improved = select == "last" or h["best_score"] is None or score > h["best_score"]
         if improved:
             h["best_score"], h["best_accuracy"] = score, acc
             h["best_step"], h["best_epoch"] = h["steps"], self.epoch
