@@ -236,6 +236,9 @@ def parse() -> argparse.Namespace:
                          "the ANN; need --distill-weight > 0; last: the end of the run)")
     ap.add_argument("--ema", type=float, default=None,
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
+    ap.add_argument("--swa-from", type=int, default=None,
+                    help="validate and keep the uniform average of the parameters from this "
+                         "step on (stochastic weight averaging; not with --ema)")
     ap.add_argument("--no-augment", action="store_true",
                     help="train on the images as they are (default: random crop + flip)")
     ap.add_argument("--trace-test", action="store_true",
@@ -318,7 +321,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 ema=args.ema, on_validate=trace)
+                 ema=args.ema, swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)

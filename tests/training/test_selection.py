@@ -272,3 +272,30 @@ def test_select_on_last_keeps_the_end_of_the_run(digits):
     assert h["best"].startswith(f"step {h['steps']} ") and h["select_on"] == "last"
     _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)
     assert evaluate(net, (xv, yv)) == pytest.approx(acc[3])
+
+
+def test_swa_from_keeps_the_uniform_average_of_the_late_steps(digits):
+    """``swa_from=2`` over 3 steps writes back ``(w2 + w3) / 2`` (the parameters after steps 2
+    and 3); a run that ends before it begins writes back the latest parameters; ``ema`` and
+    ``swa_from`` together are refused."""
+    model, (x, y) = digits
+    base = convert(model, x[:128], T=2, progress=False)
+    data, opts = (x[:128], y[:128]), dict(batch_size=32, lr=0.05, progress=False)
+    nets = [copy.deepcopy(base) for _ in range(4)]
+    finetune(nets[0], data, max_steps=2, **opts)
+    finetune(nets[1], data, max_steps=3, **opts)
+    finetune(nets[2], data, max_steps=3, swa_from=2, **opts)
+    finetune(nets[3], data, max_steps=2, swa_from=3, **opts)
+    w = [dict(n.named_parameters()) | dict(n.named_buffers()) for n in nets]
+    moved = 0
+    for k, w3 in w[1].items():
+        if not w3.is_floating_point():
+            continue
+        torch.testing.assert_close(w[2][k], (w[0][k] + w3) / 2)
+        torch.testing.assert_close(w[3][k], w[0][k])
+        moved += not torch.equal(w[0][k], w3)
+    assert moved > 0  # the steps really differ
+    with pytest.raises(ValueError, match="not both"):
+        finetune(nets[0], data, ema=0.9, swa_from=2)
+    with pytest.raises(ValueError, match="swa_from"):
+        finetune(nets[0], data, swa_from=0)

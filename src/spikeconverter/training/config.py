@@ -118,6 +118,12 @@ class FinetuneConfig:
         back the averaged network instead of the latest. At very low T a single step flips
         the codes of neurons near a boundary and moves the test accuracy by ~1 % either way
         (ResNet-20, T=3); averaging the steps smooths that noise out. ``None``: off.
+    swa_from : int, optional
+        Stochastic weight averaging (Izmailov et al. 2018): from the ``swa_from``-th
+        optimiser step on (1-based), keep the uniform average of the parameters after each
+        step (:class:`torch.optim.swa_utils.AveragedModel`) and validate, keep and write back
+        it; before that step, the latest parameters. Every late step weighs the same, where an
+        ``ema`` forgets them geometrically. Not with ``ema``. ``None``: off.
     select_on : {"accuracy", "kl", "agreement", "last"}
         Which validation score picks the network kept: top-1 ``"accuracy"`` (default), the
         lowest mean ``"kl"`` divergence KL(teacher || network) of the softmax outputs at
@@ -170,6 +176,7 @@ class FinetuneConfig:
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
     ema: float | None = None
+    swa_from: int | None = None
     select_on: str = "accuracy"
     on_validate: Callable[[torch.nn.Module, dict], Any] | None = None
     device: str | torch.device | None = None
@@ -214,6 +221,11 @@ class FinetuneConfig:
                                          and 0 <= self.ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) (e.g. 0.9) or None, got "
                              f"{self.ema!r}")
+        if self.swa_from is not None:
+            _check_positive(self.swa_from, "swa_from", integer=True)
+            if self.ema is not None:
+                raise ValueError("pass either ema (a moving average) or swa_from (a uniform "
+                                 "average from that step on), not both")
         if self.select_on not in SELECTION_SCORES:
             raise ValueError(f"select_on must be one of {SELECTION_SCORES}, got "
                              f"{self.select_on!r}")

@@ -196,7 +196,7 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``, ``ema``, ``select_on``,
+        ``distill_temperature``, ``distill_weight``, ``ema``, ``swa_from``, ``select_on``,
         ``on_validate``), documented there.
 
     Returns
@@ -306,8 +306,12 @@ class _Run:
             self.model = DistributedDataParallel(
                 self.trainable, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.opt = _optimizer(self.trainable, cfg)
-        self.ema = None if cfg.ema is None else AveragedModel(
-            self.trainable, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+        self.ema = None  # the parameters' average: moving (ema) or uniform (swa_from)
+        if cfg.ema is not None:
+            self.ema = AveragedModel(self.trainable,
+                                     multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+        elif cfg.swa_from is not None:
+            self.ema = AveragedModel(self.trainable)
         if cfg.val_fraction is not None:
             if val_data is not None:
                 raise ValueError("pass either val_data or val_fraction, not both")
@@ -398,9 +402,9 @@ class _Run:
             torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), self.cfg.clip_grad_norm)
         self.opt.step()
         self.trainable.project_()
-        if self.ema is not None:
-            self.ema.update_parameters(self.trainable)
         h = self.history
+        if self.ema is not None and h["steps"] + 1 >= (self.cfg.swa_from or 0):
+            self.ema.update_parameters(self.trainable)
         h["steps"] += 1
         h["loss"].append(loss.item())
         self.bar.update(1)
@@ -428,9 +432,11 @@ class _Run:
 
     @property
     def evaluated(self) -> TrainableSpikingNetwork:
-        """The network validated, kept and written back: the parameters' moving average with
-        ``ema``, else the trained network itself."""
-        return self.trainable if self.ema is None else self.ema.module
+        """The network validated, kept and written back: the parameters' average with ``ema``
+        or ``swa_from`` (once it has begun), else the trained network itself."""
+        if self.ema is None or (self.cfg.swa_from is not None and not int(self.ema.n_averaged)):
+            return self.trainable
+        return self.ema.module
 
     def validate_and_save(self, batch_in_epoch: int) -> None:
         """Validate, keep the parameters if they are the best so far, write the checkpoint
@@ -516,12 +522,12 @@ class _Run:
         }, state_path(self.ckpt))
 
     def write_back(self) -> None:
-        """Put the best (else the last, averaged with ``ema``) parameters into ``net`` 's
-        graph and tensors."""
+        """Put the best (else the last, averaged with ``ema`` or ``swa_from``) parameters into
+        ``net`` 's graph and tensors."""
         if self.best_state is not None:
             self.trainable.load_state_dict(self.best_state)
-        elif self.ema is not None:
-            self.trainable.load_state_dict(self.ema.module.state_dict())
+        elif self.evaluated is not self.trainable:
+            self.trainable.load_state_dict(self.evaluated.state_dict())
         net = self.net
         self.trainable.sync_to_graph(net.graph)
         fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)
