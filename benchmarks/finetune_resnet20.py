@@ -236,6 +236,8 @@ def parse() -> argparse.Namespace:
                          "the ANN; need --distill-weight > 0; last: the end of the run)")
     ap.add_argument("--ema", type=float, default=None,
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
+    ap.add_argument("--mixup", type=float, default=None,
+                    help="train on mixup batches, lam ~ Beta(A, A) (the ANN labels them)")
     ap.add_argument("--swa-from", type=int, default=None,
                     help="validate and keep the uniform average of the parameters from this "
                          "step on (stochastic weight averaging; not with --ema)")
@@ -321,7 +323,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 ema=args.ema, swa_from=args.swa_from, on_validate=trace)
+                 mixup=args.mixup, ema=args.ema, swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)

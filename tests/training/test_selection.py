@@ -299,3 +299,33 @@ def test_swa_from_keeps_the_uniform_average_of_the_late_steps(digits):
         finetune(nets[0], data, ema=0.9, swa_from=2)
     with pytest.raises(ValueError, match="swa_from"):
         finetune(nets[0], data, swa_from=0)
+
+
+def test_mixup_distils_on_the_mixed_batch(digits):
+    """With ``mixup`` the first step's loss is the distillation loss on the batch mixed by
+    ``mixup(x, alpha, mixup_seed(seed, 0))`` (the teacher labels the mixed images, the hard
+    part mixes both labels); the mixing is a seeded convex blend with a permutation."""
+    from spikeconverter.training.finetune import mixup_seed
+    from spikeconverter.training.losses import mixup
+
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, progress=False)
+    data = (x[:128], y[:128])
+    h = finetune(copy.deepcopy(net), data, max_steps=1, batch_size=32, teacher=model,
+                 distill_weight=0.6, distill_temperature=2.0, mixup=0.4, seed=3,
+                 progress=False, lr=1e-3)
+    xb, yb = next(iter(DataLoader(TensorDataset(*data), batch_size=32, shuffle=True,
+                                  generator=torch.Generator().manual_seed(3))))
+    mixed, lam, perm = mixup(xb, 0.4, mixup_seed(3, 0))
+    assert 0 < lam < 1 and sorted(perm.tolist()) == list(range(32))
+    torch.testing.assert_close(mixed, lam * xb + (1 - lam) * xb[perm])
+    with torch.no_grad():
+        out, ref = net(mixed), model(mixed)
+    hard = lam * F.cross_entropy(out, yb) + (1 - lam) * F.cross_entropy(out, yb[perm])
+    soft = distillation_loss(out, ref, yb, temperature=2.0, weight=1.0)
+    assert h["loss"][0] == pytest.approx(float(0.4 * hard + 0.6 * soft), rel=1e-4)
+    unmixed = distillation_loss(net(xb), model(xb), yb, temperature=2.0, weight=0.6)
+    assert h["loss"][0] != pytest.approx(float(unmixed), rel=1e-3)
+    assert mixup(xb, 0.4, 7)[1] == mixup(xb, 0.4, 7)[1] != mixup(xb, 0.4, 8)[1]
+    with pytest.raises(ValueError, match="mixup"):
+        finetune(net, data, mixup=0.0)

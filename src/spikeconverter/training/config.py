@@ -112,6 +112,11 @@ class FinetuneConfig:
         in eval mode, on the training device.
     distill_temperature, distill_weight : float
         The distillation temperature (> 0) and the share of the distillation term (0..1).
+    mixup : float, optional
+        Train on mixed batches (:func:`~spikeconverter.training.losses.mixup`): each batch
+        blended with a shuffled copy of itself, ``lam ~ Beta(mixup, mixup)`` drawn per step
+        from ``seed`` and the step; the teacher labels the mixed images, the hard-label part
+        is ``lam * loss(y) + (1 - lam) * loss(y[perm])``. ``None``: off.
     ema : float, optional
         Keep an exponential moving average of the parameters with this decay (in ``[0, 1)``,
         e.g. 0.9; :class:`torch.optim.swa_utils.AveragedModel`) and validate, keep and write
@@ -175,6 +180,7 @@ class FinetuneConfig:
     teacher: torch.nn.Module | None = None
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
+    mixup: float | None = None
     ema: float | None = None
     swa_from: int | None = None
     select_on: str = "accuracy"
@@ -221,6 +227,8 @@ class FinetuneConfig:
                                          and 0 <= self.ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) (e.g. 0.9) or None, got "
                              f"{self.ema!r}")
+        if self.mixup is not None:
+            _check_positive(self.mixup, "mixup")
         if self.swa_from is not None:
             _check_positive(self.swa_from, "swa_from", integer=True)
             if self.ema is not None:

@@ -48,11 +48,11 @@ from spikeconverter.devices import resolve_device
 from spikeconverter.distributed import is_distributed, rank
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.holdout import split_holdout
-from spikeconverter.training.losses import distillation_loss
+from spikeconverter.training.losses import distillation_loss, mixup
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
 __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
-           "state_path", "validation_scores"]
+           "mixup_seed", "state_path", "validation_scores"]
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
@@ -196,7 +196,8 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``, ``ema``, ``swa_from``, ``select_on``,
+        ``distill_temperature``, ``distill_weight``, ``mixup``, ``ema``, ``swa_from``,
+        ``select_on``,
         ``on_validate``), documented there.
 
     Returns
@@ -254,6 +255,12 @@ def _optimizer(trainable: TrainableSpikingNetwork, cfg: FinetuneConfig) -> torch
     if cfg.optimizer == "adam":
         return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def mixup_seed(seed: int, step: int) -> int:
+    """The seed of step ``step`` 's mixing (:func:`~spikeconverter.training.losses.mixup`) in
+    a run with ``seed``."""
+    return seed * 1_000_003 + step
 
 
 def lr_factor(step: int, warmup: int = 0, total: int | None = None) -> float:
@@ -412,15 +419,25 @@ class _Run:
             self.bar.set_postfix(loss=f"{sum(h['loss'][-10:]) / 10:.3f}")
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss of one batch: ``loss_fn``, or distillation from the teacher."""
+        """The training loss of one batch: ``loss_fn``, or distillation from the teacher;
+        with ``mixup`` on the mixed batch."""
+        hard = self.loss_fn
+        if self.cfg.mixup is not None:
+            # a stream per step: a resumed run mixes as the uninterrupted one did
+            x, lam, perm = mixup(x, self.cfg.mixup,
+                                 mixup_seed(self.cfg.seed, self.history["steps"]))
+
+            def hard(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+                return lam * self.loss_fn(logits, labels) + (1 - lam) * self.loss_fn(
+                    logits, labels[perm])
         logits = self.model(x.to(self.net.dtype))
         teacher = self.cfg.teacher
         if teacher is None:
-            return self.loss_fn(logits, y)
+            return hard(logits, y)
         with torch.no_grad():
             target = teacher(x)
         return distillation_loss(logits, target, y, temperature=self.cfg.distill_temperature,
-                                 weight=self.cfg.distill_weight, hard_loss=self.loss_fn)
+                                 weight=self.cfg.distill_weight, hard_loss=hard)
 
     def schedule_lr(self) -> None:
         """Set each parameter group's learning rate for the coming step (:func:`lr_factor`
