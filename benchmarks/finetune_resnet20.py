@@ -230,11 +230,17 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
-    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement", "last"),
+                    default="accuracy",
                     help="validation score that picks the network kept (kl/agreement: with "
-                         "the ANN; need --distill-weight > 0)")
+                         "the ANN; need --distill-weight > 0; last: the end of the run)")
     ap.add_argument("--ema", type=float, default=None,
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
+    ap.add_argument("--mixup", type=float, default=None,
+                    help="train on mixup batches, lam ~ Beta(A, A) (the ANN labels them)")
+    ap.add_argument("--swa-from", type=int, default=None,
+                    help="validate and keep the uniform average of the parameters from this "
+                         "step on (stochastic weight averaging; not with --ema)")
     ap.add_argument("--no-augment", action="store_true",
                     help="train on the images as they are (default: random crop + flip)")
     ap.add_argument("--trace-test", action="store_true",
@@ -317,7 +323,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 ema=args.ema, on_validate=trace)
+                 mixup=args.mixup, ema=args.ema, swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)
