@@ -332,8 +332,10 @@ def network_fit(graph: Graph, x: torch.Tensor, ann_logits: torch.Tensor,
 
 
 def _weight_parameters(fit: list[Edge], like: dict) -> tuple[list, list]:
+    # copies: torch.as_tensor shares a float64 array's memory, and training must not write
+    # into the graph before the fit is kept
     ws = [torch.nn.Parameter(torch.as_tensor(e.ops[-1].weight, **like).clone()) for e in fit]
-    bs = [torch.nn.Parameter(torch.as_tensor(op_bias(e.ops[-1]), **like)) for e in fit]
+    bs = [torch.nn.Parameter(torch.as_tensor(op_bias(e.ops[-1]), **like).clone()) for e in fit]
     return ws, bs
 
 
