@@ -152,6 +152,18 @@ def test_the_network_step_lowers_the_logits_error_and_keeps_a_resnet_exact(granu
     want = g.forward(test)[g.output]
     got = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)(test)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    # in a conversion: the block pass, then the network step (KL loss): kept, still exact
+    g0 = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
+                   dtype=torch.float64)
+    plain = correct(copy.deepcopy(g0), cal, method="block", dtype=torch.float64,
+                    reconstruct_steps=10)
+    monkeypatch.setitem(NETWORK, "steps", 40)
+    monkeypatch.setitem(NETWORK, "loss", "kl")
+    g = correct(g0, cal, method="block", dtype=torch.float64, reconstruct_steps=10)
+    want = g.forward(test)[g.output]
+    assert not torch.equal(want, plain.forward(test)[plain.output])
+    got = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)(test)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
 def test_refit_fits_the_readout_to_the_ann_on_its_data():

@@ -217,7 +217,10 @@ def default_settings(T: int) -> dict[str, Any]:
     goal (>= 912 / >= 924) on all of them (``both``: 2 of 6). At T = 4 to ``LOW_T``
     per-layer thresholds with ``both`` (search on all 256 images at T = 4): the block
     reconstruction on 1,024 images meets the 0.5 pt goal on ResNet-20's three draws but misses
-    ResNet-32's draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much.
+    ResNet-32's draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much; on
+    ResNet-32 draw 0 600 steps with cosine decay, a 10 times lower weight learning rate,
+    per-layer thresholds, augmented copies of the draw and a network-level step
+    (``NETWORK``) gave 933-936 (goal 939; README).
     Above ``LOW_T`` the plain per-layer ``max`` calibration, already lossless (T = 16: all
     1,017 predictions agree). The block reconstruction costs 1.5-3 min per conversion on 256
     images (one CPU thread) against about a minute for ``both``; pass ``correction="both"``
