@@ -15,7 +15,7 @@ Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 
 [--lr 1e-3] [--optimizer adam|sgd] [--cosine] [--batch 64] [--clip 1] [--weight-decay 0]
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
-[--granularity layer|channel]
+[--granularity layer|channel] [--mix mixup|cutmix|both] [--mix-alpha 1]
 [--correction both|refit|...] [--cache DIR] [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
@@ -186,6 +186,7 @@ from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
+from spikeconverter.training.mixing import MIXES, mixing_collate
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
@@ -235,6 +236,10 @@ def parse() -> argparse.Namespace:
                          "the ANN; need --distill-weight > 0)")
     ap.add_argument("--ema", type=float, default=None,
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
+    ap.add_argument("--mix", choices=MIXES, default=None,
+                    help="mix each training batch (mixup / CutMix / one of them per batch; "
+                         "labels become mixed probabilities, the teacher sees the mixed images)")
+    ap.add_argument("--mix-alpha", type=float, default=1.0, help="Beta parameter of --mix")
     ap.add_argument("--no-augment", action="store_true",
                     help="train on the images as they are (default: random crop + flip)")
     ap.add_argument("--trace-test", action="store_true",
@@ -299,10 +304,12 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
             cached.parent.mkdir(parents=True, exist_ok=True)
             net.save(cached)
     before = evaluate(net, test_loader)
+    mix = None if args.mix is None else mixing_collate(args.mix, len(plain.classes),
+                                                          args.mix_alpha)
     loader = DataLoader(Subset(train, tr_idx), batch_size=args.batch, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+                        generator=torch.Generator().manual_seed(seed), collate_fn=mix)
     val = DataLoader(Subset(plain, va_idx), batch_size=256)
-    torch.manual_seed(seed)  # augmentation
+    torch.manual_seed(seed)  # augmentation and mixing
     load = float(Path("/proc/loadavg").read_text().split()[0]) if Path(
         "/proc/loadavg").is_file() else float("nan")
     t0 = time.process_time()
