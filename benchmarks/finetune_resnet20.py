@@ -15,7 +15,7 @@ Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 
 [--lr 1e-3] [--optimizer adam|sgd] [--cosine] [--batch 64] [--clip 1] [--weight-decay 0]
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
-[--granularity layer|channel] [--mix mixup|cutmix|both] [--mix-alpha 1]
+[--granularity layer|channel]
 [--correction both|refit|...] [--cache DIR] [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
@@ -186,7 +186,6 @@ from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
-from spikeconverter.training.mixing import MIXES, mixing_collate
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
@@ -231,15 +230,17 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
-    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+    ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement", "last"),
+                    default="accuracy",
                     help="validation score that picks the network kept (kl/agreement: with "
-                         "the ANN; need --distill-weight > 0)")
+                         "the ANN; need --distill-weight > 0; last: the end of the run)")
     ap.add_argument("--ema", type=float, default=None,
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
-    ap.add_argument("--mix", choices=MIXES, default=None,
-                    help="mix each training batch (mixup / CutMix / one of them per batch; "
-                         "labels become mixed probabilities, the teacher sees the mixed images)")
-    ap.add_argument("--mix-alpha", type=float, default=1.0, help="Beta parameter of --mix")
+    ap.add_argument("--mixup", type=float, default=None,
+                    help="train on mixup batches, lam ~ Beta(A, A) (the ANN labels them)")
+    ap.add_argument("--swa-from", type=int, default=None,
+                    help="validate and keep the uniform average of the parameters from this "
+                         "step on (stochastic weight averaging; not with --ema)")
     ap.add_argument("--no-augment", action="store_true",
                     help="train on the images as they are (default: random crop + flip)")
     ap.add_argument("--trace-test", action="store_true",
@@ -304,12 +305,10 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
             cached.parent.mkdir(parents=True, exist_ok=True)
             net.save(cached)
     before = evaluate(net, test_loader)
-    mix = None if args.mix is None else mixing_collate(args.mix, len(plain.classes),
-                                                          args.mix_alpha)
     loader = DataLoader(Subset(train, tr_idx), batch_size=args.batch, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed), collate_fn=mix)
+                        generator=torch.Generator().manual_seed(seed))
     val = DataLoader(Subset(plain, va_idx), batch_size=256)
-    torch.manual_seed(seed)  # augmentation and mixing
+    torch.manual_seed(seed)  # augmentation
     load = float(Path("/proc/loadavg").read_text().split()[0]) if Path(
         "/proc/loadavg").is_file() else float("nan")
     t0 = time.process_time()
@@ -324,7 +323,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 ema=args.ema, on_validate=trace)
+                 mixup=args.mixup, ema=args.ema, swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)

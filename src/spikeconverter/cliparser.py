@@ -386,9 +386,11 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="validate, keep and write the parameters' moving average with this "
                         "decay, e.g. 0.95 (default: off)")
-    g.add_argument("--select-on", choices=("accuracy", "kl", "agreement"), default="accuracy",
+    g.add_argument("--select-on", choices=("accuracy", "kl", "agreement", "last"),
+                   default="accuracy",
                    help="validation score that picks the network kept; kl and agreement "
-                        "compare with the --distill ANN (default: accuracy)")
+                        "compare with the --distill ANN; last keeps the end of the run "
+                        "(with --ema its average) (default: accuracy)")
     add_output(p, "fine-tuned network file to write (--resume continues into it)")
     add_runtime(p)
     return p

@@ -249,3 +249,83 @@ def test_ema_keeps_the_moving_average_of_the_parameters(digits):
     assert moved > 0  # the two steps really differ
     with pytest.raises(ValueError, match="ema"):
         finetune(nets[0], data, ema=1.0)
+
+
+def test_select_on_last_keeps_the_end_of_the_run(digits):
+    """``select_on="last"`` keeps the network of the last validation even when an earlier one
+    scored better (a deliberately bad last epoch), still records every validation, and needs
+    no teacher."""
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, rounding="floor", correction="none",
+                  threshold_granularity="layer", progress=False)
+    calls = {"n": 0}
+
+    def loss_fn(logits, labels):  # epochs 1-2 descend, epoch 3 ascends
+        calls["n"] += 1
+        return (-1.0 if calls["n"] > 16 else 1.0) * F.cross_entropy(logits, labels)
+
+    h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
+                 loss_fn=loss_fn, select_on="last", progress=False)
+    acc = h["val_accuracy"]
+    assert len(acc) == 4 and acc[3] < max(acc[1:3]) - 0.1, acc
+    assert h["best_step"] == h["steps"] == h["val_steps"][-1] and h["best_accuracy"] == acc[3]
+    assert h["best"].startswith(f"step {h['steps']} ") and h["select_on"] == "last"
+    _, (xv, yv) = split_holdout((x, y), 0.2, 0, 60)
+    assert evaluate(net, (xv, yv)) == pytest.approx(acc[3])
+
+
+def test_swa_from_keeps_the_uniform_average_of_the_late_steps(digits):
+    """``swa_from=2`` over 3 steps writes back ``(w2 + w3) / 2`` (the parameters after steps 2
+    and 3); a run that ends before it begins writes back the latest parameters; ``ema`` and
+    ``swa_from`` together are refused."""
+    model, (x, y) = digits
+    base = convert(model, x[:128], T=2, progress=False)
+    data, opts = (x[:128], y[:128]), dict(batch_size=32, lr=0.05, progress=False)
+    nets = [copy.deepcopy(base) for _ in range(4)]
+    finetune(nets[0], data, max_steps=2, **opts)
+    finetune(nets[1], data, max_steps=3, **opts)
+    finetune(nets[2], data, max_steps=3, swa_from=2, **opts)
+    finetune(nets[3], data, max_steps=2, swa_from=3, **opts)
+    w = [dict(n.named_parameters()) | dict(n.named_buffers()) for n in nets]
+    moved = 0
+    for k, w3 in w[1].items():
+        if not w3.is_floating_point():
+            continue
+        torch.testing.assert_close(w[2][k], (w[0][k] + w3) / 2)
+        torch.testing.assert_close(w[3][k], w[0][k])
+        moved += not torch.equal(w[0][k], w3)
+    assert moved > 0  # the steps really differ
+    with pytest.raises(ValueError, match="not both"):
+        finetune(nets[0], data, ema=0.9, swa_from=2)
+    with pytest.raises(ValueError, match="swa_from"):
+        finetune(nets[0], data, swa_from=0)
+
+
+def test_mixup_distils_on_the_mixed_batch(digits):
+    """With ``mixup`` the first step's loss is the distillation loss on the batch mixed by
+    ``mixup(x, alpha, mixup_seed(seed, 0))`` (the teacher labels the mixed images, the hard
+    part mixes both labels); the mixing is a seeded convex blend with a permutation."""
+    from spikeconverter.training.finetune import mixup_seed
+    from spikeconverter.training.losses import mixup
+
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, progress=False)
+    data = (x[:128], y[:128])
+    h = finetune(copy.deepcopy(net), data, max_steps=1, batch_size=32, teacher=model,
+                 distill_weight=0.6, distill_temperature=2.0, mixup=0.4, seed=3,
+                 progress=False, lr=1e-3)
+    xb, yb = next(iter(DataLoader(TensorDataset(*data), batch_size=32, shuffle=True,
+                                  generator=torch.Generator().manual_seed(3))))
+    mixed, lam, perm = mixup(xb, 0.4, mixup_seed(3, 0))
+    assert 0 < lam < 1 and sorted(perm.tolist()) == list(range(32))
+    torch.testing.assert_close(mixed, lam * xb + (1 - lam) * xb[perm])
+    with torch.no_grad():
+        out, ref = net(mixed), model(mixed)
+    hard = lam * F.cross_entropy(out, yb) + (1 - lam) * F.cross_entropy(out, yb[perm])
+    soft = distillation_loss(out, ref, yb, temperature=2.0, weight=1.0)
+    assert h["loss"][0] == pytest.approx(float(0.4 * hard + 0.6 * soft), rel=1e-4)
+    unmixed = distillation_loss(net(xb), model(xb), yb, temperature=2.0, weight=0.6)
+    assert h["loss"][0] != pytest.approx(float(unmixed), rel=1e-3)
+    assert mixup(xb, 0.4, 7)[1] == mixup(xb, 0.4, 7)[1] != mixup(xb, 0.4, 8)[1]
+    with pytest.raises(ValueError, match="mixup"):
+        finetune(net, data, mixup=0.0)

@@ -109,7 +109,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     config = _config(args)  # settings checked before any file is read
     teacher = _teacher(args)
-    if args.select_on != "accuracy" and teacher is None:
+    if args.select_on in ("kl", "agreement") and teacher is None:
         raise ValueError(f"--select-on {args.select_on} compares with the ANN: pass "
                          "--distill MODEL")
     net = load(args.network, device=args.device)

@@ -19,7 +19,7 @@ from spikeconverter.devices import resolve_device
 __all__ = ["SELECTION_SCORES", "FinetuneConfig"]
 
 #: Validation scores that can select the network kept (``FinetuneConfig.select_on``).
-SELECTION_SCORES = ("accuracy", "kl", "agreement")
+SELECTION_SCORES = ("accuracy", "kl", "agreement", "last")
 
 
 def _check_positive(value: Any, name: str, integer: bool = False, zero: bool = False) -> None:
@@ -112,13 +112,24 @@ class FinetuneConfig:
         in eval mode, on the training device.
     distill_temperature, distill_weight : float
         The distillation temperature (> 0) and the share of the distillation term (0..1).
+    mixup : float, optional
+        Train on mixed batches (:func:`~spikeconverter.training.losses.mixup`): each batch
+        blended with a shuffled copy of itself, ``lam ~ Beta(mixup, mixup)`` drawn per step
+        from ``seed`` and the step; the teacher labels the mixed images, the hard-label part
+        is ``lam * loss(y) + (1 - lam) * loss(y[perm])``. ``None``: off.
     ema : float, optional
         Keep an exponential moving average of the parameters with this decay (in ``[0, 1)``,
         e.g. 0.9; :class:`torch.optim.swa_utils.AveragedModel`) and validate, keep and write
         back the averaged network instead of the latest. At very low T a single step flips
         the codes of neurons near a boundary and moves the test accuracy by ~1 % either way
         (ResNet-20, T=3); averaging the steps smooths that noise out. ``None``: off.
-    select_on : {"accuracy", "kl", "agreement"}
+    swa_from : int, optional
+        Stochastic weight averaging (Izmailov et al. 2018): from the ``swa_from``-th
+        optimiser step on (1-based), keep the uniform average of the parameters after each
+        step (:class:`torch.optim.swa_utils.AveragedModel`) and validate, keep and write back
+        it; before that step, the latest parameters. Every late step weighs the same, where an
+        ``ema`` forgets them geometrically. Not with ``ema``. ``None``: off.
+    select_on : {"accuracy", "kl", "agreement", "last"}
         Which validation score picks the network kept: top-1 ``"accuracy"`` (default), the
         lowest mean ``"kl"`` divergence KL(teacher || network) of the softmax outputs at
         ``distill_temperature`` (the divergence the distillation loss minimises), or the
@@ -126,6 +137,11 @@ class FinetuneConfig:
         last two need ``teacher``. Validation images come from the data the ANN was trained
         on, where the converted network already scores ~95 %: a few hundred of them cannot
         tell small accuracy gains from noise, while the KL to the ANN is continuous.
+        ``"last"`` keeps the network at the end of the run (with ``ema``, the final average,
+        as stochastic weight averaging does) whatever the validation says: a rule fixed
+        before any score is seen, for when validation cannot rank the candidates (ResNet-20
+        at T=3: one step moves the test count by up to 17 images, more than the gains
+        sought). Validation is still measured and reported.
     on_validate : callable, optional
         ``on_validate(network, history)`` after each validation (the trainable network, in
         eval mode, and the history so far): e.g. to log a diagnostic. Its result is unused.
@@ -164,7 +180,9 @@ class FinetuneConfig:
     teacher: torch.nn.Module | None = None
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
+    mixup: float | None = None
     ema: float | None = None
+    swa_from: int | None = None
     select_on: str = "accuracy"
     on_validate: Callable[[torch.nn.Module, dict], Any] | None = None
     device: str | torch.device | None = None
@@ -209,10 +227,17 @@ class FinetuneConfig:
                                          and 0 <= self.ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) (e.g. 0.9) or None, got "
                              f"{self.ema!r}")
+        if self.mixup is not None:
+            _check_positive(self.mixup, "mixup")
+        if self.swa_from is not None:
+            _check_positive(self.swa_from, "swa_from", integer=True)
+            if self.ema is not None:
+                raise ValueError("pass either ema (a moving average) or swa_from (a uniform "
+                                 "average from that step on), not both")
         if self.select_on not in SELECTION_SCORES:
             raise ValueError(f"select_on must be one of {SELECTION_SCORES}, got "
                              f"{self.select_on!r}")
-        if self.select_on != "accuracy" and self.teacher is None:
+        if self.select_on in ("kl", "agreement") and self.teacher is None:
             raise ValueError(f"select_on={self.select_on!r} compares with the ANN: pass "
                              "teacher=ANN (or select_on='accuracy')")
         if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):

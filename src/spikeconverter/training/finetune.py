@@ -48,11 +48,11 @@ from spikeconverter.devices import resolve_device
 from spikeconverter.distributed import is_distributed, rank
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.holdout import split_holdout
-from spikeconverter.training.losses import distillation_loss
+from spikeconverter.training.losses import distillation_loss, mixup
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
 __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
-           "state_path", "validation_scores"]
+           "mixup_seed", "state_path", "validation_scores"]
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
@@ -196,7 +196,8 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``, ``ema``, ``select_on``,
+        ``distill_temperature``, ``distill_weight``, ``mixup``, ``ema``, ``swa_from``,
+        ``select_on``,
         ``on_validate``), documented there.
 
     Returns
@@ -256,6 +257,12 @@ def _optimizer(trainable: TrainableSpikingNetwork, cfg: FinetuneConfig) -> torch
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
+def mixup_seed(seed: int, step: int) -> int:
+    """The seed of step ``step`` 's mixing (:func:`~spikeconverter.training.losses.mixup`) in
+    a run with ``seed``."""
+    return seed * 1_000_003 + step
+
+
 def lr_factor(step: int, warmup: int = 0, total: int | None = None) -> float:
     """The learning rate of optimiser step ``step`` (0-based: steps done so far) as a share of
     the peak: ``(step + 1) / warmup`` during a linear warm-up of ``warmup`` steps, then 1, or
@@ -306,8 +313,12 @@ class _Run:
             self.model = DistributedDataParallel(
                 self.trainable, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.opt = _optimizer(self.trainable, cfg)
-        self.ema = None if cfg.ema is None else AveragedModel(
-            self.trainable, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+        self.ema = None  # the parameters' average: moving (ema) or uniform (swa_from)
+        if cfg.ema is not None:
+            self.ema = AveragedModel(self.trainable,
+                                     multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+        elif cfg.swa_from is not None:
+            self.ema = AveragedModel(self.trainable)
         if cfg.val_fraction is not None:
             if val_data is not None:
                 raise ValueError("pass either val_data or val_fraction, not both")
@@ -398,9 +409,9 @@ class _Run:
             torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), self.cfg.clip_grad_norm)
         self.opt.step()
         self.trainable.project_()
-        if self.ema is not None:
-            self.ema.update_parameters(self.trainable)
         h = self.history
+        if self.ema is not None and h["steps"] + 1 >= (self.cfg.swa_from or 0):
+            self.ema.update_parameters(self.trainable)
         h["steps"] += 1
         h["loss"].append(loss.item())
         self.bar.update(1)
@@ -408,15 +419,25 @@ class _Run:
             self.bar.set_postfix(loss=f"{sum(h['loss'][-10:]) / 10:.3f}")
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss of one batch: ``loss_fn``, or distillation from the teacher."""
+        """The training loss of one batch: ``loss_fn``, or distillation from the teacher;
+        with ``mixup`` on the mixed batch."""
+        hard = self.loss_fn
+        if self.cfg.mixup is not None:
+            # a stream per step: a resumed run mixes as the uninterrupted one did
+            x, lam, perm = mixup(x, self.cfg.mixup,
+                                 mixup_seed(self.cfg.seed, self.history["steps"]))
+
+            def hard(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+                return lam * self.loss_fn(logits, labels) + (1 - lam) * self.loss_fn(
+                    logits, labels[perm])
         logits = self.model(x.to(self.net.dtype))
         teacher = self.cfg.teacher
         if teacher is None:
-            return self.loss_fn(logits, y)
+            return hard(logits, y)
         with torch.no_grad():
             target = teacher(x)
         return distillation_loss(logits, target, y, temperature=self.cfg.distill_temperature,
-                                 weight=self.cfg.distill_weight, hard_loss=self.loss_fn)
+                                 weight=self.cfg.distill_weight, hard_loss=hard)
 
     def schedule_lr(self) -> None:
         """Set each parameter group's learning rate for the coming step (:func:`lr_factor`
@@ -428,9 +449,11 @@ class _Run:
 
     @property
     def evaluated(self) -> TrainableSpikingNetwork:
-        """The network validated, kept and written back: the parameters' moving average with
-        ``ema``, else the trained network itself."""
-        return self.trainable if self.ema is None else self.ema.module
+        """The network validated, kept and written back: the parameters' average with ``ema``
+        or ``swa_from`` (once it has begun), else the trained network itself."""
+        if self.ema is None or (self.cfg.swa_from is not None and not int(self.ema.n_averaged)):
+            return self.trainable
+        return self.ema.module
 
     def validate_and_save(self, batch_in_epoch: int) -> None:
         """Validate, keep the parameters if they are the best so far, write the checkpoint
@@ -469,9 +492,11 @@ class _Run:
         h["val_kl"].append(scores["kl"])
         h["val_agreement"].append(scores["agreement"])
         h["val_epochs"].append(self.epoch)
-        # the score to maximise: the KL is minimised
-        score = -scores["kl"] if self.cfg.select_on == "kl" else scores[self.cfg.select_on]
-        improved = h["best_score"] is None or score > h["best_score"]
+        # the score to maximise: the KL is minimised; "last": every newer network wins
+        select = self.cfg.select_on
+        score = -scores["kl"] if select == "kl" else scores["accuracy" if select == "last"
+                                                            else select]
+        improved = select == "last" or h["best_score"] is None or score > h["best_score"]
         if improved:
             h["best_score"], h["best_accuracy"] = score, acc
             h["best_step"], h["best_epoch"] = h["steps"], self.epoch
@@ -514,12 +539,12 @@ class _Run:
         }, state_path(self.ckpt))
 
     def write_back(self) -> None:
-        """Put the best (else the last, averaged with ``ema``) parameters into ``net`` 's
-        graph and tensors."""
+        """Put the best (else the last, averaged with ``ema`` or ``swa_from``) parameters into
+        ``net`` 's graph and tensors."""
         if self.best_state is not None:
             self.trainable.load_state_dict(self.best_state)
-        elif self.ema is not None:
-            self.trainable.load_state_dict(self.ema.module.state_dict())
+        elif self.evaluated is not self.trainable:
+            self.trainable.load_state_dict(self.evaluated.state_dict())
         net = self.net
         self.trainable.sync_to_graph(net.graph)
         fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)

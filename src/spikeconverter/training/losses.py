@@ -8,10 +8,11 @@ land with little data (Hinton et al. 2015, "Distilling the knowledge in a neural
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["distillation_loss"]
+__all__ = ["distillation_loss", "mixup"]
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *,
@@ -58,3 +59,24 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torc
     if weight < 1:
         loss = loss + (1 - weight) * hard_loss(student, labels)
     return loss
+
+
+def mixup(x: torch.Tensor, alpha: float, seed: int) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """Mix a batch with a shuffled copy of itself (Zhang et al. 2018, "mixup").
+
+    Returns ``(lam * x + (1 - lam) * x[perm], lam, perm)`` with ``lam ~ Beta(alpha, alpha)``
+    and ``perm`` a random permutation, both drawn from ``seed`` alone (so a resumed run mixes
+    its batches as the uninterrupted one did). With a teacher, the mixed images are new
+    inputs it labels: distillation then matches the ANN on far more inputs than the few
+    thousand training images ("function matching", Beyer et al. 2022).
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` <= 0.
+    """
+    if not alpha > 0:
+        raise ValueError(f"mixup alpha must be > 0, got {alpha!r}")
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    return lam * x + (1 - lam) * x[perm], lam, perm
