@@ -186,6 +186,7 @@ from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
+from spikeconverter.training.losses import MIXUP_KINDS
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
@@ -238,6 +239,8 @@ def parse() -> argparse.Namespace:
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
     ap.add_argument("--mixup", type=float, default=None,
                     help="train on mixup batches, lam ~ Beta(A, A) (the ANN labels them)")
+    ap.add_argument("--mixup-kind", choices=MIXUP_KINDS, default="mixup",
+                    help="with --mixup: blend, paste a box (CutMix), or one of them per step")
     ap.add_argument("--swa-from", type=int, default=None,
                     help="validate and keep the uniform average of the parameters from this "
                          "step on (stochastic weight averaging; not with --ema)")
@@ -323,7 +326,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 mixup=args.mixup, ema=args.ema, swa_from=args.swa_from, on_validate=trace)
+                 mixup=args.mixup, mixup_kind=args.mixup_kind, ema=args.ema,
+                 swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)
