@@ -15,7 +15,7 @@ Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 
 [--lr 1e-3] [--optimizer adam|sgd] [--cosine] [--batch 64] [--clip 1] [--weight-decay 0]
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
-[--granularity layer|channel]
+[--granularity layer|channel] [--mixup A] [--mixup-kind mixup|cutmix|both]
 [--correction both|refit|...] [--cache DIR] [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
