@@ -164,6 +164,16 @@ The T=3 recipe (issue 15 part 4; 1 thread, ``nice -n 15``, load 5-11)::
     292 steps, 337 s; with ``--epochs 6`` (load 1-3): 657 -> 841 (-8.95p), step 365
     (327 -> 453), 438 steps, 477 s
 
+T=2 from per-channel thresholds + QDrop block reconstruction (``--granularity channel
+--correction block``: converted 852 / 836 on seeds 0 / 1), Adam lr 3e-4, warm-up 20, cosine
+over 8 epochs, EMA 0.95, distillation 0.9 at temperature 4, ``--mixup 1 --mixup-kind both``
+(1 thread, load 2.2-4.6; README, "T=2 (issue 15 part 4)")::
+
+    seed 0 --select-on accuracy: 852 -> 882 (-4.92p), step 438; end of run 876; 1196 s
+    seed 1 --select-on accuracy (--mix both, commit 0daa256): 836 -> 878 (-5.31p), step 365;
+        end of run 894; 1272 s
+    seed 1 --select-on last: 836 -> 876 (-5.51p); 1083 s
+
 ("end of run": the test count of the last network, from ``OUT/trace.csv``, not selected.)
 """
 
