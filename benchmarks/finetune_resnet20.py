@@ -175,6 +175,24 @@ over 8 epochs, EMA 0.95, distillation 0.9 at temperature 4, ``--mixup 1 --mixup-
     seed 1 --select-on last: 836 -> 876 (-5.51p); 1083 s
 
 ("end of run": the test count of the last network, from ``OUT/trace.csv``, not selected.)
+
+A rule fixed in advance (``--select-on last``: keep the end of the run; 1 thread, load 3-4):
+run i's rule ("last" with ``--ema 0.98``) on fresh seeds, and variants; commands and the test
+counts along each run in the README ("Fine-tuning at very low T")::
+
+    A="$R --select-on last"  # R above, without its --select-on accuracy
+    j: $A --seeds 2 3 --val-every 25 --ema 0.98
+    k: $A --seeds 0 --epochs 4 --val-every 40 --distill-weight 1.0 --mixup 1.0 --swa-from 147
+    l: $A --seeds 3 --epochs 6 --val-every 73 --ema 0.98
+    m: $A --seeds 3 2 --val-every 25 --distill-weight 1.0 --temperature 1 --ema 0.98
+
+    run seed T before after  gap      kept                         steps wall s
+    j      2 3    912   917  -1.47p   step 219 (last, EMA 0.98)      219    526
+    j      3 3    912   913  -1.87p   step 219 (last, EMA 0.98)      219    535
+    k      0 3    907   918  -1.38p   step 292 (last, SWA 147-292)   292    680
+    l      3 3    912   919  -1.28p   step 438 (last, EMA 0.98)      438   1068
+    m      3 3    912   909  -2.26p   step 219 (last, EMA 0.98)      219    554
+    m      2 3    912   910  -2.16p   step 219 (last, EMA 0.98)      219    505
 """
 
 from __future__ import annotations
