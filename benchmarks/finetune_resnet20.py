@@ -15,7 +15,7 @@ Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 
 [--lr 1e-3] [--optimizer adam|sgd] [--cosine] [--batch 64] [--clip 1] [--weight-decay 0]
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
-[--granularity layer|channel]
+[--granularity layer|channel] [--mixup A] [--mixup-kind mixup|cutmix|both]
 [--correction both|refit|...] [--cache DIR] [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
@@ -164,7 +164,35 @@ The T=3 recipe (issue 15 part 4; 1 thread, ``nice -n 15``, load 5-11)::
     292 steps, 337 s; with ``--epochs 6`` (load 1-3): 657 -> 841 (-8.95p), step 365
     (327 -> 453), 438 steps, 477 s
 
+T=2 from per-channel thresholds + QDrop block reconstruction (``--granularity channel
+--correction block``: converted 852 / 836 on seeds 0 / 1), Adam lr 3e-4, warm-up 20, cosine
+over 8 epochs, EMA 0.95, distillation 0.9 at temperature 4, ``--mixup 1 --mixup-kind both``
+(1 thread, load 2.2-4.6; README, "T=2 (issue 15 part 4)")::
+
+    seed 0 --select-on accuracy: 852 -> 882 (-4.92p), step 438; end of run 876; 1196 s
+    seed 1 --select-on accuracy (--mix both, commit 0daa256): 836 -> 878 (-5.31p), step 365;
+        end of run 894; 1272 s
+    seed 1 --select-on last: 836 -> 876 (-5.51p); 1083 s
+
 ("end of run": the test count of the last network, from ``OUT/trace.csv``, not selected.)
+
+A rule fixed in advance (``--select-on last``: keep the end of the run; 1 thread, load 3-4):
+run i's rule ("last" with ``--ema 0.98``) on fresh seeds, and variants; commands and the test
+counts along each run in the README ("Fine-tuning at very low T")::
+
+    A="$R --select-on last"  # R above, without its --select-on accuracy
+    j: $A --seeds 2 3 --val-every 25 --ema 0.98
+    k: $A --seeds 0 --epochs 4 --val-every 40 --distill-weight 1.0 --mixup 1.0 --swa-from 147
+    l: $A --seeds 3 --epochs 6 --val-every 73 --ema 0.98
+    m: $A --seeds 3 2 --val-every 25 --distill-weight 1.0 --temperature 1 --ema 0.98
+
+    run seed T before after  gap      kept                         steps wall s
+    j      2 3    912   917  -1.47p   step 219 (last, EMA 0.98)      219    526
+    j      3 3    912   913  -1.87p   step 219 (last, EMA 0.98)      219    535
+    k      0 3    907   918  -1.38p   step 292 (last, SWA 147-292)   292    680
+    l      3 3    912   919  -1.28p   step 438 (last, EMA 0.98)      438   1068
+    m      3 3    912   909  -2.26p   step 219 (last, EMA 0.98)      219    554
+    m      2 3    912   910  -2.16p   step 219 (last, EMA 0.98)      219    505
 """
 
 from __future__ import annotations
@@ -186,6 +214,7 @@ from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
+from spikeconverter.training.losses import MIXUP_KINDS
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"
@@ -238,6 +267,8 @@ def parse() -> argparse.Namespace:
                     help="validate and keep the parameters' moving average (decay, e.g. 0.9)")
     ap.add_argument("--mixup", type=float, default=None,
                     help="train on mixup batches, lam ~ Beta(A, A) (the ANN labels them)")
+    ap.add_argument("--mixup-kind", choices=MIXUP_KINDS, default="mixup",
+                    help="with --mixup: blend, paste a box (CutMix), or one of them per step")
     ap.add_argument("--swa-from", type=int, default=None,
                     help="validate and keep the uniform average of the parameters from this "
                          "step on (stochastic weight averaging; not with --ema)")
@@ -323,7 +354,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 mixup=args.mixup, ema=args.ema, swa_from=args.swa_from, on_validate=trace)
+                 mixup=args.mixup, mixup_kind=args.mixup_kind, ema=args.ema,
+                 swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)
     n = len(test_loader.dataset)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from spikeconverter.devices import resolve_device
+from spikeconverter.training.losses import MIXUP_KINDS
 
 __all__ = ["SELECTION_SCORES", "FinetuneConfig"]
 
@@ -117,6 +118,9 @@ class FinetuneConfig:
         blended with a shuffled copy of itself, ``lam ~ Beta(mixup, mixup)`` drawn per step
         from ``seed`` and the step; the teacher labels the mixed images, the hard-label part
         is ``lam * loss(y) + (1 - lam) * loss(y[perm])``. ``None``: off.
+    mixup_kind : {"mixup", "cutmix", "both"}
+        How the batch is mixed (see :func:`~spikeconverter.training.losses.mixup`): blended,
+        a box pasted (CutMix), or one of the two per step.
     ema : float, optional
         Keep an exponential moving average of the parameters with this decay (in ``[0, 1)``,
         e.g. 0.9; :class:`torch.optim.swa_utils.AveragedModel`) and validate, keep and write
@@ -181,6 +185,7 @@ class FinetuneConfig:
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
     mixup: float | None = None
+    mixup_kind: str = "mixup"
     ema: float | None = None
     swa_from: int | None = None
     select_on: str = "accuracy"
@@ -229,6 +234,9 @@ class FinetuneConfig:
                              f"{self.ema!r}")
         if self.mixup is not None:
             _check_positive(self.mixup, "mixup")
+        if self.mixup_kind not in MIXUP_KINDS:
+            raise ValueError(f"mixup_kind must be one of {MIXUP_KINDS}, got "
+                             f"{self.mixup_kind!r}")
         if self.swa_from is not None:
             _check_positive(self.swa_from, "swa_from", integer=True)
             if self.ema is not None:

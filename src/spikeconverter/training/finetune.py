@@ -196,8 +196,8 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``, ``mixup``, ``ema``, ``swa_from``,
-        ``select_on``,
+        ``distill_temperature``, ``distill_weight``, ``mixup``, ``mixup_kind``, ``ema``,
+        ``swa_from``, ``select_on``,
         ``on_validate``), documented there.
 
     Returns
@@ -425,7 +425,8 @@ class _Run:
         if self.cfg.mixup is not None:
             # a stream per step: a resumed run mixes as the uninterrupted one did
             x, lam, perm = mixup(x, self.cfg.mixup,
-                                 mixup_seed(self.cfg.seed, self.history["steps"]))
+                                 mixup_seed(self.cfg.seed, self.history["steps"]),
+                                 self.cfg.mixup_kind)
 
             def hard(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                 return lam * self.loss_fn(logits, labels) + (1 - lam) * self.loss_fn(

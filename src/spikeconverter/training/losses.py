@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["distillation_loss", "mixup"]
+__all__ = ["MIXUP_KINDS", "distillation_loss", "mixup"]
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *,
@@ -61,22 +61,53 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torc
     return loss
 
 
-def mixup(x: torch.Tensor, alpha: float, seed: int) -> tuple[torch.Tensor, float, torch.Tensor]:
-    """Mix a batch with a shuffled copy of itself (Zhang et al. 2018, "mixup").
+#: The kinds of mixing :func:`mixup` does ("both": mixup or CutMix, half the steps each).
+MIXUP_KINDS = ("mixup", "cutmix", "both")
 
-    Returns ``(lam * x + (1 - lam) * x[perm], lam, perm)`` with ``lam ~ Beta(alpha, alpha)``
-    and ``perm`` a random permutation, both drawn from ``seed`` alone (so a resumed run mixes
-    its batches as the uninterrupted one did). With a teacher, the mixed images are new
-    inputs it labels: distillation then matches the ANN on far more inputs than the few
-    thousand training images ("function matching", Beyer et al. 2022).
+
+def mixup(x: torch.Tensor, alpha: float, seed: int, kind: str = "mixup"
+          ) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """Mix a batch with a shuffled copy of itself (Zhang et al. 2018, "mixup"; or Yun et al.
+    2019, "CutMix").
+
+    Returns ``(mixed, lam, perm)`` with ``lam ~ Beta(alpha, alpha)`` and ``perm`` a random
+    permutation, all drawn from ``seed`` alone (so a resumed run mixes its batches as the
+    uninterrupted one did). ``kind="mixup"``: ``mixed = lam * x + (1 - lam) * x[perm]``.
+    ``"cutmix"``: a box of ``(1 - lam)`` of the image area (centre uniform, clipped at the
+    border) is pasted from ``x[perm]`` into every image, and ``lam`` becomes the share of
+    pixels left of the image itself, the weight of its own label. ``"both"``: one of the two,
+    drawn from ``seed``. With a teacher, the mixed images are new inputs it labels:
+    distillation then matches the ANN on far more inputs than the few thousand training
+    images ("function matching", Beyer et al. 2022).
 
     Raises
     ------
     ValueError
-        ``alpha`` <= 0.
+        ``alpha`` <= 0, or an unknown ``kind``.
     """
     if not alpha > 0:
         raise ValueError(f"mixup alpha must be > 0, got {alpha!r}")
-    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    if kind not in MIXUP_KINDS:
+        raise ValueError(f"mixup kind must be one of {MIXUP_KINDS}, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    lam = float(rng.beta(alpha, alpha))
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
-    return lam * x + (1 - lam) * x[perm], lam, perm
+    if kind == "both":
+        kind = MIXUP_KINDS[int(rng.integers(2))]
+    if kind == "mixup":
+        return lam * x + (1 - lam) * x[perm], lam, perm
+    return _cutmix(x, perm, lam, rng)
+
+
+def _cutmix(x: torch.Tensor, perm: torch.Tensor, lam: float, rng: np.random.Generator
+            ) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """``x`` with a box of about ``(1 - lam)`` of its last two dimensions' area taken from
+    ``x[perm]``; the share of pixels kept; ``perm``."""
+    h, w = x.shape[-2:]
+    side = np.sqrt(1.0 - lam)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - int(h * side) // 2, 0), min(cy + int(h * side) // 2, h)
+    x0, x1 = max(cx - int(w * side) // 2, 0), min(cx + int(w * side) // 2, w)
+    mixed = x.clone()
+    mixed[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    return mixed, 1.0 - (y1 - y0) * (x1 - x0) / (h * w), perm
