@@ -67,9 +67,14 @@ def main() -> None:
                     help="add this many randomly cropped and flipped copies of the draw")
     ap.add_argument("--max-images", type=int, default=1024, help="max_images of correct()")
     ap.add_argument("--block", default="{}", help="JSON overrides of correction.BLOCK")
+    ap.add_argument("--network", default="{}",
+                    help="JSON overrides of correction.NETWORK (the network-level step)")
+    ap.add_argument("--save", default=None,
+                    help="folder: pickle each corrected graph there (net_draw_T_granularity.pt)")
     args = ap.parse_args()
     from spikeconverter.converters import correction as corr
     corr.BLOCK.update(json.loads(args.block))
+    corr.NETWORK.update(json.loads(args.network))
     torch.set_num_threads(args.threads)
     blob = torch.load(args.cache)
     xs, ys = blob["xs"], blob["ys"]
@@ -95,6 +100,9 @@ def main() -> None:
                             search_images=args.search_images,
                             max_images=args.max_images)
                     sec = time.time() - t0
+                    if args.save:
+                        Path(args.save).mkdir(parents=True, exist_ok=True)
+                        torch.save(g, Path(args.save) / f"{net}_{d}_{T}_{gr}.pt")
                     pred = argmax(lambda x, g=g: g.forward(x)[g.output], xs)
                     row = {"net": net, "draw": d, "T": T, "granularity": gr,
                            "correction": args.correction, "steps": args.steps, "flip": args.flip,
@@ -103,6 +111,7 @@ def main() -> None:
                            "calibration": len(cal), "max_images": args.max_images,
                            "cache": args.cache,
                            "block": args.block if args.correction == "block" else None,
+                           "network": args.network if args.correction == "block" else None,
                            "correct": int((pred == ys).sum()), "agree": int((pred == ann).sum()),
                            "images": len(xs), "ann_correct": int((ann == ys).sum()),
                            "correction_seconds": round(sec, 1),

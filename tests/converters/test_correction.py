@@ -19,7 +19,7 @@ from convhelpers import (
 from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
 from spikeconverter.converters.correction import CORRECTIONS, correct, spread
 from spikeconverter.converters.network_search import tune_thresholds
-from spikeconverter.converters.reconstruction import BlockFit, blocks
+from spikeconverter.converters.reconstruction import NETWORK, BlockFit, blocks, network_fit
 from spikeconverter.models import get_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -133,6 +133,37 @@ def test_a_block_fit_lowers_its_output_error_and_writes_it_into_the_graph(granul
     # the graph now holds the fit: its quantised block output has the error the fit reports
     out = g.forward(cal)[block[-1].name]
     assert float((out - ann[block[-1].name]).square().mean()) == pytest.approx(after, rel=1e-9)
+
+
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_the_network_step_lowers_the_logits_error_and_keeps_a_resnet_exact(granularity,
+                                                                          monkeypatch):
+    cal, test = images(64, seed=3), images(16, seed=4)
+    g = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
+                  dtype=torch.float64)
+    ann_logits = g.forward(cal, quantized=False)[g.output]  # before the correction
+    correct(g, cal, method="both", dtype=torch.float64)
+    monkeypatch.setitem(NETWORK, "lr", 1e-3)  # a few steps must move this tiny net
+    before, after = network_fit(g, cal, ann_logits, torch.Generator().manual_seed(0), 40)
+    assert after < 0.95 * before, (before, after)
+    # the graph holds the kept fit: its logits have the error the fit reports
+    err = float((g.forward(cal)[g.output] - ann_logits).square().mean())
+    assert err == pytest.approx(after, rel=1e-9)
+    want = g.forward(test)[g.output]
+    got = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)(test)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    # in a conversion: the block pass, then the network step (KL loss): kept, still exact
+    g0 = calibrate(tiny_resnet_graph(cal), cal, T=3, granularity=granularity, progress=False,
+                   dtype=torch.float64)
+    plain = correct(copy.deepcopy(g0), cal, method="block", dtype=torch.float64,
+                    reconstruct_steps=10)
+    monkeypatch.setitem(NETWORK, "steps", 40)
+    monkeypatch.setitem(NETWORK, "loss", "kl")
+    g = correct(g0, cal, method="block", dtype=torch.float64, reconstruct_steps=10)
+    want = g.forward(test)[g.output]
+    assert not torch.equal(want, plain.forward(test)[plain.output])
+    got = SpikingNetwork(g, compute_schedule(g, 0), dtype=torch.float64)(test)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
 def test_refit_fits_the_readout_to_the_ann_on_its_data():

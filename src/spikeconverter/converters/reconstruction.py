@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from spikeconverter import coding
 from spikeconverter.converters.ir import Edge, Graph, Op, Population, apply_op
 
-__all__ = ["BLOCK", "RECONSTRUCT", "BlockFit", "activation", "blocks", "op_bias",
+__all__ = ["BLOCK", "NETWORK", "RECONSTRUCT", "BlockFit", "activation", "blocks",
+           "network_fit", "op_bias",
            "per_channel", "reconstruct_population", "ste_quantize", "trainable"]
 
 #: The layer-wise reconstruction's optimiser: Adam steps per population, minibatch of
@@ -41,7 +42,15 @@ RECONSTRUCT = {"steps": 100, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2}
 #: The block reconstruction's: Adam steps per block, minibatch, learning rates, and the QDrop
 #: probability of keeping an inner population's unquantised value (benchmarks/low_T_quick.py;
 #: QDrop's 0.5 lifted ResNet-32 T = 3 from 909 to 930 correct on draw 0, README).
-BLOCK = {"steps": 200, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2, "drop": 0.5}
+#: ``cosine``: the learning rates decay to 0 over the steps (cosine annealing, as BRECQ's).
+BLOCK = {"steps": 200, "batch": 32, "lr": 1e-4, "theta_lr": 1e-2, "drop": 0.5, "cosine": False}
+
+#: The network-level step after the block reconstruction (:func:`network_fit`): every
+#: population after the last input or max pooling trained at once so that the quantised
+#: logits match the ANN's; ``steps`` 0 skips it.
+#: ``loss``: ``"mse"`` of the logits or ``"kl"`` of their softmax (:meth:`BlockFit.loss`).
+NETWORK = {"steps": 0, "batch": 32, "lr": 1e-5, "theta_lr": 1e-3, "drop": 0.0, "cosine": True,
+           "loss": "mse"}
 
 
 def activation(pop: Population, u: torch.Tensor) -> torch.Tensor:
@@ -180,10 +189,13 @@ class BlockFit:
         logits for a readout).
     gen : torch.Generator
         Draws the minibatches (and the QDrop masks).
+    settings : dict, optional
+        The optimiser's ``batch``, ``lr``, ``theta_lr``, ``drop`` and ``cosine`` (default
+        :data:`BLOCK`).
     """
 
     def __init__(self, graph: Graph, block: list[Population], quant: dict[str, torch.Tensor],
-                 target: torch.Tensor, gen: torch.Generator):
+                 target: torch.Tensor, gen: torch.Generator, settings: dict | None = None):
         bad = [p.name for p in block if p.kind in ("input", "maxpool")]
         if bad:
             raise ValueError(f"block reconstruction cannot train populations {bad} "
@@ -191,6 +203,8 @@ class BlockFit:
         self.graph, self.block, self.quant, self.target, self.gen = (graph, block, quant,
                                                                      target, gen)
         self.names = {p.name for p in block}
+        self.settings = BLOCK if settings is None else settings
+        self._kl = self.settings.get("loss", "mse") == "kl"
         like = {"dtype": target.dtype, "device": target.device}
         self.edges = {(p.name, i): e for p in block for i, e in enumerate(p.edges)
                       if trainable(e)}
@@ -222,14 +236,25 @@ class BlockFit:
             vals[p.name] = v
         return vals[out.name]
 
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The fit's loss on a batch: mean squared error, or with ``settings["loss"]`` ``"kl"``
+        the mean KL divergence of the softmax of ``out`` from that of ``target`` (logits: the
+        prediction difference of PD-Quant, Liu et al. 2023)."""
+        if self._kl:
+            return F.kl_div(torch.log_softmax(out, 1), torch.log_softmax(target, 1),
+                            log_target=True, reduction="batchmean")
+        return (out - target).square().mean()
+
     def error(self, chunk: int = 64) -> float:
-        """Mean squared error of the block's output over all the calibration inputs."""
+        """:meth:`loss` of the block's output over all the calibration inputs."""
         n = self.target.shape[0]
+        total = 0.0
         with torch.no_grad():
-            total = sum(float((self.forward(torch.arange(i, min(i + chunk, n)))
-                               - self.target[i:i + chunk]).square().sum())
-                        for i in range(0, n, chunk))
-        return total / self.target.numel()
+            for i in range(0, n, chunk):
+                t = self.target[i:i + chunk]
+                out = self.forward(torch.arange(i, min(i + chunk, n)))
+                total += float(self.loss(out, t)) * (t.shape[0] if self._kl else t.numel())
+        return total / (n if self._kl else self.target.numel())
 
     def fit(self, steps: int) -> tuple[float, float]:
         """Train ``steps`` Adam steps; keep the result only if it lowers :meth:`error`.
@@ -240,14 +265,18 @@ class BlockFit:
         before = self.error()
         saved = [t.detach().clone() for t in self._tensors()]
         opt = torch.optim.Adam(self._groups())
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if self.settings["cosine"]
+                 else None)
         n = self.target.shape[0]
         with torch.enable_grad():
             for _ in range(steps):
-                idx = torch.randint(0, n, (min(BLOCK["batch"], n),), generator=self.gen)
-                loss = (self.forward(idx, BLOCK["drop"]) - self.target[idx]).square().mean()
+                idx = torch.randint(0, n, (min(self.settings["batch"], n),), generator=self.gen)
+                loss = self.loss(self.forward(idx, self.settings["drop"]), self.target[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 self._clip()
         after = self.error()
         if after > before:  # the fit overshot on the data it must fit: keep the start
@@ -269,9 +298,9 @@ class BlockFit:
 
     def _groups(self) -> list[dict]:
         ws, bs = self._weights()
-        groups = [{"params": ws + bs, "lr": BLOCK["lr"]}]
+        groups = [{"params": ws + bs, "lr": self.settings["lr"]}]
         if self.log_f:
-            groups.append({"params": list(self.log_f.values()), "lr": BLOCK["theta_lr"]})
+            groups.append({"params": list(self.log_f.values()), "lr": self.settings["theta_lr"]})
         return groups
 
     def _clip(self) -> None:
@@ -280,9 +309,33 @@ class BlockFit:
                 self.log_f[p.name].data.clamp_(max=0.0)
 
 
+def network_fit(graph: Graph, x: torch.Tensor, ann_logits: torch.Tensor,
+                gen: torch.Generator, steps: int) -> tuple[float, float]:
+    """Train every population after the last input or max pooling against the ANN's logits.
+
+    One :class:`BlockFit` (settings :data:`NETWORK`) over the graph's tail, whose quantised
+    logits on the calibration inputs ``x`` must match ``ann_logits`` (the ANN's, computed
+    before any correction changed the graph's biases): the errors the block-wise fits leave
+    are free to cancel in the logits. Kept only where it lowers their error; returns the error
+    before and after.
+    """
+    pops = list(graph)
+    start = max(i for i, p in enumerate(pops) if p.kind in ("input", "maxpool")) + 1
+    tail = pops[start:]
+    names = {p.name for p in tail}
+    with torch.no_grad():
+        values = graph.forward(x, quantized=True)
+    quant = {e.source: values[e.source] for p in tail for e in p.edges
+             if e.source not in names}
+    del values
+    return BlockFit(graph, tail, quant, ann_logits, gen, NETWORK).fit(steps)
+
+
 def _weight_parameters(fit: list[Edge], like: dict) -> tuple[list, list]:
+    # copies: torch.as_tensor shares a float64 array's memory, and training must not write
+    # into the graph before the fit is kept
     ws = [torch.nn.Parameter(torch.as_tensor(e.ops[-1].weight, **like).clone()) for e in fit]
-    bs = [torch.nn.Parameter(torch.as_tensor(op_bias(e.ops[-1]), **like)) for e in fit]
+    bs = [torch.nn.Parameter(torch.as_tensor(op_bias(e.ops[-1]), **like).clone()) for e in fit]
     return ws, bs
 
 
