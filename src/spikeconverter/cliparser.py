@@ -81,7 +81,8 @@ def add_data(p: argparse.ArgumentParser, *, required: bool = True,
         g.add_argument("--calibration", help="data for thresholds (same forms as --data; "
                        "default: --data with --split train for torchvision roots, else --data)")
         g.add_argument("--calibration-images", type=int, default=256,
-                       help="images drawn for calibration (default: 256)")
+                       help="images drawn for calibration (default: 256; with 1024 T = 4 takes "
+                            "the block reconstruction, measured within 0.5 pt of the ANN)")
     add_limit(g)
     add_normalization(g)
     g.add_argument("--channels", type=int, choices=(1, 3),

@@ -295,3 +295,33 @@ def test_convert_uses_the_settings_measured_best_for_its_T(model):
     g = convert(model, x, T=3, threshold_granularity="layer", correction="none",
                 progress=False).graph
     assert np.asarray(g["features_2"].theta).ndim == 0 and g.meta["correction"] == "none"
+
+
+def test_T4_default_depends_on_the_calibration_images(model, monkeypatch):
+    from spikeconverter.converters import api, convert, correction
+
+    few = correction.default_settings(4, correction.WIDE_DRAW - 1)
+    wide = correction.default_settings(4, correction.WIDE_DRAW)
+    assert (few["threshold_granularity"], few["correction"]) == ("layer", "both")
+    assert (wide["threshold_granularity"], wide["correction"], wide["reconstruct_steps"]) == (
+        "channel", "block", correction.WIDE_DRAW_STEPS)
+    assert correction.default_settings(2)["correction"] == "block"
+    assert correction.default_settings(4) == few  # the image count unknown: the steady one
+    # through convert(): 8 images made a wide draw; the steps it asks for are recorded and
+    # cut to 2 to keep the test short
+    monkeypatch.setattr(correction, "WIDE_DRAW", 8)
+    asked = []
+
+    def short_correct(*args, reconstruct_steps=None, **kwargs):
+        asked.append((kwargs["method"], reconstruct_steps))
+        return correction.correct(*args, reconstruct_steps=2 if reconstruct_steps else None,
+                                  **kwargs)
+
+    monkeypatch.setattr(api, "correct", short_correct)
+    g = convert(model, images(8), T=4, progress=False).graph
+    assert asked == [("block", correction.WIDE_DRAW_STEPS)]
+    assert g.meta["correction"] == "block" and np.asarray(g["features_2"].theta).ndim == 1
+    g = convert(model, images(7), T=4, progress=False).graph
+    assert asked[-1] == ("both", None) and np.asarray(g["features_2"].theta).ndim == 0
+    g = convert(model, images(8), T=4, correction="both", progress=False).graph
+    assert asked[-1] == ("both", None) and g.meta["correction"] == "both"

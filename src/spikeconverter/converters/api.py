@@ -185,9 +185,10 @@ def convert(
         "both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none".
         Left out, these three take the best measured setting for ``T``
         (:func:`~spikeconverter.converters.correction.default_settings`: per-channel ``max``
-        thresholds with both corrections at T = 2, with the block reconstruction at T = 3
-        (minutes per conversion), per-layer ones with both corrections up to T = 8, plain
-        per-layer ``max`` above). Both granularities also run in the
+        thresholds with the block reconstruction at T = 2 and 3 (minutes per conversion), and
+        at T = 4 with 600 steps per block when ``calibration`` holds at least 1,024 images;
+        per-layer ones with both corrections up to T = 8 otherwise, plain per-layer ``max``
+        above). Both granularities also run in the
         Lava backend's fixed point (per-neuron ``vth``).
     rounding : {"nearest", "floor"}
         Quantisation of each layer's code; ``"nearest"`` (half an LSB added before generating)
@@ -258,15 +259,18 @@ def convert(
     graph.rounding, graph.k = rounding, float(k)
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
-    best = default_settings(T)
+    # only T = 4's best setting depends on how many calibration images there are
+    best = default_settings(T, sum(len(b) for b in batches) if T == 4 else None)
     work = torch.float64 if dtype == torch.float64 else torch.float32
     calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
               granularity=threshold_granularity or best["threshold_granularity"],
               percentile=percentile, headroom=headroom, T_per_layer=T_per_layer,
               input_encoding=input_encoding, batch_size=batch_size, progress=progress,
               dtype=work, device=dev)
-    correct(graph, batches, method=correction or best["correction"], batch_size=batch_size,
-            search_images=best["search_images"], dtype=work, device=dev, progress=progress)
+    method = correction or best["correction"]
+    correct(graph, batches, method=method, batch_size=batch_size,
+            search_images=best["search_images"], dtype=work, device=dev, progress=progress,
+            reconstruct_steps=best["reconstruct_steps"] if method == best["correction"] else None)
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     # passed only when set: a third-party builder need not know the option

@@ -86,7 +86,7 @@ from spikeconverter.converters.reconstruction import (
 )
 
 __all__ = ["BLOCK", "BLOCK_T", "CHANNEL_T", "CORRECTIONS", "LOW_T", "NETWORK", "RECONSTRUCT",
-           "TUNE", "correct", "default_settings"]
+           "TUNE", "WIDE_DRAW", "WIDE_DRAW_STEPS", "correct", "default_settings"]
 
 CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block", "network")
 
@@ -94,8 +94,15 @@ CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "blo
 LOW_T = 8
 #: Up to this T, :func:`default_settings` takes one threshold per channel (else per layer).
 CHANNEL_T = 3
-#: From T = 3 up to this T, :func:`default_settings` takes the block reconstruction.
+#: From T = 2 up to this T, :func:`default_settings` takes the block reconstruction.
 BLOCK_T = 3
+#: At T = 4, :func:`default_settings` takes the block reconstruction (per channel, with
+#: ``WIDE_DRAW_STEPS`` Adam steps per block) when the calibration data hold at least this many
+#: images (BRECQ's number); with fewer it fits its draw and per-layer ``both`` is steadier.
+WIDE_DRAW = 1024
+#: The block reconstruction's steps per block at T = 4 on ``WIDE_DRAW`` images: three times
+#: ``BLOCK["steps"]``, with which 1,024 images are under-fitted (ResNet-32 935 / 936, README).
+WIDE_DRAW_STEPS = 600
 
 # Threshold candidates, as factors on the calibrated threshold: a coarse grid, then a finer one
 # around each channel's best factor.
@@ -189,7 +196,7 @@ def correct(
     return graph
 
 
-def default_settings(T: int) -> dict[str, Any]:
+def default_settings(T: int, images: int | None = None) -> dict[str, Any]:
     """The best measured conversion settings for trains of length ``T``.
 
     Measured on the quantised ANN, which the spiking network equals exactly
@@ -202,45 +209,64 @@ def default_settings(T: int) -> dict[str, Any]:
     T     layer + both                channel + both (256, 256)  channel + block, QDrop 0.5
           (256, 64; at T = 4 256)                                (256, 256; [1024, 256])
     ====  ==========================  =========================  =========================
-    2     472 / 366 (draw 0)          606 630 636 / 527 523 540
+    2     472 / 366 (draw 0)          606 630 636 / 527 523 540  855 838 839 / 829 821 825
+                                                                 (search on 64)
     3     892-904 / 888-895           913 914 909 / 914 910 919  919 917 922 / 924 924 926
                                                                  [910 912 912 / 930 937 922]
-    4     929 933 925 / 938 943 946   927 925 934 / 943 930      [935 932 933 / 940 935 936]
+    4     929 933 925 / 938 943 946   927 925 934 / 943 930      934 933 935 / 938 937 941
+                                                                 [935 932 933 / 940 935 936]
+                                                                 600 steps [1024, 256]:
+                                                                 929 927 928 / 941 941 941
     6     930-932 / 945-947
     8     930-934 / 945-947
     ====  ==========================  =========================  =========================
 
-    Hence: at T = 2 per-channel thresholds with ``both`` (64-image search: 640 / 524 on draw
-    0). At T = 3 (``CHANNEL_T``, ``BLOCK_T``) per-channel thresholds with the block
-    reconstruction (``"block"``: BRECQ with QDrop, ``reconstruction.BLOCK``): with 256
-    calibration images it is ahead of ``both`` on every draw of both nets and meets the 2 pt
-    goal (>= 912 / >= 924) on all of them (``both``: 2 of 6). At T = 4 to ``LOW_T``
-    per-layer thresholds with ``both`` (search on all 256 images at T = 4): the block
-    reconstruction on 1,024 images meets the 0.5 pt goal on ResNet-20's three draws but misses
-    ResNet-32's draws 1 and 2 (935, 936 against 943, 946), and costs 3-6 times as much; on
-    ResNet-32 draw 0 600 steps with cosine decay, a 10 times lower weight learning rate,
-    per-layer thresholds, augmented copies of the draw and a network-level step
-    (``NETWORK``) gave 933-936 (goal 939; README).
+    Hence: at T = 2 and 3 (``CHANNEL_T``, ``BLOCK_T``) per-channel thresholds with the block
+    reconstruction (``"block"``: BRECQ with QDrop, ``reconstruction.BLOCK``): at T = 2 it is
+    200-300 images ahead of ``both`` on every draw; at T = 3, with 256 calibration images, it
+    is ahead of ``both`` on every draw of both nets and meets the 2 pt goal (>= 912 / >= 924)
+    on all of them (``both``: 2 of 6). At T = 4 with at least ``WIDE_DRAW`` (1,024) calibration
+    images, per-channel thresholds with the block reconstruction at ``WIDE_DRAW_STEPS`` (600)
+    steps per block: the only setting measured within the 0.5 pt goal (>= 927 / >= 939) on
+    all six net-draw cells (ResNet-20 with no margin: 929 / 927 / 928). With fewer images, and
+    from T = 5 to ``LOW_T``, per-layer thresholds with ``both`` (search on all 256 images at
+    T = 4): at T = 4 it meets the goal in 4 of 6 cells, as 200 block steps on 256 or 1,024
+    images do; on ResNet-32 draw 0 600 steps on 256 images, cosine decay, a 10 times lower
+    weight learning rate, per-layer thresholds, augmented copies of the draw and a
+    network-level step (``NETWORK``) gave 933-936 (goal 939; README).
     Above ``LOW_T`` the plain per-layer ``max`` calibration, already lossless (T = 16: all
-    1,017 predictions agree). The block reconstruction costs 1.5-3 min per conversion on 256
-    images (one CPU thread) against about a minute for ``both``; pass ``correction="both"``
-    for speed.
+    1,017 predictions agree). The block reconstruction costs 1.5-4 min per conversion on 256
+    images (one CPU thread) and 4-13 min at T = 4 on 1,024, against about a minute for
+    ``both``; pass ``correction="both"`` for speed.
+
+    Parameters
+    ----------
+    T : int
+        Length of the spike trains.
+    images : int, optional
+        How many calibration images there are (only T = 4 depends on it: ``WIDE_DRAW``).
 
     Returns
     -------
     dict
-        ``calibration_mode``, ``threshold_granularity``, ``correction`` and the
-        ``search_images`` of :func:`correct`.
+        ``calibration_mode``, ``threshold_granularity``, ``correction``, and the
+        ``search_images`` and ``reconstruct_steps`` (None: :func:`correct` 's default) of
+        :func:`correct`.
     """
     search = 256 if T in (3, 4) else 64  # the whole calibration draw where it measured best
     if T <= CHANNEL_T:
         return {"calibration_mode": "max", "threshold_granularity": "channel",
-                "correction": "block" if 3 <= T <= BLOCK_T else "both", "search_images": search}
+                "correction": "block" if 2 <= T <= BLOCK_T else "both", "search_images": search,
+                "reconstruct_steps": None}
+    if T == 4 and images is not None and images >= WIDE_DRAW:
+        return {"calibration_mode": "max", "threshold_granularity": "channel",
+                "correction": "block", "search_images": search,
+                "reconstruct_steps": WIDE_DRAW_STEPS}
     if T <= LOW_T:
         return {"calibration_mode": "max", "threshold_granularity": "layer",
-                "correction": "both", "search_images": search}
+                "correction": "both", "search_images": search, "reconstruct_steps": None}
     return {"calibration_mode": "max", "threshold_granularity": "layer", "correction": "none",
-            "search_images": 64}
+            "search_images": 64, "reconstruct_steps": None}
 
 
 #: Reading stops after this many times ``max_images`` inputs (a whole data set passed as the
