@@ -187,13 +187,9 @@ def test_cli_val_fraction_and_distill(digits, tmp_path, capsys):
             run_finetune(parser.parse_args(common + extra))
 
 
-def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
-    """``select_on="kl"`` keeps the network of the lowest validation KL to the ANN at the
-    distillation temperature (recorded per validation next to accuracy and agreement, which
-    are those of ``validation_scores``); the KL is the definition's; without a teacher it is
-    refused."""
-    from spikeconverter.training.finetune import validation_scores
-
+def _turning_run(digits):
+    """A converted digits net and a loss that descends for two epochs of 16 batches and
+    ascends in the third (so the last validation is worse than an earlier one)."""
     model, (x, y) = digits
     net = convert(model, x[:128], T=2, rounding="floor", correction="none",
                   threshold_granularity="layer", progress=False)
@@ -203,6 +199,17 @@ def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
         calls["n"] += 1
         return (-1.0 if calls["n"] > 16 else 1.0) * F.cross_entropy(logits, labels)
 
+    return model, net, (x, y), loss_fn
+
+
+def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
+    """``select_on="kl"`` keeps the network of the lowest validation KL to the ANN at the
+    distillation temperature (recorded per validation next to accuracy and agreement, which
+    are those of ``validation_scores``); the KL is the definition's; without a teacher it is
+    refused."""
+    from spikeconverter.training.finetune import validation_scores
+
+    model, net, (x, y), loss_fn = _turning_run(digits)
     h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
                  loss_fn=loss_fn, teacher=model, distill_weight=0.0, select_on="kl",
                  distill_temperature=3.0, progress=False)
@@ -227,43 +234,42 @@ def test_select_on_kl_keeps_the_validation_closest_to_the_teacher(digits):
         finetune(net, (x, y), val_fraction=0.2, teacher=model, select_on="loss")
 
 
-def test_ema_keeps_the_moving_average_of_the_parameters(digits):
-    """``ema=0.5`` writes back ``(w1 + w2) / 2`` after two steps (the average's first update
-    copies), ``ema=0`` the latest parameters, exactly as without it."""
+def _fine_tuned_copies(digits, runs: list[dict]) -> tuple[list[dict], object, tuple]:
+    """Fine-tune one copy of a converted digits net per ``runs`` entry (extra ``finetune``
+    options); their floating-point parameters and buffers, the converted net, the data."""
     model, (x, y) = digits
     base = convert(model, x[:128], T=2, progress=False)
     data, opts = (x[:128], y[:128]), dict(batch_size=32, lr=0.05, progress=False)
-    nets = [copy.deepcopy(base) for _ in range(4)]
-    finetune(nets[0], data, max_steps=1, **opts)
-    finetune(nets[1], data, max_steps=2, **opts)
-    finetune(nets[2], data, max_steps=2, ema=0.5, **opts)
-    finetune(nets[3], data, max_steps=2, ema=0.0, **opts)
-    w = [dict(n.named_parameters()) | dict(n.named_buffers()) for n in nets]
+    weights = []
+    for extra in runs:
+        net = copy.deepcopy(base)
+        finetune(net, data, **opts, **extra)
+        named = dict(net.named_parameters()) | dict(net.named_buffers())
+        weights.append({k: v for k, v in named.items() if v.is_floating_point()})
+    return weights, base, data
+
+
+def test_ema_keeps_the_moving_average_of_the_parameters(digits):
+    """``ema=0.5`` writes back ``(w1 + w2) / 2`` after two steps (the average's first update
+    copies), ``ema=0`` the latest parameters, exactly as without it."""
+    w, base, data = _fine_tuned_copies(digits, [
+        dict(max_steps=1), dict(max_steps=2), dict(max_steps=2, ema=0.5),
+        dict(max_steps=2, ema=0.0)])
     moved = 0
     for k, w2 in w[1].items():
-        if not w2.is_floating_point():
-            continue
         torch.testing.assert_close(w[2][k], (w[0][k] + w2) / 2)
         torch.testing.assert_close(w[3][k], w2)
         moved += not torch.equal(w[0][k], w2)
     assert moved > 0  # the two steps really differ
     with pytest.raises(ValueError, match="ema"):
-        finetune(nets[0], data, ema=1.0)
+        finetune(copy.deepcopy(base), data, ema=1.0)
 
 
 def test_select_on_last_keeps_the_end_of_the_run(digits):
     """``select_on="last"`` keeps the network of the last validation even when an earlier one
     scored better (a deliberately bad last epoch), still records every validation, and needs
     no teacher."""
-    model, (x, y) = digits
-    net = convert(model, x[:128], T=2, rounding="floor", correction="none",
-                  threshold_granularity="layer", progress=False)
-    calls = {"n": 0}
-
-    def loss_fn(logits, labels):  # epochs 1-2 descend, epoch 3 ascends
-        calls["n"] += 1
-        return (-1.0 if calls["n"] > 16 else 1.0) * F.cross_entropy(logits, labels)
-
+    _, net, (x, y), loss_fn = _turning_run(digits)
     h = finetune(net, (x, y), epochs=3, val_fraction=0.2, batch_size=60, lr=0.05,
                  loss_fn=loss_fn, select_on="last", progress=False)
     acc = h["val_accuracy"]
@@ -278,27 +284,19 @@ def test_swa_from_keeps_the_uniform_average_of_the_late_steps(digits):
     """``swa_from=2`` over 3 steps writes back ``(w2 + w3) / 2`` (the parameters after steps 2
     and 3); a run that ends before it begins writes back the latest parameters; ``ema`` and
     ``swa_from`` together are refused."""
-    model, (x, y) = digits
-    base = convert(model, x[:128], T=2, progress=False)
-    data, opts = (x[:128], y[:128]), dict(batch_size=32, lr=0.05, progress=False)
-    nets = [copy.deepcopy(base) for _ in range(4)]
-    finetune(nets[0], data, max_steps=2, **opts)
-    finetune(nets[1], data, max_steps=3, **opts)
-    finetune(nets[2], data, max_steps=3, swa_from=2, **opts)
-    finetune(nets[3], data, max_steps=2, swa_from=3, **opts)
-    w = [dict(n.named_parameters()) | dict(n.named_buffers()) for n in nets]
+    w, base, data = _fine_tuned_copies(digits, [
+        dict(max_steps=2), dict(max_steps=3), dict(max_steps=3, swa_from=2),
+        dict(max_steps=2, swa_from=3)])
     moved = 0
     for k, w3 in w[1].items():
-        if not w3.is_floating_point():
-            continue
         torch.testing.assert_close(w[2][k], (w[0][k] + w3) / 2)
         torch.testing.assert_close(w[3][k], w[0][k])
         moved += not torch.equal(w[0][k], w3)
     assert moved > 0  # the steps really differ
     with pytest.raises(ValueError, match="not both"):
-        finetune(nets[0], data, ema=0.9, swa_from=2)
+        finetune(copy.deepcopy(base), data, ema=0.9, swa_from=2)
     with pytest.raises(ValueError, match="swa_from"):
-        finetune(nets[0], data, swa_from=0)
+        finetune(copy.deepcopy(base), data, swa_from=0)
 
 
 def test_mixup_distils_on_the_mixed_batch(digits):
