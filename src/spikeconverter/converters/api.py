@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ import torch.nn as nn
 from spikeconverter import coding
 from spikeconverter.converters.calibrate import calibrate, iter_batches
 from spikeconverter.converters.capture import capture
-from spikeconverter.converters.correction import correct, default_settings
+from spikeconverter.converters.correction import WIDE_DRAW, correct, default_settings
 from spikeconverter.converters.norse_backend import MODES
 from spikeconverter.converters.serialize import read
 from spikeconverter.converters.validate import (
@@ -260,7 +260,7 @@ def convert(
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
     # only T = 4's best setting depends on how many calibration images there are
-    best = default_settings(T, sum(len(b) for b in batches) if T == 4 else None)
+    best = default_settings(T, _images_up_to(batches, WIDE_DRAW) if T == 4 else None)
     work = torch.float64 if dtype == torch.float64 else torch.float32
     calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
               granularity=threshold_granularity or best["threshold_granularity"],
@@ -277,3 +277,14 @@ def convert(
     extra = {"double_buffered": True} if double_buffered else {}
     net = build(graph, mode=mode, dtype=dtype, calibration=batches, progress=progress, **extra)
     return _to_device(net, dev if device is not None else None)
+
+
+def _images_up_to(batches: Iterable[torch.Tensor], n: int) -> int:
+    """How many inputs ``batches`` hold, counted only up to the batch that reaches ``n`` (a
+    whole data set passed as calibration data is not read through for it)."""
+    seen = 0
+    for batch in batches:
+        seen += len(batch)
+        if seen >= n:
+            break
+    return seen
