@@ -249,18 +249,24 @@ def _fine_tuned_copies(digits, runs: list[dict]) -> tuple[list[dict], object, tu
     return weights, base, data
 
 
+def _assert_mean_and_copy(w: list[dict], copy_of: int) -> None:
+    """Run 2 wrote back the mean of runs 0 and 1, run 3 the parameters of run ``copy_of``, and
+    runs 0 and 1 really differ."""
+    moved = 0
+    for k, w1 in w[1].items():
+        torch.testing.assert_close(w[2][k], (w[0][k] + w1) / 2)
+        torch.testing.assert_close(w[3][k], w[copy_of][k])
+        moved += not torch.equal(w[0][k], w1)
+    assert moved > 0
+
+
 def test_ema_keeps_the_moving_average_of_the_parameters(digits):
     """``ema=0.5`` writes back ``(w1 + w2) / 2`` after two steps (the average's first update
     copies), ``ema=0`` the latest parameters, exactly as without it."""
     w, base, data = _fine_tuned_copies(digits, [
         dict(max_steps=1), dict(max_steps=2), dict(max_steps=2, ema=0.5),
         dict(max_steps=2, ema=0.0)])
-    moved = 0
-    for k, w2 in w[1].items():
-        torch.testing.assert_close(w[2][k], (w[0][k] + w2) / 2)
-        torch.testing.assert_close(w[3][k], w2)
-        moved += not torch.equal(w[0][k], w2)
-    assert moved > 0  # the two steps really differ
+    _assert_mean_and_copy(w, copy_of=1)
     with pytest.raises(ValueError, match="ema"):
         finetune(copy.deepcopy(base), data, ema=1.0)
 
@@ -287,12 +293,7 @@ def test_swa_from_keeps_the_uniform_average_of_the_late_steps(digits):
     w, base, data = _fine_tuned_copies(digits, [
         dict(max_steps=2), dict(max_steps=3), dict(max_steps=3, swa_from=2),
         dict(max_steps=2, swa_from=3)])
-    moved = 0
-    for k, w3 in w[1].items():
-        torch.testing.assert_close(w[2][k], (w[0][k] + w3) / 2)
-        torch.testing.assert_close(w[3][k], w[0][k])
-        moved += not torch.equal(w[0][k], w3)
-    assert moved > 0  # the steps really differ
+    _assert_mean_and_copy(w, copy_of=0)
     with pytest.raises(ValueError, match="not both"):
         finetune(copy.deepcopy(base), data, ema=0.9, swa_from=2)
     with pytest.raises(ValueError, match="swa_from"):
