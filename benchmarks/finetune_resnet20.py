@@ -16,7 +16,8 @@ Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
 [--granularity layer|channel] [--mixup A] [--mixup-kind mixup|cutmix|both]
-[--correction both|refit|...] [--cache DIR] [--threads 2] [--out out/finetune]``
+[--correction both|refit|...] [--calibration 256] [--block '{"steps": 600}'] [--cache DIR]
+[--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
 augmentation of run ``s``.
@@ -199,6 +200,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import sys
@@ -208,7 +210,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from spikeconverter.converters import convert
+from spikeconverter.converters import convert, correction
 from spikeconverter.converters import load as load_network
 from spikeconverter.models import load_cifar_resnet
 from spikeconverter.training import evaluate, finetune
@@ -282,6 +284,11 @@ def parse() -> argparse.Namespace:
                     help="threshold granularity of the conversion (default: convert's for T)")
     ap.add_argument("--correction", default=None,
                     help="post-training correction of the conversion (default: convert's)")
+    ap.add_argument("--calibration", type=int, default=256,
+                    help="calibration images (a seeded draw from the training part)")
+    ap.add_argument("--block", default="{}",
+                    help="JSON overrides of correction.BLOCK for the conversion, e.g. "
+                         "'{\"steps\": 600}'")
     ap.add_argument("--cache", default=None,
                     help="folder for the converted networks (reused when there)")
     ap.add_argument("--threads", type=int, default=2)
@@ -321,11 +328,16 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     train, plain, _ = sets
     tr_idx, va_idx = holdout_indices(len(plain), args.val_fraction, seed)
     g = torch.Generator().manual_seed(seed)
-    cal_idx = [tr_idx[i] for i in torch.randperm(len(tr_idx), generator=g)[:256].tolist()]
+    cal_idx = [tr_idx[i] for i in
+               torch.randperm(len(tr_idx), generator=g)[:args.calibration].tolist()]
     cached = None
     if args.cache:
+        # the 256-image, default-block name is the one earlier caches have
+        extra = "" if args.calibration == 256 else f"_n{args.calibration}"
+        extra += "" if args.block == "{}" else "_" + "_".join(
+            f"{k}{v}" for k, v in sorted(json.loads(args.block).items()))
         cached = Path(args.cache) / (f"resnet20_s{seed}_T{T}_{args.granularity or 'default'}"
-                                     f"_{args.correction or 'default'}.snn")
+                                     f"_{args.correction or 'default'}{extra}.snn")
     if cached is not None and cached.is_file():
         net = load_network(cached)
     else:
@@ -376,6 +388,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout,
                         force=True)  # an imported library may have configured logging first
     torch.set_num_threads(args.threads)
+    correction.BLOCK.update(json.loads(args.block))
     sets = datasets(not args.no_augment)
     test_loader = DataLoader(sets[2], batch_size=256)
     model = load_cifar_resnet(CKPT).eval()

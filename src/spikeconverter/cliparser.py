@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeconverter.options import (
+    MIXUP_KINDS,
     NORMALIZATION_PRESETS,
     SPLITS,
     SURROGATES,
@@ -392,6 +393,16 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="validation score that picks the network kept; kl and agreement "
                         "compare with the --distill ANN; last keeps the end of the run "
                         "(with --ema its average) (default: accuracy)")
+    g = p.add_argument_group("regularisation and averaging")
+    g.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
+                   help="train on mixed batches, lam ~ Beta(ALPHA, ALPHA), labelled by the "
+                        "--distill ANN when given (default: off)")
+    g.add_argument("--mixup-kind", choices=MIXUP_KINDS, default="mixup",
+                   help="with --mixup: blend (mixup), paste a box (cutmix), or one of them "
+                        "per step (both) (default: mixup)")
+    g.add_argument("--swa-from", type=int, default=None, metavar="STEP",
+                   help="validate, keep and write the uniform average of the parameters from "
+                        "this step on (stochastic weight averaging; not with --ema)")
     add_output(p, "fine-tuned network file to write (--resume continues into it)")
     add_runtime(p)
     return p

@@ -7,7 +7,7 @@ importing torch, so ``spikeconverter --help`` stays fast; :mod:`spikeconverter.d
 
 from __future__ import annotations
 
-__all__ = ["NORMALIZATION_PRESETS", "SPLITS", "SURROGATES", "TORCHVISION_DATASETS"]
+__all__ = ["MIXUP_KINDS", "NORMALIZATION_PRESETS", "SPLITS", "SURROGATES", "TORCHVISION_DATASETS"]
 
 #: Per-channel ``(mean, std)`` of the normalisation presets, after scaling pixels to [0, 1].
 NORMALIZATION_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -21,3 +21,5 @@ TORCHVISION_DATASETS = ("cifar10", "mnist")
 SPLITS = ("train", "test")
 #: norse.torch.functional.threshold methods that have a surrogate gradient.
 SURROGATES = ("triangle", "super", "tanh", "circ", "heavi_erfc")
+#: The kinds of batch mixing of fine-tuning ("both": mixup or CutMix, half the steps each).
+MIXUP_KINDS = ("mixup", "cutmix", "both")

@@ -17,7 +17,12 @@ from convhelpers import (
 )
 
 from spikeconverter.converters import SpikingNetwork, calibrate, capture, compute_schedule, load
-from spikeconverter.converters.correction import CORRECTIONS, correct, spread
+from spikeconverter.converters.correction import (
+    CORRECTIONS,
+    correct,
+    spread,
+    spread_batches,
+)
 from spikeconverter.converters.network_search import tune_thresholds
 from spikeconverter.converters.reconstruction import NETWORK, BlockFit, blocks, network_fit
 from spikeconverter.models import get_model
@@ -231,6 +236,31 @@ def test_a_capped_correction_uses_inputs_spread_over_all_of_them():
               (capped, spread_first, prefix)]
     assert thetas[0] == thetas[1]
     assert thetas[0] != thetas[2]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7, 64])
+def test_a_long_iterable_is_spread_without_holding_it(batch):
+    class Counted:
+        """Batches of row indices."""
+
+        def __init__(self, rows):
+            self.rows = rows
+
+        def __iter__(self):
+            for start in range(0, self.rows, batch):
+                yield torch.arange(start, min(start + batch, self.rows))
+
+    # up to 2 n rows read: exactly spread() of all of them
+    for rows in (5, 8):
+        got = spread_batches(Counted(rows), 4, 32)
+        assert got.tolist() == spread(torch.arange(min(rows, 32)), 4).tolist()
+    # more: n rows over the first `limit`, evenly (gaps differ by at most a factor of 2)
+    for rows, limit in ((100, 100), (1000, 64 * 8), (37, 1000)):
+        got = spread_batches(Counted(rows), 8, limit).tolist()
+        span = min(rows, limit)
+        assert len(got) == 8 and got == sorted(set(got)) and got[0] == 0
+        gaps = np.diff(got)
+        assert got[-1] >= span - 2 * gaps.max() and gaps.max() <= 2 * gaps.min(), got
 
 
 def test_bad_arguments_are_named():

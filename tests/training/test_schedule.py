@@ -155,7 +155,7 @@ def test_best_label_tells_the_converted_network_from_trained_steps(digits):
     assert h["best"] == f"step {step} (epoch {step / 8:.2f})"
 
 
-def test_cli_passes_warmup_and_threshold_scale(tmp_path):
+def test_cli_passes_schedule_mixing_and_averaging(tmp_path):
     parser = argparse.ArgumentParser(prog="spikeconverter")
     add_finetune_parser(parser.add_subparsers(dest="command", required=True))
     common = ["finetune", "net.snn", "-d", "train", "-o", str(tmp_path / "o.snn")]
@@ -164,3 +164,9 @@ def test_cli_passes_warmup_and_threshold_scale(tmp_path):
     cfg = _config(parser.parse_args(common + ["--warmup", "20", "--threshold-lr-scale", "0.1",
                                               "--weight-lr-scale", "0"]))
     assert cfg.warmup == 20 and cfg.threshold_lr_scale == 0.1 and cfg.weight_lr_scale == 0.0
+    assert cfg.mixup is None and cfg.mixup_kind == "mixup" and cfg.swa_from is None
+    cfg = _config(parser.parse_args(common + ["--mixup", "1", "--mixup-kind", "cutmix",
+                                              "--swa-from", "50"]))
+    assert cfg.mixup == 1.0 and cfg.mixup_kind == "cutmix" and cfg.swa_from == 50
+    with pytest.raises(ValueError, match="either ema"):
+        _config(parser.parse_args(common + ["--swa-from", "50", "--ema", "0.9"]))

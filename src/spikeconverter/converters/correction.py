@@ -60,6 +60,7 @@ calibrated graph: every backend runs it unchanged, and the spiking network still
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,8 @@ from spikeconverter.converters.reconstruction import (
 )
 
 __all__ = ["BLOCK", "BLOCK_T", "CHANNEL_T", "CORRECTIONS", "LOW_T", "NETWORK", "RECONSTRUCT",
-           "TUNE", "WIDE_DRAW", "WIDE_DRAW_STEPS", "correct", "default_settings"]
+           "TUNE", "WIDE_DRAW", "WIDE_DRAW_STEPS", "correct", "default_settings", "spread",
+           "spread_batches"]
 
 CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block", "network")
 
@@ -132,9 +134,9 @@ def correct(
     calibration : torch.Tensor or iterable
         Inputs ``(N, ...)``, or an iterable of batches or ``(inputs, labels)`` pairs; all of
         them, or ``max_images`` spread evenly over them when there are more (over the first
-        ``8 * max_images`` of a longer iterable; the inputs used are held in
-        memory, with two copies of the activations of the populations still needed
-        downstream).
+        ``8 * max_images`` of a longer iterable, read with at most ``2 * max_images`` of
+        them held, :func:`spread_batches`; the inputs used are held in memory, with two
+        copies of the activations of the populations still needed downstream).
     method : {"both", "network", "refit", "reconstruct", "block", "bias", "threshold", "none"}
         Which corrections to apply (see the module docstring): ``"both"`` is bias correction
         then threshold search, ``"network"`` is ``"both"`` then the network-wise search,
@@ -276,13 +278,43 @@ _READ_FACTOR = 8
 
 def _inputs(calibration: Any, batch_size: int, max_images: int) -> torch.Tensor:
     _, batches, _ = iter_batches(calibration, batch_size)
+    limit = _READ_FACTOR * max_images
+    if isinstance(batches, list):  # held already (a tensor, a one-shot iterator's batches)
+        return spread(_first_rows(batches, limit), max_images)
+    return spread_batches(batches, max_images, limit)
+
+
+def _first_rows(batches: list[torch.Tensor], limit: int) -> torch.Tensor:
     out, n = [], 0
     for b in batches:
-        out.append(b[: _READ_FACTOR * max_images - n])
+        out.append(b[: limit - n])
         n += out[-1].shape[0]
-        if n >= _READ_FACTOR * max_images:
+        if n >= limit:
             break
-    return spread(torch.cat(out), max_images)
+    return torch.cat(out)
+
+
+def spread_batches(batches: Iterable[torch.Tensor], n: int, limit: int) -> torch.Tensor:
+    """``n`` rows spread evenly over the first ``limit`` rows of ``batches``, holding at most
+    ``2 * n`` rows (and one batch) at a time.
+
+    While at most ``2 * n`` rows have been read this is :func:`spread` of all of them. Beyond
+    that every other row held is dropped, and from then on only every ``stride``-th row read
+    is kept (the stride doubles at each drop), so that ImageNet-sized inputs of a long
+    data loader are not all held; :func:`spread` then picks ``n`` of the rows kept.
+    """
+    kept: list[torch.Tensor] = []
+    held, read, stride = 0, 0, 1
+    for batch in batches:
+        batch = batch[: limit - read]
+        kept.append(batch[(-read) % stride::stride])  # the rows whose index divides by stride
+        held, read = held + kept[-1].shape[0], read + batch.shape[0]
+        while held > 2 * n:
+            kept, stride = [torch.cat(kept)[::2]], 2 * stride
+            held = kept[0].shape[0]
+        if read >= limit:
+            break
+    return spread(torch.cat(kept), n)
 
 
 def spread(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -73,7 +73,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         surrogate=args.surrogate, alpha=args.alpha, seed=args.seed, optimizer=args.optimizer,
         clip_grad_norm=args.clip_grad_norm or None, device=args.device,
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-        ema=args.ema)
+        ema=args.ema, mixup=args.mixup, mixup_kind=args.mixup_kind, swa_from=args.swa_from)
 
 
 def _teacher(args: argparse.Namespace) -> torch.nn.Module | None:

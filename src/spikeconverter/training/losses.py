@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikeconverter.options import MIXUP_KINDS
+
 __all__ = ["MIXUP_KINDS", "distillation_loss", "mixup"]
 
 
@@ -59,10 +61,6 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torc
     if weight < 1:
         loss = loss + (1 - weight) * hard_loss(student, labels)
     return loss
-
-
-#: The kinds of mixing :func:`mixup` does ("both": mixup or CutMix, half the steps each).
-MIXUP_KINDS = ("mixup", "cutmix", "both")
 
 
 def mixup(x: torch.Tensor, alpha: float, seed: int, kind: str = "mixup"
