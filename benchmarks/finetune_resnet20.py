@@ -197,16 +197,16 @@ counts along each run in the README ("Fine-tuning at very low T")::
 
 From ``convert`` 's T=3 default (``--correction block``) and, at T=2, a conversion on 1,024
 images with 600 steps per block (``--calibration 1024 --block '{"steps": 600}'``); ``M`` is
-``--ema 0.95 --mixup 1 --mixup-kind both``, every run ``--select-on last`` except n (accuracy);
+``--ema 0.95 --mixup 1 --mixup-kind both``, every run ``--select-on last`` except q (accuracy);
 commands and the test counts along each run in the README ("Better starts and longer
 schedules"); 1 thread, load 1.3-5::
 
     run  T epochs  seed 0: before -> after   seed 1: before -> after
-    e    3  3      912 -> 918                919 -> 921      (--ema 0.98 --val-every 25)
-    f    3  8      912 -> 920                919 -> 919      (M)
-    g    3 16      912 -> 916                919 -> 917      (M)
-    n    2  8      864 -> 873                861 -> 878      (M, --select-on accuracy)
-    i    2 16      864 -> 871                861 -> 883      (M)
+    n    3  3      912 -> 918                919 -> 921      (--ema 0.98 --val-every 25)
+    o    3  8      912 -> 920                919 -> 919      (M)
+    p    3 16      912 -> 916                919 -> 917      (M)
+    q    2  8      864 -> 873                861 -> 878      (M, --select-on accuracy)
+    r    2 16      864 -> 871                861 -> 883      (M)
 """
 
 from __future__ import annotations
