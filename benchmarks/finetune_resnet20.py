@@ -240,12 +240,14 @@ FIELDS = ["seed", "T", "correct_before", "correct_after", "ann_correct", "images
           "cpu_s", "load_1min", "recipe"]
 
 
-def datasets(augment: bool = True):
+def datasets(augment: bool = True, autoaugment: bool = False):
     from torchvision import datasets as tvd
     from torchvision import transforms as tr
 
     norm = [tr.ToTensor(), tr.Normalize(MEAN, STD)]
     aug = [tr.RandomCrop(32, padding=4), tr.RandomHorizontalFlip()] if augment else []
+    if autoaugment:
+        aug.append(tr.AutoAugment(tr.AutoAugmentPolicy.CIFAR10))
     train = tvd.ImageFolder(DATA / "train", tr.Compose([*aug, *norm]))
     plain = tvd.ImageFolder(DATA / "train", tr.Compose(norm))
     test = tvd.ImageFolder(DATA / "test", tr.Compose(norm))
@@ -289,6 +291,8 @@ def parse() -> argparse.Namespace:
                          "step on (stochastic weight averaging; not with --ema)")
     ap.add_argument("--no-augment", action="store_true",
                     help="train on the images as they are (default: random crop + flip)")
+    ap.add_argument("--autoaugment", action="store_true",
+                    help="also torchvision's AutoAugment CIFAR-10 policy on training images")
     ap.add_argument("--trace-test", action="store_true",
                     help="diagnostic: also score the test images at every validation, into "
                          "OUT/trace.csv (never used for selection)")
@@ -402,7 +406,7 @@ def main() -> None:
                         force=True)  # an imported library may have configured logging first
     torch.set_num_threads(args.threads)
     correction.BLOCK.update(json.loads(args.block))
-    sets = datasets(not args.no_augment)
+    sets = datasets(not args.no_augment, args.autoaugment)
     test_loader = DataLoader(sets[2], batch_size=256)
     model = load_cifar_resnet(CKPT).eval()
     ann = round(evaluate(model, test_loader) * len(sets[2]))
