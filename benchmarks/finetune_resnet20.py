@@ -16,8 +16,8 @@ Run: ``python benchmarks/finetune_resnet20.py [--T 3 2] [--seeds 0 1] [--epochs 
 [--val-fraction 0.1] [--val-every N] [--distill-weight 0.9] [--temperature 4] [--fixed-thresholds]
 [--warmup STEPS] [--threshold-lr-scale S] [--weight-lr-scale S] [--max-steps N]
 [--granularity layer|channel] [--mixup A] [--mixup-kind mixup|cutmix|both]
-[--correction both|refit|...] [--calibration 256] [--block '{"steps": 600}'] [--cache DIR]
-[--threads 2] [--out out/finetune]``
+[--correction both|refit|...] [--autoaugment] [--calibration 256] [--block '{"steps": 600}']
+[--cache DIR] [--threads 2] [--out out/finetune]``
 
 Seeds: ``--seeds s`` sets the calibration draw, the validation split, shuffling and
 augmentation of run ``s``.
@@ -207,6 +207,7 @@ schedules"); 1 thread, load 1.3-5::
     p    3 16      912 -> 916                919 -> 917      (M)
     q    2  8      864 -> 873                861 -> 878      (M, --select-on accuracy)
     r    2 16      864 -> 871                861 -> 883      (M)
+    s    3  8      912 -> 910                919 -> 923      (M, --autoaugment)
 """
 
 from __future__ import annotations

@@ -215,6 +215,8 @@ def default_settings(T: int, images: int | None = None) -> dict[str, Any]:
                                                                  (search on 64)
     3     892-904 / 888-895           913 914 909 / 914 910 919  919 917 922 / 924 924 926
                                                                  [910 912 912 / 930 937 922]
+                                                                 600 steps [1024, 256]:
+                                                                 913 920 915 / 927 935 933
     4     929 933 925 / 938 943 946   927 925 934 / 943 930      934 933 935 / 938 937 941
                                                                  [935 932 933 / 940 935 936]
                                                                  600 steps [1024, 256]:
@@ -225,21 +227,22 @@ def default_settings(T: int, images: int | None = None) -> dict[str, Any]:
 
     Hence: at T = 2 and 3 (``CHANNEL_T``, ``BLOCK_T``) per-channel thresholds with the block
     reconstruction (``"block"``: BRECQ with QDrop, ``reconstruction.BLOCK``): at T = 2 it is
-    200-300 images ahead of ``both`` on every draw; at T = 3, with 256 calibration images, it
-    is ahead of ``both`` on every draw of both nets and meets the 2 pt goal (>= 912 / >= 924)
-    on all of them (``both``: 2 of 6). At T = 4 with at least ``WIDE_DRAW`` (1,024) calibration
-    images, per-channel thresholds with the block reconstruction at ``WIDE_DRAW_STEPS`` (600)
-    steps per block: the only setting measured within the 0.5 pt goal (>= 927 / >= 939) on
-    all six net-draw cells (ResNet-20 with no margin: 929 / 927 / 928). With fewer images, and
-    from T = 5 to ``LOW_T``, per-layer thresholds with ``both`` (search on all 256 images at
-    T = 4): at T = 4 it meets the goal in 4 of 6 cells, as 200 block steps on 256 or 1,024
-    images do; on ResNet-32 draw 0 600 steps on 256 images, cosine decay, a 10 times lower
-    weight learning rate, per-layer thresholds, augmented copies of the draw and a
-    network-level step (``NETWORK``) gave 933-936 (goal 939; README).
-    Above ``LOW_T`` the plain per-layer ``max`` calibration, already lossless (T = 16: all
-    1,017 predictions agree). The block reconstruction costs 1.5-4 min per conversion on 256
-    images (one CPU thread) and 4-13 min at T = 4 on 1,024, against about a minute for
-    ``both``; pass ``correction="both"`` for speed.
+    200-300 images ahead of ``both`` on every draw; at T = 3, with 256 calibration images, it is
+    ahead of ``both`` on every draw of both nets and meets the 2 pt goal (>= 912 / >= 924) on
+    all of them (``both``: 2 of 6); 600 steps on 1,024 images is better on ResNet-32 and worse
+    on ResNet-20, so T = 3 does not depend on the image count. At T = 4 with at least
+    ``WIDE_DRAW`` (1,024) calibration images, per-channel thresholds with the block
+    reconstruction at ``WIDE_DRAW_STEPS`` (600) steps per block: the only setting measured
+    within the 0.5 pt goal (>= 927 / >= 939) on all six net-draw cells (ResNet-20 with no
+    margin: 929 / 927 / 928). With fewer images, and from T = 5 to ``LOW_T``, per-layer
+    thresholds with ``both`` (search on all 256 images at T = 4): at T = 4 it meets the goal in
+    4 of 6 cells, as 200 block steps on 256 or 1,024 images do; on ResNet-32 draw 0 600 steps on
+    256 images, cosine decay, a 10 times lower weight learning rate, per-layer thresholds,
+    augmented copies of the draw and a network-level step (``NETWORK``) gave 933-936 (goal 939;
+    README). Above ``LOW_T`` the plain per-layer ``max`` calibration, already lossless (T = 16:
+    all 1,017 predictions agree). The block reconstruction costs 1.5-4 min per conversion on 256
+    images (one CPU thread) and 4-13 min at T = 4 on 1,024, against about a minute for ``both``;
+    pass ``correction="both"`` for speed.
 
     Parameters
     ----------
