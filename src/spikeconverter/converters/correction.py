@@ -310,7 +310,8 @@ def spread_batches(batches: Iterable[torch.Tensor], n: int, limit: int) -> torch
     held, read, stride = 0, 0, 1
     for batch in batches:
         batch = batch[: limit - read]
-        kept.append(batch[(-read) % stride::stride])  # the rows whose index divides by stride
+        # the rows whose index divides by stride, copied: a view would keep the whole batch
+        kept.append(batch[(-read) % stride::stride].clone())
         held, read = held + kept[-1].shape[0], read + batch.shape[0]
         while held > 2 * n:
             kept, stride = [torch.cat(kept)[::2]], 2 * stride
