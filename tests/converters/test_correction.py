@@ -2,6 +2,7 @@
 
 import copy
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -241,14 +242,19 @@ def test_a_capped_correction_uses_inputs_spread_over_all_of_them():
 @pytest.mark.parametrize("batch", [1, 3, 7, 64])
 def test_a_long_iterable_is_spread_without_holding_it(batch):
     class Counted:
-        """Batches of row indices."""
+        """Batches of row indices; records how many earlier batches are still alive."""
 
         def __init__(self, rows):
-            self.rows = rows
+            self.rows, self.alive = rows, 0
 
         def __iter__(self):
+            given = []
             for start in range(0, self.rows, batch):
-                yield torch.arange(start, min(start + batch, self.rows))
+                self.alive = max(self.alive, sum(r() is not None for r in given))
+                b = torch.arange(start, min(start + batch, self.rows))
+                given.append(weakref.ref(b))
+                yield b
+                del b
 
     # up to 2 n rows read: exactly spread() of all of them
     for rows in (5, 8):
@@ -256,7 +262,9 @@ def test_a_long_iterable_is_spread_without_holding_it(batch):
         assert got.tolist() == spread(torch.arange(min(rows, 32)), 4).tolist()
     # more: n rows over the first `limit`, evenly (gaps differ by at most a factor of 2)
     for rows, limit in ((100, 100), (1000, 64 * 8), (37, 1000)):
-        got = spread_batches(Counted(rows), 8, limit).tolist()
+        data = Counted(rows)
+        got = spread_batches(data, 8, limit).tolist()
+        assert data.alive <= 1  # the rows kept are copies: read batches are let go
         span = min(rows, limit)
         assert len(got) == 8 and got == sorted(set(got)) and got[0] == 0
         gaps = np.diff(got)
