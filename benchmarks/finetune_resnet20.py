@@ -227,10 +227,10 @@ from torch.utils.data import DataLoader, Subset
 from spikeconverter.converters import convert, correction
 from spikeconverter.converters import load as load_network
 from spikeconverter.models import load_cifar_resnet
+from spikeconverter.options import MIXUP_KINDS
 from spikeconverter.training import evaluate, finetune
 from spikeconverter.training.finetune import validation_scores
 from spikeconverter.training.holdout import holdout_indices
-from spikeconverter.training.losses import MIXUP_KINDS
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 CKPT = SHARED / "models" / "cifar10-resnet-akamaster" / "resnet20-12fca82f.th"

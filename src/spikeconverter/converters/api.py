@@ -18,7 +18,12 @@ import torch.nn as nn
 from spikeconverter import coding
 from spikeconverter.converters.calibrate import calibrate, iter_batches
 from spikeconverter.converters.capture import capture
-from spikeconverter.converters.correction import WIDE_DRAW, correct, default_settings
+from spikeconverter.converters.correction import (
+    WIDE_DRAW,
+    WIDE_DRAW_T,
+    correct,
+    default_settings,
+)
 from spikeconverter.converters.norse_backend import MODES
 from spikeconverter.converters.serialize import read
 from spikeconverter.converters.validate import (
@@ -259,8 +264,8 @@ def convert(
     graph.rounding, graph.k = rounding, float(k)
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
-    # only T = 4's best setting depends on how many calibration images there are
-    best = default_settings(T, _images_up_to(batches, WIDE_DRAW) if T == 4 else None)
+    # counted only where the best setting depends on it (the count reads the data)
+    best = default_settings(T, _images_up_to(batches, WIDE_DRAW) if T == WIDE_DRAW_T else None)
     work = torch.float64 if dtype == torch.float64 else torch.float32
     calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
               granularity=threshold_granularity or best["threshold_granularity"],

@@ -87,8 +87,8 @@ from spikeconverter.converters.reconstruction import (
 )
 
 __all__ = ["BLOCK", "BLOCK_T", "CHANNEL_T", "CORRECTIONS", "LOW_T", "NETWORK", "RECONSTRUCT",
-           "TUNE", "WIDE_DRAW", "WIDE_DRAW_STEPS", "correct", "default_settings", "spread",
-           "spread_batches"]
+           "TUNE", "WIDE_DRAW", "WIDE_DRAW_STEPS", "WIDE_DRAW_T", "correct", "default_settings",
+           "spread", "spread_batches"]
 
 CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block", "network")
 
@@ -98,9 +98,12 @@ LOW_T = 8
 CHANNEL_T = 3
 #: From T = 2 up to this T, :func:`default_settings` takes the block reconstruction.
 BLOCK_T = 3
-#: At T = 4, :func:`default_settings` takes the block reconstruction (per channel, with
-#: ``WIDE_DRAW_STEPS`` Adam steps per block) when the calibration data hold at least this many
-#: images (BRECQ's number); with fewer it fits its draw and per-layer ``both`` is steadier.
+#: The one T whose best setting depends on the number of calibration images.
+WIDE_DRAW_T = 4
+#: At T = ``WIDE_DRAW_T``, :func:`default_settings` takes the block reconstruction (per
+#: channel, with ``WIDE_DRAW_STEPS`` Adam steps per block) when the calibration data hold at
+#: least this many images (BRECQ's number); with fewer it fits its draw and per-layer
+#: ``both`` is steadier.
 WIDE_DRAW = 1024
 #: The block reconstruction's steps per block at T = 4 on ``WIDE_DRAW`` images: three times
 #: ``BLOCK["steps"]``, with which 1,024 images are under-fitted (ResNet-32 935 / 936, README).
@@ -249,7 +252,8 @@ def default_settings(T: int, images: int | None = None) -> dict[str, Any]:
     T : int
         Length of the spike trains.
     images : int, optional
-        How many calibration images there are (only T = 4 depends on it: ``WIDE_DRAW``).
+        How many calibration images there are (only ``WIDE_DRAW_T`` depends on it:
+        ``WIDE_DRAW``).
 
     Returns
     -------
@@ -263,7 +267,7 @@ def default_settings(T: int, images: int | None = None) -> dict[str, Any]:
         return {"calibration_mode": "max", "threshold_granularity": "channel",
                 "correction": "block" if 2 <= T <= BLOCK_T else "both", "search_images": search,
                 "reconstruct_steps": None}
-    if T == 4 and images is not None and images >= WIDE_DRAW:
+    if T == WIDE_DRAW_T and images is not None and images >= WIDE_DRAW:
         return {"calibration_mode": "max", "threshold_granularity": "channel",
                 "correction": "block", "search_images": search,
                 "reconstruct_steps": WIDE_DRAW_STEPS}

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from spikeconverter.devices import resolve_device
-from spikeconverter.training.losses import MIXUP_KINDS
+from spikeconverter.options import MIXUP_KINDS
 
 __all__ = ["SELECTION_SCORES", "FinetuneConfig"]
 

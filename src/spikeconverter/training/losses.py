@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from spikeconverter.options import MIXUP_KINDS
 
-__all__ = ["MIXUP_KINDS", "distillation_loss", "mixup"]
+__all__ = ["distillation_loss", "mixup"]
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *,
@@ -107,5 +107,5 @@ def _cutmix(x: torch.Tensor, perm: torch.Tensor, lam: float, rng: np.random.Gene
     y0, y1 = max(cy - int(h * side) // 2, 0), min(cy + int(h * side) // 2, h)
     x0, x1 = max(cx - int(w * side) // 2, 0), min(cx + int(w * side) // 2, w)
     mixed = x.clone()
-    mixed[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    mixed[..., y0:y1, x0:x1] = x[..., y0:y1, x0:x1][perm]  # only the box is gathered
     return mixed, 1.0 - (y1 - y0) * (x1 - x0) / (h * w), perm
