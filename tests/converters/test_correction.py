@@ -269,6 +269,12 @@ def test_a_long_iterable_is_spread_without_holding_it(batch):
         assert len(got) == 8 and got == sorted(set(got)) and got[0] == 0
         gaps = np.diff(got)
         assert got[-1] >= span - 2 * gaps.max() and gaps.max() <= 2 * gaps.min(), got
+        # at most 2 n rows held: those kept are every stride-th, stride the least power of 2
+        # that leaves 2 n or fewer (spread over all the rows read would pick others)
+        stride = 1
+        while -(-span // stride) > 2 * 8:
+            stride *= 2
+        assert stride > 1 and all(g % stride == 0 for g in got), (stride, got)
 
 
 def test_bad_arguments_are_named():
