@@ -304,7 +304,7 @@ def parse() -> argparse.Namespace:
                     help="post-training correction of the conversion (default: convert's)")
     ap.add_argument("--calibration", type=int, default=256,
                     help="calibration images (a seeded draw from the training part)")
-    ap.add_argument("--block", default="{}",
+    ap.add_argument("--block", type=json.loads, default={},
                     help="JSON overrides of correction.BLOCK for the conversion, e.g. "
                          "'{\"steps\": 600}'")
     ap.add_argument("--cache", default=None,
@@ -352,8 +352,7 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
     if args.cache:
         # the 256-image, default-block name is the one earlier caches have
         extra = "" if args.calibration == 256 else f"_n{args.calibration}"
-        extra += "" if args.block == "{}" else "_" + "_".join(
-            f"{k}{v}" for k, v in sorted(json.loads(args.block).items()))
+        extra += "".join(f"_{k}{v}" for k, v in sorted(args.block.items()))
         cached = Path(args.cache) / (f"resnet20_s{seed}_T{T}_{args.granularity or 'default'}"
                                      f"_{args.correction or 'default'}{extra}.snn")
     if cached is not None and cached.is_file():
@@ -406,7 +405,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout,
                         force=True)  # an imported library may have configured logging first
     torch.set_num_threads(args.threads)
-    correction.BLOCK.update(json.loads(args.block))
+    correction.BLOCK.update(args.block)
     sets = datasets(not args.no_augment, args.autoaugment)
     test_loader = DataLoader(sets[2], batch_size=256)
     model = load_cifar_resnet(CKPT).eval()
