@@ -277,6 +277,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--val-every", type=int, default=None, help="steps (default: epoch)")
     ap.add_argument("--distill-weight", type=float, default=0.0, help="0: cross-entropy only")
     ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--feature-weight", type=float, default=0.0,
+                    help="feature distillation: weight of the block outputs' relative squared "
+                         "error against the ANN's activations (needs --distill-weight > 0)")
     ap.add_argument("--select-on", choices=("accuracy", "kl", "agreement", "last"),
                     default="accuracy",
                     help="validation score that picks the network kept (kl/agreement: with "
@@ -383,7 +386,8 @@ def run_one(args, model, sets, test_loader, seed: int, T: int) -> dict:
                  teacher=model if args.distill_weight > 0 else None,
                  distill_weight=args.distill_weight or 0.9,
                  distill_temperature=args.temperature, select_on=args.select_on,
-                 mixup=args.mixup, mixup_kind=args.mixup_kind, ema=args.ema,
+                 feature_weight=args.feature_weight, mixup=args.mixup,
+                 mixup_kind=args.mixup_kind, ema=args.ema,
                  swa_from=args.swa_from, on_validate=trace)
     cpu = time.process_time() - t0
     after = evaluate(net, test_loader)

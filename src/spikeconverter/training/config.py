@@ -113,6 +113,14 @@ class FinetuneConfig:
         in eval mode, on the training device.
     distill_temperature, distill_weight : float
         The distillation temperature (> 0) and the share of the distillation term (0..1).
+    feature_weight : float
+        Weight (>= 0) of a feature-distillation term added to the loss
+        (:func:`~spikeconverter.training.losses.feature_loss`): the decoded value of each
+        block's output population (:func:`~spikeconverter.converters.reconstruction.blocks`:
+        each residual block of a ResNet, each layer of a chain) against the teacher's
+        activation there, its squared error relative to the activation's mean square,
+        averaged over the blocks (the objective of the block reconstruction, end to end).
+        Thousands of values per image where the logits give ten. Needs ``teacher``; 0: off.
     mixup : float, optional
         Train on mixed batches (:func:`~spikeconverter.training.losses.mixup`): each batch
         blended with a shuffled copy of itself, ``lam ~ Beta(mixup, mixup)`` drawn per step
@@ -184,6 +192,7 @@ class FinetuneConfig:
     teacher: torch.nn.Module | None = None
     distill_temperature: float = 4.0
     distill_weight: float = 0.9
+    feature_weight: float = 0.0
     mixup: float | None = None
     mixup_kind: str = "mixup"
     ema: float | None = None
@@ -250,6 +259,10 @@ class FinetuneConfig:
                              "teacher=ANN (or select_on='accuracy')")
         if not (isinstance(self.distill_weight, (int, float)) and 0 <= self.distill_weight <= 1):
             raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight!r}")
+        _check_positive(self.feature_weight, "feature_weight", zero=True)
+        if self.feature_weight > 0 and self.teacher is None:
+            raise ValueError("feature_weight > 0 matches the ANN's activations: pass teacher=ANN "
+                             "(or feature_weight=0)")
 
     def updated(self, **options: Any) -> FinetuneConfig:
         """A copy with ``options`` (field names) changed.

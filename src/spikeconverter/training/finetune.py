@@ -42,13 +42,16 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikeconverter.atomic import atomic_path
+from spikeconverter.converters.capture import capture
+from spikeconverter.converters.ir import Graph
 from spikeconverter.converters.norse_backend import SpikingNetwork
+from spikeconverter.converters.reconstruction import blocks
 from spikeconverter.converters.serialize import write
 from spikeconverter.devices import resolve_device
 from spikeconverter.distributed import is_distributed, rank
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.holdout import split_holdout
-from spikeconverter.training.losses import distillation_loss, mixup
+from spikeconverter.training.losses import distillation_loss, feature_loss, mixup
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
 __all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
@@ -304,6 +307,9 @@ class _Run:
         self.trainable = TrainableSpikingNetwork(
             copy.deepcopy(net.graph), net.schedule, surrogate=cfg.surrogate, alpha=cfg.alpha,
             train_thresholds=cfg.train_thresholds, dtype=net.dtype).to(self.dev)
+        self.trainable.record_values = feature_populations(self.trainable.graph,
+                                                           cfg.feature_weight)
+        self.teacher_graph: Graph | None = None  # captured at the first step (needs an input)
         if cfg.weight_lr_scale == 0:  # before DDP, which hooks the parameters with gradients
             for p in self.trainable.parameter_groups()["weights"]:
                 p.requires_grad_(False)  # saves the weight-gradient part of the backward
@@ -431,14 +437,29 @@ class _Run:
             def hard(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                 return lam * self.loss_fn(logits, labels) + (1 - lam) * self.loss_fn(
                     logits, labels[perm])
-        logits = self.model(x.to(self.net.dtype))
+        x = x.to(self.net.dtype)
+        logits = self.model(x)
         teacher = self.cfg.teacher
         if teacher is None:
             return hard(logits, y)
         with torch.no_grad():
             target = teacher(x)
-        return distillation_loss(logits, target, y, temperature=self.cfg.distill_temperature,
+        loss = distillation_loss(logits, target, y, temperature=self.cfg.distill_temperature,
                                  weight=self.cfg.distill_weight, hard_loss=hard)
+        if self.trainable.record_values:
+            loss = loss + self.cfg.feature_weight * feature_loss(
+                self.trainable.values, self.teacher_activations(x))
+        return loss
+
+    def teacher_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The teacher's activations at the recorded populations (its graph, captured from
+        it at the first call, evaluated as the ANN)."""
+        names = self.trainable.record_values
+        if self.teacher_graph is None:
+            self.teacher_graph = teacher_graph(self.cfg.teacher, x, self.trainable.graph, names)
+        with torch.no_grad():
+            values = self.teacher_graph.forward(x, quantized=False)
+        return {n: values[n] for n in names}
 
     def schedule_lr(self) -> None:
         """Set each parameter group's learning rate for the coming step (:func:`lr_factor`
@@ -550,6 +571,36 @@ class _Run:
         self.trainable.sync_to_graph(net.graph)
         fresh = SpikingNetwork(net.graph, net.schedule, mode=net.mode, dtype=net.dtype)
         net.load_state_dict(fresh.state_dict())
+
+
+def feature_populations(graph: Graph, weight: float) -> frozenset[str]:
+    """The populations whose values feature distillation matches (``weight > 0``): the output
+    of each block (:func:`~spikeconverter.converters.reconstruction.blocks`) that is a
+    neuron population (max pooling only repeats its source's spikes)."""
+    if not weight > 0:
+        return frozenset()
+    return frozenset(b[-1].name for b in blocks(graph) if b[-1].kind in ("relu", "signed"))
+
+
+def teacher_graph(teacher: torch.nn.Module, x: torch.Tensor, graph: Graph,
+                  names: frozenset[str]) -> Graph:
+    """``teacher`` captured as a graph, checked to have ``graph``'s populations ``names``.
+
+    Raises
+    ------
+    ValueError
+        A population of ``names`` that the teacher's graph lacks or holds in another shape
+        (the teacher is not the ANN the network was converted from).
+    """
+    captured = capture(teacher, x[:2], check=False)
+    for name in sorted(names):
+        mine = tuple(graph[name].shape)
+        theirs = (tuple(captured[name].shape) if name in captured.populations else None)
+        if theirs != mine:
+            raise ValueError(
+                f"feature distillation: the teacher has no population {name!r} of shape {mine} "
+                f"(it has {theirs}); the teacher must be the ANN the network was converted from")
+    return captured
 
 
 def _save_network(trainable: TrainableSpikingNetwork, net: SpikingNetwork, path: Path) -> None:

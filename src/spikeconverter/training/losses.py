@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from spikeconverter.options import MIXUP_KINDS
 
-__all__ = ["distillation_loss", "mixup"]
+__all__ = ["distillation_loss", "feature_loss", "mixup"]
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, *,
@@ -61,6 +61,40 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torc
     if weight < 1:
         loss = loss + (1 - weight) * hard_loss(student, labels)
     return loss
+
+
+def feature_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
+                 ) -> torch.Tensor:
+    r"""Feature distillation: the mean over populations of
+    :math:`\lVert s - t \rVert^2 / \lVert t \rVert^2`, each population's squared error relative
+    to the teacher's mean square there (so every block weighs the same whatever its scale;
+    FitNets' hints, Romero et al. 2015, at the block outputs BRECQ reconstructs).
+
+    Parameters
+    ----------
+    student : dict of str to torch.Tensor
+        The network's decoded values per population, ``(B, ...)``.
+    teacher : dict of str to torch.Tensor
+        The ANN's activations of the same populations (no gradient flows into them).
+
+    Raises
+    ------
+    ValueError
+        Different population names or shapes, or no population.
+    """
+    if not student or set(student) != set(teacher):
+        raise ValueError(f"student populations {sorted(student)} and teacher populations "
+                         f"{sorted(teacher)} differ (or are none)")
+    terms = []
+    for name, s in student.items():
+        t = teacher[name].detach().to(s.dtype)
+        if s.shape != t.shape:
+            raise ValueError(f"population {name!r}: student values {tuple(s.shape)} and teacher "
+                             f"activations {tuple(t.shape)} differ in shape")
+        # an all-zero activation (a dead block on this batch) counts its plain squared error
+        scale = t.square().mean().clamp_min(torch.finfo(t.dtype).tiny)
+        terms.append((s - t).square().mean() / scale)
+    return torch.stack(terms).mean()
 
 
 def mixup(x: torch.Tensor, alpha: float, seed: int, kind: str = "mixup"

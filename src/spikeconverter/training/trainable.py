@@ -100,6 +100,9 @@ class TrainableSpikingNetwork(SpikingNetwork):
         self.surrogate, self.alpha = surrogate, float(alpha)
         self.train_thresholds = bool(train_thresholds)
         self.threshold_caps: dict[str, float] = {}
+        #: populations whose decoded values a grad-mode forward keeps in ``values``
+        self.record_values: frozenset[str] = frozenset()
+        self.values: dict[str, torch.Tensor] = {}
         self._theta_floor: dict[str, float] = {}
         # signed trains reach max pooling as frames (the code max is for non-negative ones)
         self._pooled_signed = {p.edges[0].source for p in graph if p.kind == "maxpool"
@@ -230,6 +233,12 @@ class TrainableSpikingNetwork(SpikingNetwork):
 
     # -- differentiable simulation ------------------------------------------------------------
 
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The backend's forward; in grad mode also fills ``values`` with the decoded values
+        (``(B, ...)``, differentiable) of the populations in ``record_values``."""
+        self.values = {}
+        return super().forward(images)
+
     def population_train(self, pop: Population, trains: dict[str, SpikeTrain]) -> SpikeTrain:
         """In grad mode the surrogate-gradient window (module docstring); else the backend's
         exact fused simulation."""
@@ -237,8 +246,12 @@ class TrainableSpikingNetwork(SpikingNetwork):
             return super().population_train(pop, trains)
         v = self.membrane(pop, trains)  # fused: differentiable in weights, trains, thresholds
         if float(self.graph.k) == 2.0 and pop.name not in self._pooled_signed:
-            return self.coded_window(pop, v)
-        return self.stepped_window(pop, v)
+            train = self.coded_window(pop, v)
+        else:
+            train = self.stepped_window(pop, v)
+        if pop.name in self.record_values:
+            self.values[pop.name] = train.value()
+        return train
 
     def coded_window(self, pop: Population, v: torch.Tensor) -> SpikeTrain:
         """The backend's exact code of the window (the spikes the network emits, bit for bit)
