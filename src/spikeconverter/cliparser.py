@@ -385,6 +385,10 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="share of the distillation term, 0..1 (default: 0.9)")
     g.add_argument("--distill-temperature", type=float, default=4.0,
                    help="distillation temperature (default: 4)")
+    g.add_argument("--feature-weight", type=float, default=0.0, metavar="W",
+                   help="feature distillation: add W times the relative squared error of each "
+                        "block's output against the --distill ANN's activation there "
+                        "(default: 0, off)")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="validate, keep and write the parameters' moving average with this "
                         "decay, e.g. 0.95 (default: off)")

@@ -14,7 +14,7 @@ from trainhelpers import shuffled_digits, trained_cnn
 
 from spikeconverter.converters import convert
 from spikeconverter.training import FinetuneConfig, finetune
-from spikeconverter.training.cli import _config, add_finetune_parser
+from spikeconverter.training.cli import _config, add_finetune_parser, run_finetune
 from spikeconverter.training.finetune import lr_factor
 
 
@@ -170,3 +170,8 @@ def test_cli_passes_schedule_mixing_and_averaging(tmp_path):
     assert cfg.mixup == 1.0 and cfg.mixup_kind == "cutmix" and cfg.swa_from == 50
     with pytest.raises(ValueError, match="either ema"):
         _config(parser.parse_args(common + ["--swa-from", "50", "--ema", "0.9"]))
+    assert parser.parse_args(common).feature_weight == 0.0
+    args = parser.parse_args(common + ["--feature-weight", "5"])
+    assert args.feature_weight == 5.0
+    with pytest.raises(ValueError, match="--feature-weight .* --distill MODEL"):
+        run_finetune(args)  # refused before net.snn (which does not exist) is read

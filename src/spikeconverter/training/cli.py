@@ -112,6 +112,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     if args.select_on in ("kl", "agreement") and teacher is None:
         raise ValueError(f"--select-on {args.select_on} compares with the ANN: pass "
                          "--distill MODEL")
+    if args.feature_weight and teacher is None:
+        raise ValueError("--feature-weight matches the ANN's activations: pass --distill MODEL")
+    config = config.updated(teacher=teacher, select_on=args.select_on,
+                            feature_weight=args.feature_weight)
     net = load(args.network, device=args.device)
     shape = tuple(net.graph[net.graph.input].shape)
     train = _images(args, args.data, "train", shape, args.augment)
@@ -129,8 +133,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     cliparser.check_output_file(args.output, args.overwrite or args.resume)  # before training
     with process_group(args.device) as rank:
         before = evaluate(net, val) if val is not None else None
-        history = finetune(net, loader, val_data=val, config=config.updated(
-            teacher=teacher, select_on=args.select_on))
+        history = finetune(net, loader, val_data=val, config=config)
     if rank != 0:
         return 0
     net.save(args.output)
