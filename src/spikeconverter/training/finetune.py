@@ -54,8 +54,8 @@ from spikeconverter.training.holdout import split_holdout
 from spikeconverter.training.losses import distillation_loss, feature_loss, mixup
 from spikeconverter.training.trainable import TrainableSpikingNetwork
 
-__all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "finetune", "lr_factor",
-           "mixup_seed", "state_path", "validation_scores"]
+__all__ = ["STATE_FORMAT", "FinetuneConfig", "evaluate", "feature_populations", "finetune",
+           "lr_factor", "mixup_seed", "state_path", "teacher_graph", "validation_scores"]
 
 _LOG = logging.getLogger(__name__)
 STATE_FORMAT = "spikeconverter.finetune-state"
@@ -199,7 +199,7 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``, ``mixup``, ``mixup_kind``, ``ema``,
+        ``distill_temperature``, ``distill_weight``, ``feature_weight``, ``mixup``, ``mixup_kind``, ``ema``,
         ``swa_from``, ``select_on``,
         ``on_validate``), documented there.
 
