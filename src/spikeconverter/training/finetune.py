@@ -199,8 +199,8 @@ def finetune(
         ``cosine``, ``warmup``, ``threshold_lr_scale``, ``weight_lr_scale``, ``optimizer``,
         ``clip_grad_norm``, ``train_thresholds``, ``surrogate``,
         ``alpha``, ``loss_fn``, ``seed``, ``val_fraction``, ``teacher``,
-        ``distill_temperature``, ``distill_weight``, ``feature_weight``, ``mixup``, ``mixup_kind``, ``ema``,
-        ``swa_from``, ``select_on``,
+        ``distill_temperature``, ``distill_weight``, ``feature_weight``, ``mixup``,
+        ``mixup_kind``, ``ema``, ``swa_from``, ``select_on``,
         ``on_validate``), documented there.
 
     Returns
