@@ -208,6 +208,16 @@ schedules"); 1 thread, load 1.3-5::
     q    2  8      864 -> 873                861 -> 878      (M, --select-on accuracy)
     r    2 16      864 -> 871                861 -> 883      (M)
     s    3  8      912 -> 910                919 -> 923      (M, --autoaugment)
+
+With feature distillation (``--feature-weight W``; README, "Feature distillation"), otherwise
+as o (T=3) and r (T=2)::
+
+    run  T epochs  W   seeds  before -> after (each seed)
+    t    3  8       5  0 1    912 -> 923, 919 -> 920
+    v    3  8      20  0 1    912 -> 925, 919 -> 937
+    w    3  8      20  2 3    915 -> 911, 912 -> 919
+    u    2 16       5  0 1    864 -> 880, 861 -> 876
+    x    2 16      20  0 1    864 -> 887, 861 -> 880
 """
 
 from __future__ import annotations
