@@ -31,6 +31,8 @@ def test_feature_loss_is_the_mean_relative_squared_error():
     # a: (1/2) / (10/2); b: (1/3) / (4/3)
     assert float(feature_loss(s, t)) == pytest.approx((0.1 + 0.25) / 2)
     assert float(feature_loss(t, t)) == 0.0
+    zero = {"a": torch.zeros(1, 2)}
+    assert float(feature_loss({"a": torch.tensor([[1.0, 3.0]])}, zero)) == 5.0  # plain error
     with pytest.raises(ValueError, match="differ"):
         feature_loss({"a": s["a"]}, t)
     with pytest.raises(ValueError, match="population 'a'"):
@@ -56,7 +58,7 @@ def test_recorded_values_are_the_quantised_block_outputs(digits):
     quantised = net.graph.forward(batch, quantized=True)
     for n in names:
         torch.testing.assert_close(tr.values[n], quantised[n], rtol=0, atol=0)
-    ann = teacher_graph(model, batch, tr.graph, names).forward(batch, quantized=False)
+    ann = teacher_graph(model, tr.graph, names).forward(batch, quantized=False)
     readout = [p.name for p in tr.graph][-1]
     torch.testing.assert_close(ann[readout], model(batch))
     with torch.no_grad():
@@ -71,7 +73,7 @@ def test_feature_distillation_brings_block_outputs_closer_to_the_ann(digits):
     model, (x, y) = digits
     nets = [convert(model, x[:128], T=2, progress=False) for _ in range(3)]
     names = feature_populations(nets[0].graph, 1.0)
-    ann = teacher_graph(model, x, nets[0].graph, names).forward(x, quantized=False)
+    ann = teacher_graph(model, nets[0].graph, names).forward(x, quantized=False)
 
     def error(n) -> float:
         tr = TrainableSpikingNetwork(n.graph, n.schedule)
@@ -100,3 +102,12 @@ def test_feature_distillation_errors(digits):
     other = small_cnn(input_size=8, width=4, hidden=32).eval()  # not the converted ANN
     with pytest.raises(ValueError, match="the teacher must be the ANN the network was converted"):
         finetune(net, (x, y), epochs=1, teacher=other, feature_weight=1.0, progress=False)
+
+
+def test_a_float64_network_distils_from_a_float32_teacher(digits):
+    """The teacher sees the batch as given (float32) and the network its own precision."""
+    model, (x, y) = digits
+    net = convert(model, x[:128], T=2, dtype=torch.float64, progress=False)
+    h = finetune(net, (x, y), epochs=1, max_steps=2, teacher=model, feature_weight=1.0,
+                 batch_size=60, progress=False)
+    assert h["steps"] == 2 and all(torch.isfinite(torch.tensor(h["loss"])))

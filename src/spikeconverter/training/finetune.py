@@ -309,7 +309,10 @@ class _Run:
             train_thresholds=cfg.train_thresholds, dtype=net.dtype).to(self.dev)
         self.trainable.record_values = feature_populations(self.trainable.graph,
                                                            cfg.feature_weight)
-        self.teacher_graph: Graph | None = None  # captured at the first step (needs an input)
+        self.teacher_graph: Graph | None = None  # the ANN, for feature distillation
+        if self.trainable.record_values:  # checked before any training step
+            self.teacher_graph = teacher_graph(cfg.teacher, self.trainable.graph,
+                                               self.trainable.record_values)
         if cfg.weight_lr_scale == 0:  # before DDP, which hooks the parameters with gradients
             for p in self.trainable.parameter_groups()["weights"]:
                 p.requires_grad_(False)  # saves the weight-gradient part of the backward
@@ -437,8 +440,7 @@ class _Run:
             def hard(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                 return lam * self.loss_fn(logits, labels) + (1 - lam) * self.loss_fn(
                     logits, labels[perm])
-        x = x.to(self.net.dtype)
-        logits = self.model(x)
+        logits = self.model(x.to(self.net.dtype))
         teacher = self.cfg.teacher
         if teacher is None:
             return hard(logits, y)
@@ -446,20 +448,12 @@ class _Run:
             target = teacher(x)
         loss = distillation_loss(logits, target, y, temperature=self.cfg.distill_temperature,
                                  weight=self.cfg.distill_weight, hard_loss=hard)
-        if self.trainable.record_values:
+        if self.teacher_graph is not None:
+            with torch.no_grad():
+                ann = self.teacher_graph.forward(x.to(self.net.dtype), quantized=False)
             loss = loss + self.cfg.feature_weight * feature_loss(
-                self.trainable.values, self.teacher_activations(x))
+                self.trainable.values, {n: ann[n] for n in self.trainable.record_values})
         return loss
-
-    def teacher_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The teacher's activations at the recorded populations (its graph, captured from
-        it at the first call, evaluated as the ANN)."""
-        names = self.trainable.record_values
-        if self.teacher_graph is None:
-            self.teacher_graph = teacher_graph(self.cfg.teacher, x, self.trainable.graph, names)
-        with torch.no_grad():
-            values = self.teacher_graph.forward(x, quantized=False)
-        return {n: values[n] for n in names}
 
     def schedule_lr(self) -> None:
         """Set each parameter group's learning rate for the coming step (:func:`lr_factor`
@@ -582,9 +576,9 @@ def feature_populations(graph: Graph, weight: float) -> frozenset[str]:
     return frozenset(b[-1].name for b in blocks(graph) if b[-1].kind in ("relu", "signed"))
 
 
-def teacher_graph(teacher: torch.nn.Module, x: torch.Tensor, graph: Graph,
-                  names: frozenset[str]) -> Graph:
-    """``teacher`` captured as a graph, checked to have ``graph``'s populations ``names``.
+def teacher_graph(teacher: torch.nn.Module, graph: Graph, names: frozenset[str]) -> Graph:
+    """``teacher`` captured as a graph (traced on zeros of ``graph``'s input shape), checked
+    to have ``graph``'s populations ``names``.
 
     Raises
     ------
@@ -592,7 +586,9 @@ def teacher_graph(teacher: torch.nn.Module, x: torch.Tensor, graph: Graph,
         A population of ``names`` that the teacher's graph lacks or holds in another shape
         (the teacher is not the ANN the network was converted from).
     """
-    captured = capture(teacher, x[:2], check=False)
+    p = next(teacher.parameters(), None)
+    like = {"dtype": p.dtype, "device": p.device} if p is not None else {}
+    captured = capture(teacher, torch.zeros((2, *graph[graph.input].shape), **like), check=False)
     for name in sorted(names):
         mine = tuple(graph[name].shape)
         theirs = (tuple(captured[name].shape) if name in captured.populations else None)
