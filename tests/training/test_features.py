@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from trainhelpers import shuffled_digits, trained_cnn
+from trainhelpers import digits_and_ann
 
 from spikeconverter.converters import convert
 from spikeconverter.models import small_cnn
@@ -20,9 +20,7 @@ from spikeconverter.training.trainable import TrainableSpikingNetwork
 @pytest.fixture(scope="module")
 def digits():
     """sklearn digits (8x8): 600 training images and an ANN trained on them."""
-    x, y = shuffled_digits(2)
-    x, y = x[:600], y[:600]
-    return trained_cnn(x, y, epochs=10), (x, y)
+    return digits_and_ann(2)
 
 
 def test_feature_loss_is_the_mean_relative_squared_error():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from trainhelpers import shuffled_digits, trained_cnn
+from trainhelpers import digits_and_ann
 
 from spikeconverter.converters import convert, load
 from spikeconverter.training import evaluate, finetune
@@ -20,9 +20,7 @@ from spikeconverter.training.losses import distillation_loss
 @pytest.fixture(scope="module")
 def digits():
     """sklearn digits (8x8): 600 training images and an ANN trained on them."""
-    x, y = shuffled_digits(1)
-    x, y = x[:600], y[:600]
-    return trained_cnn(x, y, epochs=10), (x, y)
+    return digits_and_ann(1)
 
 
 def test_holdout_indices_are_a_seeded_partition():

@@ -30,3 +30,12 @@ def trained_cnn(x: torch.Tensor, y: torch.Tensor, epochs: int) -> torch.nn.Modul
             F.cross_entropy(model(x[i:i + 50]), y[i:i + 50]).backward()
             opt.step()
     return model.eval()
+
+
+def digits_and_ann(seed: int, n: int = 600
+                   ) -> tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` digits of :func:`shuffled_digits` (``seed``) and ``small_cnn`` trained 10 epochs
+    on them."""
+    x, y = shuffled_digits(seed)
+    x, y = x[:n], y[:n]
+    return trained_cnn(x, y, epochs=10), (x, y)
