@@ -30,12 +30,15 @@ import torch.nn.functional as F
 from spikeconverter import coding
 
 POPULATION_KINDS = ("input", "relu", "signed", "maxpool", "readout")
+#: Populations of neurons of their own (a threshold and a bias each, a generate window):
+#: max pooling repeats its source's spikes, the input encodes, the readout only accumulates.
+NEURON_KINDS = ("relu", "signed")
 OP_KINDS = ("conv2d", "linear", "avgpool2d", "flatten", "slice", "pad", "gather")
 #: Ops that only move values (or insert zeros): composable into one ``"gather"``.
 LAYOUT_KINDS = ("flatten", "slice", "pad", "gather")
 
-__all__ = ["Edge", "Graph", "LAYOUT_KINDS", "Op", "OP_KINDS", "POPULATION_KINDS", "Population",
-           "apply_op", "theta_tensor"]
+__all__ = ["Edge", "Graph", "LAYOUT_KINDS", "NEURON_KINDS", "Op", "OP_KINDS", "POPULATION_KINDS",
+           "Population", "apply_op", "theta_tensor"]
 
 
 @dataclass

@@ -119,7 +119,7 @@ class FinetuneConfig:
         block's output population (:func:`~spikeconverter.converters.reconstruction.blocks`:
         each residual block of a ResNet, each layer of a chain) against the teacher's
         activation there, its squared error relative to the activation's mean square,
-        averaged over the blocks (the objective of the block reconstruction, end to end).
+        averaged over the blocks (the block reconstruction's targets, trained end to end).
         Thousands of values per image where the logits give ten. Needs ``teacher``; 0: off.
     mixup : float, optional
         Train on mixed batches (:func:`~spikeconverter.training.losses.mixup`): each batch

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from spikeconverter.atomic import atomic_path
 from spikeconverter.converters.capture import capture
-from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.ir import NEURON_KINDS, Graph
 from spikeconverter.converters.norse_backend import SpikingNetwork
 from spikeconverter.converters.reconstruction import blocks
 from spikeconverter.converters.serialize import write
@@ -570,10 +570,10 @@ class _Run:
 def feature_populations(graph: Graph, weight: float) -> frozenset[str]:
     """The populations whose values feature distillation matches (``weight > 0``): the output
     of each block (:func:`~spikeconverter.converters.reconstruction.blocks`) that is a
-    neuron population (max pooling only repeats its source's spikes)."""
+    population of neurons (``NEURON_KINDS``; max pooling only repeats its source's spikes)."""
     if not weight > 0:
         return frozenset()
-    return frozenset(b[-1].name for b in blocks(graph) if b[-1].kind in ("relu", "signed"))
+    return frozenset(b[-1].name for b in blocks(graph) if b[-1].kind in NEURON_KINDS)
 
 
 def teacher_graph(teacher: torch.nn.Module, graph: Graph, names: frozenset[str]) -> Graph:

@@ -47,7 +47,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spikeconverter import coding
-from spikeconverter.converters.ir import Graph, Population, apply_op, theta_tensor
+from spikeconverter.converters.ir import (
+    NEURON_KINDS,
+    Graph,
+    Population,
+    apply_op,
+    theta_tensor,
+)
 from spikeconverter.converters.norse_backend import SpikingNetwork, tensor_key
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.options import SURROGATES
@@ -56,8 +62,6 @@ from spikeconverter.plugin.kernels import SpikeTrain, start_generate
 from spikeconverter.plugin.surrogate import window_code
 
 __all__ = ["SURROGATES", "TrainableSpikingNetwork"]
-
-_TRAINED_THETA = ("relu", "signed")
 
 
 class TrainableSpikingNetwork(SpikingNetwork):
@@ -108,7 +112,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
         self._pooled_signed = {p.edges[0].source for p in graph if p.kind == "maxpool"
                                and graph[p.edges[0].source].kind == "signed"}
         for pop in graph:
-            if pop.kind not in _TRAINED_THETA:
+            if pop.kind not in NEURON_KINDS:
                 continue
             theta = getattr(self, tensor_key("theta", pop.name))
             theta.requires_grad_(self.train_thresholds)
@@ -131,7 +135,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
                         param("w", pop.name, i, j, value=torch.as_tensor(op.weight))
                     if op.bias is not None:
                         param("b", pop.name, i, j, value=torch.as_tensor(np.asarray(op.bias)))
-            if pop.kind in _TRAINED_THETA:
+            if pop.kind in NEURON_KINDS:
                 param("theta", pop.name,
                       value=torch.as_tensor(np.asarray(pop.theta, dtype=np.float64)))
             elif pop.kind != "maxpool" and pop.theta is not None:  # max pooling: its source's
@@ -149,7 +153,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
         if pop.kind == "maxpool":
             return self.theta(pop.edges[0].source)
         th = getattr(self, tensor_key("theta", name))
-        if pop.kind in _TRAINED_THETA and th.ndim == 1 and len(pop.shape) == 3:
+        if pop.kind in NEURON_KINDS and th.ndim == 1 and len(pop.shape) == 3:
             return th.reshape(-1, 1, 1)  # the buffers of other kinds are shaped already
         return th
 
@@ -220,7 +224,7 @@ class TrainableSpikingNetwork(SpikingNetwork):
                         if old is not None:
                             new = getattr(self, tensor_key(part, pop.name, i, j)).detach().cpu()
                             setattr(op, attr, new.numpy().astype(old.dtype).reshape(old.shape))
-            if pop.kind in _TRAINED_THETA:
+            if pop.kind in NEURON_KINDS:
                 th = getattr(self, tensor_key("theta", pop.name)).detach().double().cpu().numpy()
                 dst.theta = (float(th) if np.ndim(dst.theta) == 0
                              else th.astype(np.asarray(dst.theta).dtype))
