@@ -9,12 +9,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 from trainhelpers import shuffled_digits, trained_cnn
 
 from spikeconverter.converters import convert
 from spikeconverter.training import FinetuneConfig, finetune
-from spikeconverter.training.cli import _config, add_finetune_parser, run_finetune
+from spikeconverter.training.cli import _config, add_finetune_parser, run_finetune, with_teacher
 from spikeconverter.training.finetune import lr_factor
 
 
@@ -175,3 +176,8 @@ def test_cli_passes_schedule_mixing_and_averaging(tmp_path):
     assert args.feature_weight == 5.0
     with pytest.raises(ValueError, match="--feature-weight .* --distill MODEL"):
         run_finetune(args)  # refused before net.snn (which does not exist) is read
+    ann = torch.nn.Linear(2, 2)
+    cfg = with_teacher(_config(args), args, ann)
+    assert cfg.feature_weight == 5.0 and cfg.teacher is ann and cfg.select_on == "accuracy"
+    args = parser.parse_args(common + ["--select-on", "agreement"])
+    assert with_teacher(_config(args), args, ann).select_on == "agreement"

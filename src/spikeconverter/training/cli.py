@@ -25,7 +25,7 @@ from spikeconverter.data import (
 from spikeconverter.training.config import FinetuneConfig
 from spikeconverter.training.holdout import split_holdout
 
-__all__ = ["add_finetune_parser", "run_finetune"]
+__all__ = ["add_finetune_parser", "run_finetune", "with_teacher"]
 
 
 def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -93,6 +93,20 @@ def _teacher(args: argparse.Namespace) -> torch.nn.Module | None:
     return load_model(args.distill, args.distill_checkpoint)
 
 
+def with_teacher(config: FinetuneConfig, args: argparse.Namespace,
+                 teacher: torch.nn.Module | None) -> FinetuneConfig:
+    """``config`` with the ANN and the options that need it (``--select-on``,
+    ``--feature-weight``), refused with the flag's name when they need an ANN and none is
+    given."""
+    if args.select_on in ("kl", "agreement") and teacher is None:
+        raise ValueError(f"--select-on {args.select_on} compares with the ANN: pass "
+                         "--distill MODEL")
+    if args.feature_weight and teacher is None:
+        raise ValueError("--feature-weight matches the ANN's activations: pass --distill MODEL")
+    return config.updated(teacher=teacher, select_on=args.select_on,
+                          feature_weight=args.feature_weight)
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status (0 on success).
 
@@ -108,14 +122,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from spikeconverter.training.finetune import evaluate, finetune
 
     config = _config(args)  # settings checked before any file is read
-    teacher = _teacher(args)
-    if args.select_on in ("kl", "agreement") and teacher is None:
-        raise ValueError(f"--select-on {args.select_on} compares with the ANN: pass "
-                         "--distill MODEL")
-    if args.feature_weight and teacher is None:
-        raise ValueError("--feature-weight matches the ANN's activations: pass --distill MODEL")
-    config = config.updated(teacher=teacher, select_on=args.select_on,
-                            feature_weight=args.feature_weight)
+    config = with_teacher(config, args, _teacher(args))
     net = load(args.network, device=args.device)
     shape = tuple(net.graph[net.graph.input].shape)
     train = _images(args, args.data, "train", shape, args.augment)
