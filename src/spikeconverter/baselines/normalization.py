@@ -40,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter.baselines.rate import RATE_METHODS, RateNetwork
-from spikeconverter.converters.ir import LAYOUT_KINDS, Graph
+from spikeconverter.converters.ir import LAYOUT_KINDS, NEURON_KINDS, Graph
 from spikeconverter.data import iter_input_batches
 
 NORMALIZATION_MODES = ("max", "percentile")
@@ -93,7 +93,7 @@ def rate_thresholds(
     if not (isinstance(percentile, (int, float)) and 0.0 < percentile <= 100.0):
         raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}")
     graph.validate()
-    names = [p.name for p in graph if p.kind in ("relu", "signed")]
+    names = [p.name for p in graph if p.kind in NEURON_KINDS]
     maxima = dict.fromkeys(names, 0.0)
     kept: dict[str, list[np.ndarray]] = {n: [] for n in names}
     gen = torch.Generator().manual_seed(seed)
@@ -136,7 +136,7 @@ def _identity_source(graph: Graph, pop) -> str | None:
     """The spiking source of ``pop``'s identity edge (no weights: a residual skip, option A's
     subsample-and-pad included), or None."""
     for e in pop.edges:
-        if graph[e.source].kind in ("relu", "signed") and all(
+        if graph[e.source].kind in NEURON_KINDS and all(
                 op.kind in LAYOUT_KINDS for op in e.ops):
             return e.source
     return None
@@ -208,7 +208,7 @@ def spike_norm_thresholds(
                for b in iter_input_batches(calibration, batch_size) if b.shape[0] > 0]
     if not batches:
         raise ValueError("calibration is empty: need at least one input to balance thresholds")
-    names = [p.name for p in graph if p.kind in ("relu", "signed")]
+    names = [p.name for p in graph if p.kind in NEURON_KINDS]
     net = RateNetwork(graph, dict.fromkeys(names, 1.0), method, dtype=dtype, device=device,
                       encoding=encoding, seed=seed)
     run = _LayerByLayer(net, batches, steps)
@@ -218,7 +218,7 @@ def spike_norm_thresholds(
         needed = any(graph[c].kind != "readout" for c in graph.consumers(pop.name))
         if pop.kind == "input":
             run.encode(pop.name)
-        elif pop.kind in ("relu", "signed"):
+        elif pop.kind in NEURON_KINDS:
             lam = run.peak(pop)
             if pop.clip is not None and lam > 0:
                 lam = min(lam, float(pop.clip))
@@ -287,7 +287,7 @@ class _LayerByLayer:
     def pool(self, pop) -> None:
         """Max pooling's trains: gated spikes of a spiking source, pooled values of the input."""
         name, net, src = pop.name, self.net, pop.edges[0].source
-        spiking = net.graph[src].kind in ("relu", "signed")
+        spiking = net.graph[src].kind in NEURON_KINDS
         self.trains[name], self.scale[name] = [], self.scale.get(src, 1.0)
         if src in self.analog:
             self.analog.add(name)

@@ -47,7 +47,7 @@ from norse.torch.functional.reset import reset_subtract, reset_value
 from tqdm.auto import tqdm
 
 from spikeconverter.baselines.counting import fanout
-from spikeconverter.converters.ir import Graph, Op, apply_op
+from spikeconverter.converters.ir import NEURON_KINDS, Graph, Op, apply_op
 
 RATE_METHODS: dict[str, str] = {
     "hard_reset": "IF, reset to zero (Sengupta et al. 2019)",
@@ -153,7 +153,7 @@ class RateNetwork:
             raise ValueError(f"encoding must be one of {INPUT_ENCODINGS}, got {encoding!r}")
         graph.validate()
         for pop in graph:
-            if pop.kind in ("relu", "signed"):
+            if pop.kind in NEURON_KINDS:
                 lam = thresholds.get(pop.name)
                 if lam is None or not (float(lam) > 0 and torch.isfinite(torch.tensor(lam))):
                     raise ValueError(
@@ -248,11 +248,11 @@ class RateNetwork:
         B = x.shape[0]
         chunk = self.block_length(B) if chunk is None else max(int(chunk), 1)
         v = {p.name: torch.zeros((B, *p.shape), dtype=self.dtype, device=self.device)
-             for p in g if p.kind in ("relu", "signed", "readout")}
+             for p in g if p.kind in (*NEURON_KINDS, "readout")}
         counts = {p.name: torch.zeros((B, *g[p.edges[0].source].shape), dtype=self.dtype,
                                       device=self.device)
                   for p in g
-                  if p.kind == "maxpool" and g[p.edges[0].source].kind in ("relu", "signed")}
+                  if p.kind == "maxpool" and g[p.edges[0].source].kind in NEURON_KINDS}
         spikes = {p.name: 0.0 for p in g if p.spiking or p.kind == "maxpool"}
         synops = 0.0
         res = RateResult(self.method, steps, {}, {}, {}, B,
@@ -279,7 +279,7 @@ class RateNetwork:
                         z, v[name] = self.block_fire(pop, self.block_current(name, out),
                                                       v[name], K)
                         out[name] = z * self.thresholds[name]
-                    if pop.kind in ("relu", "signed") or name in counts:
+                    if pop.kind in NEURON_KINDS or name in counts:
                         fired = (out[name] != 0).to(self.dtype)
                         spikes[name] += float(fired.sum())
                         if name in self._fanout:
@@ -416,14 +416,14 @@ class RateNetwork:
         ``thresholds``; ``name`` and those after it do not).
         """
         g = self.graph
-        if name not in g.populations or g[name].kind not in ("relu", "signed"):
+        if name not in g.populations or g[name].kind not in NEURON_KINDS:
             raise ValueError(f"name must be a relu or signed population, got {name!r}")
         x = x.to(device=self.device, dtype=self.dtype)
         reset = reset_value if self.method == "hard_reset" else reset_subtract
         zero = torch.zeros((), dtype=self.dtype, device=self.device)
         before = list(g.populations)[: list(g.populations).index(name)]
         v = {n: torch.zeros((x.shape[0], *g[n].shape), dtype=self.dtype, device=self.device)
-             for n in before if g[n].kind in ("relu", "signed")}
+             for n in before if g[n].kind in NEURON_KINDS}
         counts = {p.edges[0].source: torch.zeros_like(v[p.edges[0].source]) for p in g
                   if p.kind == "maxpool" and p.edges[0].source in v}
         out: dict[str, torch.Tensor] = {}

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter import coding
-from spikeconverter.converters.ir import Graph
+from spikeconverter.converters.ir import NEURON_KINDS, Graph
 from spikeconverter.converters.validate import (
     check_batch,
     check_batch_size,
@@ -271,7 +271,7 @@ def calibrate(
         p.name: _Stats(p.kind == "signed" or p.kind == "input", max_samples, rng,
                        per_channel=granularity == "channel" and p.kind != "input")
         for p in graph
-        if p.kind in ("relu", "signed") or (p.kind == "input" and input_encoding == "spikes")
+        if p.kind in NEURON_KINDS or (p.kind == "input" and input_encoding == "spikes")
     }
     seen = 0
     with torch.no_grad():

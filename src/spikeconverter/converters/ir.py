@@ -137,7 +137,7 @@ class Population:
     @property
     def spiking(self) -> bool:
         """Whether it emits spike trains (everything but the input and the readout)."""
-        return self.kind in ("relu", "signed", "maxpool") or (
+        return self.kind in (*NEURON_KINDS, "maxpool") or (
             self.kind == "input" and self.attrs.get("encoding") == "spikes"
         )
 

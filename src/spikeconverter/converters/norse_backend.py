@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from spikeconverter import coding
 from spikeconverter.converters import counting
-from spikeconverter.converters.ir import Graph, Population, apply_op, theta_tensor
+from spikeconverter.converters.ir import NEURON_KINDS, Graph, Population, apply_op, theta_tensor
 from spikeconverter.converters.norse_stream import stream
 from spikeconverter.converters.schedule import Schedule, compute_schedule
 from spikeconverter.converters.serialize import NetworkFile, write
@@ -150,7 +150,7 @@ class SpikingNetwork(nn.Module):
             if pop.theta is not None:
                 self.register_buffer(tensor_key("theta", pop.name),
                                      theta_tensor(pop).to(dtype))
-            if pop.kind in ("relu", "signed", "readout"):
+            if pop.kind in (*NEURON_KINDS, "readout"):
                 self.register_buffer(tensor_key("bias", pop.name),
                                      graph.population_bias(pop.name).to(dtype))
             if pop.kind == "maxpool":

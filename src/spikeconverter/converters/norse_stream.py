@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikeconverter import coding
-from spikeconverter.converters.ir import Population
+from spikeconverter.converters.ir import NEURON_KINDS, Population
 from spikeconverter.converters.schedule import Schedule, compute_schedule
 from spikeconverter.plugin import ILIFCell, ILIFParameters
 from spikeconverter.plugin.kernels import spike_max_pool2d
@@ -65,7 +65,7 @@ class _Stream:
             self.encoded = coding.encode(self.x, theta, int(inp.T), self.k, self.g.rounding,
                                          signed=True)
         for pop in self.g:
-            if pop.kind in ("relu", "signed"):
+            if pop.kind in NEURON_KINDS:
                 p = ILIFParameters(
                     k=self.k, v_th=net.theta(pop.name), t_acc=schedule.t_acc[pop.name],
                     t_gen=schedule.t_gen[pop.name], offset=schedule.offset[pop.name],

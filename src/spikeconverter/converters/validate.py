@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from spikeconverter import coding
-from spikeconverter.converters.ir import Graph, Op, Population, apply_op
+from spikeconverter.converters.ir import NEURON_KINDS, Graph, Op, Population, apply_op
 
 __all__ = [
     "DTYPES",
@@ -134,7 +134,7 @@ def own_T(pop: Population) -> bool:
     A max pool emits its source's train; the readout only accumulates; an analog input
     delivers its value in one step.
     """
-    return pop.kind in ("relu", "signed") or (
+    return pop.kind in NEURON_KINDS or (
         pop.kind == "input" and pop.attrs.get("encoding") == "spikes")
 
 

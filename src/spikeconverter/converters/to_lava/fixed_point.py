@@ -65,7 +65,7 @@ from tqdm.auto import tqdm
 
 from spikeconverter import coding
 from spikeconverter.converters.hardware import LOIHI2, Loihi2, core_mapping
-from spikeconverter.converters.ir import Graph, Population, theta_tensor
+from spikeconverter.converters.ir import NEURON_KINDS, Graph, Population, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.plan import LavaPlan, synapse_groups, synapse_shift
 from spikeconverter.plugin.kernels import SpikeTrain, spike_max_pool2d, start_generate
@@ -114,11 +114,10 @@ def membrane_peaks(graph: Graph, schedule: Schedule, batches: Iterable[torch.Ten
     largest ``|input|`` under ``"__input__"``.
     """
     k = float(graph.k)
-    peaks: dict[str, float] = {p.name: 0.0 for p in graph if p.kind in ("relu", "signed",
-                                                                          "readout")}
+    peaks: dict[str, float] = {p.name: 0.0 for p in graph if p.kind in (*NEURON_KINDS, "readout")}
     peaks[INPUT_KEY] = 0.0
     bias = {p.name: graph.population_bias(p.name) for p in graph
-            if p.kind in ("relu", "signed", "readout")}
+            if p.kind in (*NEURON_KINDS, "readout")}
     with torch.no_grad():
         for x in tqdm(batches, desc="fixed-point calibration", disable=not progress,
                       leave=False):
@@ -525,7 +524,7 @@ def fixed_point_plan(plan: LavaPlan, graph: Graph, schedule: Schedule, peaks: di
     layers: dict[str, dict[str, Any]] = {}
     violations: list[str] = []
     for spec in out.populations.values():
-        if spec.kind not in ("relu", "signed", "readout"):
+        if spec.kind not in (*NEURON_KINDS, "readout"):
             continue
         syns = [s for s in out.synapses if s.target == spec.name and s.source != out.input]
         peak = float(peaks.get(spec.name, 0.0))
@@ -713,7 +712,7 @@ def plan_violations(plan: LavaPlan, hw: Loihi2 = LOIHI2) -> list[str]:
             bad.append(f"layer {syn.target!r}: weight exponent {syn.weight_exp} from "
                        f"{syn.source!r} outside [{lo}, {hi}]")
     for spec in plan.populations.values():
-        if spec.kind not in ("relu", "signed", "readout"):
+        if spec.kind not in (*NEURON_KINDS, "readout"):
             continue
         bad += _population_violations(spec, hw)
     return bad

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from spikeconverter.converters.ir import Graph, theta_tensor
+from spikeconverter.converters.ir import NEURON_KINDS, Graph, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.converters.to_lava.layout import lava_shape, to_lava
 from spikeconverter.converters.to_lava.synapses import SynapseSpec, edge_synapse, input_landing
@@ -121,10 +121,10 @@ def float_plan(graph: Graph, schedule: Schedule) -> LavaPlan:
         spec = PopulationSpec(name=name, kind=pop.kind, shape=lava_shape(pop.shape),
                               t_acc=s.t_acc[name], t_gen=s.t_gen[name], offset=s.offset[name],
                               signed=pop.kind == "signed")
-        if pop.kind in ("relu", "signed"):
+        if pop.kind in NEURON_KINDS:
             theta = theta_tensor(pop).numpy()
             spec.vth = to_lava(np.broadcast_to(theta, pop.shape), pop.shape).copy()
-        if pop.kind in ("relu", "signed", "readout"):
+        if pop.kind in (*NEURON_KINDS, "readout"):
             spec.bias = to_lava(graph.population_bias(pop.name).numpy(), pop.shape).copy()
         if pop.kind == "maxpool":
             a = pop.attrs
