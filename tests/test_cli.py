@@ -282,3 +282,38 @@ def test_correction_choices_are_the_converters():
     from spikeconverter.converters.correction import CORRECTIONS
 
     assert CORRECTION_CHOICES == CORRECTIONS
+
+
+@pytest.mark.parametrize("extra, command, drawn", [
+    ([], "convert", 1024),  # the T = 4 default needs a wide draw for its block reconstruction
+    (["--correction", "both"], "convert", 256),
+    (["--threshold-granularity", "layer"], "convert", 256),
+    (["--calibration-images", "18"], "convert", 18),
+    ([], "evaluate", 256),  # one draw calibrates every T of the table
+])
+def test_the_calibration_draw_follows_the_T4_default(tiny, tmp_path, capsys, monkeypatch,
+                                                      extra, command, drawn):
+    import spikeconverter.data as data
+
+    asked = []
+    real = data.calibration_batch
+    monkeypatch.setattr(data, "calibration_batch",
+                        lambda ds, n, **kw: asked.append(n) or real(ds, n, **kw))
+    dst = tmp_path / ("net.snn" if command == "convert" else "eval")
+    code, out, err = run(capsys, command, *TINY, "-w", tiny / "w.pt", "-d", tiny / "data",
+                         "--channels", "1", "-T", "4", "-o", dst, *extra,
+                         *(["--baselines", "none"] if command == "evaluate" else []))
+    assert code == 0, err
+    assert asked == [drawn]
+    if command == "convert":
+        # 30 images are all there is: too few for the block reconstruction, so per layer
+        held = min(drawn, 30)
+        assert f"converting at T=4 on {held} calibration images: thresholds per" in out
+
+
+def test_convert_says_which_calibration_it_runs(tiny, tmp_path, capsys):
+    code, out, err = run(capsys, "convert", *TINY, "-w", tiny / "w.pt", "-d", tiny / "data",
+                         "--channels", "1", "-T", "3", "-o", tmp_path / "n.snn")
+    assert code == 0, err
+    assert ("converting at T=3 on 30 calibration images: thresholds per channel, correction "
+            "'block' (minutes on a CPU)") in out

@@ -83,8 +83,34 @@ def _calibration(args: argparse.Namespace):
         kind = str(source).partition(":")[0].lower()
         if kind in TORCHVISION_DATASETS and not Path(source).exists():
             split = "train"
-    return calibration_batch(_dataset(args, source, split, None), args.calibration_images,
+    return calibration_batch(_dataset(args, source, split, None), _calibration_count(args),
                              workers=getattr(args, "workers", 0))
+
+
+def _calibration_count(args: argparse.Namespace) -> int:
+    """``--calibration-images``, else the draw the default conversion for ``-T`` was measured
+    with: 1,024 for ``convert -T 4`` without ``--correction`` or ``--threshold-granularity``
+    (``correction.calibration_draw``), 256 otherwise (``evaluate`` calibrates all its T on
+    one draw, and more images did not help T = 3)."""
+    from spikeconverter.converters.correction import DRAW, calibration_draw
+
+    if args.calibration_images is not None:
+        return args.calibration_images
+    if args.command != "convert" or args.correction or args.threshold_granularity:
+        return DRAW
+    return calibration_draw(args.T)
+
+
+def _conversion_line(args: argparse.Namespace, images: int) -> str:
+    """What ``convert`` is about to do, in one line: its calibration and correction."""
+    from spikeconverter.converters.correction import default_settings
+
+    best = default_settings(args.T, images)
+    granularity = args.threshold_granularity or best["threshold_granularity"]
+    correction = args.correction or best["correction"]
+    return (f"converting at T={args.T} on {images} calibration images: thresholds per "
+            f"{granularity}, correction '{correction}'"
+            + (" (minutes on a CPU)" if correction == "block" else ""))
 
 
 def _device(name: str) -> Any:
@@ -131,6 +157,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     model = _model(args)
     calib = _calibration(args)
     check_model_input(model, calib[:2], "the calibration data")
+    print(_conversion_line(args, len(calib)))
     net = convert(model, calib, T=args.T, calibration_mode=args.calibration_mode,
                   rounding=args.rounding, progress=True, device=args.device,
                   threshold_granularity=args.threshold_granularity, correction=args.correction,

@@ -81,9 +81,11 @@ def add_data(p: argparse.ArgumentParser, *, required: bool = True,
     if calibration:
         g.add_argument("--calibration", help="data for thresholds (same forms as --data; "
                        "default: --data with --split train for torchvision roots, else --data)")
-        g.add_argument("--calibration-images", type=int, default=256,
-                       help="images drawn for calibration (default: 256; with 1024 T = 4 takes "
-                            "the block reconstruction, measured within 0.5 pt of the ANN)")
+        g.add_argument("--calibration-images", type=int, default=None,
+                       help="images drawn for calibration (default: 256; 1024 for 'convert "
+                            "-T 4' without --correction and --threshold-granularity, where "
+                            "they give the block reconstruction, measured within 0.5 pt of "
+                            "the ANN)")
     add_limit(g)
     add_normalization(g)
     g.add_argument("--channels", type=int, choices=(1, 3),
@@ -103,10 +105,11 @@ def add_low_T(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("thresholds and pipelining (default: the best measured for -T)")
     g.add_argument("--threshold-granularity", choices=("layer", "channel"), default=None,
                    help="one threshold per layer or per channel (default: by T: channel for "
-                        "T <= 4, layer above)")
+                        "T <= 3 and for T = 4 with 1024 calibration images, layer above)")
     g.add_argument("--correction", choices=CORRECTION_CHOICES, default=None,
                    help="post-training correction against the ANN, layer by layer "
-                        "(default: 'both' for T <= 8, 'none' above)")
+                        "(default: by T: 'block' for T = 2 and 3 and for T = 4 with 1024 "
+                        "calibration images, else 'both' up to T = 8, 'none' above)")
     g.add_argument("--double-buffered", action="store_true",
                    help="two membrane banks per neuron: a new sample every T steps instead of "
                         "2T (same logits; neuron state x 2)")
