@@ -226,6 +226,7 @@ with a uniform average from the middle of the run (z: ``--swa-from 585`` instead
 
     run  T epochs  seeds  before -> after (each seed)
     z    2 16      0 1    863 -> 882, 838 -> 876
+    z    2 16      2 3    858 -> 882, 863 -> 878
     zz   2 16      0 1    863 -> 872, 838 -> 883
 """
 
