@@ -103,14 +103,13 @@ def _calibration_count(args: argparse.Namespace) -> int:
 
 def _conversion_line(args: argparse.Namespace, images: int) -> str:
     """What ``convert`` is about to do, in one line: its calibration and correction."""
-    from spikeconverter.converters.correction import default_settings
+    from spikeconverter.converters.correction import chosen_settings
 
-    best = default_settings(args.T, images)
-    granularity = args.threshold_granularity or best["threshold_granularity"]
-    correction = args.correction or best["correction"]
+    run = chosen_settings(args.T, images, threshold_granularity=args.threshold_granularity,
+                          correction=args.correction)
     return (f"converting at T={args.T} on {images} calibration images: thresholds per "
-            f"{granularity}, correction '{correction}'"
-            + (" (minutes on a CPU)" if correction == "block" else ""))
+            f"{run['threshold_granularity']}, correction '{run['correction']}'"
+            + (" (minutes on a CPU)" if run["correction"] == "block" else ""))
 
 
 def _device(name: str) -> Any:

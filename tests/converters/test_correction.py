@@ -369,3 +369,20 @@ def test_T4_default_depends_on_the_calibration_images(model, monkeypatch):
     assert asked[-1] == ("both", None) and np.asarray(g["features_2"].theta).ndim == 0
     g = convert(model, images(8), T=4, correction="both", progress=False).graph
     assert asked[-1] == ("both", None) and g.meta["correction"] == "both"
+
+
+def test_chosen_settings_put_the_callers_choices_over_the_defaults():
+    from spikeconverter.converters import correction
+
+    wide = correction.chosen_settings(4, correction.WIDE_DRAW)
+    assert wide == correction.default_settings(4, correction.WIDE_DRAW)
+    mine = correction.chosen_settings(4, correction.WIDE_DRAW, calibration_mode="optimal",
+                                      threshold_granularity="layer", correction="both")
+    assert (mine["calibration_mode"], mine["threshold_granularity"], mine["correction"]) == (
+        "optimal", "layer", "both")
+    # another correction than the default does not inherit the default's step count
+    assert wide["reconstruct_steps"] == correction.WIDE_DRAW_STEPS
+    assert mine["reconstruct_steps"] is None
+    assert correction.chosen_settings(4, correction.WIDE_DRAW,
+                                      correction="block")["reconstruct_steps"] == (
+        correction.WIDE_DRAW_STEPS)

@@ -21,8 +21,8 @@ from spikeconverter.converters.capture import capture
 from spikeconverter.converters.correction import (
     WIDE_DRAW,
     WIDE_DRAW_T,
+    chosen_settings,
     correct,
-    default_settings,
 )
 from spikeconverter.converters.norse_backend import MODES
 from spikeconverter.converters.serialize import read
@@ -265,17 +265,18 @@ def convert(
     graph.populations[graph.input].attrs["encoding"] = input_encoding
     check_T_per_layer(graph, T_per_layer, sim_dtype)  # before the calibration pass
     # counted only where the best setting depends on it (the count reads the data)
-    best = default_settings(T, _images_up_to(batches, WIDE_DRAW) if T == WIDE_DRAW_T else None)
+    run = chosen_settings(T, _images_up_to(batches, WIDE_DRAW) if T == WIDE_DRAW_T else None,
+                          calibration_mode=calibration_mode,
+                          threshold_granularity=threshold_granularity, correction=correction)
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    calibrate(graph, batches, T, mode=calibration_mode or best["calibration_mode"],
-              granularity=threshold_granularity or best["threshold_granularity"],
+    calibrate(graph, batches, T, mode=run["calibration_mode"],
+              granularity=run["threshold_granularity"],
               percentile=percentile, headroom=headroom, T_per_layer=T_per_layer,
               input_encoding=input_encoding, batch_size=batch_size, progress=progress,
               dtype=work, device=dev)
-    method = correction or best["correction"]
-    correct(graph, batches, method=method, batch_size=batch_size,
-            search_images=best["search_images"], dtype=work, device=dev, progress=progress,
-            reconstruct_steps=best["reconstruct_steps"] if method == best["correction"] else None)
+    correct(graph, batches, method=run["correction"], batch_size=batch_size,
+            search_images=run["search_images"], dtype=work, device=dev, progress=progress,
+            reconstruct_steps=run["reconstruct_steps"])
     check_graph(graph, sim_dtype)  # T_per_layer too: every value the network will hold
     # backends that need the calibration data again (Lava's fixed point) take it; Norse ignores it
     # passed only when set: a third-party builder need not know the option

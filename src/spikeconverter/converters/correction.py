@@ -88,7 +88,8 @@ from spikeconverter.converters.reconstruction import (
 
 __all__ = ["BLOCK", "BLOCK_T", "CHANNEL_T", "CORRECTIONS", "DRAW", "LOW_T", "NETWORK",
            "RECONSTRUCT", "TUNE", "WIDE_DRAW", "WIDE_DRAW_STEPS", "WIDE_DRAW_T",
-           "calibration_draw", "correct", "default_settings", "spread", "spread_batches"]
+           "calibration_draw", "chosen_settings", "correct", "default_settings", "spread",
+           "spread_batches"]
 
 CORRECTIONS = ("none", "bias", "threshold", "both", "refit", "reconstruct", "block", "network")
 
@@ -280,6 +281,22 @@ def default_settings(T: int, images: int | None = None) -> dict[str, Any]:
                 "correction": "both", "search_images": search, "reconstruct_steps": None}
     return {"calibration_mode": "max", "threshold_granularity": "layer", "correction": "none",
             "search_images": 64, "reconstruct_steps": None}
+
+
+def chosen_settings(T: int, images: int | None = None, *, calibration_mode: str | None = None,
+                    threshold_granularity: str | None = None,
+                    correction: str | None = None) -> dict[str, Any]:
+    """:func:`default_settings` with the caller's choices in place of the defaults (None:
+    the default); a ``correction`` other than the default runs with its own step count
+    (``reconstruct_steps`` None). What :func:`~spikeconverter.converters.convert` runs, and
+    what the CLI says it will run."""
+    best = default_settings(T, images)
+    method = correction or best["correction"]
+    return {**best, "calibration_mode": calibration_mode or best["calibration_mode"],
+            "threshold_granularity": threshold_granularity or best["threshold_granularity"],
+            "correction": method,
+            "reconstruct_steps": best["reconstruct_steps"] if method == best["correction"]
+            else None}
 
 
 def calibration_draw(T: int) -> int:
