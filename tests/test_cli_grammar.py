@@ -100,3 +100,21 @@ def test_run_lava_refuses_any_device_but_the_cpu(tmp_path, capsys):
     assert main(["run-lava", str(tmp_path / "net.snn"), "-d", str(tmp_path),
                  "--device", "meta"]) == 2
     assert "Lava on the CPU only" in capsys.readouterr().err
+
+
+def test_the_help_names_the_calibration_defaults_that_run():
+    # the parser keeps these numbers literal so that --help imports no torch; they must follow
+    # the network core's defaults when those change
+    from spikeconverter.converters import correction
+
+    convert = _subparsers(build_parser())["convert"]
+    helps = {a.dest: a.help for a in convert._actions}
+    draw = helps["calibration_images"]
+    assert f"default: {correction.DRAW};" in draw
+    assert f"{correction.WIDE_DRAW} for 'convert -T {correction.WIDE_DRAW_T}'" in draw
+    for dest in ("threshold_granularity", "correction"):
+        assert f"T = {correction.WIDE_DRAW_T} with {correction.WIDE_DRAW} calibration" in \
+            helps[dest], dest
+    assert f"T <= {correction.CHANNEL_T} " in helps["threshold_granularity"]
+    assert f"'block' for T = 2 and {correction.BLOCK_T} " in helps["correction"]
+    assert f"'both' up to T = {correction.LOW_T}," in helps["correction"]

@@ -54,7 +54,7 @@ from spikeconverter.converters.counting import (
     fan_in,
     fan_out,
 )
-from spikeconverter.converters.ir import Graph, theta_tensor
+from spikeconverter.converters.ir import POPULATION_KINDS, Graph, theta_tensor
 from spikeconverter.converters.schedule import Schedule
 from spikeconverter.plugin.kernels import popcount
 
@@ -135,7 +135,8 @@ class Loihi2:
 LOIHI2 = Loihi2()
 #: Matrices with at least this fraction of nonzeros are stored dense (the Lava backend's rule).
 DENSE_FRACTION = 0.25
-_MAPPED = ("relu", "signed", "readout", "maxpool")
+#: Populations that take a core: all but the input, which the host feeds.
+_MAPPED = tuple(kind for kind in POPULATION_KINDS if kind != "input")
 
 
 # -- storage ---------------------------------------------------------------------------------
