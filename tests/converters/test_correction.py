@@ -386,3 +386,14 @@ def test_chosen_settings_put_the_callers_choices_over_the_defaults():
     assert correction.chosen_settings(4, correction.WIDE_DRAW,
                                       correction="block")["reconstruct_steps"] == (
         correction.WIDE_DRAW_STEPS)
+
+
+@pytest.mark.parametrize("T", [2, 3, 4, 5, 8, 16])
+def test_the_default_draw_is_wide_enough_for_the_default_setting(T):
+    # the draw a caller gets without naming a count is one that default_settings turns into the
+    # best measured setting at that T (at T = 4 the block reconstruction, which needs WIDE_DRAW)
+    from spikeconverter.converters import correction
+
+    drawn = correction.calibration_draw(T)
+    assert drawn == (correction.WIDE_DRAW if T == correction.WIDE_DRAW_T else correction.DRAW)
+    assert correction.default_settings(T, drawn) == correction.default_settings(T, 10**6)
