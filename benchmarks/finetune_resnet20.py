@@ -228,6 +228,13 @@ with a uniform average from the middle of the run (z: ``--swa-from 585`` instead
     z    2 16      0 1    863 -> 882, 838 -> 876
     z    2 16      2 3    858 -> 882, 863 -> 878
     zz   2 16      0 1    863 -> 872, 838 -> 883
+
+z at twice the length (l: ``--epochs 32 --swa-from 1168``), fixed before its runs; the goal
+(>= 882) on seeds 0 and 1, and on 2 and 3::
+
+    run  T epochs  seeds  before -> after (each seed)
+    l    2 32      0 1    863 -> 892, 838 -> 891
+    l    2 32      2 3    858 -> 882, 863 -> 892      (rerun unchanged after seeds 0 and 1)
 """
 
 from __future__ import annotations
