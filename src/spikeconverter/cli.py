@@ -88,17 +88,18 @@ def _calibration(args: argparse.Namespace):
 
 
 def _calibration_count(args: argparse.Namespace) -> int:
-    """``--calibration-images``, else the draw the default conversion for ``-T`` was measured
-    with: 1,024 for ``convert -T 4`` without ``--correction`` or ``--threshold-granularity``
-    (``correction.calibration_draw``), 256 otherwise (``evaluate`` calibrates all its T on
-    one draw, and more images did not help T = 3)."""
+    """``--calibration-images``, else the draw the conversion for ``-T`` was measured with
+    (``correction.calibration_draw``: 1,024 for ``convert -T 4`` without ``--correction`` or
+    ``--threshold-granularity``, 256 otherwise); ``evaluate`` calibrates all its T on one
+    draw of 256."""
     from spikeconverter.converters.correction import DRAW, calibration_draw
 
     if args.calibration_images is not None:
         return args.calibration_images
-    if args.command != "convert" or args.correction or args.threshold_granularity:
+    if args.command != "convert":
         return DRAW
-    return calibration_draw(args.T)
+    return calibration_draw(args.T, threshold_granularity=args.threshold_granularity,
+                            correction=args.correction)
 
 
 def _conversion_line(args: argparse.Namespace, images: int) -> str:

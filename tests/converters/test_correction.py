@@ -397,3 +397,6 @@ def test_the_default_draw_is_wide_enough_for_the_default_setting(T):
     drawn = correction.calibration_draw(T)
     assert drawn == (correction.WIDE_DRAW if T == correction.WIDE_DRAW_T else correction.DRAW)
     assert correction.default_settings(T, drawn) == correction.default_settings(T, 10**6)
+    # a named granularity or correction is not the default setting: no wide draw for it
+    assert correction.calibration_draw(T, correction="both") == correction.DRAW
+    assert correction.calibration_draw(T, threshold_granularity="channel") == correction.DRAW

@@ -299,25 +299,31 @@ def chosen_settings(T: int, images: int | None = None, *, calibration_mode: str 
             else None}
 
 
-def calibration_draw(T: int) -> int:
+def calibration_draw(T: int, *, threshold_granularity: str | None = None,
+                     correction: str | None = None) -> int:
     """How many calibration images to draw for trains of length ``T`` when no count is named.
 
     ``WIDE_DRAW`` at ``WIDE_DRAW_T``, where :func:`default_settings` takes the block
     reconstruction only with that many (within the 0.5 pt goal on all six measured net-draw
-    cells, against 4 of 6 with ``DRAW``); ``DRAW`` at every other T, where more images did not
-    help (T = 3 with 1,024 at 200 steps: 910-912 on ResNet-20 against 917-922 with 256).
+    cells, against 4 of 6 with ``DRAW``), unless the caller names the threshold granularity or
+    the correction: the wide draw serves the default setting only. ``DRAW`` at every other T,
+    where more images did not help (T = 3 with 1,024 at 200 steps: 910-912 on ResNet-20
+    against 917-922 with 256).
 
     Parameters
     ----------
     T : int
         Length of the spike trains the draw calibrates.
+    threshold_granularity, correction : str, optional
+        The caller's choices (None: the default's), as for :func:`chosen_settings`.
 
     Returns
     -------
     int
         The number of images.
     """
-    return WIDE_DRAW if T == WIDE_DRAW_T else DRAW
+    named = threshold_granularity is not None or correction is not None
+    return WIDE_DRAW if T == WIDE_DRAW_T and not named else DRAW
 
 
 #: Reading stops after this many times ``max_images`` inputs (a whole data set passed as the
